@@ -1,0 +1,46 @@
+// ASCII helpers shared by the protocol, message and policy code.
+// Deliberately locale-free: SMTP and RFC 5322 syntax is defined on octets.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace relaygate::ascii {
+
+constexpr bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+constexpr bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+constexpr bool is_alnum(unsigned char c) { return is_alpha(c) || is_digit(c); }
+constexpr bool is_wsp(unsigned char c) { return c == ' ' || c == '\t'; }
+// Control characters per RFC 5234 CTL: 0x00-0x1F and 0x7F.
+constexpr bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
+constexpr char to_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c;
+}
+constexpr char to_upper(char c) {
+    return (c >= 'a' && c <= 'z') ? static_cast<char>(c & ~0x20) : c;
+}
+
+inline std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = to_lower(c);
+    return out;
+}
+
+constexpr bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (to_lower(a[i]) != to_lower(b[i])) return false;
+    return true;
+}
+
+constexpr bool istarts_with(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+constexpr bool is_all_ascii(std::string_view s) {
+    for (unsigned char c : s)
+        if (c >= 0x80) return false;
+    return true;
+}
+
+}  // namespace relaygate::ascii

@@ -1,0 +1,96 @@
+// The reason table: every decision relaygate can take, with its SMTP reply,
+// enhanced status code (RFC 3463, RFC 7372) and metric label, in one place.
+// Protocol, message and policy code name a Reason; only this table turns it
+// into words and numbers. Texts tell a legitimate sender what to fix and
+// never reveal internal details.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace relaygate {
+
+enum class Reason : std::uint8_t {
+    accepted,
+
+    // --- SMTP protocol (gateway/smtp) ---
+    syntax_error,
+    bad_arguments,
+    command_not_implemented,
+    parameter_not_implemented,
+    bad_sequence,
+    line_too_long,
+    bare_line_ending_in_command,
+    pipelining_violation,
+    message_too_big,
+    too_many_recipients,
+    smtputf8_required,
+    data_bare_line_ending,
+    data_nul,
+    data_line_too_long,
+    too_many_errors,
+    timeout,
+    data_too_slow,
+    shutting_down,
+    tls_required,
+    auth_failed,
+    auth_required,
+    too_many_connections,
+
+    // --- message originators (gateway/message) ---
+    header_malformed,
+    header_too_big,
+    header_8bit_without_smtputf8,
+    from_missing,
+    from_multiple_fields,
+    from_multiple_mailboxes,
+    from_empty,
+    duplicate_singleton_field,
+    address_syntax,
+    address_route,
+    address_quoted_at,
+    address_domain_literal,
+    address_encoded_word,
+    address_trailing_text,
+    address_invalid_domain,
+    display_name_address,
+
+    // --- policy decisions (policy/engine) ---
+    tenant_unknown,
+    tenant_ambiguous,
+    envelope_domain_unauthorized,
+    from_domain_unauthorized,
+    sender_domain_unauthorized,
+    resent_domain_unauthorized,
+    null_sender_not_allowed,
+    provider_attestation_failed,
+    domain_not_verified,
+
+    // --- infrastructure faults: always 4xx so the sender retries ---
+    policy_unavailable,
+    dns_tempfail,
+    upstream_unavailable,
+    upstream_failed,
+    upstream_timeout,
+    local_error,
+};
+
+struct ReasonInfo {
+    Reason reason;
+    std::string_view label;     // metric label and audit-log reason code
+    int smtp_code;              // e.g. 550
+    std::string_view enhanced;  // e.g. "5.7.1"
+    std::string_view text;      // reply text shown to the sender
+};
+
+const ReasonInfo& info(Reason r);
+inline std::string_view label(Reason r) { return info(r).label; }
+std::span<const ReasonInfo> all_reasons();
+std::optional<Reason> reason_from_label(std::string_view label);
+
+// True for reasons whose reply is a temporary failure (4xx).
+inline bool is_tempfail(Reason r) { return info(r).smtp_code / 100 == 4; }
+
+}  // namespace relaygate
