@@ -3,11 +3,16 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include "gateway/cli/policy_commands.hpp"
+#include "gateway/cli/run_command.hpp"
+
 int main(int argc, char** argv) {
     CLI::App app{"relaygate: sender-side relay authorization gateway"};
     app.set_version_flag("--version", "relaygate 0.1.0");
     app.require_subcommand(0, 1);
+    relaygate::cli::add_policy_commands(app);
+    relaygate::cli::add_run_command(app);
     CLI11_PARSE(app, argc, argv);
-    fmt::print("{}", app.help());
+    if (app.get_subcommands().empty()) fmt::print("{}", app.help());
     return 0;
 }

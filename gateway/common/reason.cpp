@@ -49,6 +49,14 @@ constexpr std::array kTable{
     ReasonInfo{R::auth_required, "auth_required", 530, "5.7.0", "Authentication required"},
     ReasonInfo{R::too_many_connections, "too_many_connections", 421, "4.7.0",
                "Too many connections, try again later"},
+    ReasonInfo{R::bad_sender_syntax, "bad_sender_syntax", 501, "5.1.7",
+               "Bad sender address syntax; use MAIL FROM:<local-part@domain>"},
+    ReasonInfo{R::bad_recipient_syntax, "bad_recipient_syntax", 501, "5.1.3",
+               "Bad recipient address syntax; use RCPT TO:<local-part@domain>"},
+    ReasonInfo{R::path_too_long, "path_too_long", 501, "5.5.4",
+               "Address too long (RFC 5321 4.5.3.1: local-part 64, domain 255, path 256 octets)"},
+    ReasonInfo{R::parameter_unrecognized, "parameter_unrecognized", 555, "5.5.4",
+               "MAIL FROM/RCPT TO parameter not recognized or not implemented"},
 
     ReasonInfo{R::header_malformed, "header_malformed", 550, "5.6.0",
                "Message header section is malformed (RFC 5322 2.2)"},
@@ -81,6 +89,8 @@ constexpr std::array kTable{
                "Originator domain is invalid"},
     ReasonInfo{R::display_name_address, "display_name_address", 550, "5.7.1",
                "Display name looks like an address of another domain; use a plain name"},
+    ReasonInfo{R::address_group, "address_group", 550, "5.1.7",
+               "Group syntax is not accepted in originator fields; name one mailbox"},
 
     ReasonInfo{R::tenant_unknown, "tenant_unknown", 550, "5.7.1",
                "Relay access denied: the connection is not identified as any customer "
@@ -114,6 +124,11 @@ constexpr std::array kTable{
                "Relay did not answer in time, try again later"},
     ReasonInfo{R::local_error, "local_error", 451, "4.3.0",
                "Local error in processing, try again later"},
+
+    ReasonInfo{R::no_valid_recipients, "no_valid_recipients", 554, "5.5.1",
+               "No valid recipients"},
+    ReasonInfo{R::upstream_rejected, "upstream_rejected", 550, "5.0.0",
+               "Rejected by the relay"},
 };
 
 constexpr bool table_in_enum_order() {
@@ -122,7 +137,7 @@ constexpr bool table_in_enum_order() {
     return true;
 }
 static_assert(table_in_enum_order(), "kTable rows must follow the Reason enum order");
-static_assert(kTable.back().reason == Reason::local_error, "every Reason needs a row");
+static_assert(kTable.back().reason == Reason::upstream_rejected, "every Reason needs a row");
 
 }  // namespace
 

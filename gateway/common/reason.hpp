@@ -38,6 +38,10 @@ enum class Reason : std::uint8_t {
     auth_failed,
     auth_required,
     too_many_connections,
+    bad_sender_syntax,
+    bad_recipient_syntax,
+    path_too_long,
+    parameter_unrecognized,
 
     // --- message originators (gateway/message) ---
     header_malformed,
@@ -56,6 +60,7 @@ enum class Reason : std::uint8_t {
     address_trailing_text,
     address_invalid_domain,
     display_name_address,
+    address_group,
 
     // --- policy decisions (policy/engine) ---
     tenant_unknown,
@@ -75,6 +80,10 @@ enum class Reason : std::uint8_t {
     upstream_failed,
     upstream_timeout,
     local_error,
+
+    // --- session outcomes (gateway/session) ---
+    no_valid_recipients,
+    upstream_rejected,  // the relay refused; its own reply is relayed
 };
 
 struct ReasonInfo {

@@ -1,0 +1,300 @@
+// `relaygate check`, `relaygate explain`, `relaygate hash-password`.
+// Exit codes: check 0 valid / 1 invalid; explain 0 accepted / 1 refused /
+// 2 bad input; hash-password 0 / 1. Output formats are documented in
+// policy/README.md; scripts rely on "policy OK:" and the --json fields.
+#include "gateway/cli/policy_commands.hpp"
+
+#include <fmt/format.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/common/domain.hpp"
+#include "gateway/message/header_reader.hpp"
+#include "policy/engine/password_hash.hpp"
+#include "policy/engine/policy.hpp"
+
+namespace relaygate::cli {
+namespace {
+
+using policy::Decision;
+using policy::Policy;
+
+[[noreturn]] void exit_with(int code) { throw CLI::RuntimeError(code); }
+
+std::shared_ptr<const Policy> load_or_report(const std::string& file) {
+    auto loaded = Policy::load_file(file);
+    if (!loaded) {
+        for (const auto& e : loaded.error())
+            fmt::print(stderr, "error: {}\n", policy::format_diagnostic(e));
+        fmt::print(stderr, "policy INVALID: {} error{} in {}\n", loaded.error().size(),
+                   loaded.error().size() == 1 ? "" : "s", file);
+        return nullptr;
+    }
+    for (const auto& w : (*loaded)->warnings())
+        fmt::print(stderr, "warning: {}\n", policy::format_diagnostic(w));
+    return *loaded;
+}
+
+// "user@domain", "<user@domain>", "<>" or "" -> envelope facts; the domain
+// is normalized the way the SMTP layer does it (A-labels, lower case).
+std::optional<policy::EnvelopeFacts> envelope_from(std::string addr, std::string& error) {
+    if (addr.size() >= 2 && addr.front() == '<' && addr.back() == '>')
+        addr = addr.substr(1, addr.size() - 2);
+    policy::EnvelopeFacts env;
+    if (addr.empty()) {
+        env.null_sender = true;
+        return env;
+    }
+    auto at = addr.rfind('@');
+    if (at == std::string::npos) {
+        error = fmt::format("\"{}\" is not an address (user@domain or <>)", addr);
+        return std::nullopt;
+    }
+    auto domain = normalize_domain(addr.substr(at + 1), true);
+    if (!domain) {
+        error = fmt::format("\"{}\": {}", addr, to_string(domain.error()));
+        return std::nullopt;
+    }
+    env.domain = *domain;
+    return env;
+}
+
+nlohmann::json to_json(const Decision& d) {
+    const auto& r = info(d.reason);
+    return {
+        {"verdict", policy::to_string(d.verdict)},
+        {"reason", r.label},
+        {"smtp_reply", fmt::format("{} {} {}", d.verdict == policy::Verdict::accept ? 250 : r.smtp_code,
+                                   d.verdict == policy::Verdict::accept ? "2.0.0" : r.enhanced,
+                                   d.verdict == policy::Verdict::accept ? "OK" : r.text)},
+        {"tenant", d.tenant},
+        {"identity", policy::to_string(d.identity)},
+        {"identity_detail", d.identity_detail},
+        {"grant", d.grant},
+        {"report_only", d.report_only},
+        {"pending_header", d.pending_header},
+        {"candidates", d.candidates},
+        {"trace", d.trace},
+    };
+}
+
+void print_decision(std::string_view point, const Decision& d) {
+    std::string extra;
+    if (!d.tenant.empty()) extra += " tenant=" + d.tenant;
+    if (d.identity != policy::IdentityKind::none)
+        extra += fmt::format(" identity={}", policy::to_string(d.identity));
+    if (!d.grant.empty()) extra += " grant=" + d.grant;
+    if (d.pending_header) extra += " pending-header";
+    if (d.report_only) extra += " report-only";
+    if (!d.candidates.empty()) extra += fmt::format(" candidates={}", fmt::join(d.candidates, ","));
+    fmt::print("{}: {} ({}){}\n", point, policy::to_string(d.verdict), label(d.reason), extra);
+    if (d.verdict != policy::Verdict::accept) {
+        const auto& r = info(d.reason);
+        fmt::print("  reply: {} {} {}\n", r.smtp_code, r.enhanced, r.text);
+    }
+    for (const auto& line : d.trace) fmt::print("  | {}\n", line);
+}
+
+struct ExplainOptions {
+    std::string policy_file;
+    std::string client_ip;
+    std::string mail_from;
+    std::string message_file;
+    std::string auth_user;
+    std::string cert_sha256;
+    std::string spki_sha256;
+    std::vector<std::string> from;
+    std::vector<std::string> sender;
+    std::vector<std::string> tenant_header;
+    bool json = false;
+};
+
+void run_explain(const ExplainOptions& o) {
+    auto pol = load_or_report(o.policy_file);
+    if (!pol) exit_with(2);
+
+    policy::ConnectionFacts conn;
+    if (!o.client_ip.empty()) {
+        conn.client_ip = policy::IpAddress::parse(o.client_ip);
+        if (!conn.client_ip) {
+            fmt::print(stderr, "error: --client-ip \"{}\" is not an IP address\n", o.client_ip);
+            exit_with(2);
+        }
+    }
+    if (!o.auth_user.empty()) conn.sasl_user = o.auth_user;
+    if (!o.cert_sha256.empty()) conn.client_cert_sha256 = o.cert_sha256;
+    if (!o.spki_sha256.empty()) conn.client_spki_sha256 = o.spki_sha256;
+
+    std::string err;
+    auto env = envelope_from(o.mail_from, err);
+    if (!env) {
+        fmt::print(stderr, "error: --mail-from {}\n", err);
+        exit_with(2);
+    }
+
+    // Header facts: from --message (read by the same header reader the
+    // gateway uses), and/or --from/--sender/--tenant-header.
+    std::optional<policy::HeaderFactsForPolicy> hdr;
+    if (!o.message_file.empty()) {
+        std::ifstream in(o.message_file, std::ios::binary);
+        if (!in) {
+            fmt::print(stderr, "error: cannot open --message {}\n", o.message_file);
+            exit_with(2);
+        }
+        std::ostringstream buf;
+        buf << in.rdbuf();
+        std::string text = buf.str();
+        message::HeaderOptions opts;
+        opts.smtputf8 = true;  // explain cannot know; the SMTP layer decides this
+        auto facts = message::read_header(text, opts);
+        if (!facts) {
+            const auto& r = info(facts.error().reason);
+            fmt::print("message refused by the header reader: {} ({})\n  reply: {} {} {}\n",
+                       r.label, facts.error().detail, r.smtp_code, r.enhanced, r.text);
+            exit_with(1);
+        }
+        hdr.emplace();
+        for (const auto& m : facts->originators) hdr->originators.push_back({m.field, m.domain});
+        for (const auto& name : pol->provider_tenant_headers())
+            for (auto v : facts->values(name)) hdr->provider_header_values.emplace_back(v);
+    }
+    auto add_originators = [&](const std::vector<std::string>& addrs,
+                               message::OriginatorField field, std::string_view flag) {
+        for (const auto& a : addrs) {
+            std::string e;
+            auto parsed = envelope_from(a, e);
+            if (!parsed || parsed->null_sender) {
+                fmt::print(stderr, "error: {} {}\n", flag, parsed ? "must not be empty" : e);
+                exit_with(2);
+            }
+            if (!hdr) hdr.emplace();
+            hdr->originators.push_back({field, parsed->domain});
+        }
+    };
+    add_originators(o.from, message::OriginatorField::from, "--from");
+    add_originators(o.sender, message::OriginatorField::sender, "--sender");
+    if (!o.tenant_header.empty()) {
+        if (!hdr) hdr.emplace();
+        hdr->provider_header_values.insert(hdr->provider_header_values.end(),
+                                           o.tenant_header.begin(), o.tenant_header.end());
+    }
+
+    Decision mail = pol->at_mail_from(conn, *env);
+    std::optional<Decision> header, eod;
+    if (mail.accepted() && hdr) {
+        header = pol->at_header(conn, *env, *hdr);
+        if (header->accepted()) eod = pol->at_end_of_data(conn, *env, *hdr);
+    }
+    const Decision& last = eod ? *eod : header ? *header : mail;
+    bool accepted = last.accepted() && !(last.pending_header);
+
+    if (o.json) {
+        nlohmann::json out = {
+            {"policy_hash", pol->hash()},
+            {"mail_from", to_json(mail)},
+            {"header", header ? to_json(*header) : nlohmann::json()},
+            {"end_of_data", eod ? to_json(*eod) : nlohmann::json()},
+            {"final", accepted ? "accept" : last.pending_header ? "pending_header" : "reject"},
+        };
+        fmt::print("{}\n", out.dump(2));
+    } else {
+        fmt::print("policy {} ({})\n", o.policy_file, pol->hash());
+        print_decision("MAIL FROM", mail);
+        if (header) {
+            print_decision("end of header", *header);
+        } else if (mail.accepted()) {
+            fmt::print("end of header: not evaluated (give --message or --from/--sender/--tenant-header)\n");
+        }
+        if (eod) print_decision("end of data", *eod);
+        fmt::print("final: {}\n",
+                   accepted ? "accept" : last.pending_header ? "pending header" : "reject");
+    }
+    if (!accepted) exit_with(1);
+}
+
+// Reads one line from stdin; with a terminal, without echo.
+std::string read_password() {
+    bool tty = isatty(STDIN_FILENO) == 1;
+    termios old{};
+    if (tty && tcgetattr(STDIN_FILENO, &old) == 0) {
+        termios quiet = old;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        fmt::print(stderr, "Password: ");
+    } else {
+        tty = false;
+    }
+    std::string line;
+    std::getline(std::cin, line);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fmt::print(stderr, "\n");
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return line;
+}
+
+}  // namespace
+
+void add_policy_commands(CLI::App& app) {
+    auto* check = app.add_subcommand("check", "Validate and lint a policy file without serving");
+    auto check_file = std::make_shared<std::string>();
+    check->add_option("--policy", *check_file, "Policy file (JSON)")->required();
+    check->callback([check_file] {
+        auto pol = load_or_report(*check_file);
+        if (!pol) exit_with(1);
+        fmt::print("policy OK: {} tenants, {} domains\n", pol->tenant_count(), pol->domain_count());
+        fmt::print("policy hash: {}\n", pol->hash());
+    });
+
+    auto* explain = app.add_subcommand(
+        "explain", "Show what would happen to a message from a client, with the decision trace");
+    auto o = std::make_shared<ExplainOptions>();
+    explain->add_option("--policy", o->policy_file, "Policy file (JSON)")->required();
+    explain->add_option("--client-ip", o->client_ip, "Client address (after PROXY protocol)")
+        ->required();
+    explain->add_option("--mail-from", o->mail_from, "Envelope sender: user@domain, or <> for null")
+        ->required();
+    explain->add_option("--message", o->message_file, "Message file (.eml) to read originators from");
+    explain->add_option("--auth-user", o->auth_user, "Authenticated SMTP AUTH user");
+    explain->add_option("--client-cert-sha256", o->cert_sha256,
+                        "SHA-256 of the client certificate (hex)");
+    explain->add_option("--client-spki-sha256", o->spki_sha256,
+                        "SHA-256 of the client public key (SPKI, hex)");
+    explain->add_option("--from", o->from, "Header From address (repeatable)");
+    explain->add_option("--sender", o->sender, "Header Sender address (repeatable)");
+    explain->add_option("--tenant-header", o->tenant_header,
+                        "Value of the provider tenant header (repeatable)");
+    explain->add_flag("--json", o->json, "Print the decisions as JSON");
+    explain->callback([o] { run_explain(*o); });
+
+    auto* hash = app.add_subcommand(
+        "hash-password", "Read a password from stdin and print its PBKDF2-SHA256 hash");
+    auto iterations = std::make_shared<std::uint32_t>(policy::kDefaultPbkdf2Iterations);
+    hash->add_option("--iterations", *iterations, "PBKDF2 iterations")
+        ->check(CLI::Range(policy::kMinPbkdf2Iterations, policy::kMaxPbkdf2Iterations));
+    hash->callback([iterations] {
+        std::string password = read_password();
+        if (password.empty()) {
+            fmt::print(stderr, "error: empty password\n");
+            exit_with(1);
+        }
+        auto h = policy::hash_password(password, *iterations);
+        if (!h) {
+            fmt::print(stderr, "error: {}\n", h.error());
+            exit_with(1);
+        }
+        fmt::print("{}\n", *h);
+    });
+}
+
+}  // namespace relaygate::cli

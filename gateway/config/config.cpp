@@ -1,0 +1,206 @@
+// Config parsing: walks the JSON once, records every error with its path,
+// and only returns a Config when there are none.
+#include "gateway/config/config.hpp"
+
+#include "gateway/common/domain.hpp"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+namespace relaygate::config {
+namespace {
+
+using nlohmann::json;
+
+class Reader {
+public:
+    std::vector<ConfigError> errors;
+
+    void error(const std::string& path, std::string message) {
+        errors.push_back({path, std::move(message)});
+    }
+
+    // Checks that `obj` is an object with only `allowed` keys.
+    bool object(const json& obj, const std::string& path, std::set<std::string> allowed) {
+        if (!obj.is_object()) {
+            error(path, "must be an object");
+            return false;
+        }
+        for (const auto& [key, _] : obj.items())
+            if (!allowed.contains(key)) error(join(path, key), "unknown key");
+        return true;
+    }
+
+    void string(const json& obj, const std::string& path, const char* key, std::string& out) {
+        if (!obj.contains(key)) return;
+        const auto& v = obj.at(key);
+        if (!v.is_string() || v.get_ref<const std::string&>().empty())
+            error(join(path, key), "must be a non-empty string");
+        else
+            out = v.get<std::string>();
+    }
+
+    void boolean(const json& obj, const std::string& path, const char* key, bool& out) {
+        if (!obj.contains(key)) return;
+        const auto& v = obj.at(key);
+        if (!v.is_boolean())
+            error(join(path, key), "must be true or false");
+        else
+            out = v.get<bool>();
+    }
+
+    template <class T>
+    void integer(const json& obj, const std::string& path, const char* key, T& out,
+                 std::uint64_t min, std::uint64_t max = std::numeric_limits<T>::max()) {
+        if (!obj.contains(key)) return;
+        const auto& v = obj.at(key);
+        if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
+            error(join(path, key), "must be a non-negative integer");
+            return;
+        }
+        auto n = v.get<std::uint64_t>();
+        if (n < min || n > max) {
+            error(join(path, key), fmt::format("must be between {} and {}", min, max));
+            return;
+        }
+        out = static_cast<T>(n);
+    }
+
+    void seconds(const json& obj, const std::string& path, const char* key,
+                 std::chrono::seconds& out, std::uint64_t min, std::uint64_t max) {
+        auto n = static_cast<std::uint64_t>(out.count());
+        integer(obj, path, key, n, min, max);
+        out = std::chrono::seconds(n);
+    }
+
+    static std::string join(const std::string& path, const std::string& key) {
+        return path.empty() ? key : path + "." + key;
+    }
+};
+
+void read_listener(Reader& r, const json& j, const std::string& path, Listener& l) {
+    if (!r.object(j, path, {"address", "port"})) return;
+    r.string(j, path, "address", l.address);
+    r.integer(j, path, "port", l.port, 0, 65535);
+}
+
+void read_upstream(Reader& r, const json& j, Upstream& u) {
+    const std::string path = "upstream";
+    if (!r.object(j, path,
+                  {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
+                   "final_reply_timeout_seconds"}))
+        return;
+    r.string(j, path, "host", u.host);
+    r.integer(j, path, "port", u.port, 1, 65535);
+    r.boolean(j, path, "xclient", u.xclient);
+    r.seconds(j, path, "connect_timeout_seconds", u.connect_timeout, 1, 600);
+    r.seconds(j, path, "reply_timeout_seconds", u.reply_timeout, 1, 3600);
+    r.seconds(j, path, "final_reply_timeout_seconds", u.final_reply_timeout, 1, 3600);
+}
+
+void read_limits(Reader& r, const json& j, Limits& l) {
+    const std::string path = "limits";
+    if (!r.object(j, path,
+                  {"max_message_bytes", "max_recipients", "max_command_line", "max_text_line",
+                   "max_header_bytes", "max_errors", "max_connections",
+                   "max_connections_per_client"}))
+        return;
+    // Minimums are the RFC 5321 4.5.3.1 floors; going below breaks senders.
+    r.integer(j, path, "max_message_bytes", l.max_message_bytes, 65536,
+              std::uint64_t{1} << 40);
+    r.integer(j, path, "max_recipients", l.max_recipients, 1, 100000);
+    r.integer(j, path, "max_command_line", l.max_command_line, 512, 65536);
+    r.integer(j, path, "max_text_line", l.max_text_line, 1000, 1 << 20);
+    r.integer(j, path, "max_header_bytes", l.max_header_bytes, 4096, 16 << 20);
+    r.integer(j, path, "max_errors", l.max_errors, 1, 1000);
+    r.integer(j, path, "max_connections", l.max_connections, 1, 1000000);
+    r.integer(j, path, "max_connections_per_client", l.max_connections_per_client, 1, 1000000);
+}
+
+void read_timeouts(Reader& r, const json& j, Timeouts& t) {
+    const std::string path = "timeouts";
+    if (!r.object(j, path,
+                  {"command_seconds", "data_block_seconds", "data_grace_seconds",
+                   "min_data_rate_bytes_per_second"}))
+        return;
+    r.seconds(j, path, "command_seconds", t.command, 1, 3600);
+    r.seconds(j, path, "data_block_seconds", t.data_block, 1, 3600);
+    r.seconds(j, path, "data_grace_seconds", t.data_grace, 0, 3600);
+    r.integer(j, path, "min_data_rate_bytes_per_second", t.min_data_rate, 0, 1u << 30);
+}
+
+}  // namespace
+
+Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text,
+                                                      const std::filesystem::path& base_dir) {
+    Reader r;
+    json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+    if (root.is_discarded()) {
+        r.error("", "not valid JSON");
+        return unexpected(std::move(r.errors));
+    }
+    Config c;
+    if (!r.object(root, "",
+                  {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts",
+                   "threads", "hostname", "verdict_header", "audit_log", "drain_timeout_seconds"}))
+        return unexpected(std::move(r.errors));
+
+    if (root.contains("listeners")) {
+        const auto& ls = root.at("listeners");
+        if (!ls.is_array() || ls.empty()) {
+            r.error("listeners", "must be a non-empty array");
+        } else {
+            c.listeners.clear();
+            for (std::size_t i = 0; i < ls.size(); ++i) {
+                Listener l;
+                read_listener(r, ls[i], fmt::format("listeners[{}]", i), l);
+                c.listeners.push_back(l);
+            }
+        }
+    }
+    if (root.contains("upstream")) read_upstream(r, root.at("upstream"), c.upstream);
+    std::string policy_file = c.policy_file.string();
+    r.string(root, "", "policy_file", policy_file);
+    c.policy_file = policy_file;
+    if (c.policy_file.is_relative()) c.policy_file = base_dir / c.policy_file;
+    if (root.contains("admin")) {
+        const auto& a = root.at("admin");
+        if (r.object(a, "admin", {"enabled", "address", "port"})) {
+            r.boolean(a, "admin", "enabled", c.admin.enabled);
+            r.string(a, "admin", "address", c.admin.address);
+            r.integer(a, "admin", "port", c.admin.port, 0, 65535);
+        }
+    }
+    if (root.contains("limits")) read_limits(r, root.at("limits"), c.limits);
+    if (root.contains("timeouts")) read_timeouts(r, root.at("timeouts"), c.timeouts);
+    r.integer(root, "", "threads", c.threads, 0, 1024);
+    r.string(root, "", "hostname", c.hostname);
+    r.string(root, "", "verdict_header", c.verdict_header);
+    r.string(root, "", "audit_log", c.audit_log);
+    r.seconds(root, "", "drain_timeout_seconds", c.drain_timeout, 1, 3600);
+
+    // RFC 5322 3.6.8: field names are printable ASCII except colon.
+    if (std::any_of(c.verdict_header.begin(), c.verdict_header.end(),
+                    [](char ch) { return ch <= ' ' || ch >= 127 || ch == ':'; }))
+        r.error("verdict_header", "must be a valid header field name (RFC 5322 3.6.8)");
+    if (!normalize_domain(c.hostname, false).ok()) r.error("hostname", "must be a domain name");
+
+    if (!r.errors.empty()) return unexpected(std::move(r.errors));
+    return c;
+}
+
+Result<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return unexpected(std::vector<ConfigError>{{"", "cannot read " + file.string()}});
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return parse_config(ss.str(), file.has_parent_path() ? file.parent_path() : ".");
+}
+
+}  // namespace relaygate::config

@@ -1,0 +1,169 @@
+// Metric definitions. Names follow Prometheus conventions: relaygate_ prefix,
+// base units (seconds, bytes), _total for counters.
+#include "gateway/metrics/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <mutex>
+#include <sstream>
+
+namespace relaygate::metrics {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Counter;
+using prometheus::Gauge;
+using prometheus::Histogram;
+
+namespace {
+const Histogram::BucketBoundaries kFastBuckets{0.000001, 0.000005, 0.00001, 0.00005, 0.0001,
+                                               0.0005,   0.001,    0.005,   0.01};
+const Histogram::BucketBoundaries kNetBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                              0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+}  // namespace
+
+struct Metrics::Impl {
+    prometheus::Registry registry;
+    prometheus::Family<Counter>& connections = BuildCounter()
+        .Name("relaygate_connections_total")
+        .Help("Client connections by result (accepted, rejected_limit, rejected_draining)")
+        .Register(registry);
+    prometheus::Family<Gauge>& connections_active = BuildGauge()
+        .Name("relaygate_connections_active")
+        .Help("Client connections currently open")
+        .Register(registry);
+    prometheus::Family<Counter>& transactions = BuildCounter()
+        .Name("relaygate_transactions_total")
+        .Help("Finished transactions by tenant, reason code and policy mode")
+        .Register(registry);
+    prometheus::Family<Counter>& relayed = BuildCounter()
+        .Name("relaygate_messages_relayed_total")
+        .Help("Messages accepted by the upstream relay, by tenant")
+        .Register(registry);
+    prometheus::Family<Counter>& relayed_bytes = BuildCounter()
+        .Name("relaygate_relayed_bytes_total")
+        .Help("Message bytes accepted by the upstream relay, by tenant")
+        .Register(registry);
+    prometheus::Family<Counter>& replies = BuildCounter()
+        .Name("relaygate_smtp_replies_total")
+        .Help("SMTP replies sent to clients by reply class (2xx, 3xx, 4xx, 5xx)")
+        .Register(registry);
+    prometheus::Family<Histogram>& decision = BuildHistogram()
+        .Name("relaygate_decision_duration_seconds")
+        .Help("Policy evaluation time by decision point")
+        .Register(registry);
+    prometheus::Family<Histogram>& upstream_connect = BuildHistogram()
+        .Name("relaygate_upstream_connect_duration_seconds")
+        .Help("Time to connect to the upstream relay and finish EHLO")
+        .Register(registry);
+    prometheus::Family<Histogram>& upstream_reply = BuildHistogram()
+        .Name("relaygate_upstream_reply_duration_seconds")
+        .Help("Upstream reply latency by command")
+        .Register(registry);
+    prometheus::Family<Counter>& upstream_errors = BuildCounter()
+        .Name("relaygate_upstream_errors_total")
+        .Help("Upstream failures by kind (connect, timeout, reset, protocol, refused)")
+        .Register(registry);
+    prometheus::Family<Gauge>& policy_info = BuildGauge()
+        .Name("relaygate_policy_info")
+        .Help("The loaded policy (value 1), labelled with its hash")
+        .Register(registry);
+    prometheus::Family<Gauge>& policy_tenants = BuildGauge()
+        .Name("relaygate_policy_tenants")
+        .Help("Tenants in the loaded policy")
+        .Register(registry);
+    prometheus::Family<Gauge>& policy_domains = BuildGauge()
+        .Name("relaygate_policy_domains")
+        .Help("Domain grants in the loaded policy")
+        .Register(registry);
+    prometheus::Family<Counter>& policy_reloads = BuildCounter()
+        .Name("relaygate_policy_reloads_total")
+        .Help("Policy reload attempts by result (success, failure)")
+        .Register(registry);
+
+    Gauge& active = connections_active.Add({});
+    std::mutex policy_mutex;
+    Gauge* policy_info_current = nullptr;
+};
+
+Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
+    // Pre-create the zero series dashboards and alerts rely on, so that
+    // rate() has a baseline before the first event.
+    for (auto r : {"accepted", "rejected_limit", "rejected_draining"}) impl_->connections.Add({{"result", r}});
+    for (auto k : {"connect", "timeout", "reset", "protocol", "refused"})
+        impl_->upstream_errors.Add({{"kind", k}});
+    for (auto r : {"success", "failure"}) impl_->policy_reloads.Add({{"result", r}});
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::connection_opened(std::string_view result) {
+    impl_->connections.Add({{"result", std::string(result)}}).Increment();
+    if (result == "accepted") impl_->active.Increment();
+}
+
+void Metrics::connection_closed() { impl_->active.Decrement(); }
+
+void Metrics::transaction(std::string_view tenant, Reason reason, bool report_only) {
+    impl_->transactions
+        .Add({{"tenant", tenant.empty() ? "none" : std::string(tenant)},
+              {"reason", std::string(label(reason))},
+              {"mode", report_only ? "report" : "enforce"}})
+        .Increment();
+}
+
+void Metrics::message_relayed(std::string_view tenant, std::size_t bytes) {
+    const std::string t(tenant.empty() ? "none" : tenant);
+    impl_->relayed.Add({{"tenant", t}}).Increment();
+    impl_->relayed_bytes.Add({{"tenant", t}}).Increment(static_cast<double>(bytes));
+}
+
+void Metrics::smtp_reply(int code) {
+    static const char* kClass[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    int c = code / 100;
+    if (c < 0 || c > 5) c = 0;
+    impl_->replies.Add({{"class", kClass[c]}}).Increment();
+}
+
+void Metrics::decision_latency(std::string_view point, double seconds) {
+    impl_->decision.Add({{"point", std::string(point)}}, kFastBuckets).Observe(seconds);
+}
+
+void Metrics::upstream_connect_latency(double seconds) {
+    impl_->upstream_connect.Add({}, kNetBuckets).Observe(seconds);
+}
+
+void Metrics::upstream_reply_latency(std::string_view command, double seconds) {
+    impl_->upstream_reply.Add({{"command", std::string(command)}}, kNetBuckets).Observe(seconds);
+}
+
+void Metrics::upstream_error(std::string_view kind) {
+    impl_->upstream_errors.Add({{"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains) {
+    std::lock_guard lock(impl_->policy_mutex);
+    if (impl_->policy_info_current) impl_->policy_info.Remove(impl_->policy_info_current);
+    impl_->policy_info_current = &impl_->policy_info.Add({{"hash", hash}});
+    impl_->policy_info_current->Set(1);
+    impl_->policy_tenants.Add({}).Set(static_cast<double>(tenants));
+    impl_->policy_domains.Add({}).Set(static_cast<double>(domains));
+}
+
+void Metrics::policy_reload(std::string_view result) {
+    impl_->policy_reloads.Add({{"result", std::string(result)}}).Increment();
+}
+
+std::string Metrics::serialize() const {
+    std::ostringstream out;
+    prometheus::TextSerializer{}.Serialize(out, impl_->registry.Collect());
+    return out.str();
+}
+
+}  // namespace relaygate::metrics

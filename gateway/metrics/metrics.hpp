@@ -1,0 +1,61 @@
+// Every relaygate metric, declared in one place (Envoy-style stats list).
+// Label values come only from fixed sets: reason labels from the reason
+// table, tenant ids from the loaded policy, fixed kind strings. Never
+// addresses or free text. Thread-safe (prometheus-cpp counters are atomic).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "gateway/common/reason.hpp"
+
+namespace prometheus {
+class Registry;
+template <class T>
+class Family;
+class Counter;
+class Gauge;
+class Histogram;
+}  // namespace prometheus
+
+namespace relaygate::metrics {
+
+class Metrics {
+public:
+    Metrics();
+    ~Metrics();
+    Metrics(const Metrics&) = delete;
+    Metrics& operator=(const Metrics&) = delete;
+
+    // Connections. result: accepted | rejected_limit | rejected_draining
+    void connection_opened(std::string_view result);
+    void connection_closed();
+
+    // One finished transaction (accepted, rejected or tempfailed).
+    // mode: enforce | report (report = rejected by policy but passed).
+    void transaction(std::string_view tenant, Reason reason, bool report_only);
+    void message_relayed(std::string_view tenant, std::size_t bytes);
+    void smtp_reply(int code);
+
+    // point: mail_from | header | end_of_data
+    void decision_latency(std::string_view point, double seconds);
+    void upstream_connect_latency(double seconds);
+    // command: mail | rcpt | data | dot | ehlo | xclient
+    void upstream_reply_latency(std::string_view command, double seconds);
+    // kind: connect | timeout | reset | protocol | refused
+    void upstream_error(std::string_view kind);
+
+    void policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains);
+    // result: success | failure
+    void policy_reload(std::string_view result);
+
+    // Prometheus text exposition format (version 0.0.4).
+    std::string serialize() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace relaygate::metrics

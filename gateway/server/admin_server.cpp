@@ -1,0 +1,96 @@
+// Admin HTTP server: one coroutine per connection, keep-alive, small
+// bounded requests, deadlines on every read.
+#include "gateway/server/admin_server.hpp"
+
+#include <chrono>
+
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/server/log.hpp"
+
+namespace relaygate::server {
+
+using namespace net;
+
+AdminServer::AdminServer(asio::io_context& io, tcp::endpoint endpoint,
+                         const metrics::Metrics& metrics, const Health& health,
+                         std::function<std::string()> status)
+    : acceptor_(io, endpoint), metrics_(metrics), health_(health), status_(std::move(status)) {}
+
+void AdminServer::start() {
+    auto loop = [this]() -> awaitable<void> { co_await accept_loop(); };
+    asio::co_spawn(acceptor_.get_executor(), loop, log_exception("admin accept loop"));
+}
+
+void AdminServer::stop() {
+    error_code ec;
+    acceptor_.close(ec);
+}
+
+awaitable<void> AdminServer::accept_loop() {
+    for (;;) {
+        error_code ec;
+        tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+        if (ec) continue;
+        auto handler = [this, s = std::move(socket)]() mutable -> awaitable<void> {
+            co_await serve(std::move(s));
+        };
+        asio::co_spawn(acceptor_.get_executor(), std::move(handler),
+                       log_exception("admin connection"));
+    }
+}
+
+awaitable<void> AdminServer::serve(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer(8192);
+    for (;;) {
+        stream.expires_after(std::chrono::seconds(30));
+        http::request_parser<http::empty_body> parser;
+        parser.header_limit(8192);
+        error_code ec;
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+        if (ec) break;
+        const auto& req = parser.get();
+
+        http::response<http::string_body> res;
+        res.version(req.version());
+        res.keep_alive(req.keep_alive());
+        res.set(http::field::server, "relaygate");
+        const std::string target(req.target());
+        const std::string path = target.substr(0, target.find('?'));
+        if (req.method() != http::verb::get) {
+            res.result(http::status::method_not_allowed);
+            res.set(http::field::content_type, "text/plain");
+            res.body() = "method not allowed\n";
+        } else if (path == "/metrics") {
+            res.result(http::status::ok);
+            res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.body() = metrics_.serialize();
+        } else if (path == "/livez") {
+            res.result(http::status::ok);
+            res.set(http::field::content_type, "text/plain");
+            res.body() = "ok\n";
+        } else if (path == "/readyz") {
+            const bool ready = health_.ready();
+            res.result(ready ? http::status::ok : http::status::service_unavailable);
+            res.set(http::field::content_type, "application/json");
+            res.body() = std::string("{\"ready\":") + (ready ? "true" : "false") +
+                         ",\"policy_loaded\":" + (health_.policy_loaded ? "true" : "false") +
+                         ",\"listeners_up\":" + (health_.listeners_up ? "true" : "false") +
+                         ",\"draining\":" + (health_.draining ? "true" : "false") +
+                         (status_ ? "," + status_() : std::string()) + "}\n";
+        } else {
+            res.result(http::status::not_found);
+            res.set(http::field::content_type, "text/plain");
+            res.body() = "not found; try /metrics, /livez, /readyz\n";
+        }
+        res.prepare_payload();
+        const bool keep = res.keep_alive();
+        co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+        if (ec || !keep) break;
+    }
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace relaygate::server

@@ -1,0 +1,39 @@
+// Admin HTTP endpoint (Boost.Beast on the gateway's io_context):
+// /metrics (Prometheus text format), /livez, /readyz. Read-only; it never
+// touches sessions or policy beyond what Health and the callbacks expose.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "gateway/net/asio.hpp"
+#include "gateway/server/health.hpp"
+
+namespace relaygate::metrics {
+class Metrics;
+}
+
+namespace relaygate::server {
+
+class AdminServer {
+public:
+    // `status` returns extra JSON for /readyz bodies (policy hash etc.).
+    AdminServer(net::asio::io_context& io, net::tcp::endpoint endpoint,
+                const metrics::Metrics& metrics, const Health& health,
+                std::function<std::string()> status);
+
+    net::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    void start();
+    void stop();
+
+private:
+    net::awaitable<void> accept_loop();
+    net::awaitable<void> serve(net::tcp::socket socket);
+
+    net::tcp::acceptor acceptor_;
+    const metrics::Metrics& metrics_;
+    const Health& health_;
+    std::function<std::string()> status_;
+};
+
+}  // namespace relaygate::server

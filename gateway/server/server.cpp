@@ -1,0 +1,169 @@
+// Server lifecycle: bind, serve, drain. Signals: SIGHUP reloads the policy;
+// SIGTERM/SIGINT start the drain (readiness 503, listeners closed, sessions
+// told 421 at their next command) and the process exits when the sessions
+// are gone or the drain deadline passes.
+#include "gateway/server/server.hpp"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <thread>
+
+#include "gateway/server/admin_server.hpp"
+#include "gateway/server/client_session.hpp"
+#include "gateway/server/log.hpp"
+
+namespace relaygate::server {
+
+using namespace net;
+
+namespace {
+std::string random_hex(std::size_t bytes) {
+    std::vector<unsigned char> b(bytes);
+    RAND_bytes(b.data(), static_cast<int>(b.size()));
+    static const char* hex = "0123456789abcdef";
+    std::string s;
+    for (unsigned char c : b) {
+        s += hex[c >> 4];
+        s += hex[c & 15];
+    }
+    return s;
+}
+}  // namespace
+
+Server::Server(config::Config config) : signals_(io_), drain_timer_(io_) {
+    shared_.config = std::move(config);
+    shared_.settings.hostname = shared_.config.hostname;
+    shared_.settings.limits = shared_.config.limits;
+    shared_.settings.verdict_header = shared_.config.verdict_header;
+    shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
+    shared_.limiter = std::make_unique<ConnectionLimiter>(
+        shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
+    shared_.session_prefix = random_hex(4) + "-";
+}
+
+Server::~Server() = default;
+
+int Server::run() {
+    Logger::open_audit(shared_.config.audit_log);
+    if (!shared_.policy->reload()) {
+        log_error("startup_failed", {{"reason", "policy did not load"}});
+        return 1;
+    }
+    shared_.health.policy_loaded = true;
+
+    try {
+        for (const auto& l : shared_.config.listeners) {
+            tcp::endpoint ep(asio::ip::make_address(l.address), l.port);
+            auto acc = std::make_unique<tcp::acceptor>(io_);
+            acc->open(ep.protocol());
+            acc->set_option(asio::socket_base::reuse_address(true));
+            acc->bind(ep);
+            acc->listen(asio::socket_base::max_listen_connections);
+            const auto bound = acc->local_endpoint();
+            log_info("listening", {{"kind", "smtp"}, {"address", bound.address().to_string()},
+                                   {"port", bound.port()}});
+            acceptors_.push_back(std::move(acc));
+        }
+        if (shared_.config.admin.enabled) {
+            tcp::endpoint ep(asio::ip::make_address(shared_.config.admin.address),
+                             shared_.config.admin.port);
+            admin_ = std::make_unique<AdminServer>(
+                io_, ep, shared_.metrics, shared_.health, [this] {
+                    auto p = shared_.policy->get();
+                    return std::string("\"policy_hash\":\"") + (p ? p->hash() : "") + "\"";
+                });
+            log_info("listening", {{"kind", "admin"},
+                                   {"address", admin_->local_endpoint().address().to_string()},
+                                   {"port", admin_->local_endpoint().port()}});
+            admin_->start();
+        }
+    } catch (const std::exception& e) {
+        log_error("startup_failed", {{"reason", e.what()}});
+        return 1;
+    }
+
+    for (auto& acc : acceptors_) {
+        auto loop = [this, a = acc.get()]() -> awaitable<void> { co_await accept_loop(*a); };
+        asio::co_spawn(io_, loop, log_exception("smtp accept loop"));
+    }
+    start_signals();
+    shared_.health.listeners_up = true;
+
+    unsigned threads = shared_.config.threads;
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    log_info("started", {{"threads", threads}, {"upstream", shared_.config.upstream.host + ":" +
+                                                               std::to_string(shared_.config.upstream.port)}});
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io_.run(); });
+    io_.run();
+    for (auto& t : pool) t.join();
+    log_info("stopped", {});
+    return 0;
+}
+
+awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
+    for (;;) {
+        error_code ec;
+        // Each connection gets its own strand: its coroutine, client socket
+        // and upstream socket never run concurrently with themselves.
+        tcp::socket socket(asio::make_strand(io_));
+        co_await acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
+        if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+        if (ec) {
+            log_warn("accept_failed", {{"error", ec.message()}});
+            continue;
+        }
+        auto ex = socket.get_executor();
+        auto session = [this, s = std::move(socket)]() mutable -> awaitable<void> {
+            co_await run_client_session(std::move(s), shared_);
+        };
+        asio::co_spawn(ex, std::move(session), log_exception("client session"));
+    }
+}
+
+void Server::start_signals() {
+    signals_.add(SIGTERM);
+    signals_.add(SIGINT);
+    signals_.add(SIGHUP);
+    signals_.async_wait([this](const error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+            log_info("reload_requested", {{"signal", "SIGHUP"}});
+            shared_.policy->reload();
+            start_signals();
+            return;
+        }
+        log_info("drain_requested", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        begin_drain();
+    });
+}
+
+void Server::begin_drain() {
+    shared_.health.draining = true;
+    for (auto& acc : acceptors_) {
+        error_code ec;
+        acc->close(ec);
+    }
+    // Sessions notice `draining` before their next read; the poll below
+    // ends the process when the last one is gone or the deadline passes.
+    drain_deadline_ = std::chrono::steady_clock::now() + shared_.config.drain_timeout;
+    drain_poll();
+}
+
+void Server::drain_poll() {
+    if (shared_.limiter->active() == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
+        log_info("drain_finished", {{"sessions_left", shared_.limiter->active()}});
+        if (admin_) admin_->stop();
+        signals_.cancel();
+        io_.stop();
+        return;
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds(100));
+    drain_timer_.async_wait([this](const error_code& ec) {
+        if (!ec) drain_poll();
+    });
+}
+
+}  // namespace relaygate::server

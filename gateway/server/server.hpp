@@ -1,0 +1,58 @@
+// Server: owns the io_context and its threads, the SMTP listeners, the
+// admin endpoint, the policy holder and the signal handling. One coroutine
+// per client connection, each on its own strand.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "gateway/config/config.hpp"
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/net/asio.hpp"
+#include "gateway/server/connection_limiter.hpp"
+#include "gateway/server/health.hpp"
+#include "gateway/server/policy_holder.hpp"
+#include "gateway/session/session.hpp"
+
+namespace relaygate::server {
+
+class AdminServer;
+
+class Server {
+public:
+    explicit Server(config::Config config);
+    ~Server();
+
+    // Loads the policy, binds every socket, serves until SIGTERM/SIGINT and
+    // the drain finish. Returns the process exit code.
+    int run();
+
+    // Shared by every session (read-only after start, except the counters).
+    struct Shared {
+        config::Config config;
+        session::Settings settings;
+        metrics::Metrics metrics;
+        Health health;
+        std::unique_ptr<PolicyHolder> policy;
+        std::unique_ptr<ConnectionLimiter> limiter;
+        std::atomic<std::uint64_t> next_session{0};
+        std::string session_prefix;
+    };
+
+private:
+    net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor);
+    void start_signals();
+    void begin_drain();
+    void drain_poll();
+
+    net::asio::io_context io_;
+    Shared shared_;
+    std::vector<std::unique_ptr<net::tcp::acceptor>> acceptors_;
+    std::unique_ptr<AdminServer> admin_;
+    net::asio::signal_set signals_;
+    net::asio::steady_timer drain_timer_;
+    std::chrono::steady_clock::time_point drain_deadline_{};
+};
+
+}  // namespace relaygate::server

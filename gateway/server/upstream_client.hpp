@@ -1,0 +1,58 @@
+// UpstreamClient: the gateway's SMTP client connection to the signing relay.
+// It performs one upstream step at a time for the session runner (connect +
+// greeting + EHLO + XCLIENT, a command, a data write, the commit) with a
+// deadline on each, and turns every network fault into an UpstreamResult.
+// It decides nothing about the message; the session machine does.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "gateway/config/config.hpp"
+#include "gateway/net/asio.hpp"
+#include "gateway/session/session.hpp"
+#include "gateway/smtp/reply_parser.hpp"
+
+namespace relaygate::metrics {
+class Metrics;
+}
+
+namespace relaygate::server {
+
+// What XCLIENT tells the relay about the real client (Postfix XCLIENT_README).
+struct XclientInfo {
+    std::string addr;
+    std::string helo;
+};
+
+class UpstreamClient {
+public:
+    UpstreamClient(net::asio::any_io_executor ex, const config::Upstream& cfg,
+                   std::string helo_name, metrics::Metrics& metrics);
+
+    net::awaitable<session::UpstreamResult> connect(const XclientInfo& client);
+    net::awaitable<session::UpstreamResult> command(std::string line, session::UpstreamStep step);
+    net::awaitable<session::UpstreamResult> write(std::string bytes);
+    net::awaitable<session::UpstreamResult> commit(std::string terminator);
+    // Closes at once: mid-DATA, the relay discards the partial message.
+    void abort();
+    // Best-effort QUIT, then close.
+    net::awaitable<void> quit();
+
+private:
+    net::awaitable<session::UpstreamResult> read_reply(std::chrono::seconds timeout,
+                                                       std::string_view step);
+    net::awaitable<bool> send(std::string_view bytes, std::chrono::seconds timeout);
+    session::UpstreamResult fail(Reason reason, std::string_view kind);
+
+    net::asio::any_io_executor ex_;
+    const config::Upstream& cfg_;
+    std::string helo_name_;
+    metrics::Metrics& metrics_;
+    net::beast::tcp_stream stream_;
+    smtp::ReplyParser parser_;
+    std::string rbuf_;  // received, not yet parsed
+    bool open_ = false;
+};
+
+}  // namespace relaygate::server

@@ -1,0 +1,620 @@
+// The session state machine. Control flow: next() runs step() until an action
+// is queued; commands are handled one line at a time, so a command that
+// needs the upstream stops input processing until its result arrives.
+#include "gateway/session/session.hpp"
+
+#include <fmt/core.h>
+
+#include "gateway/common/ascii.hpp"
+
+namespace relaygate::session {
+
+using Kind = Action::Kind;
+
+std::string_view to_string(UpstreamStep s) {
+    switch (s) {
+        case UpstreamStep::connect: return "connect";
+        case UpstreamStep::mail: return "mail";
+        case UpstreamStep::rcpt: return "rcpt";
+        case UpstreamStep::data: return "data";
+        case UpstreamStep::write: return "write";
+        case UpstreamStep::dot: return "dot";
+        case UpstreamStep::rset: return "rset";
+    }
+    return "unknown";
+}
+
+namespace {
+
+smtp::Reply simple(int code, std::string enhanced, std::string text) {
+    return smtp::Reply{code, std::move(enhanced), {std::move(text)}};
+}
+
+// "250 2.0.0 Ok: queued as 4Bx2Yk0QzZz1" (Postfix) -> "4Bx2Yk0QzZz1".
+std::string queue_id_of(const smtp::Reply& r) {
+    for (const auto& line : r.lines) {
+        auto pos = line.find("queued as ");
+        if (pos == std::string::npos) continue;
+        std::string id;
+        for (char c : line.substr(pos + 10)) {
+            if (!ascii::is_alnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') break;
+            id += c;
+        }
+        return id;
+    }
+    return {};
+}
+
+std::string first_line(const smtp::Reply& r) {
+    std::string s = std::to_string(r.code);
+    if (!r.enhanced.empty()) s += " " + r.enhanced;
+    if (!r.lines.empty()) s += " " + r.lines.front();
+    return s;
+}
+
+}  // namespace
+
+SessionMachine::SessionMachine(const Settings& settings,
+                               std::shared_ptr<const policy::Policy> policy, ClientInfo client,
+                               Hooks& hooks)
+    : settings_(settings),
+      policy_(std::move(policy)),
+      client_(std::move(client)),
+      hooks_(hooks),
+      framer_(settings.limits.max_command_line),
+      reader_(smtp::DataLimits{settings.limits.max_message_bytes, settings.limits.max_text_line}),
+      collector_(settings.limits.max_header_bytes) {
+    conn_.client_ip = policy::IpAddress::parse(client_.address);
+}
+
+Action SessionMachine::next() {
+    while (actions_.empty()) step();
+    Action a = std::move(actions_.front());
+    actions_.pop_front();
+    return a;
+}
+
+void SessionMachine::step() {
+    if (stage_ == Stage::closed) {
+        push(Kind::close);
+        return;
+    }
+    if (!greeted_) {
+        greeted_ = true;
+        reply(simple(220, "", settings_.hostname + " ESMTP relaygate"));
+        return;
+    }
+    if (pending_ != Pending::none) {
+        // The runner asked for an action while one is owed: a bug. Fail closed.
+        reply(Reason::local_error);
+        close_session();
+        return;
+    }
+    if (eod_pending_) {
+        eod_pending_ = false;
+        end_of_data();
+        return;
+    }
+    if (in_pos_ >= in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+        push(Kind::read_client);
+        return;
+    }
+    if (stage_ == Stage::command)
+        process_command_input();
+    else
+        process_data_input();
+}
+
+void SessionMachine::on_client_data(std::string_view bytes) { in_.append(bytes); }
+
+void SessionMachine::on_client_closed() {
+    if (txn_.active) release_upstream_transaction();
+    if (upstream_open_) push(Kind::upstream_quit);
+    upstream_open_ = false;
+    stage_ = Stage::closed;
+}
+
+void SessionMachine::on_timeout(Reason reason) {
+    if (stage_ == Stage::closed) return;
+    if (txn_.active) {
+        release_upstream_transaction();
+        txn_ = {};
+    }
+    reply(reason);
+    close_session();
+}
+
+// --- command stage -------------------------------------------------------
+
+void SessionMachine::process_command_input() {
+    auto ev = framer_.feed(std::string_view(in_).substr(in_pos_));
+    in_pos_ += ev.consumed;
+    switch (ev.kind) {
+        case smtp::LineEvent::Kind::need_more: return;
+        case smtp::LineEvent::Kind::error:
+            error_reply(ev.error == smtp::LineError::too_long ? Reason::line_too_long
+                                                              : Reason::bare_line_ending_in_command);
+            return;
+        case smtp::LineEvent::Kind::line: {
+            const std::string line(ev.line);  // the view dies with the next feed
+            handle_line(line);
+            return;
+        }
+    }
+}
+
+void SessionMachine::handle_line(std::string_view line) {
+    if (draining_) {
+        reply(Reason::shutting_down);
+        if (txn_.active) release_upstream_transaction();
+        close_session();
+        return;
+    }
+    smtp::ParseOptions opts;
+    opts.smtputf8_offered = true;
+    opts.smtputf8_transaction = txn_.active && txn_.mail.mail.smtputf8;
+    auto parsed = smtp::parse_command(line, opts);
+    if (!parsed) {
+        error_reply(smtp::reason(parsed.error()));
+        return;
+    }
+    smtp::Command cmd = std::move(parsed).value();
+    using smtp::Verb;
+    switch (cmd.verb) {
+        case Verb::ehlo:
+        case Verb::helo: {
+            // RFC 5321 4.1.4: EHLO/HELO resets any transaction in progress.
+            if (txn_.active) {
+                release_upstream_transaction();
+                txn_ = {};
+            }
+            helo_ = true;
+            if (cmd.verb == Verb::helo) {
+                reply(simple(250, "", settings_.hostname));
+                return;
+            }
+            smtp::Reply r{250, "", {settings_.hostname}};
+            r.lines.push_back("PIPELINING");
+            r.lines.push_back(fmt::format("SIZE {}", settings_.limits.max_message_bytes));
+            r.lines.push_back("8BITMIME");
+            r.lines.push_back("SMTPUTF8");
+            r.lines.push_back("ENHANCEDSTATUSCODES");
+            reply(r);
+            return;
+        }
+        case Verb::mail: handle_mail(std::move(cmd)); return;
+        case Verb::rcpt: handle_rcpt(std::move(cmd)); return;
+        case Verb::data: handle_data(); return;
+        case Verb::rset:
+            if (txn_.active) {
+                release_upstream_transaction();
+                txn_ = {};
+            }
+            reply(simple(250, "2.0.0", "OK"));
+            return;
+        case Verb::noop: reply(simple(250, "2.0.0", "OK")); return;
+        case Verb::quit:
+            if (txn_.active) release_upstream_transaction();
+            reply(simple(221, "2.0.0", "Bye"));
+            close_session();
+            return;
+        case Verb::vrfy:
+            // RFC 5321 3.5.3: 252 when we will not verify but will try RCPT.
+            reply(simple(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"));
+            return;
+        case Verb::help: reply(simple(214, "2.0.0", "See RFC 5321; relaygate relays for known senders")); return;
+        case Verb::expn:
+        case Verb::starttls:
+        case Verb::auth: error_reply(Reason::command_not_implemented); return;
+    }
+}
+
+void SessionMachine::handle_mail(smtp::Command cmd) {
+    if (!helo_ || txn_.active) {
+        error_reply(Reason::bad_sequence);
+        return;
+    }
+    if (cmd.mail.size && *cmd.mail.size > settings_.limits.max_message_bytes) {
+        error_reply(Reason::message_too_big);  // RFC 1870 6.1
+        return;
+    }
+    txn_ = {};
+    txn_.started = hooks_.now();
+    txn_.envelope.null_sender = cmd.path.null;
+    txn_.envelope.domain = cmd.path.domain;
+
+    const double t0 = hooks_.now();
+    txn_.decision = policy_->at_mail_from(conn_, txn_.envelope);
+    hooks_.on_decision("mail_from", hooks_.now() - t0);
+    txn_.mail = std::move(cmd);
+    if (!passes(txn_.decision)) {
+        txn_.active = true;  // so that the record carries the envelope
+        finish_transaction(smtp::make_reply(txn_.decision.reason), txn_.decision.reason,
+                           "mail_from");
+        return;
+    }
+    txn_.active = true;
+    if (upstream_open_)
+        send_upstream_mail();
+    else
+        upstream(Kind::upstream_connect, Pending::connect, UpstreamStep::connect, {});
+}
+
+void SessionMachine::send_upstream_mail() {
+    const auto& p = txn_.mail.path;
+    std::string line = "MAIL FROM:<" + (p.null ? std::string() : p.mailbox()) + ">";
+    // Forward only the parameters the relay announced (RFC 5321 4.1.1.2).
+    if (txn_.mail.mail.size && upstream_caps_.has("SIZE"))
+        line += fmt::format(" SIZE={}", *txn_.mail.mail.size);
+    if (txn_.mail.mail.body == smtp::Body::eight_bit_mime && upstream_caps_.has("8BITMIME"))
+        line += " BODY=8BITMIME";
+    if (txn_.mail.mail.body == smtp::Body::seven_bit && upstream_caps_.has("8BITMIME"))
+        line += " BODY=7BIT";
+    if (txn_.mail.mail.smtputf8) {
+        if (!upstream_caps_.has("SMTPUTF8")) {
+            finish_transaction(smtp::make_reply(Reason::local_error), Reason::local_error,
+                               "mail_from");
+            return;
+        }
+        line += " SMTPUTF8";
+    }
+    upstream(Kind::upstream_command, Pending::mail, UpstreamStep::mail, line + "\r\n");
+}
+
+void SessionMachine::handle_rcpt(smtp::Command cmd) {
+    if (!txn_.active) {
+        error_reply(Reason::bad_sequence);
+        return;
+    }
+    if (!cmd.rcpt_params.empty()) {
+        // RFC 5321 4.1.1.11: 555 for unrecognized RCPT parameters.
+        error_reply(Reason::parameter_not_implemented);
+        return;
+    }
+    if (txn_.recipients >= settings_.limits.max_recipients) {
+        reply(Reason::too_many_recipients);
+        return;
+    }
+    const auto& p = cmd.path;
+    txn_.rcpt_line = "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n";
+    upstream(Kind::upstream_command, Pending::rcpt, UpstreamStep::rcpt, txn_.rcpt_line);
+}
+
+void SessionMachine::handle_data() {
+    if (!txn_.active) {
+        error_reply(Reason::bad_sequence);
+        return;
+    }
+    if (txn_.recipients == 0) {
+        error_reply(Reason::no_valid_recipients);
+        return;
+    }
+    // RFC 2920 3.1: DATA ends a command group; the client must wait for 354.
+    // Bytes already here were sent before it: a smuggling or desync attempt.
+    if (in_pos_ < in_.size() || framer_.buffered() > 0) {
+        release_upstream_transaction();
+        finish_transaction(smtp::make_reply(Reason::pipelining_violation),
+                           Reason::pipelining_violation, "data");
+        close_session();
+        return;
+    }
+    stage_ = Stage::data;
+    phase_ = DataPhase::header;
+    reader_.reset();
+    collector_ = message::HeaderCollector(settings_.limits.max_header_bytes);
+    writer_.reset();
+    body_pending_.clear();
+    header_out_.clear();
+    discard_reply_.reset();
+    reply(simple(354, "", "End data with <CR><LF>.<CR><LF>"));
+}
+
+// --- data stage ----------------------------------------------------------
+
+void SessionMachine::process_data_input() {
+    content_.clear();
+    auto fr = reader_.feed(std::string_view(in_).substr(in_pos_), content_);
+    in_pos_ += fr.consumed;
+    if (!content_.empty() && reader_.error() == smtp::DataError::none) handle_content(content_);
+    if (fr.done) {
+        stage_ = Stage::command;
+        if (pending_ != Pending::none)
+            eod_pending_ = true;
+        else
+            end_of_data();
+    }
+}
+
+void SessionMachine::handle_content(std::string_view content) {
+    switch (phase_) {
+        case DataPhase::header: {
+            std::size_t used = 0;
+            auto st = collector_.feed(content, used);
+            if (st == message::HeaderCollector::Status::too_big) {
+                discard(Reason::header_too_big);
+            } else if (st == message::HeaderCollector::Status::complete) {
+                body_pending_.append(content.substr(used));
+                decide_header();
+            }
+            return;
+        }
+        case DataPhase::waiting_354: body_pending_.append(content); return;
+        case DataPhase::body: {
+            std::string out;
+            writer_.write(content, out);
+            upstream(Kind::upstream_write, Pending::write, UpstreamStep::write, std::move(out));
+            return;
+        }
+        case DataPhase::discard: return;
+    }
+}
+
+void SessionMachine::decide_header() {
+    message::HeaderOptions opts;
+    opts.smtputf8 = txn_.mail.mail.smtputf8;
+    opts.max_header_bytes = settings_.limits.max_header_bytes;
+    auto header = collector_.header();
+    auto facts = message::read_header(header, opts);
+    if (!facts) {
+        discard(facts.error().reason);
+        return;
+    }
+    header_facts_ = {};
+    for (const auto& mb : facts->originators) {
+        header_facts_.originators.push_back({mb.field, mb.domain});
+        if (mb.field == message::OriginatorField::from && txn_.from_domain.empty())
+            txn_.from_domain = mb.domain;
+    }
+    for (const auto& name : policy_->provider_tenant_headers())
+        for (auto v : facts->values(name)) header_facts_.provider_header_values.emplace_back(v);
+
+    const double t0 = hooks_.now();
+    auto d = policy_->at_header(conn_, txn_.envelope, header_facts_);
+    hooks_.on_decision("header", hooks_.now() - t0);
+    txn_.decision = d;
+    if (!passes(d)) {
+        discard(d.reason);
+        return;
+    }
+    // The client's copy of the verdict header is removed; ours goes first.
+    header_out_ = verdict_header() + message::without_fields(header, *facts, settings_.verdict_header);
+    phase_ = DataPhase::waiting_354;
+    upstream(Kind::upstream_command, Pending::data, UpstreamStep::data, "DATA\r\n");
+}
+
+std::string SessionMachine::verdict_header() const {
+    const auto& d = txn_.decision;
+    std::string v = fmt::format("{}: tenant={}; identity={}; domain={}; policy={}",
+                                settings_.verdict_header, d.tenant, policy::to_string(d.identity),
+                                txn_.from_domain.empty() ? txn_.envelope.domain : txn_.from_domain,
+                                policy_->hash());
+    if (d.report_only) v += fmt::format("; mode=report; would-reject={}", label(d.reason));
+    return v + "\r\n";
+}
+
+void SessionMachine::start_body() {
+    phase_ = DataPhase::body;
+    txn_.upstream_data = true;
+    std::string out;
+    writer_.write(header_out_, out);
+    writer_.write(body_pending_, out);
+    header_out_.clear();
+    body_pending_.clear();
+    upstream(Kind::upstream_write, Pending::write, UpstreamStep::write, std::move(out));
+}
+
+void SessionMachine::end_of_data() {
+    if (reader_.error() != smtp::DataError::none) {
+        discard(smtp::reason(reader_.error()));
+    } else if (phase_ == DataPhase::header) {
+        // No empty line: the whole message is its header section.
+        if (collector_.finish() == message::HeaderCollector::Status::too_big)
+            discard(Reason::header_too_big);
+        else
+            decide_header();
+        if (phase_ == DataPhase::waiting_354) {
+            eod_pending_ = true;  // resumes after the 354 and the write
+            return;
+        }
+    }
+    if (phase_ == DataPhase::discard) {
+        release_upstream_transaction();
+        finish_transaction(discard_reply_ ? *discard_reply_ : smtp::make_reply(discard_reason_),
+                           discard_reason_, "end_of_data");
+        return;
+    }
+    // phase_ == body: every check that needs the whole message, then commit.
+    const double t0 = hooks_.now();
+    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_);
+    hooks_.on_decision("end_of_data", hooks_.now() - t0);
+    if (!passes(d)) {
+        txn_.decision = d;
+        release_upstream_transaction();
+        finish_transaction(smtp::make_reply(d.reason), d.reason, "end_of_data");
+        return;
+    }
+    upstream(Kind::upstream_commit, Pending::dot, UpstreamStep::dot,
+             std::string(writer_.terminator()));
+}
+
+void SessionMachine::discard(Reason reason) {
+    discard_with(smtp::make_reply(reason), reason);
+}
+
+void SessionMachine::discard_with(smtp::Reply reply, Reason reason) {
+    if (phase_ == DataPhase::discard) return;  // the first fault wins
+    phase_ = DataPhase::discard;
+    discard_reason_ = reason;
+    discard_reply_ = std::move(reply);
+}
+
+// --- upstream results ----------------------------------------------------
+
+void SessionMachine::on_upstream_result(UpstreamResult r) {
+    const Pending p = pending_;
+    pending_ = Pending::none;
+    if (!r.ok) upstream_lost(r);
+    switch (p) {
+        case Pending::none: return;
+        case Pending::connect:
+            if (!r.ok) {
+                finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
+                return;
+            }
+            upstream_open_ = true;
+            upstream_caps_ = std::move(r.capabilities);
+            send_upstream_mail();
+            return;
+        case Pending::mail:
+            if (!r.ok) {
+                // A reused connection may have been closed by the relay while
+                // idle: retry once on a fresh one before giving up.
+                if (!txn_.reconnected) {
+                    txn_.reconnected = true;
+                    upstream(Kind::upstream_connect, Pending::connect, UpstreamStep::connect, {});
+                    return;
+                }
+                finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
+                return;
+            }
+            if (!r.reply.positive()) {
+                finish_transaction(r.reply, Reason::upstream_rejected, "mail_from");
+                return;
+            }
+            txn_.upstream_mail = true;
+            reply(r.reply);
+            return;
+        case Pending::rcpt:
+            if (!r.ok) {
+                // The relay is gone and took the transaction with it.
+                finish_transaction(smtp::make_reply(r.failure), r.failure, "rcpt");
+                return;
+            }
+            if (r.reply.positive()) ++txn_.recipients;
+            reply(r.reply);
+            return;
+        case Pending::data:
+            if (!r.ok)
+                discard(r.failure);
+            else if (r.reply.code == 354)
+                start_body();
+            else
+                discard_with(r.reply, r.reply.tempfail() ? Reason::upstream_failed
+                                                         : Reason::upstream_rejected);
+            return;
+        case Pending::write:
+            if (!r.ok) discard(r.failure);
+            return;
+        case Pending::dot: {
+            if (!r.ok) {
+                // Fail closed: we cannot know whether the relay queued it, so
+                // the sender retries (RFC 1047 duplicates beat a lost message).
+                finish_transaction(smtp::make_reply(r.failure), r.failure, "end_of_data");
+                return;
+            }
+            txn_.upstream_data = false;
+            txn_.upstream_mail = false;  // the relay's transaction is over either way
+            if (r.reply.positive())
+                finish_transaction(r.reply, Reason::accepted, "end_of_data", queue_id_of(r.reply));
+            else
+                finish_transaction(r.reply, r.reply.tempfail() ? Reason::upstream_failed
+                                                               : Reason::upstream_rejected,
+                                   "end_of_data");
+            return;
+        }
+        case Pending::rset: return;
+    }
+}
+
+void SessionMachine::upstream_lost(const UpstreamResult&) {
+    // The runner closed the connection: nothing of this transaction is queued
+    // upstream, and the next transaction connects afresh.
+    upstream_open_ = false;
+    txn_.upstream_mail = false;
+    txn_.upstream_data = false;
+}
+
+void SessionMachine::release_upstream_transaction() {
+    if (!upstream_open_) return;
+    if (txn_.upstream_data) {
+        // Mid-DATA: closing without the final "." makes the relay discard the
+        // partial message (RFC 5321 4.1.1.4). This is the commit point.
+        push(Kind::upstream_abort);
+        upstream_open_ = false;
+    } else if (txn_.upstream_mail) {
+        upstream(Kind::upstream_command, Pending::rset, UpstreamStep::rset, "RSET\r\n");
+    }
+    txn_.upstream_mail = false;
+    txn_.upstream_data = false;
+}
+
+void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason,
+                                        std::string_view stage, std::string queue_id) {
+    TransactionRecord rec;
+    rec.session_id = client_.session_id;
+    rec.client = client_.address;
+    rec.tenant = txn_.decision.tenant;
+    rec.identity = policy::to_string(txn_.decision.identity);
+    rec.envelope_domain = txn_.envelope.null_sender ? "<>" : txn_.envelope.domain;
+    rec.header_from_domain = txn_.from_domain;
+    rec.recipients = txn_.recipients;
+    rec.size = reader_.size();
+    rec.reason = reason;
+    rec.reply = first_line(r);
+    rec.queue_id = std::move(queue_id);
+    rec.duration = hooks_.now() - txn_.started;
+    rec.report_only = txn_.decision.report_only;
+    rec.relayed = reason == Reason::accepted;
+    rec.stage = std::string(stage);
+    if (stage != "end_of_data") rec.size = 0;
+    hooks_.on_transaction(rec);
+    ++transactions_;
+    if (r.code >= 400) ++errors_;
+    reply(r);
+    txn_ = {};
+    phase_ = DataPhase::header;
+    if (errors_ >= settings_.limits.max_errors && stage_ != Stage::closed) {
+        reply(Reason::too_many_errors);
+        close_session();
+    }
+}
+
+// --- output --------------------------------------------------------------
+
+void SessionMachine::reply(const smtp::Reply& r) {
+    if (close_sent_) return;
+    hooks_.on_reply(r.code);
+    push(Kind::send_client, smtp::format_reply(r));
+}
+
+void SessionMachine::reply(Reason r) { reply(smtp::make_reply(r)); }
+
+void SessionMachine::error_reply(Reason r) {
+    reply(r);
+    if (++errors_ >= settings_.limits.max_errors) {
+        // RFC 5321 4.3.2 allows 421 at any time; Postfix does the same.
+        reply(Reason::too_many_errors);
+        if (txn_.active) release_upstream_transaction();
+        close_session();
+    }
+}
+
+void SessionMachine::push(Kind kind, std::string bytes, UpstreamStep step) {
+    actions_.push_back(Action{kind, std::move(bytes), step});
+}
+
+void SessionMachine::upstream(Kind kind, Pending pending, UpstreamStep step, std::string bytes) {
+    pending_ = pending;
+    push(kind, std::move(bytes), step);
+}
+
+void SessionMachine::close_session() {
+    if (upstream_open_) push(Kind::upstream_quit);
+    upstream_open_ = false;
+    stage_ = Stage::closed;
+    close_sent_ = true;
+}
+
+}  // namespace relaygate::session

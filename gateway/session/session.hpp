@@ -1,0 +1,207 @@
+// SessionMachine: one client SMTP session as a pure state machine.
+// It parses client bytes, asks the policy engine, and returns the next
+// Action (send to client, talk to the upstream, read, close); a coroutine
+// in gateway/server performs each action and reports the result back.
+// It must never include Asio, read a clock directly, or block.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gateway/common/reason.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/message/header_collector.hpp"
+#include "gateway/message/header_reader.hpp"
+#include "gateway/smtp/command.hpp"
+#include "gateway/smtp/data_reader.hpp"
+#include "gateway/smtp/data_writer.hpp"
+#include "gateway/smtp/ehlo_capabilities.hpp"
+#include "gateway/smtp/line_framer.hpp"
+#include "gateway/smtp/reply.hpp"
+#include "policy/engine/policy.hpp"
+
+namespace relaygate::session {
+
+struct Settings {
+    std::string hostname = "relaygate.local";
+    config::Limits limits;
+    std::string verdict_header = "X-Relaygate-Verdict";
+};
+
+struct ClientInfo {
+    std::string session_id;
+    std::string address;  // textual client IP (after PROXY protocol, when trusted)
+    std::uint16_t port = 0;
+};
+
+// What the upstream is asked to do; also the metric label of its latency.
+enum class UpstreamStep : std::uint8_t { connect, mail, rcpt, data, write, dot, rset };
+std::string_view to_string(UpstreamStep s);
+
+struct Action {
+    enum class Kind : std::uint8_t {
+        read_client,       // flush pending client output, then read more input
+        send_client,       // bytes: a formatted reply
+        upstream_connect,  // connect, greeting, EHLO (and XCLIENT) to the relay
+        upstream_command,  // bytes: one command line; report the reply
+        upstream_write,    // bytes: dot-stuffed message data; report success
+        upstream_commit,   // bytes: the end-of-data terminator; report the final reply
+        upstream_abort,    // close the upstream connection now (mid-DATA = discard)
+        upstream_quit,     // polite QUIT and close; no result expected
+        close,             // flush client output and close the client connection
+    };
+    Kind kind = Kind::read_client;
+    std::string bytes;
+    UpstreamStep step = UpstreamStep::connect;
+};
+
+// The result of an upstream_connect, _command, _write or _commit action.
+struct UpstreamResult {
+    bool ok = false;  // false: connection failed, timed out or broke (it is closed)
+    Reason failure = Reason::upstream_failed;  // when !ok
+    smtp::Reply reply;                         // command/commit: the reply
+    smtp::EhloCapabilities capabilities;       // connect: the EHLO capabilities
+};
+
+// One finished transaction, for the audit log and metrics.
+struct TransactionRecord {
+    std::string session_id;
+    std::string client;
+    std::string tenant;
+    std::string identity;
+    std::string envelope_domain;
+    std::string header_from_domain;
+    std::size_t recipients = 0;
+    std::uint64_t size = 0;
+    Reason reason = Reason::accepted;
+    std::string reply;  // the first line of the reply sent to the client
+    std::string queue_id;
+    double duration = 0;
+    bool report_only = false;
+    bool relayed = false;
+    std::string stage;  // mail_from | rcpt | header | end_of_data
+};
+
+// The narrow interface to the outside world: a clock and event sinks.
+class Hooks {
+public:
+    virtual ~Hooks() = default;
+    virtual double now() = 0;  // monotonic seconds
+    virtual void on_transaction(const TransactionRecord& record) = 0;
+    virtual void on_decision(std::string_view point, double seconds) = 0;
+    virtual void on_reply(int code) = 0;
+};
+
+class SessionMachine {
+public:
+    enum class Stage : std::uint8_t { command, data, closed };
+
+    SessionMachine(const Settings& settings, std::shared_ptr<const policy::Policy> policy,
+                   ClientInfo client, Hooks& hooks);
+
+    // The next thing to do. Never returns while an upstream result is owed.
+    Action next();
+    // Input from the client, after a read_client action.
+    void on_client_data(std::string_view bytes);
+    // The client closed the connection or it broke.
+    void on_client_closed();
+    // The stage's deadline passed (or the data rate fell below the minimum).
+    void on_timeout(Reason reason = Reason::timeout);
+    // The result of the last upstream action that expects one.
+    void on_upstream_result(UpstreamResult result);
+    // The gateway is draining: close at the next command (421 4.3.2).
+    void on_drain() { draining_ = true; }
+
+    Stage stage() const { return stage_; }
+    bool awaiting_upstream() const { return pending_ != Pending::none; }
+    const policy::ConnectionFacts& connection_facts() const { return conn_; }
+    policy::ConnectionFacts& connection_facts() { return conn_; }
+    std::size_t transactions() const { return transactions_; }
+
+private:
+    enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset };
+    enum class DataPhase : std::uint8_t { header, waiting_354, body, discard };
+
+    struct Transaction {
+        bool active = false;
+        double started = 0;
+        smtp::Command mail;
+        policy::EnvelopeFacts envelope;
+        policy::Decision decision;
+        std::size_t recipients = 0;
+        bool upstream_mail = false;  // the upstream accepted MAIL for it
+        bool upstream_data = false;  // DATA was sent upstream (abort = discard)
+        bool reconnected = false;    // MAIL already retried on a fresh connection
+        std::string from_domain;
+        std::string rcpt_line;  // the RCPT being forwarded
+    };
+
+    void step();
+    void process_command_input();
+    void process_data_input();
+    void handle_line(std::string_view line);
+    void handle_mail(smtp::Command cmd);
+    void handle_rcpt(smtp::Command cmd);
+    void handle_data();
+    void send_upstream_mail();
+    void handle_content(std::string_view content);
+    void decide_header();
+    void start_body();
+    void end_of_data();
+    void discard(Reason reason);
+    void discard_with(smtp::Reply reply, Reason reason);
+    void finish_transaction(const smtp::Reply& reply, Reason reason, std::string_view stage,
+                            std::string queue_id = {});
+    void release_upstream_transaction();
+    void upstream_lost(const UpstreamResult& r);
+
+    void reply(const smtp::Reply& r);
+    void reply(Reason r);
+    void error_reply(Reason r);
+    void push(Action::Kind kind, std::string bytes = {}, UpstreamStep step = UpstreamStep::connect);
+    void upstream(Action::Kind kind, Pending pending, UpstreamStep step, std::string bytes);
+    void close_session();
+    std::string verdict_header() const;
+    bool passes(const policy::Decision& d) const { return d.accepted() || d.report_only; }
+
+    const Settings& settings_;
+    std::shared_ptr<const policy::Policy> policy_;
+    ClientInfo client_;
+    Hooks& hooks_;
+    policy::ConnectionFacts conn_;
+
+    std::deque<Action> actions_;
+    std::string in_;
+    std::size_t in_pos_ = 0;
+    smtp::LineFramer framer_;
+    Stage stage_ = Stage::command;
+    bool greeted_ = false;
+    bool helo_ = false;
+    bool draining_ = false;
+    bool close_sent_ = false;
+    std::uint32_t errors_ = 0;
+    std::size_t transactions_ = 0;
+
+    bool upstream_open_ = false;
+    smtp::EhloCapabilities upstream_caps_;
+    Pending pending_ = Pending::none;
+
+    Transaction txn_;
+    DataPhase phase_ = DataPhase::header;
+    smtp::DataReader reader_;
+    message::HeaderCollector collector_;
+    smtp::DataWriter writer_;
+    std::string content_;        // un-stuffed content of the current input chunk
+    std::string body_pending_;   // body content received before the upstream's 354
+    std::string header_out_;     // verdict header + client header, ready to forward
+    policy::HeaderFactsForPolicy header_facts_;
+    bool eod_pending_ = false;   // end of data seen while the upstream was busy
+    std::optional<smtp::Reply> discard_reply_;
+    Reason discard_reason_ = Reason::accepted;
+};
+
+}  // namespace relaygate::session

@@ -1,0 +1,192 @@
+// DataReader state machine. One octet at a time; the state says where in a
+// line we are, so a CR, LF or "." split across calls is handled the same as
+// in one call. Content is delivered as spans of the caller's input (only the
+// held-back CR of a CRLF split across calls is delivered from a constant).
+#include "gateway/smtp/data_reader.hpp"
+
+#include <limits>
+
+namespace relaygate::smtp {
+
+std::string_view to_string(DataError e) {
+    switch (e) {
+        case DataError::none:
+            return "ok";
+        case DataError::bare_cr:
+            return "bare CR in message";
+        case DataError::bare_lf:
+            return "bare LF in message";
+        case DataError::nul:
+            return "NUL in message";
+        case DataError::line_too_long:
+            return "message line too long";
+        case DataError::too_big:
+            return "message too big";
+    }
+    return "bad message";
+}
+
+Reason reason(DataError e) {
+    switch (e) {
+        case DataError::none:
+            return Reason::accepted;
+        case DataError::bare_cr:
+        case DataError::bare_lf:
+            return Reason::data_bare_line_ending;
+        case DataError::nul:
+            return Reason::data_nul;
+        case DataError::line_too_long:
+            return Reason::data_line_too_long;
+        case DataError::too_big:
+            return Reason::message_too_big;
+    }
+    return Reason::local_error;
+}
+
+DataReader::DataReader(DataLimits limits) : limits_(limits) {}
+
+void DataReader::reset() {
+    state_ = State::line_start;
+    error_ = DataError::none;
+    size_ = 0;
+    delivered_ = 0;
+    line_octets_ = 0;
+}
+
+void DataReader::fault(DataError e) {
+    if (error_ == DataError::none) error_ = e;
+}
+
+bool DataReader::account(std::size_t n) {
+    constexpr auto kMax = std::numeric_limits<std::uint64_t>::max();
+    size_ = size_ > kMax - n ? kMax : size_ + n;
+    if (size_ > limits_.max_message_size) fault(DataError::too_big);
+    return error_ == DataError::none;  // never deliver past a fault
+}
+
+void DataReader::content(std::string_view input, std::size_t pos, std::size_t n) {
+    if (account(n)) emit(input, pos, n);
+}
+
+void DataReader::emit(std::string_view input, std::size_t pos, std::size_t n) {
+    const char* p = input.data() + pos;
+    if (span_len_ != 0 && span_ + span_len_ == p) {
+        span_len_ += n;
+    } else {
+        flush();
+        span_ = p;
+        span_len_ = n;
+    }
+    delivered_ += n;
+}
+
+void DataReader::emit_cr() {
+    flush();
+    (*sink_)(std::string_view("\r", 1));
+    delivered_ += 1;
+}
+
+void DataReader::flush() {
+    if (span_len_ != 0) (*sink_)(std::string_view(span_, span_len_));
+    span_len_ = 0;
+}
+
+DataReader::FeedResult DataReader::feed(std::string_view input, std::string& out) {
+    auto append = [&out](std::string_view s) { out.append(s); };
+    return feed(input, ContentSink(append));
+}
+
+DataReader::FeedResult DataReader::feed(std::string_view input, ContentSink sink) {
+    if (state_ == State::done) return {true, 0};
+    sink_ = &sink;
+    span_len_ = 0;
+    cr_in_input_ = false;
+
+    for (std::size_t i = 0; i < input.size(); ++i) {
+        const auto c = static_cast<unsigned char>(input[i]);
+        ++line_octets_;
+        // RFC 5321 4.5.3.1.6: 1000 octets per line including CRLF, counted on
+        // the wire (with any stuffed dot). Checked before this octet can be
+        // delivered: the octets the line needs at least, with its CRLF.
+        const bool ends_crlf = c == '\n' && (state_ == State::cr || state_ == State::dot_cr);
+        const std::size_t need = line_octets_ + (ends_crlf ? 0 : c == '\r' ? 1 : 2);
+        if (need > limits_.max_line_length) fault(DataError::line_too_long);
+        bool as_text = false;
+        switch (state_) {
+            case State::line_start:
+                // A leading "." is either stuffing or the terminator: held
+                // back until the next octet says which.
+                if (c == '.')
+                    state_ = State::dot;
+                else
+                    as_text = true;
+                break;
+            case State::dot:
+                if (c == '\r') {
+                    state_ = State::dot_cr;
+                } else {
+                    // RFC 5321 4.5.2: the line has more than the dot, so
+                    // the dot was added by the client: drop it.
+                    as_text = true;
+                }
+                break;
+            case State::dot_cr:
+                if (c == '\n') {
+                    // CRLF "." CRLF: end of data (RFC 5321 4.1.1.4).
+                    flush();
+                    state_ = State::done;
+                    sink_ = nullptr;
+                    return {true, i + 1};
+                }
+                // ".\r" then not LF: the CR is bare; "\r\n.\r" followed by
+                // anything else must never end the data.
+                fault(DataError::bare_cr);
+                (void)account(1);  // counted, never delivered
+                as_text = true;
+                break;
+            case State::cr:
+                if (c == '\n') {
+                    // RFC 5321 2.3.8: only CRLF ends a line. CR and LF are
+                    // delivered together or not at all.
+                    if (account(2)) {
+                        if (cr_in_input_) {
+                            emit(input, i - 1, 2);
+                        } else {
+                            emit_cr();
+                            emit(input, i, 1);
+                        }
+                    }
+                    state_ = State::line_start;
+                    line_octets_ = 0;
+                    break;
+                }
+                fault(DataError::bare_cr);
+                (void)account(1);  // counted, never delivered
+                as_text = true;
+                break;
+            case State::text:
+                as_text = true;
+                break;
+            case State::done:
+                break;
+        }
+        if (as_text) {
+            state_ = State::text;
+            if (c == '\r') {
+                state_ = State::cr;
+                cr_in_input_ = true;
+            } else {
+                if (c == '\n')
+                    fault(DataError::bare_lf);
+                else if (c == '\0')
+                    fault(DataError::nul);
+                content(input, i, 1);
+            }
+        }
+    }
+    flush();
+    sink_ = nullptr;
+    return {false, input.size()};
+}
+
+}  // namespace relaygate::smtp

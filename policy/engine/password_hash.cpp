@@ -1,0 +1,149 @@
+// PBKDF2-HMAC-SHA256 via OpenSSL's PKCS5_PBKDF2_HMAC; the string format is
+// our own self-describing one so the algorithm can change without a flag day.
+#include "policy/engine/password_hash.hpp"
+
+#include <fmt/core.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <array>
+#include <charconv>
+
+namespace relaygate::policy {
+namespace {
+
+constexpr std::string_view kAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view kPrefix = "$pbkdf2-sha256$i=";
+constexpr std::size_t kKeyLen = 32;
+constexpr std::size_t kMinSalt = 8, kMaxSalt = 64, kSaltLen = 16;
+
+int b64_value(char c) {
+    auto pos = kAlphabet.find(c);
+    return pos == std::string_view::npos ? -1 : static_cast<int>(pos);
+}
+
+bool derive(std::string_view password, std::string_view salt, std::uint32_t iterations,
+            std::array<unsigned char, kKeyLen>& out) {
+    return PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                             reinterpret_cast<const unsigned char*>(salt.data()),
+                             static_cast<int>(salt.size()), static_cast<int>(iterations),
+                             EVP_sha256(), static_cast<int>(out.size()), out.data()) == 1;
+}
+
+}  // namespace
+
+std::string base64_encode(std::string_view bytes) {
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 3 <= bytes.size(); i += 3) {
+        std::uint32_t v = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
+                          (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8) |
+                          std::uint8_t(bytes[i + 2]);
+        for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
+    }
+    std::size_t rest = bytes.size() - i;
+    if (rest == 1) {
+        std::uint32_t v = std::uint32_t(std::uint8_t(bytes[i])) << 16;
+        out += kAlphabet[(v >> 18) & 63];
+        out += kAlphabet[(v >> 12) & 63];
+    } else if (rest == 2) {
+        std::uint32_t v = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
+                          (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8);
+        out += kAlphabet[(v >> 18) & 63];
+        out += kAlphabet[(v >> 12) & 63];
+        out += kAlphabet[(v >> 6) & 63];
+    }
+    return out;
+}
+
+Result<std::string, std::string> base64_decode(std::string_view text) {
+    if (text.size() % 4 == 1) return unexpected(std::string("base64 has an impossible length"));
+    std::string out;
+    std::uint32_t acc = 0;
+    int nbits = 0;
+    for (char c : text) {
+        int v = b64_value(c);
+        if (v < 0) return unexpected(fmt::format("byte 0x{:02x} is not base64", static_cast<unsigned char>(c)));
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        nbits += 6;
+        if (nbits >= 8) {
+            nbits -= 8;
+            out += static_cast<char>((acc >> nbits) & 0xff);
+        }
+    }
+    // Leftover bits must be zero, so each byte string has one encoding.
+    if (nbits > 0 && (acc & ((1u << nbits) - 1)) != 0)
+        return unexpected(std::string("base64 is not canonical (non-zero trailing bits)"));
+    return out;
+}
+
+Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash) {
+    auto fail = [](std::string m) -> Result<PasswordHashInfo, std::string> {
+        return unexpected(std::move(m));
+    };
+    if (!hash.starts_with(kPrefix))
+        return fail("password_hash must start with \"$pbkdf2-sha256$i=\" (use relaygate hash-password)");
+    std::string_view rest = hash.substr(kPrefix.size());
+    auto d1 = rest.find('$');
+    if (d1 == std::string_view::npos) return fail("password_hash lacks the salt field");
+    std::string_view iter_text = rest.substr(0, d1);
+    rest = rest.substr(d1 + 1);
+    auto d2 = rest.find('$');
+    if (d2 == std::string_view::npos) return fail("password_hash lacks the key field");
+    std::string_view salt_text = rest.substr(0, d2);
+    std::string_view key_text = rest.substr(d2 + 1);
+
+    PasswordHashInfo info;
+    auto [end, ec] = std::from_chars(iter_text.data(), iter_text.data() + iter_text.size(),
+                                     info.iterations);
+    if (iter_text.empty() || ec != std::errc{} || end != iter_text.data() + iter_text.size() ||
+        iter_text.front() == '0')
+        return fail("password_hash iteration count is not a number");
+    if (info.iterations < kMinPbkdf2Iterations || info.iterations > kMaxPbkdf2Iterations)
+        return fail(fmt::format("password_hash iteration count must be {}..{}",
+                                kMinPbkdf2Iterations, kMaxPbkdf2Iterations));
+    auto salt = base64_decode(salt_text);
+    if (!salt) return fail("password_hash salt: " + salt.error());
+    if (salt->size() < kMinSalt || salt->size() > kMaxSalt)
+        return fail(fmt::format("password_hash salt must be {}..{} bytes", kMinSalt, kMaxSalt));
+    auto key = base64_decode(key_text);
+    if (!key) return fail("password_hash key: " + key.error());
+    if (key->size() != kKeyLen) return fail("password_hash key must be 32 bytes (SHA-256)");
+    info.salt = std::move(*salt);
+    info.key = std::move(*key);
+    return info;
+}
+
+Result<std::string, std::string> hash_password(std::string_view password,
+                                               std::uint32_t iterations) {
+    if (iterations < kMinPbkdf2Iterations || iterations > kMaxPbkdf2Iterations)
+        return unexpected(fmt::format("iterations must be {}..{}", kMinPbkdf2Iterations,
+                                      kMaxPbkdf2Iterations));
+    std::array<unsigned char, kSaltLen> salt{};
+    if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1)
+        return unexpected(std::string("OpenSSL RAND_bytes failed"));
+    std::string_view salt_view(reinterpret_cast<const char*>(salt.data()), salt.size());
+    std::array<unsigned char, kKeyLen> key{};
+    if (!derive(password, salt_view, iterations, key))
+        return unexpected(std::string("OpenSSL PKCS5_PBKDF2_HMAC failed"));
+    return fmt::format("{}{}${}${}", kPrefix, iterations, base64_encode(salt_view),
+                       base64_encode({reinterpret_cast<const char*>(key.data()), key.size()}));
+}
+
+bool verify_password(std::string_view hash, std::string_view password) noexcept {
+    try {
+        auto info = parse_password_hash(hash);
+        if (!info) return false;
+        std::array<unsigned char, kKeyLen> key{};
+        if (!derive(password, info->salt, info->iterations, key)) return false;
+        return CRYPTO_memcmp(key.data(), info->key.data(), kKeyLen) == 0;
+    } catch (...) {
+        // Only allocation can throw here; failing closed is the answer.
+        return false;
+    }
+}
+
+}  // namespace relaygate::policy

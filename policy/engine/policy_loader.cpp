@@ -1,0 +1,781 @@
+// Policy loading: JSON -> validated, linted, indexed Policy. Collects every
+// problem (never stops at the first) with its JSON pointer. Exceptions from
+// nlohmann are caught here and become diagnostics; nothing escapes load().
+// Must not evaluate decisions; the rules it enforces are listed in README.md.
+#include <fmt/format.h>
+#include <libpsl.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <unordered_set>
+
+#include "gateway/common/ascii.hpp"
+#include "gateway/common/domain.hpp"
+#include "policy/engine/password_hash.hpp"
+#include "policy/engine/policy.hpp"
+
+namespace relaygate::policy {
+
+using nlohmann::json;
+
+namespace {
+
+// RFC 6901: "~" -> "~0", "/" -> "~1".
+std::string pointer(const std::string& base, std::string_view token) {
+    std::string out = base + "/";
+    for (char c : token) {
+        if (c == '~') {
+            out += "~0";
+        } else if (c == '/') {
+            out += "~1";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+std::string pointer(const std::string& base, std::size_t index) {
+    return base + "/" + std::to_string(index);
+}
+
+// Tenant and provider names become metric label values and verdict header
+// fields, so they are restricted to a safe, unambiguous alphabet.
+bool valid_name(std::string_view s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (unsigned char c : s)
+        if (!ascii::is_alnum(c) && c != '-' && c != '_' && c != '.') return false;
+    return true;
+}
+
+// RFC 5322 3.6.8 field-name: printable US-ASCII except ":".
+bool valid_field_name(std::string_view s) {
+    if (s.empty() || s.size() > 76) return false;
+    for (unsigned char c : s)
+        if (c < 33 || c > 126 || c == ':') return false;
+    return true;
+}
+
+// Accepts 64 hex digits, or 32 colon-separated pairs as `openssl x509
+// -fingerprint` prints them; returns lower-case hex without colons.
+std::optional<std::string> normalize_fingerprint(std::string_view s) {
+    std::string hex;
+    bool colons = s.find(':') != std::string_view::npos;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (colons && i % 3 == 2) {
+            if (c != ':') return std::nullopt;
+            continue;
+        }
+        if (!std::isxdigit(static_cast<unsigned char>(c))) return std::nullopt;
+        hex += ascii::to_lower(c);
+    }
+    if (hex.size() != 64 || (colons && s.size() != 95)) return std::nullopt;
+    return hex;
+}
+
+const psl_ctx_t* public_suffixes() {
+    // psl_latest prefers the system list (package publicsuffix) when it is
+    // newer than the copy built into libpsl. Kept for the process lifetime.
+    static const psl_ctx_t* ctx = [] {
+        const psl_ctx_t* latest = psl_latest(nullptr);
+        return latest ? latest : psl_builtin();
+    }();
+    return ctx;
+}
+
+std::string sha256_hex(std::string_view bytes) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
+    return out;
+}
+
+std::string describe(const json& j) {
+    switch (j.type()) {
+        case json::value_t::null: return "null";
+        case json::value_t::object: return "an object";
+        case json::value_t::array: return "an array";
+        case json::value_t::string: return "a string";
+        case json::value_t::boolean: return "a boolean";
+        case json::value_t::number_integer:
+        case json::value_t::number_unsigned:
+        case json::value_t::number_float: return "a number";
+        default: return "an unsupported value";
+    }
+}
+
+}  // namespace
+
+std::string format_diagnostic(const Diagnostic& d) {
+    return fmt::format("{}: {} [{}]", d.path.empty() ? "/" : d.path, d.message, d.rule);
+}
+
+// Builds a Policy. One instance per load; not reusable.
+class PolicyCompiler {
+public:
+    explicit PolicyCompiler(Policy& p) : p_(p) {}
+
+    void compile(const json& doc);
+    std::vector<Diagnostic> errors;
+    std::vector<Diagnostic> warnings;
+
+private:
+    struct DomainEntry {
+        std::string pattern;  // normalized
+        std::string written;
+        std::string path;
+        bool shared;
+    };
+    struct NetworkEntry {
+        Cidr cidr;
+        std::uint32_t tenant;
+        std::string path;
+    };
+    struct SharedNet {
+        Cidr cidr;
+        std::uint32_t provider;
+    };
+
+    void error(std::string path, std::string rule, std::string msg) {
+        errors.push_back({std::move(path), std::move(rule), std::move(msg)});
+    }
+    void warn(std::string path, std::string rule, std::string msg) {
+        warnings.push_back({std::move(path), std::move(rule), std::move(msg)});
+    }
+    // Type and key checks; false (with an error) if `j` is not an object.
+    bool object_with(const json& j, const std::string& path,
+                     std::initializer_list<std::string_view> allowed);
+    const json* string_at(const json& obj, std::string_view key, const std::string& path,
+                          bool required);
+    std::optional<bool> bool_at(const json& obj, std::string_view key, const std::string& path);
+    std::optional<Mode> mode_at(const json& obj, const std::string& path);
+
+    void compile_provider(const std::string& name, const json& j, const std::string& path);
+    void compile_tenant(const std::string& id, const json& j, const std::string& path);
+    void compile_domains(std::uint32_t t, const json& j, const std::string& path);
+    void compile_identity(std::uint32_t t, const json& j, const std::string& path);
+    void compile_networks(std::uint32_t t, const json& j, const std::string& path);
+    void lint_cross_tenant();
+
+    Policy& p_;
+    std::map<std::string, std::uint32_t> provider_numbers_;
+    std::vector<bool> provider_used_;
+    std::vector<SharedNet> shared_nets_;
+    std::vector<std::vector<DomainEntry>> tenant_domains_;
+    std::vector<NetworkEntry> networks_;
+    std::map<std::string, std::string> sasl_users_;  // user -> path of first definition
+    std::map<std::string, std::string> first_identity_path_;
+};
+
+bool PolicyCompiler::object_with(const json& j, const std::string& path,
+                                 std::initializer_list<std::string_view> allowed) {
+    if (!j.is_object()) {
+        error(path, "schema", fmt::format("expected an object, found {}", describe(j)));
+        return false;
+    }
+    for (const auto& [key, value] : j.items()) {
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+            error(pointer(path, key), "schema",
+                  fmt::format("unknown key \"{}\" (allowed: {})", key, fmt::join(allowed, ", ")));
+    }
+    return true;
+}
+
+const json* PolicyCompiler::string_at(const json& obj, std::string_view key,
+                                      const std::string& path, bool required) {
+    auto it = obj.find(key);
+    if (it == obj.end()) {
+        if (required) error(path, "schema", fmt::format("missing required key \"{}\"", key));
+        return nullptr;
+    }
+    if (!it->is_string()) {
+        error(pointer(path, key), "schema",
+              fmt::format("expected a string, found {}", describe(*it)));
+        return nullptr;
+    }
+    return &*it;
+}
+
+std::optional<bool> PolicyCompiler::bool_at(const json& obj, std::string_view key,
+                                            const std::string& path) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return std::nullopt;
+    if (!it->is_boolean()) {
+        error(pointer(path, key), "schema",
+              fmt::format("expected true or false, found {}", describe(*it)));
+        return std::nullopt;
+    }
+    return it->get<bool>();
+}
+
+std::optional<Mode> PolicyCompiler::mode_at(const json& obj, const std::string& path) {
+    const json* m = string_at(obj, "mode", path, false);
+    if (!m) return std::nullopt;
+    const auto& s = m->get_ref<const std::string&>();
+    if (s == "enforce") return Mode::enforce;
+    if (s == "report") return Mode::report;
+    error(pointer(path, "mode"), "schema",
+          fmt::format("mode must be \"enforce\" or \"report\", not \"{}\"", s));
+    return std::nullopt;
+}
+
+void PolicyCompiler::compile(const json& doc) {
+    if (!object_with(doc, "", {"$schema", "version", "description", "mode", "providers", "tenants"}))
+        return;
+    auto version = doc.find("version");
+    if (version == doc.end()) {
+        error("", "schema", "missing required key \"version\" (this relaygate reads version 1)");
+    } else if (!version->is_number_integer() || version->get<std::int64_t>() != 1) {
+        error("/version", "version", "unsupported policy version (this relaygate reads version 1)");
+    }
+    string_at(doc, "description", "", false);
+    string_at(doc, "$schema", "", false);
+    if (auto m = mode_at(doc, "")) {
+        p_.default_mode_ = *m;
+        if (*m == Mode::report)
+            warn("/mode", "report_mode",
+                 "default mode is report: tenants without their own \"mode\" are not enforced");
+    }
+
+    if (auto providers = doc.find("providers"); providers != doc.end()) {
+        if (!providers->is_object()) {
+            error("/providers", "schema",
+                  fmt::format("expected an object, found {}", describe(*providers)));
+        } else {
+            for (const auto& [name, pj] : providers->items())
+                compile_provider(name, pj, pointer("/providers", name));
+        }
+    }
+
+    auto tenants = doc.find("tenants");
+    if (tenants == doc.end()) {
+        error("", "schema", "missing required key \"tenants\"");
+    } else if (!tenants->is_object()) {
+        error("/tenants", "schema", fmt::format("expected an object, found {}", describe(*tenants)));
+    } else {
+        std::size_t n = tenants->size();
+        p_.tenants_.reserve(n);
+        tenant_domains_.reserve(n);
+        p_.domains_.reserve(n * 2);
+        for (const auto& [id, tj] : tenants->items())
+            compile_tenant(id, tj, pointer("/tenants", id));
+    }
+    lint_cross_tenant();
+
+    p_.hash_ = "sha256:" + sha256_hex(doc.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void PolicyCompiler::compile_provider(const std::string& name, const json& j,
+                                      const std::string& path) {
+    if (!valid_name(name))
+        error(path, "invalid_name",
+              "provider name must be 1-64 characters of letters, digits, '-', '_', '.'");
+    if (!object_with(j, path, {"shared", "networks", "tenant_header", "description"})) return;
+    string_at(j, "description", path, false);
+    auto number = static_cast<std::uint32_t>(p_.providers_.size());
+    Policy::Provider prov;
+    prov.name = name;
+    prov.shared = bool_at(j, "shared", path).value_or(true);
+    if (const json* h = string_at(j, "tenant_header", path, true)) {
+        prov.tenant_header = h->get<std::string>();
+        if (!valid_field_name(prov.tenant_header))
+            error(pointer(path, "tenant_header"), "schema",
+                  "tenant_header must be a header field name (RFC 5322 3.6.8)");
+    }
+    auto nets = j.find("networks");
+    std::string npath = pointer(path, "networks");
+    if (nets == j.end() || !nets->is_array() || nets->empty()) {
+        error(nets == j.end() ? path : npath, "schema",
+              "provider needs a non-empty \"networks\" array of CIDR strings");
+    } else {
+        for (std::size_t i = 0; i < nets->size(); ++i) {
+            const json& nj = (*nets)[i];
+            std::string ipath = pointer(npath, i);
+            if (!nj.is_string()) {
+                error(ipath, "schema", fmt::format("expected a CIDR string, found {}", describe(nj)));
+                continue;
+            }
+            auto parsed = parse_cidr(nj.get_ref<const std::string&>());
+            if (!parsed.cidr) {
+                error(ipath,
+                      *parsed.error == CidrError::host_bits_set ? "network_host_bits"
+                                                                : "invalid_network",
+                      fmt::format("\"{}\": {}", nj.get<std::string>(), to_string(*parsed.error)));
+                continue;
+            }
+            prov.networks.push_back(*parsed.cidr);
+            auto slot = static_cast<std::uint32_t>(p_.provider_slots_.size());
+            auto got = p_.provider_index_.insert(*parsed.cidr, slot);
+            if (got == slot) p_.provider_slots_.push_back({*parsed.cidr, {}});
+            auto& owners = p_.provider_slots_[got].tenants;
+            if (std::find(owners.begin(), owners.end(), number) == owners.end())
+                owners.push_back(number);
+            if (prov.shared) shared_nets_.push_back({*parsed.cidr, number});
+        }
+    }
+    provider_numbers_[name] = number;
+    provider_used_.push_back(false);
+    p_.providers_.push_back(std::move(prov));
+}
+
+void PolicyCompiler::compile_tenant(const std::string& id, const json& j,
+                                    const std::string& path) {
+    if (!valid_name(id))
+        error(path, "invalid_name",
+              "tenant id must be 1-64 characters of letters, digits, '-', '_', '.'");
+    auto t = static_cast<std::uint32_t>(p_.tenants_.size());
+    p_.tenants_.push_back({id, p_.default_mode_, false, {}});
+    tenant_domains_.emplace_back();
+    if (!object_with(j, path,
+                     {"mode", "domains", "allow_null_sender", "identities", "description"}))
+        return;
+    string_at(j, "description", path, false);
+    if (auto m = mode_at(j, path)) p_.tenants_[t].mode = *m;
+    if (p_.tenants_[t].mode == Mode::report && j.contains("mode"))
+        warn(pointer(path, "mode"), "report_mode",
+             fmt::format("tenant \"{}\" is in report mode: its violations are logged, not refused",
+                         id));
+    p_.tenants_[t].allow_null_sender = bool_at(j, "allow_null_sender", path).value_or(false);
+
+    auto domains = j.find("domains");
+    if (domains == j.end() || (domains->is_array() && domains->empty())) {
+        error(domains == j.end() ? path : pointer(path, "domains"), "empty_tenant",
+              fmt::format("tenant \"{}\" has no domains: it could never send", id));
+    } else {
+        compile_domains(t, *domains, pointer(path, "domains"));
+    }
+
+    auto ids = j.find("identities");
+    if (ids == j.end() || (ids->is_array() && ids->empty())) {
+        error(ids == j.end() ? path : pointer(path, "identities"), "empty_tenant",
+              fmt::format("tenant \"{}\" has no identities: no connection could prove it", id));
+    } else if (!ids->is_array()) {
+        error(pointer(path, "identities"), "schema",
+              fmt::format("expected an array, found {}", describe(*ids)));
+    } else {
+        for (std::size_t i = 0; i < ids->size(); ++i)
+            compile_identity(t, (*ids)[i], pointer(pointer(path, "identities"), i));
+    }
+    for (auto prov : p_.tenants_[t].providers) {
+        ++p_.providers_[prov].tenants;
+        if (p_.tenants_[t].allow_null_sender) ++p_.providers_[prov].null_sender_tenants;
+    }
+}
+
+void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::string& path) {
+    if (!j.is_array()) {
+        error(path, "schema", fmt::format("expected an array, found {}", describe(j)));
+        return;
+    }
+    auto& mine = tenant_domains_[t];
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        const json& dj = j[i];
+        std::string dpath = pointer(path, i);
+        const json* name = &dj;
+        bool shared = false;
+        if (dj.is_object()) {
+            if (!object_with(dj, dpath, {"domain", "shared_domain", "description"})) continue;
+            string_at(dj, "description", dpath, false);
+            shared = bool_at(dj, "shared_domain", dpath).value_or(false);
+            name = string_at(dj, "domain", dpath, true);
+            if (!name) continue;
+        } else if (!dj.is_string()) {
+            error(dpath, "schema",
+                  fmt::format("expected a domain string or object, found {}", describe(dj)));
+            continue;
+        }
+        const auto& written = name->get_ref<const std::string&>();
+        std::string_view base = written;
+        bool wildcard = base.starts_with("*.");
+        if (wildcard) base.remove_prefix(2);
+        if (base.find('*') != std::string_view::npos) {
+            error(dpath, "invalid_wildcard",
+                  fmt::format("\"{}\": a wildcard is only allowed as a whole leading label "
+                              "(\"*.example.com\")",
+                              written));
+            continue;
+        }
+        // Policy files may spell domains as U-labels ("bücher.example").
+        auto norm = normalize_domain(base, true);
+        if (!norm) {
+            error(dpath, "invalid_domain",
+                  fmt::format("\"{}\": {}", written, relaygate::to_string(norm.error())));
+            continue;
+        }
+        std::string pattern = wildcard ? "*." + *norm : *norm;
+        if (const psl_ctx_t* psl = public_suffixes()) {
+            if (wildcard) {
+                std::string probe = "relaygate-probe." + *norm;
+                if (psl_is_public_suffix(psl, norm->c_str()) ||
+                    psl_is_public_suffix(psl, probe.c_str()))
+                    error(dpath, "wildcard_public_suffix",
+                          fmt::format("\"{}\" is a wildcard at or above a public suffix: it would "
+                                      "grant domains registered by anyone",
+                                      written));
+            } else if (psl_is_public_suffix(psl, norm->c_str())) {
+                warn(dpath, "domain_public_suffix",
+                     fmt::format("\"{}\" is a public suffix, not a registrable domain", written));
+            }
+        }
+        if (!p_.domains_.add(pattern, {t, shared})) {
+            auto first = std::find_if(mine.begin(), mine.end(),
+                                      [&](const DomainEntry& e) { return e.pattern == pattern; });
+            std::string also = first == mine.end() ? std::string() : first->path;
+            bool idn = first != mine.end() && first->written != written;
+            error(dpath, "duplicate_domain",
+                  idn ? fmt::format("\"{}\" is the same domain as \"{}\" at {} (U-label and "
+                                    "A-label spellings of {})",
+                                    written, first->written, also, pattern)
+                      : fmt::format("\"{}\" is listed twice (also at {})", written, also));
+            continue;
+        }
+        mine.push_back({std::move(pattern), written, dpath, shared});
+        ++p_.domain_count_;
+    }
+}
+
+void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std::string& path) {
+    if (!object_with(j, path,
+                     {"provider", "tenant_id", "networks", "client_cert_sha256",
+                      "client_spki_sha256", "sasl_user", "password_hash", "description"}))
+        return;
+    string_at(j, "description", path, false);
+    int kinds = int(j.contains("provider")) + int(j.contains("networks")) +
+                int(j.contains("client_cert_sha256")) + int(j.contains("client_spki_sha256")) +
+                int(j.contains("sasl_user"));
+    if (kinds != 1) {
+        error(path, "schema",
+              "an identity has exactly one of \"provider\", \"networks\", "
+              "\"client_cert_sha256\", \"client_spki_sha256\", \"sasl_user\"");
+        return;
+    }
+    auto stray = [&](std::string_view key, std::string_view owner) {
+        if (j.contains(key))
+            error(pointer(path, key), "schema",
+                  fmt::format("\"{}\" belongs to a \"{}\" identity", key, owner));
+    };
+    auto note_shared = [&](std::vector<std::uint32_t>& owners, const std::string& what) {
+        if (std::find(owners.begin(), owners.end(), t) != owners.end()) return;
+        if (!owners.empty())
+            warn(path, "identity_shared",
+                 fmt::format("{} also identifies tenant \"{}\" (first at {}); such connections "
+                             "are resolved by domain and refused when still ambiguous",
+                             what, p_.tenants_[owners.front()].id, first_identity_path_[what]));
+        else
+            first_identity_path_[what] = path;
+        owners.push_back(t);
+    };
+
+    if (j.contains("networks")) {
+        stray("tenant_id", "provider");
+        stray("password_hash", "sasl_user");
+        compile_networks(t, j.at("networks"), pointer(path, "networks"));
+    } else if (j.contains("provider")) {
+        stray("password_hash", "sasl_user");
+        const json* pj = string_at(j, "provider", path, true);
+        const json* tj = string_at(j, "tenant_id", path, true);
+        if (!pj) return;
+        const auto& name = pj->get_ref<const std::string&>();
+        auto it = provider_numbers_.find(name);
+        if (it == provider_numbers_.end()) {
+            error(pointer(path, "provider"), "unknown_provider",
+                  fmt::format("provider \"{}\" is not defined under /providers", name));
+            return;
+        }
+        if (!tj) return;
+        const auto& tid = tj->get_ref<const std::string&>();
+        bool ok = !tid.empty() && tid.size() <= 256;
+        for (unsigned char c : tid) ok = ok && c > 32 && c < 127;
+        if (!ok) {
+            error(pointer(path, "tenant_id"), "schema",
+                  "tenant_id must be 1-256 printable ASCII characters without spaces");
+            return;
+        }
+        provider_used_[it->second] = true;
+        auto& provs = p_.tenants_[t].providers;
+        if (std::find(provs.begin(), provs.end(), it->second) == provs.end())
+            provs.push_back(it->second);
+        std::string key = std::to_string(it->second) + '\0' + ascii::lower(tid);
+        note_shared(p_.provider_tenant_index_[key],
+                    fmt::format("provider {} tenant_id {}", name, tid));
+    } else if (j.contains("client_cert_sha256") || j.contains("client_spki_sha256")) {
+        stray("tenant_id", "provider");
+        stray("password_hash", "sasl_user");
+        bool cert = j.contains("client_cert_sha256");
+        std::string_view key = cert ? "client_cert_sha256" : "client_spki_sha256";
+        const json* fj = string_at(j, key, path, true);
+        if (!fj) return;
+        auto fp = normalize_fingerprint(fj->get_ref<const std::string&>());
+        if (!fp) {
+            error(pointer(path, key), "invalid_fingerprint",
+                  fmt::format("{} must be 64 hex digits (SHA-256), optionally colon-separated",
+                              key));
+            return;
+        }
+        auto& index = cert ? p_.cert_index_ : p_.spki_index_;
+        note_shared(index[*fp], fmt::format("{} {}", key, *fp));
+    } else {
+        stray("tenant_id", "provider");
+        const json* uj = string_at(j, "sasl_user", path, true);
+        const json* hj = string_at(j, "password_hash", path, true);
+        if (!uj) return;
+        const auto& user = uj->get_ref<const std::string&>();
+        bool ok = !user.empty() && user.size() <= 255 && is_valid_utf8(user);
+        for (unsigned char c : user) ok = ok && !ascii::is_ctl(c);
+        if (!ok) {
+            error(pointer(path, "sasl_user"), "schema",
+                  "sasl_user must be 1-255 octets of UTF-8 without control characters");
+            return;
+        }
+        if (!hj) return;
+        const auto& hash = hj->get_ref<const std::string&>();
+        auto info = parse_password_hash(hash);
+        if (!info) {
+            error(pointer(path, "password_hash"), "invalid_password_hash", info.error());
+            return;
+        }
+        if (info->iterations < kWeakPbkdf2Iterations)
+            warn(pointer(path, "password_hash"), "weak_password_hash",
+                 fmt::format("only {} PBKDF2 iterations; relaygate hash-password uses {}",
+                             info->iterations, kDefaultPbkdf2Iterations));
+        if (auto [it, fresh] = sasl_users_.try_emplace(user, pointer(path, "sasl_user")); !fresh) {
+            // One login name must mean one password and one tenant.
+            error(pointer(path, "sasl_user"), "duplicate_sasl_user",
+                  fmt::format("sasl_user \"{}\" is already defined at {} (tenant \"{}\")", user,
+                              it->second, p_.tenants_[p_.sasl_index_.at(user).tenant].id));
+            return;
+        }
+        p_.sasl_index_.emplace(user, Policy::SaslEntry{t, hash});
+    }
+}
+
+void PolicyCompiler::compile_networks(std::uint32_t t, const json& j, const std::string& path) {
+    if (!j.is_array() || j.empty()) {
+        error(path, "schema", "\"networks\" must be a non-empty array of CIDR strings");
+        return;
+    }
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        const json& nj = j[i];
+        std::string ipath = pointer(path, i);
+        if (!nj.is_string()) {
+            error(ipath, "schema", fmt::format("expected a CIDR string, found {}", describe(nj)));
+            continue;
+        }
+        const auto& text = nj.get_ref<const std::string&>();
+        auto parsed = parse_cidr(text);
+        if (!parsed.cidr) {
+            if (*parsed.error == CidrError::host_bits_set)
+                error(ipath, "network_host_bits",
+                      fmt::format("\"{}\" has host bits set: write the network address, or a "
+                                  "/32 (/128) for one host",
+                                  text));
+            else
+                error(ipath, "invalid_network",
+                      fmt::format("\"{}\": {}", text, to_string(*parsed.error)));
+            continue;
+        }
+        const Cidr& cidr = *parsed.cidr;
+        bool echo = false;
+        for (const auto& shared : shared_nets_) {
+            if (!cidr.overlaps(shared.cidr)) continue;
+            echo = true;
+            error(ipath, "shared_network_overlap",
+                  fmt::format("network {} overlaps {}, a shared network of provider \"{}\": every "
+                              "customer of that provider could send as tenant \"{}\" -- the "
+                              "EchoSpoofing risk (2024). Use a {{\"provider\": \"{}\", "
+                              "\"tenant_id\": ...}} identity instead",
+                              text, shared.cidr.to_string(), p_.providers_[shared.provider].name,
+                              p_.tenants_[t].id, p_.providers_[shared.provider].name));
+        }
+        if (echo) continue;
+        if ((cidr.address.is_v4() && cidr.prefix_len < 8) ||
+            (!cidr.address.is_v4() && cidr.prefix_len < 16))
+            warn(ipath, "network_too_broad",
+                 fmt::format("\"{}\" is very broad; is the whole network really dedicated to "
+                             "tenant \"{}\"?",
+                             text, p_.tenants_[t].id));
+        auto slot = static_cast<std::uint32_t>(p_.network_slots_.size());
+        auto got = p_.network_index_.insert(cidr, slot);
+        if (got == slot) p_.network_slots_.push_back({cidr, {}});
+        auto& owners = p_.network_slots_[got].tenants;
+        if (std::find(owners.begin(), owners.end(), t) == owners.end()) owners.push_back(t);
+        networks_.push_back({cidr, t, ipath});
+    }
+}
+
+void PolicyCompiler::lint_cross_tenant() {
+    // A domain (or a name under a wildcard) granted to two tenants lets
+    // either send as the other; it must be deliberate on both sides.
+    for (std::uint32_t t = 0; t < tenant_domains_.size(); ++t) {
+        for (const auto& entry : tenant_domains_[t]) {
+            std::set<std::uint32_t> reported;
+            p_.domains_.for_each_covering(
+                entry.pattern, [&](std::string_view other, const DomainIndex::Grant& g) {
+                    if (g.tenant == t || (g.shared && entry.shared) || !reported.insert(g.tenant).second)
+                        return;
+                    // Exact duplicates are reported once, at the later tenant.
+                    if (other == entry.pattern && g.tenant > t) return;
+                    error(entry.path, "domain_granted_twice",
+                          fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\"); mark "
+                                      "both grants {{\"domain\": ..., \"shared_domain\": true}} "
+                                      "if both may send for it",
+                                      entry.written, p_.tenants_[g.tenant].id, other));
+                });
+        }
+    }
+
+    // Nested or equal networks of different tenants: longest prefix wins,
+    // equal prefixes tie. Sorted sweep with a stack of enclosing networks.
+    std::sort(networks_.begin(), networks_.end(), [](const NetworkEntry& a, const NetworkEntry& b) {
+        if (a.cidr.address != b.cidr.address) return a.cidr.address < b.cidr.address;
+        if (a.cidr.prefix_len != b.cidr.prefix_len) return a.cidr.prefix_len < b.cidr.prefix_len;
+        return a.tenant < b.tenant;
+    });
+    std::vector<const NetworkEntry*> stack;
+    for (const auto& n : networks_) {
+        while (!stack.empty() && !(stack.back()->cidr.prefix_len <= n.cidr.prefix_len &&
+                                   stack.back()->cidr.contains(n.cidr.address)))
+            stack.pop_back();
+        for (auto it = stack.rbegin(); it != stack.rend(); ++it) {
+            if ((*it)->tenant == n.tenant) continue;
+            bool equal = (*it)->cidr == n.cidr;
+            warn(n.path, "network_overlap",
+                 fmt::format("{} {} network {} of tenant \"{}\" ({}): {}", n.cidr.to_string(),
+                             equal ? "equals" : "lies inside", (*it)->cidr.to_string(),
+                             p_.tenants_[(*it)->tenant].id, (*it)->path,
+                             equal ? "decided by domain, refused as ambiguous otherwise"
+                                   : "the longest prefix wins"));
+            break;
+        }
+        stack.push_back(&n);
+    }
+
+    for (std::uint32_t i = 0; i < provider_used_.size(); ++i)
+        if (!provider_used_[i])
+            warn(pointer("/providers", p_.providers_[i].name), "unused_provider",
+                 fmt::format("provider \"{}\" is not used by any tenant", p_.providers_[i].name));
+}
+
+LoadResult Policy::load(const json& doc) {
+    auto policy = std::shared_ptr<Policy>(new Policy());
+    PolicyCompiler compiler(*policy);
+    try {
+        compiler.compile(doc);
+    } catch (const json::exception& e) {
+        compiler.errors.push_back({"", "schema", e.what()});
+    }
+    if (!compiler.errors.empty()) return unexpected(std::move(compiler.errors));
+    policy->warnings_ = std::move(compiler.warnings);
+    return std::shared_ptr<const Policy>(std::move(policy));
+}
+
+namespace {
+
+// A SAX pass that only tracks object keys, to report duplicates with their
+// path. (nlohmann's parser callback would do it too, but rescans the parent
+// object at every object end: quadratic on 100k tenants.)
+class DuplicateKeyFinder : public json::json_sax_t {
+public:
+    std::vector<Diagnostic> errors;
+    std::string syntax_error;
+
+    bool null() override { return element_done(); }
+    bool boolean(bool) override { return element_done(); }
+    bool number_integer(number_integer_t) override { return element_done(); }
+    bool number_unsigned(number_unsigned_t) override { return element_done(); }
+    bool number_float(number_float_t, const string_t&) override { return element_done(); }
+    bool string(string_t&) override { return element_done(); }
+    bool binary(binary_t&) override { return element_done(); }
+    bool start_object(std::size_t) override {
+        frames_.push_back({false, 0, {}, {}});
+        return true;
+    }
+    bool key(string_t& k) override {
+        auto& f = frames_.back();
+        f.key = k;
+        if (!f.keys.insert(k).second && errors.size() < 100)
+            errors.push_back({path(), "duplicate_key",
+                              fmt::format("key \"{}\" appears twice in the same object; JSON "
+                                          "parsers disagree on which one counts",
+                                          k)});
+        return true;
+    }
+    bool end_object() override {
+        frames_.pop_back();
+        return element_done();
+    }
+    bool start_array(std::size_t) override {
+        frames_.push_back({true, 0, {}, {}});
+        return true;
+    }
+    bool end_array() override {
+        frames_.pop_back();
+        return element_done();
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+        syntax_error = e.what();
+        if (auto pos = syntax_error.find("] ");
+            syntax_error.starts_with("[json.exception") && pos != std::string::npos)
+            syntax_error = syntax_error.substr(pos + 2);
+        return false;
+    }
+
+private:
+    struct Frame {
+        bool array;
+        std::size_t index;
+        std::string key;
+        std::unordered_set<std::string> keys;
+    };
+    bool element_done() {
+        if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+        return true;
+    }
+    std::string path() const {
+        std::string out;
+        for (const auto& f : frames_) out = f.array ? pointer(out, f.index) : pointer(out, f.key);
+        return out;
+    }
+    std::vector<Frame> frames_;
+};
+
+}  // namespace
+
+LoadResult Policy::load_text(std::string_view text) {
+    DuplicateKeyFinder finder;
+    bool ok = json::sax_parse(text.begin(), text.end(), &finder);
+    if (!ok || !finder.syntax_error.empty())
+        return unexpected(std::vector<Diagnostic>{
+            {"", "json_syntax", finder.syntax_error.empty() ? "invalid JSON" : finder.syntax_error}});
+    if (!finder.errors.empty()) return unexpected(std::move(finder.errors));
+    json doc;
+    try {
+        doc = json::parse(text.begin(), text.end());
+    } catch (const json::exception& e) {
+        return unexpected(std::vector<Diagnostic>{{"", "json_syntax", e.what()}});
+    }
+    return load(doc);
+}
+
+LoadResult Policy::load_file(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in)
+        return unexpected(
+            std::vector<Diagnostic>{{"", "io", fmt::format("cannot open {}", file.string())}});
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    if (in.bad())
+        return unexpected(
+            std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", file.string())}});
+    return load_text(buf.str());
+}
+
+}  // namespace relaygate::policy
