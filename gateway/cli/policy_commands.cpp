@@ -10,10 +10,10 @@
 
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,7 +28,9 @@ namespace {
 using policy::Decision;
 using policy::Policy;
 
-[[noreturn]] void exit_with(int code) { throw CLI::RuntimeError(code); }
+[[noreturn]] void exit_with(int code) {
+    throw CLI::RuntimeError(code);
+}
 
 std::shared_ptr<const Policy> load_or_report(const std::string& file) {
     auto loaded = Policy::load_file(file);
@@ -73,9 +75,10 @@ nlohmann::json to_json(const Decision& d) {
     return {
         {"verdict", policy::to_string(d.verdict)},
         {"reason", r.label},
-        {"smtp_reply", fmt::format("{} {} {}", d.verdict == policy::Verdict::accept ? 250 : r.smtp_code,
-                                   d.verdict == policy::Verdict::accept ? "2.0.0" : r.enhanced,
-                                   d.verdict == policy::Verdict::accept ? "OK" : r.text)},
+        {"smtp_reply",
+         fmt::format("{} {} {}", d.verdict == policy::Verdict::accept ? 250 : r.smtp_code,
+                     d.verdict == policy::Verdict::accept ? "2.0.0" : r.enhanced,
+                     d.verdict == policy::Verdict::accept ? "OK" : r.text)},
         {"tenant", d.tenant},
         {"identity", policy::to_string(d.identity)},
         {"identity_detail", d.identity_detail},
@@ -101,7 +104,8 @@ void print_decision(std::string_view point, const Decision& d) {
         const auto& r = info(d.reason);
         fmt::print("  reply: {} {} {}\n", r.smtp_code, r.enhanced, r.text);
     }
-    for (const auto& line : d.trace) fmt::print("  | {}\n", line);
+    for (const auto& line : d.trace)
+        fmt::print("  | {}\n", line);
 }
 
 struct ExplainOptions {
@@ -163,9 +167,11 @@ void run_explain(const ExplainOptions& o) {
             exit_with(1);
         }
         hdr.emplace();
-        for (const auto& m : facts->originators) hdr->originators.push_back({m.field, m.domain});
+        for (const auto& m : facts->originators)
+            hdr->originators.push_back({m.field, m.domain});
         for (const auto& name : pol->provider_tenant_headers())
-            for (auto v : facts->values(name)) hdr->provider_header_values.emplace_back(v);
+            for (auto v : facts->values(name))
+                hdr->provider_header_values.emplace_back(v);
     }
     auto add_originators = [&](const std::vector<std::string>& addrs,
                                message::OriginatorField field, std::string_view flag) {
@@ -203,7 +209,9 @@ void run_explain(const ExplainOptions& o) {
             {"mail_from", to_json(mail)},
             {"header", header ? to_json(*header) : nlohmann::json()},
             {"end_of_data", eod ? to_json(*eod) : nlohmann::json()},
-            {"final", accepted ? "accept" : last.pending_header ? "pending_header" : "reject"},
+            {"final", accepted              ? "accept"
+                      : last.pending_header ? "pending_header"
+                                            : "reject"},
         };
         fmt::print("{}\n", out.dump(2));
     } else {
@@ -212,11 +220,14 @@ void run_explain(const ExplainOptions& o) {
         if (header) {
             print_decision("end of header", *header);
         } else if (mail.accepted()) {
-            fmt::print("end of header: not evaluated (give --message or --from/--sender/--tenant-header)\n");
+            fmt::print(
+                "end of header: not evaluated (give --message or "
+                "--from/--sender/--tenant-header)\n");
         }
         if (eod) print_decision("end of data", *eod);
-        fmt::print("final: {}\n",
-                   accepted ? "accept" : last.pending_header ? "pending header" : "reject");
+        fmt::print("final: {}\n", accepted              ? "accept"
+                                  : last.pending_header ? "pending header"
+                                                        : "reject");
     }
     if (!accepted) exit_with(1);
 }
@@ -264,7 +275,8 @@ void add_policy_commands(CLI::App& app) {
         ->required();
     explain->add_option("--mail-from", o->mail_from, "Envelope sender: user@domain, or <> for null")
         ->required();
-    explain->add_option("--message", o->message_file, "Message file (.eml) to read originators from");
+    explain->add_option("--message", o->message_file,
+                        "Message file (.eml) to read originators from");
     explain->add_option("--auth-user", o->auth_user, "Authenticated SMTP AUTH user");
     explain->add_option("--client-cert-sha256", o->cert_sha256,
                         "SHA-256 of the client certificate (hex)");
@@ -277,8 +289,8 @@ void add_policy_commands(CLI::App& app) {
     explain->add_flag("--json", o->json, "Print the decisions as JSON");
     explain->callback([o] { run_explain(*o); });
 
-    auto* hash = app.add_subcommand(
-        "hash-password", "Read a password from stdin and print its PBKDF2-SHA256 hash");
+    auto* hash = app.add_subcommand("hash-password",
+                                    "Read a password from stdin and print its PBKDF2-SHA256 hash");
     auto iterations = std::make_shared<std::uint32_t>(policy::kDefaultPbkdf2Iterations);
     hash->add_option("--iterations", *iterations, "PBKDF2 iterations")
         ->check(CLI::Range(policy::kMinPbkdf2Iterations, policy::kMaxPbkdf2Iterations));

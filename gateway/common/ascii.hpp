@@ -7,12 +7,22 @@
 
 namespace relaygate::ascii {
 
-constexpr bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
-constexpr bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-constexpr bool is_alnum(unsigned char c) { return is_alpha(c) || is_digit(c); }
-constexpr bool is_wsp(unsigned char c) { return c == ' ' || c == '\t'; }
+constexpr bool is_alpha(unsigned char c) {
+    return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
+constexpr bool is_digit(unsigned char c) {
+    return c >= '0' && c <= '9';
+}
+constexpr bool is_alnum(unsigned char c) {
+    return is_alpha(c) || is_digit(c);
+}
+constexpr bool is_wsp(unsigned char c) {
+    return c == ' ' || c == '\t';
+}
 // Control characters per RFC 5234 CTL: 0x00-0x1F and 0x7F.
-constexpr bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
+constexpr bool is_ctl(unsigned char c) {
+    return c < 0x20 || c == 0x7f;
+}
 constexpr char to_lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c;
 }
@@ -22,7 +32,8 @@ constexpr char to_upper(char c) {
 
 inline std::string lower(std::string_view s) {
     std::string out(s);
-    for (char& c : out) c = to_lower(c);
+    for (char& c : out)
+        c = to_lower(c);
     return out;
 }
 

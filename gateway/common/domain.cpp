@@ -20,7 +20,9 @@ struct IdnFree {
 template <class T>
 using IdnPtr = std::unique_ptr<T, IdnFree>;
 
-Result<std::string, DomainError> fail(DomainError e) { return unexpected(e); }
+Result<std::string, DomainError> fail(DomainError e) {
+    return unexpected(e);
+}
 
 // Checks an all-ASCII, already lower-cased domain label by label.
 std::optional<DomainError> check_ldh(std::string_view domain) {
@@ -59,16 +61,26 @@ std::optional<DomainError> check_ldh(std::string_view domain) {
 
 std::string_view to_string(DomainError e) {
     switch (e) {
-        case DomainError::empty: return "empty domain";
-        case DomainError::too_long: return "domain longer than 255 octets";
-        case DomainError::empty_label: return "empty label (leading, trailing or double dot)";
-        case DomainError::label_too_long: return "label longer than 63 octets";
-        case DomainError::bad_character: return "character not allowed in a domain label";
-        case DomainError::bad_hyphen: return "label starts or ends with a hyphen";
-        case DomainError::utf8_not_allowed: return "internationalized domain without SMTPUTF8";
-        case DomainError::invalid_utf8: return "invalid UTF-8";
-        case DomainError::invalid_idna: return "invalid internationalized domain name";
-        case DomainError::not_canonical: return "internationalized domain not in canonical form";
+        case DomainError::empty:
+            return "empty domain";
+        case DomainError::too_long:
+            return "domain longer than 255 octets";
+        case DomainError::empty_label:
+            return "empty label (leading, trailing or double dot)";
+        case DomainError::label_too_long:
+            return "label longer than 63 octets";
+        case DomainError::bad_character:
+            return "character not allowed in a domain label";
+        case DomainError::bad_hyphen:
+            return "label starts or ends with a hyphen";
+        case DomainError::utf8_not_allowed:
+            return "internationalized domain without SMTPUTF8";
+        case DomainError::invalid_utf8:
+            return "invalid UTF-8";
+        case DomainError::invalid_idna:
+            return "invalid internationalized domain name";
+        case DomainError::not_canonical:
+            return "internationalized domain not in canonical form";
     }
     return "invalid domain";
 }

@@ -20,9 +20,9 @@ enum class DomainError {
     bad_hyphen,        // label starts or ends with a hyphen
     utf8_not_allowed,  // non-ASCII without SMTPUTF8
     invalid_utf8,
-    invalid_idna,      // libidn2 refused it, or a malformed xn-- label
-    not_canonical,     // U-label that only maps to an A-label after UTS #46
-                       // mapping (case, width, invisible characters): ambiguous
+    invalid_idna,   // libidn2 refused it, or a malformed xn-- label
+    not_canonical,  // U-label that only maps to an A-label after UTS #46
+                    // mapping (case, width, invisible characters): ambiguous
 };
 
 std::string_view to_string(DomainError e);

@@ -43,9 +43,9 @@ constexpr std::array kTable{
                "Data transfer too slow, closing connection"},
     ReasonInfo{R::shutting_down, "shutting_down", 421, "4.3.2",
                "Service shutting down, try again later"},
-    ReasonInfo{R::tls_required, "tls_required", 530, "5.7.0", "Must issue a STARTTLS command first"},
-    ReasonInfo{R::auth_failed, "auth_failed", 535, "5.7.8",
-               "Authentication credentials invalid"},
+    ReasonInfo{R::tls_required, "tls_required", 530, "5.7.0",
+               "Must issue a STARTTLS command first"},
+    ReasonInfo{R::auth_failed, "auth_failed", 535, "5.7.8", "Authentication credentials invalid"},
     ReasonInfo{R::auth_required, "auth_required", 530, "5.7.0", "Authentication required"},
     ReasonInfo{R::too_many_connections, "too_many_connections", 421, "4.7.0",
                "Too many connections, try again later"},
@@ -125,10 +125,8 @@ constexpr std::array kTable{
     ReasonInfo{R::local_error, "local_error", 451, "4.3.0",
                "Local error in processing, try again later"},
 
-    ReasonInfo{R::no_valid_recipients, "no_valid_recipients", 554, "5.5.1",
-               "No valid recipients"},
-    ReasonInfo{R::upstream_rejected, "upstream_rejected", 550, "5.0.0",
-               "Rejected by the relay"},
+    ReasonInfo{R::no_valid_recipients, "no_valid_recipients", 554, "5.5.1", "No valid recipients"},
+    ReasonInfo{R::upstream_rejected, "upstream_rejected", 550, "5.0.0", "Rejected by the relay"},
 };
 
 constexpr bool table_in_enum_order() {
@@ -141,9 +139,13 @@ static_assert(kTable.back().reason == Reason::upstream_rejected, "every Reason n
 
 }  // namespace
 
-const ReasonInfo& info(Reason r) { return kTable[static_cast<std::size_t>(r)]; }
+const ReasonInfo& info(Reason r) {
+    return kTable[static_cast<std::size_t>(r)];
+}
 
-std::span<const ReasonInfo> all_reasons() { return kTable; }
+std::span<const ReasonInfo> all_reasons() {
+    return kTable;
+}
 
 std::optional<Reason> reason_from_label(std::string_view label) {
     for (const auto& row : kTable)

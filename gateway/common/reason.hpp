@@ -95,11 +95,15 @@ struct ReasonInfo {
 };
 
 const ReasonInfo& info(Reason r);
-inline std::string_view label(Reason r) { return info(r).label; }
+inline std::string_view label(Reason r) {
+    return info(r).label;
+}
 std::span<const ReasonInfo> all_reasons();
 std::optional<Reason> reason_from_label(std::string_view label);
 
 // True for reasons whose reply is a temporary failure (4xx).
-inline bool is_tempfail(Reason r) { return info(r).smtp_code / 100 == 4; }
+inline bool is_tempfail(Reason r) {
+    return info(r).smtp_code / 100 == 4;
+}
 
 }  // namespace relaygate

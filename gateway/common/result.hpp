@@ -21,7 +21,7 @@ Unexpected<E> unexpected(E e) {
 
 template <class T, class E>
 class [[nodiscard]] Result {
-public:
+  public:
     Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
     Result(Unexpected<E> e) : v_(std::in_place_index<1>, std::move(e.error)) {}
 
@@ -49,7 +49,7 @@ public:
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
 
-private:
+  private:
     std::variant<T, E> v_;
 };
 

@@ -19,7 +19,7 @@ namespace {
 using nlohmann::json;
 
 class Reader {
-public:
+  public:
     std::vector<ConfigError> errors;
 
     void error(const std::string& path, std::string message) {
@@ -106,14 +106,13 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
 
 void read_limits(Reader& r, const json& j, Limits& l) {
     const std::string path = "limits";
-    if (!r.object(j, path,
-                  {"max_message_bytes", "max_recipients", "max_command_line", "max_text_line",
-                   "max_header_bytes", "max_errors", "max_connections",
-                   "max_connections_per_client"}))
+    if (!r.object(
+            j, path,
+            {"max_message_bytes", "max_recipients", "max_command_line", "max_text_line",
+             "max_header_bytes", "max_errors", "max_connections", "max_connections_per_client"}))
         return;
     // Minimums are the RFC 5321 4.5.3.1 floors; going below breaks senders.
-    r.integer(j, path, "max_message_bytes", l.max_message_bytes, 65536,
-              std::uint64_t{1} << 40);
+    r.integer(j, path, "max_message_bytes", l.max_message_bytes, 65536, std::uint64_t{1} << 40);
     r.integer(j, path, "max_recipients", l.max_recipients, 1, 100000);
     r.integer(j, path, "max_command_line", l.max_command_line, 512, 65536);
     r.integer(j, path, "max_text_line", l.max_text_line, 1000, 1 << 20);
@@ -147,8 +146,8 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     }
     Config c;
     if (!r.object(root, "",
-                  {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts",
-                   "threads", "hostname", "verdict_header", "audit_log", "drain_timeout_seconds"}))
+                  {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
+                   "hostname", "verdict_header", "audit_log", "drain_timeout_seconds"}))
         return unexpected(std::move(r.errors));
 
     if (root.contains("listeners")) {

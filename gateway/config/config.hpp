@@ -22,10 +22,10 @@ struct Listener {
 struct Upstream {
     std::string host = "127.0.0.1";
     std::uint16_t port = 10025;
-    bool xclient = true;                               // use XCLIENT when offered
+    bool xclient = true;  // use XCLIENT when offered
     std::chrono::seconds connect_timeout{30};
-    std::chrono::seconds reply_timeout{300};           // RFC 5321 4.5.3.2.2-4: 5 min
-    std::chrono::seconds final_reply_timeout{600};     // RFC 5321 4.5.3.2.6: 10 min
+    std::chrono::seconds reply_timeout{300};        // RFC 5321 4.5.3.2.2-4: 5 min
+    std::chrono::seconds final_reply_timeout{600};  // RFC 5321 4.5.3.2.6: 10 min
 };
 
 struct Admin {
@@ -35,21 +35,21 @@ struct Admin {
 };
 
 struct Limits {
-    std::uint64_t max_message_bytes = 52428800;    // advertised in SIZE (RFC 1870)
-    std::uint32_t max_recipients = 100;            // RFC 5321 4.5.3.1.8 minimum
-    std::uint32_t max_command_line = 512;          // RFC 5321 4.5.3.1.4
-    std::uint32_t max_text_line = 1000;            // RFC 5321 4.5.3.1.6
+    std::uint64_t max_message_bytes = 52428800;  // advertised in SIZE (RFC 1870)
+    std::uint32_t max_recipients = 100;          // RFC 5321 4.5.3.1.8 minimum
+    std::uint32_t max_command_line = 512;        // RFC 5321 4.5.3.1.4
+    std::uint32_t max_text_line = 1000;          // RFC 5321 4.5.3.1.6
     std::uint32_t max_header_bytes = 256 * 1024;
-    std::uint32_t max_errors = 10;                 // then 421 and close
+    std::uint32_t max_errors = 10;  // then 421 and close
     std::uint32_t max_connections = 1000;
     std::uint32_t max_connections_per_client = 50;
 };
 
 struct Timeouts {
-    std::chrono::seconds command{300};       // RFC 5321 4.5.3.2.7 server timeout
-    std::chrono::seconds data_block{180};    // RFC 5321 4.5.3.2.5
-    std::chrono::seconds data_grace{30};     // slowloris: grace before the rate applies
-    std::uint32_t min_data_rate = 1024;      // bytes per second, averaged over DATA
+    std::chrono::seconds command{300};     // RFC 5321 4.5.3.2.7 server timeout
+    std::chrono::seconds data_block{180};  // RFC 5321 4.5.3.2.5
+    std::chrono::seconds data_grace{30};   // slowloris: grace before the rate applies
+    std::uint32_t min_data_rate = 1024;    // bytes per second, averaged over DATA
 };
 
 struct Config {
@@ -59,11 +59,11 @@ struct Config {
     Admin admin;
     Limits limits;
     Timeouts timeouts;
-    unsigned threads = 0;                         // 0 = one per core
-    std::string hostname = "relaygate.local";     // greeting, EHLO and Received
+    unsigned threads = 0;                      // 0 = one per core
+    std::string hostname = "relaygate.local";  // greeting, EHLO and Received
     std::string verdict_header = "X-Relaygate-Verdict";
-    std::string audit_log = "-";                  // "-" = stderr, else a file path
-    std::chrono::seconds drain_timeout{30};       // SIGTERM: finish sessions within this
+    std::string audit_log = "-";             // "-" = stderr, else a file path
+    std::chrono::seconds drain_timeout{30};  // SIGTERM: finish sessions within this
 };
 
 struct ConfigError {

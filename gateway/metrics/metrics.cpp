@@ -30,62 +30,72 @@ const Histogram::BucketBoundaries kNetBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01
 
 struct Metrics::Impl {
     prometheus::Registry registry;
-    prometheus::Family<Counter>& connections = BuildCounter()
-        .Name("relaygate_connections_total")
-        .Help("Client connections by result (accepted, rejected_limit, rejected_draining)")
-        .Register(registry);
+    prometheus::Family<Counter>& connections =
+        BuildCounter()
+            .Name("relaygate_connections_total")
+            .Help("Client connections by result (accepted, rejected_limit, rejected_draining)")
+            .Register(registry);
     prometheus::Family<Gauge>& connections_active = BuildGauge()
-        .Name("relaygate_connections_active")
-        .Help("Client connections currently open")
-        .Register(registry);
-    prometheus::Family<Counter>& transactions = BuildCounter()
-        .Name("relaygate_transactions_total")
-        .Help("Finished transactions by tenant, reason code and policy mode")
-        .Register(registry);
-    prometheus::Family<Counter>& relayed = BuildCounter()
-        .Name("relaygate_messages_relayed_total")
-        .Help("Messages accepted by the upstream relay, by tenant")
-        .Register(registry);
-    prometheus::Family<Counter>& relayed_bytes = BuildCounter()
-        .Name("relaygate_relayed_bytes_total")
-        .Help("Message bytes accepted by the upstream relay, by tenant")
-        .Register(registry);
-    prometheus::Family<Counter>& replies = BuildCounter()
-        .Name("relaygate_smtp_replies_total")
-        .Help("SMTP replies sent to clients by reply class (2xx, 3xx, 4xx, 5xx)")
-        .Register(registry);
+                                                        .Name("relaygate_connections_active")
+                                                        .Help("Client connections currently open")
+                                                        .Register(registry);
+    prometheus::Family<Counter>& transactions =
+        BuildCounter()
+            .Name("relaygate_transactions_total")
+            .Help("Finished transactions by tenant, reason code and policy mode")
+            .Register(registry);
+    prometheus::Family<Counter>& relayed =
+        BuildCounter()
+            .Name("relaygate_messages_relayed_total")
+            .Help("Messages accepted by the upstream relay, by tenant")
+            .Register(registry);
+    prometheus::Family<Counter>& relayed_bytes =
+        BuildCounter()
+            .Name("relaygate_relayed_bytes_total")
+            .Help("Message bytes accepted by the upstream relay, by tenant")
+            .Register(registry);
+    prometheus::Family<Counter>& replies =
+        BuildCounter()
+            .Name("relaygate_smtp_replies_total")
+            .Help("SMTP replies sent to clients by reply class (2xx, 3xx, 4xx, 5xx)")
+            .Register(registry);
     prometheus::Family<Histogram>& decision = BuildHistogram()
-        .Name("relaygate_decision_duration_seconds")
-        .Help("Policy evaluation time by decision point")
-        .Register(registry);
-    prometheus::Family<Histogram>& upstream_connect = BuildHistogram()
-        .Name("relaygate_upstream_connect_duration_seconds")
-        .Help("Time to connect to the upstream relay and finish EHLO")
-        .Register(registry);
-    prometheus::Family<Histogram>& upstream_reply = BuildHistogram()
-        .Name("relaygate_upstream_reply_duration_seconds")
-        .Help("Upstream reply latency by command")
-        .Register(registry);
-    prometheus::Family<Counter>& upstream_errors = BuildCounter()
-        .Name("relaygate_upstream_errors_total")
-        .Help("Upstream failures by kind (connect, timeout, reset, protocol, refused)")
-        .Register(registry);
-    prometheus::Family<Gauge>& policy_info = BuildGauge()
-        .Name("relaygate_policy_info")
-        .Help("The loaded policy (value 1), labelled with its hash")
-        .Register(registry);
+                                                  .Name("relaygate_decision_duration_seconds")
+                                                  .Help("Policy evaluation time by decision point")
+                                                  .Register(registry);
+    prometheus::Family<Histogram>& upstream_connect =
+        BuildHistogram()
+            .Name("relaygate_upstream_connect_duration_seconds")
+            .Help("Time to connect to the upstream relay and finish EHLO")
+            .Register(registry);
+    prometheus::Family<Histogram>& upstream_reply =
+        BuildHistogram()
+            .Name("relaygate_upstream_reply_duration_seconds")
+            .Help("Upstream reply latency by command")
+            .Register(registry);
+    prometheus::Family<Counter>& upstream_errors =
+        BuildCounter()
+            .Name("relaygate_upstream_errors_total")
+            .Help("Upstream failures by kind (connect, timeout, reset, protocol, refused)")
+            .Register(registry);
+    prometheus::Family<Gauge>& policy_info =
+        BuildGauge()
+            .Name("relaygate_policy_info")
+            .Help("The loaded policy (value 1), labelled with its hash")
+            .Register(registry);
     prometheus::Family<Gauge>& policy_tenants = BuildGauge()
-        .Name("relaygate_policy_tenants")
-        .Help("Tenants in the loaded policy")
-        .Register(registry);
+                                                    .Name("relaygate_policy_tenants")
+                                                    .Help("Tenants in the loaded policy")
+                                                    .Register(registry);
     prometheus::Family<Gauge>& policy_domains = BuildGauge()
-        .Name("relaygate_policy_domains")
-        .Help("Domain grants in the loaded policy")
-        .Register(registry);
-    prometheus::Family<Counter>& policy_reloads = BuildCounter()
-        .Name("relaygate_policy_reloads_total")
-        .Help("Policy reload attempts by result (success, failure)")
-        .Register(registry);
+                                                    .Name("relaygate_policy_domains")
+                                                    .Help("Domain grants in the loaded policy")
+                                                    .Register(registry);
+    prometheus::Family<Counter>& policy_reloads =
+        BuildCounter()
+            .Name("relaygate_policy_reloads_total")
+            .Help("Policy reload attempts by result (success, failure)")
+            .Register(registry);
 
     Gauge& active = connections_active.Add({});
     std::mutex policy_mutex;
@@ -95,10 +105,12 @@ struct Metrics::Impl {
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     // Pre-create the zero series dashboards and alerts rely on, so that
     // rate() has a baseline before the first event.
-    for (auto r : {"accepted", "rejected_limit", "rejected_draining"}) impl_->connections.Add({{"result", r}});
+    for (auto r : {"accepted", "rejected_limit", "rejected_draining"})
+        impl_->connections.Add({{"result", r}});
     for (auto k : {"connect", "timeout", "reset", "protocol", "refused"})
         impl_->upstream_errors.Add({{"kind", k}});
-    for (auto r : {"success", "failure"}) impl_->policy_reloads.Add({{"result", r}});
+    for (auto r : {"success", "failure"})
+        impl_->policy_reloads.Add({{"result", r}});
 }
 
 Metrics::~Metrics() = default;
@@ -108,7 +120,9 @@ void Metrics::connection_opened(std::string_view result) {
     if (result == "accepted") impl_->active.Increment();
 }
 
-void Metrics::connection_closed() { impl_->active.Decrement(); }
+void Metrics::connection_closed() {
+    impl_->active.Decrement();
+}
 
 void Metrics::transaction(std::string_view tenant, Reason reason, bool report_only) {
     impl_->transactions

@@ -22,7 +22,7 @@ class Histogram;
 namespace relaygate::metrics {
 
 class Metrics {
-public:
+  public:
     Metrics();
     ~Metrics();
     Metrics(const Metrics&) = delete;
@@ -53,7 +53,7 @@ public:
     // Prometheus text exposition format (version 0.0.4).
     std::string serialize() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

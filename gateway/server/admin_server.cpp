@@ -29,7 +29,8 @@ void AdminServer::stop() {
 awaitable<void> AdminServer::accept_loop() {
     for (;;) {
         error_code ec;
-        tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+        tcp::socket socket =
+            co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
         if (ec) continue;
         auto handler = [this, s = std::move(socket)]() mutable -> awaitable<void> {

@@ -16,7 +16,7 @@ class Metrics;
 namespace relaygate::server {
 
 class AdminServer {
-public:
+  public:
     // `status` returns extra JSON for /readyz bodies (policy hash etc.).
     AdminServer(net::asio::io_context& io, net::tcp::endpoint endpoint,
                 const metrics::Metrics& metrics, const Health& health,
@@ -26,7 +26,7 @@ public:
     void start();
     void stop();
 
-private:
+  private:
     net::awaitable<void> accept_loop();
     net::awaitable<void> serve(net::tcp::socket socket);
 

@@ -18,7 +18,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 class RunnerHooks final : public session::Hooks {
-public:
+  public:
     explicit RunnerHooks(metrics::Metrics& m) : metrics_(m) {}
     double now() override {
         return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
@@ -47,7 +47,7 @@ public:
     }
     void on_reply(int code) override { metrics_.smtp_reply(code); }
 
-private:
+  private:
     metrics::Metrics& metrics_;
 };
 
@@ -69,11 +69,11 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared) {
         // Refuse politely (RFC 5321 3.1: 421 in place of the greeting).
         const bool draining = shared.health.draining;
         shared.metrics.connection_opened(draining ? "rejected_draining" : "rejected_limit");
-        const std::string reply =
-            draining ? "421 4.3.2 Service shutting down, try again later\r\n"
-                     : "421 4.7.0 Too many connections, try again later\r\n";
+        const std::string reply = draining ? "421 4.3.2 Service shutting down, try again later\r\n"
+                                           : "421 4.7.0 Too many connections, try again later\r\n";
         client.expires_after(std::chrono::seconds(5));
-        co_await asio::async_write(client, asio::buffer(reply), asio::redirect_error(use_awaitable, ec));
+        co_await asio::async_write(client, asio::buffer(reply),
+                                   asio::redirect_error(use_awaitable, ec));
         client.socket().shutdown(tcp::socket::shutdown_both, ec);
         co_return;
     }
@@ -99,7 +99,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared) {
         if (out.empty()) co_return true;
         error_code wec;
         client.expires_after(timeouts.command);
-        co_await asio::async_write(client, asio::buffer(out), asio::redirect_error(use_awaitable, wec));
+        co_await asio::async_write(client, asio::buffer(out),
+                                   asio::redirect_error(use_awaitable, wec));
         out.clear();
         co_return !wec;
     };
@@ -107,18 +108,22 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared) {
     for (bool done = false; !done;) {
         Action a = machine.next();
         switch (a.kind) {
-            case Action::Kind::send_client: out += a.bytes; break;
+            case Action::Kind::send_client:
+                out += a.bytes;
+                break;
             case Action::Kind::read_client: {
                 if (!co_await flush()) {
                     close_reason = "write_error";
                     machine.on_client_closed();
                     break;
                 }
-                if (shared.health.draining && machine.stage() == session::SessionMachine::Stage::command)
+                if (shared.health.draining &&
+                    machine.stage() == session::SessionMachine::Stage::command)
                     machine.on_drain();
                 // Deadlines: RFC 5321 4.5.3.2 per stage, plus a minimum data
                 // rate during DATA so a slowloris cannot hold a slot forever.
-                auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(timeouts.command);
+                auto deadline =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(timeouts.command);
                 bool rate_bound = false;
                 if (machine.stage() == session::SessionMachine::Stage::data) {
                     if (!in_data) {
@@ -126,9 +131,11 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared) {
                         data_started = Clock::now();
                         data_bytes = 0;
                     }
-                    deadline = std::chrono::duration_cast<std::chrono::milliseconds>(timeouts.data_block);
+                    deadline =
+                        std::chrono::duration_cast<std::chrono::milliseconds>(timeouts.data_block);
                     if (timeouts.min_data_rate > 0) {
-                        const auto allowed = timeouts.data_grace +
+                        const auto allowed =
+                            timeouts.data_grace +
                             std::chrono::milliseconds(data_bytes * 1000 / timeouts.min_data_rate);
                         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                             allowed - (Clock::now() - data_started));
@@ -178,8 +185,12 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared) {
                 machine.on_upstream_result(std::move(r));
                 break;
             }
-            case Action::Kind::upstream_abort: upstream.abort(); break;
-            case Action::Kind::upstream_quit: co_await upstream.quit(); break;
+            case Action::Kind::upstream_abort:
+                upstream.abort();
+                break;
+            case Action::Kind::upstream_quit:
+                co_await upstream.quit();
+                break;
             case Action::Kind::close:
                 co_await flush();
                 done = true;
@@ -189,13 +200,13 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared) {
     client.socket().shutdown(tcp::socket::shutdown_both, ec);
     client.close();
     shared.metrics.connection_closed();
-    Logger::audit({{"type", "connection"},
-                   {"session", info.session_id},
-                   {"client", client_addr},
-                   {"transactions", machine.transactions()},
-                   {"close", close_reason},
-                   {"duration_seconds",
-                    std::chrono::duration<double>(Clock::now() - started).count()}});
+    Logger::audit(
+        {{"type", "connection"},
+         {"session", info.session_id},
+         {"client", client_addr},
+         {"transactions", machine.transactions()},
+         {"close", close_reason},
+         {"duration_seconds", std::chrono::duration<double>(Clock::now() - started).count()}});
 }
 
 }  // namespace relaygate::server

@@ -12,14 +12,15 @@
 namespace relaygate::server {
 
 class ConnectionLimiter {
-public:
+  public:
     ConnectionLimiter(std::uint32_t max_total, std::uint32_t max_per_client)
         : max_total_(max_total), max_per_client_(max_per_client) {}
 
     class Slot {
-    public:
+      public:
         Slot() = default;
-        Slot(Slot&& o) noexcept : owner_(std::exchange(o.owner_, nullptr)), key_(std::move(o.key_)) {}
+        Slot(Slot&& o) noexcept
+            : owner_(std::exchange(o.owner_, nullptr)), key_(std::move(o.key_)) {}
         Slot& operator=(Slot&& o) noexcept {
             release();
             owner_ = std::exchange(o.owner_, nullptr);
@@ -29,7 +30,7 @@ public:
         ~Slot() { release(); }
         explicit operator bool() const { return owner_ != nullptr; }
 
-    private:
+      private:
         friend class ConnectionLimiter;
         Slot(ConnectionLimiter* owner, std::string key) : owner_(owner), key_(std::move(key)) {}
         void release() {
@@ -59,7 +60,7 @@ public:
         return total_;
     }
 
-private:
+  private:
     void release(const std::string& client) {
         std::lock_guard lock(mutex_);
         --total_;

@@ -23,16 +23,21 @@ std::string now_rfc3339() {
     gmtime_r(&t, &tm);
     char buf[64];
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms));
     return buf;
 }
 
 const char* level_name(Level l) {
     switch (l) {
-        case Level::debug: return "debug";
-        case Level::info: return "info";
-        case Level::warn: return "warn";
-        case Level::error: return "error";
+        case Level::debug:
+            return "debug";
+        case Level::info:
+            return "info";
+        case Level::warn:
+            return "warn";
+        case Level::error:
+            return "error";
     }
     return "info";
 }
@@ -57,7 +62,9 @@ void Logger::open_audit(const std::string& target) {
     if (std::FILE* f = std::fopen(target.c_str(), "a")) g_audit = f;
 }
 
-void Logger::set_min_level(Level level) { g_min_level = level; }
+void Logger::set_min_level(Level level) {
+    g_min_level = level;
+}
 
 void Logger::log(Level level, std::string_view event, nlohmann::json fields) {
     if (level < g_min_level) return;

@@ -13,7 +13,7 @@ namespace relaygate::server {
 enum class Level { debug, info, warn, error };
 
 class Logger {
-public:
+  public:
     // target: "-" for stderr, else a file opened for appending.
     static void open_audit(const std::string& target);
     static void log(Level level, std::string_view event, nlohmann::json fields = {});

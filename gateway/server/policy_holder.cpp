@@ -10,8 +10,10 @@ bool PolicyHolder::reload() {
     auto loaded = policy::Policy::load_file(file_);
     if (!loaded) {
         for (const auto& e : loaded.error())
-            log_error("policy_error", {{"file", file_.string()}, {"path", e.path},
-                                       {"rule", e.rule}, {"message", e.message}});
+            log_error("policy_error", {{"file", file_.string()},
+                                       {"path", e.path},
+                                       {"rule", e.rule},
+                                       {"message", e.message}});
         const bool had_one = get() != nullptr;
         metrics_.policy_reload("failure");
         log_error("policy_reload_failed", {{"file", file_.string()},
@@ -24,8 +26,10 @@ bool PolicyHolder::reload() {
         log_warn("policy_warning", {{"path", w.path}, {"rule", w.rule}, {"message", w.message}});
     metrics_.policy_loaded(p->hash(), p->tenant_count(), p->domain_count());
     metrics_.policy_reload("success");
-    log_info("policy_loaded", {{"file", file_.string()}, {"hash", p->hash()},
-                               {"tenants", p->tenant_count()}, {"domains", p->domain_count()}});
+    log_info("policy_loaded", {{"file", file_.string()},
+                               {"hash", p->hash()},
+                               {"tenants", p->tenant_count()},
+                               {"domains", p->domain_count()}});
     std::lock_guard lock(mutex_);
     current_ = std::move(p);
     return true;

@@ -18,7 +18,7 @@ class Metrics;
 namespace relaygate::server {
 
 class PolicyHolder {
-public:
+  public:
     PolicyHolder(std::filesystem::path file, metrics::Metrics& metrics)
         : file_(std::move(file)), metrics_(metrics) {}
 
@@ -33,7 +33,7 @@ public:
 
     const std::filesystem::path& file() const { return file_; }
 
-private:
+  private:
     std::filesystem::path file_;
     metrics::Metrics& metrics_;
     mutable std::mutex mutex_;

@@ -62,15 +62,16 @@ int Server::run() {
             acc->bind(ep);
             acc->listen(asio::socket_base::max_listen_connections);
             const auto bound = acc->local_endpoint();
-            log_info("listening", {{"kind", "smtp"}, {"address", bound.address().to_string()},
+            log_info("listening", {{"kind", "smtp"},
+                                   {"address", bound.address().to_string()},
                                    {"port", bound.port()}});
             acceptors_.push_back(std::move(acc));
         }
         if (shared_.config.admin.enabled) {
             tcp::endpoint ep(asio::ip::make_address(shared_.config.admin.address),
                              shared_.config.admin.port);
-            admin_ = std::make_unique<AdminServer>(
-                io_, ep, shared_.metrics, shared_.health, [this] {
+            admin_ =
+                std::make_unique<AdminServer>(io_, ep, shared_.metrics, shared_.health, [this] {
                     auto p = shared_.policy->get();
                     return std::string("\"policy_hash\":\"") + (p ? p->hash() : "") + "\"";
                 });
@@ -93,12 +94,15 @@ int Server::run() {
 
     unsigned threads = shared_.config.threads;
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-    log_info("started", {{"threads", threads}, {"upstream", shared_.config.upstream.host + ":" +
-                                                               std::to_string(shared_.config.upstream.port)}});
+    log_info("started", {{"threads", threads},
+                         {"upstream", shared_.config.upstream.host + ":" +
+                                          std::to_string(shared_.config.upstream.port)}});
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io_.run(); });
+    for (unsigned i = 1; i < threads; ++i)
+        pool.emplace_back([this] { io_.run(); });
     io_.run();
-    for (auto& t : pool) t.join();
+    for (auto& t : pool)
+        t.join();
     log_info("stopped", {});
     return 0;
 }

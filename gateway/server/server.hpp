@@ -20,7 +20,7 @@ namespace relaygate::server {
 class AdminServer;
 
 class Server {
-public:
+  public:
     explicit Server(config::Config config);
     ~Server();
 
@@ -40,7 +40,7 @@ public:
         std::string session_prefix;
     };
 
-private:
+  private:
     net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor);
     void start_signals();
     void begin_drain();

@@ -26,7 +26,7 @@ struct XclientInfo {
 };
 
 class UpstreamClient {
-public:
+  public:
     UpstreamClient(net::asio::any_io_executor ex, const config::Upstream& cfg,
                    std::string helo_name, metrics::Metrics& metrics);
 
@@ -39,7 +39,7 @@ public:
     // Best-effort QUIT, then close.
     net::awaitable<void> quit();
 
-private:
+  private:
     net::awaitable<session::UpstreamResult> read_reply(std::chrono::seconds timeout,
                                                        std::string_view step);
     net::awaitable<bool> send(std::string_view bytes, std::chrono::seconds timeout);

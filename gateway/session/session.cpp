@@ -13,13 +13,20 @@ using Kind = Action::Kind;
 
 std::string_view to_string(UpstreamStep s) {
     switch (s) {
-        case UpstreamStep::connect: return "connect";
-        case UpstreamStep::mail: return "mail";
-        case UpstreamStep::rcpt: return "rcpt";
-        case UpstreamStep::data: return "data";
-        case UpstreamStep::write: return "write";
-        case UpstreamStep::dot: return "dot";
-        case UpstreamStep::rset: return "rset";
+        case UpstreamStep::connect:
+            return "connect";
+        case UpstreamStep::mail:
+            return "mail";
+        case UpstreamStep::rcpt:
+            return "rcpt";
+        case UpstreamStep::data:
+            return "data";
+        case UpstreamStep::write:
+            return "write";
+        case UpstreamStep::dot:
+            return "dot";
+        case UpstreamStep::rset:
+            return "rset";
     }
     return "unknown";
 }
@@ -68,7 +75,8 @@ SessionMachine::SessionMachine(const Settings& settings,
 }
 
 Action SessionMachine::next() {
-    while (actions_.empty()) step();
+    while (actions_.empty())
+        step();
     Action a = std::move(actions_.front());
     actions_.pop_front();
     return a;
@@ -107,7 +115,9 @@ void SessionMachine::step() {
         process_data_input();
 }
 
-void SessionMachine::on_client_data(std::string_view bytes) { in_.append(bytes); }
+void SessionMachine::on_client_data(std::string_view bytes) {
+    in_.append(bytes);
+}
 
 void SessionMachine::on_client_closed() {
     if (txn_.active) release_upstream_transaction();
@@ -132,10 +142,12 @@ void SessionMachine::process_command_input() {
     auto ev = framer_.feed(std::string_view(in_).substr(in_pos_));
     in_pos_ += ev.consumed;
     switch (ev.kind) {
-        case smtp::LineEvent::Kind::need_more: return;
+        case smtp::LineEvent::Kind::need_more:
+            return;
         case smtp::LineEvent::Kind::error:
-            error_reply(ev.error == smtp::LineError::too_long ? Reason::line_too_long
-                                                              : Reason::bare_line_ending_in_command);
+            error_reply(ev.error == smtp::LineError::too_long
+                            ? Reason::line_too_long
+                            : Reason::bare_line_ending_in_command);
             return;
         case smtp::LineEvent::Kind::line: {
             const std::string line(ev.line);  // the view dies with the next feed
@@ -184,9 +196,15 @@ void SessionMachine::handle_line(std::string_view line) {
             reply(r);
             return;
         }
-        case Verb::mail: handle_mail(std::move(cmd)); return;
-        case Verb::rcpt: handle_rcpt(std::move(cmd)); return;
-        case Verb::data: handle_data(); return;
+        case Verb::mail:
+            handle_mail(std::move(cmd));
+            return;
+        case Verb::rcpt:
+            handle_rcpt(std::move(cmd));
+            return;
+        case Verb::data:
+            handle_data();
+            return;
         case Verb::rset:
             if (txn_.active) {
                 release_upstream_transaction();
@@ -194,7 +212,9 @@ void SessionMachine::handle_line(std::string_view line) {
             }
             reply(simple(250, "2.0.0", "OK"));
             return;
-        case Verb::noop: reply(simple(250, "2.0.0", "OK")); return;
+        case Verb::noop:
+            reply(simple(250, "2.0.0", "OK"));
+            return;
         case Verb::quit:
             if (txn_.active) release_upstream_transaction();
             reply(simple(221, "2.0.0", "Bye"));
@@ -202,12 +222,17 @@ void SessionMachine::handle_line(std::string_view line) {
             return;
         case Verb::vrfy:
             // RFC 5321 3.5.3: 252 when we will not verify but will try RCPT.
-            reply(simple(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"));
+            reply(simple(252, "2.5.0",
+                         "Cannot VRFY user, but will accept message and attempt delivery"));
             return;
-        case Verb::help: reply(simple(214, "2.0.0", "See RFC 5321; relaygate relays for known senders")); return;
+        case Verb::help:
+            reply(simple(214, "2.0.0", "See RFC 5321; relaygate relays for known senders"));
+            return;
         case Verb::expn:
         case Verb::starttls:
-        case Verb::auth: error_reply(Reason::command_not_implemented); return;
+        case Verb::auth:
+            error_reply(Reason::command_not_implemented);
+            return;
     }
 }
 
@@ -278,7 +303,8 @@ void SessionMachine::handle_rcpt(smtp::Command cmd) {
         return;
     }
     const auto& p = cmd.path;
-    txn_.rcpt_line = "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n";
+    txn_.rcpt_line =
+        "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n";
     upstream(Kind::upstream_command, Pending::rcpt, UpstreamStep::rcpt, txn_.rcpt_line);
 }
 
@@ -340,14 +366,17 @@ void SessionMachine::handle_content(std::string_view content) {
             }
             return;
         }
-        case DataPhase::waiting_354: body_pending_.append(content); return;
+        case DataPhase::waiting_354:
+            body_pending_.append(content);
+            return;
         case DataPhase::body: {
             std::string out;
             writer_.write(content, out);
             upstream(Kind::upstream_write, Pending::write, UpstreamStep::write, std::move(out));
             return;
         }
-        case DataPhase::discard: return;
+        case DataPhase::discard:
+            return;
     }
 }
 
@@ -368,7 +397,8 @@ void SessionMachine::decide_header() {
             txn_.from_domain = mb.domain;
     }
     for (const auto& name : policy_->provider_tenant_headers())
-        for (auto v : facts->values(name)) header_facts_.provider_header_values.emplace_back(v);
+        for (auto v : facts->values(name))
+            header_facts_.provider_header_values.emplace_back(v);
 
     const double t0 = hooks_.now();
     auto d = policy_->at_header(conn_, txn_.envelope, header_facts_);
@@ -379,7 +409,8 @@ void SessionMachine::decide_header() {
         return;
     }
     // The client's copy of the verdict header is removed; ours goes first.
-    header_out_ = verdict_header() + message::without_fields(header, *facts, settings_.verdict_header);
+    header_out_ =
+        verdict_header() + message::without_fields(header, *facts, settings_.verdict_header);
     phase_ = DataPhase::waiting_354;
     upstream(Kind::upstream_command, Pending::data, UpstreamStep::data, "DATA\r\n");
 }
@@ -457,7 +488,8 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
     pending_ = Pending::none;
     if (!r.ok) upstream_lost(r);
     switch (p) {
-        case Pending::none: return;
+        case Pending::none:
+            return;
         case Pending::connect:
             if (!r.ok) {
                 finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
@@ -519,12 +551,14 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
             if (r.reply.positive())
                 finish_transaction(r.reply, Reason::accepted, "end_of_data", queue_id_of(r.reply));
             else
-                finish_transaction(r.reply, r.reply.tempfail() ? Reason::upstream_failed
-                                                               : Reason::upstream_rejected,
-                                   "end_of_data");
+                finish_transaction(
+                    r.reply,
+                    r.reply.tempfail() ? Reason::upstream_failed : Reason::upstream_rejected,
+                    "end_of_data");
             return;
         }
-        case Pending::rset: return;
+        case Pending::rset:
+            return;
     }
 }
 
@@ -550,8 +584,8 @@ void SessionMachine::release_upstream_transaction() {
     txn_.upstream_data = false;
 }
 
-void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason,
-                                        std::string_view stage, std::string queue_id) {
+void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std::string_view stage,
+                                        std::string queue_id) {
     TransactionRecord rec;
     rec.session_id = client_.session_id;
     rec.client = client_.address;
@@ -589,7 +623,9 @@ void SessionMachine::reply(const smtp::Reply& r) {
     push(Kind::send_client, smtp::format_reply(r));
 }
 
-void SessionMachine::reply(Reason r) { reply(smtp::make_reply(r)); }
+void SessionMachine::reply(Reason r) {
+    reply(smtp::make_reply(r));
+}
 
 void SessionMachine::error_reply(Reason r) {
     reply(r);

@@ -88,7 +88,7 @@ struct TransactionRecord {
 
 // The narrow interface to the outside world: a clock and event sinks.
 class Hooks {
-public:
+  public:
     virtual ~Hooks() = default;
     virtual double now() = 0;  // monotonic seconds
     virtual void on_transaction(const TransactionRecord& record) = 0;
@@ -97,7 +97,7 @@ public:
 };
 
 class SessionMachine {
-public:
+  public:
     enum class Stage : std::uint8_t { command, data, closed };
 
     SessionMachine(const Settings& settings, std::shared_ptr<const policy::Policy> policy,
@@ -122,7 +122,7 @@ public:
     policy::ConnectionFacts& connection_facts() { return conn_; }
     std::size_t transactions() const { return transactions_; }
 
-private:
+  private:
     enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset };
     enum class DataPhase : std::uint8_t { header, waiting_354, body, discard };
 
@@ -195,11 +195,11 @@ private:
     smtp::DataReader reader_;
     message::HeaderCollector collector_;
     smtp::DataWriter writer_;
-    std::string content_;        // un-stuffed content of the current input chunk
-    std::string body_pending_;   // body content received before the upstream's 354
-    std::string header_out_;     // verdict header + client header, ready to forward
+    std::string content_;       // un-stuffed content of the current input chunk
+    std::string body_pending_;  // body content received before the upstream's 354
+    std::string header_out_;    // verdict header + client header, ready to forward
     policy::HeaderFactsForPolicy header_facts_;
-    bool eod_pending_ = false;   // end of data seen while the upstream was busy
+    bool eod_pending_ = false;  // end of data seen while the upstream was busy
     std::optional<smtp::Reply> discard_reply_;
     Reason discard_reason_ = Reason::accepted;
 };

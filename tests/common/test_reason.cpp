@@ -20,7 +20,8 @@ TEST_CASE("every reason has a distinct label and a consistent reply") {
         CHECK(row.enhanced[0] - '0' == row.smtp_code / 100);
         CHECK_FALSE(row.text.empty());
         // Labels are Prometheus-safe: [a-z_]+.
-        for (char c : row.label) CHECK(((c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9')));
+        for (char c : row.label)
+            CHECK(((c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9')));
         CHECK(reason_from_label(row.label) == row.reason);
     }
 }

@@ -20,7 +20,7 @@ TEST_CASE("per-client and total limits, released by destruction") {
     CHECK(lim.active() == 3);
     { auto moved = std::move(a1); }
     CHECK(lim.active() == 2);
-    CHECK(lim.acquire("c"));        // temporary: acquired and released at once
+    CHECK(lim.acquire("c"));  // temporary: acquired and released at once
     CHECK(lim.active() == 2);
     auto a3 = lim.acquire("a");
     CHECK(a3);

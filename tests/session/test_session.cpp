@@ -1,0 +1,461 @@
+// Tests for the session state machine: scripted transcripts with a scripted
+// upstream, no sockets. Client input is fed split at every byte position
+// where the transcript is short enough, and the upstream sees exactly the
+// bytes the machine chose to send.
+#include "gateway/session/session.hpp"
+
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace relaygate;
+using session::Action;
+using session::SessionMachine;
+using session::UpstreamResult;
+
+namespace {
+
+const char* kPolicy = R"({
+  "version": 1,
+  "tenants": {
+    "acme": { "domains": ["acme.example"], "allow_null_sender": true,
+              "identities": [ { "networks": ["192.0.2.0/24"] } ] },
+    "rival": { "domains": ["rival.example"],
+               "identities": [ { "networks": ["198.51.100.0/24"] } ] }
+  }
+})";
+
+std::shared_ptr<const policy::Policy> test_policy() {
+    static auto p = [] {
+        auto r = policy::Policy::load_text(kPolicy);
+        REQUIRE(r.ok());
+        return std::move(r).value();
+    }();
+    return p;
+}
+
+struct FakeHooks : session::Hooks {
+    double t = 0;
+    std::vector<session::TransactionRecord> records;
+    double now() override { return t += 0.001; }
+    void on_transaction(const session::TransactionRecord& r) override { records.push_back(r); }
+    void on_decision(std::string_view, double) override {}
+    void on_reply(int) override {}
+};
+
+smtp::Reply reply(int code, std::string enhanced, std::string text) {
+    return smtp::Reply{code, std::move(enhanced), {std::move(text)}};
+}
+
+// A scripted relay: answers each upstream action, records what it received.
+struct FakeUpstream {
+    std::string received;          // commands and data, as sent
+    std::vector<std::string> log;  // "connect", "abort", "quit", "commit"
+    bool connected = false;
+    // Overrides: step name -> result (for fault injection).
+    std::map<std::string, std::function<UpstreamResult()>> faults;
+
+    UpstreamResult ok(smtp::Reply r) {
+        UpstreamResult u;
+        u.ok = true;
+        u.reply = std::move(r);
+        return u;
+    }
+    UpstreamResult handle(const Action& a) {
+        const std::string step(session::to_string(a.step));
+        if (auto it = faults.find(step); it != faults.end()) {
+            auto r = it->second();
+            if (!r.ok) connected = false;
+            return r;
+        }
+        switch (a.kind) {
+            case Action::Kind::upstream_connect: {
+                log.push_back("connect");
+                connected = true;
+                auto r = ok(smtp::Reply{250, "", {"relay.test", "SIZE 100000000", "8BITMIME"}});
+                r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
+                return r;
+            }
+            case Action::Kind::upstream_command:
+                received += a.bytes;
+                if (a.bytes.starts_with("DATA")) return ok(reply(354, "", "go ahead"));
+                if (a.bytes.starts_with("RCPT TO:<bad@"))
+                    return ok(reply(550, "5.1.1", "no such user"));
+                return ok(reply(250, "2.1.0", "Ok"));
+            case Action::Kind::upstream_write:
+                received += a.bytes;
+                return ok({});
+            case Action::Kind::upstream_commit:
+                received += a.bytes;
+                log.push_back("commit");
+                return ok(reply(250, "2.0.0", "Ok: queued as ABC123"));
+            default:
+                return ok({});
+        }
+    }
+};
+
+struct Run {
+    std::string client_out;
+    FakeUpstream upstream;
+    FakeHooks hooks;
+    bool closed = false;
+};
+
+// Runs a session from `client` (connection from `ip`), fed in the given
+// chunks, until the machine closes or wants input that is not there.
+void drive(Run& run, const std::vector<std::string>& chunks, const std::string& ip = "192.0.2.10",
+           session::Settings settings = {}) {
+    session::ClientInfo info{"t-1", ip, 12345};
+    SessionMachine m(settings, test_policy(), info, run.hooks);
+    std::size_t next_chunk = 0;
+    for (int guard = 0; guard < 100000; ++guard) {
+        Action a = m.next();
+        switch (a.kind) {
+            case Action::Kind::send_client:
+                run.client_out += a.bytes;
+                break;
+            case Action::Kind::read_client:
+                if (next_chunk == chunks.size()) {
+                    m.on_client_closed();
+                    break;
+                }
+                m.on_client_data(chunks[next_chunk++]);
+                break;
+            case Action::Kind::upstream_abort:
+                run.upstream.log.push_back("abort");
+                break;
+            case Action::Kind::upstream_quit:
+                run.upstream.log.push_back("quit");
+                break;
+            case Action::Kind::close:
+                run.closed = true;
+                return;
+            default:
+                m.on_upstream_result(run.upstream.handle(a));
+                break;
+        }
+    }
+    FAIL("session did not finish");
+}
+
+bool has(const std::string& hay, const std::string& needle) {
+    return hay.find(needle) != std::string::npos;
+}
+int count(const std::vector<std::string>& v, const std::string& s) {
+    return static_cast<int>(std::count(v.begin(), v.end(), s));
+}
+
+const std::string kMessage =
+    "From: Alice <alice@acme.example>\r\n"
+    "To: bob@example.org\r\n"
+    "Subject: hello\r\n"
+    "\r\n"
+    "Hello Bob.\r\n"
+    "..leading dot line\r\n"
+    "Bye.\r\n";
+
+std::string stuffed(const std::string& content) {
+    std::string out;
+    smtp::DataWriter w;
+    w.write(content, out);
+    return out;
+}
+
+// The commands of one transaction up to DATA.
+std::string transaction(const std::string& from) {
+    return "EHLO client.example\r\nMAIL FROM:<" + from +
+           ">\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("an authorized message reaches the relay unchanged but for the verdict header") {
+    const std::string input =
+        "EHLO client.example\r\n"
+        "MAIL FROM:<alice@acme.example>\r\n"
+        "RCPT TO:<bob@example.org>\r\n"
+        "DATA\r\n";
+    const std::string data = stuffed(kMessage) + ".\r\n";
+    auto whole = [&] {
+        Run r;
+        drive(r, {input, data, "QUIT\r\n"});
+        return r;
+    }();
+    CHECK(has(whole.client_out, "220 relaygate.local"));
+    CHECK(has(whole.client_out, "354 "));
+    CHECK(has(whole.client_out, "250 2.0.0 Ok: queued as ABC123\r\n"));
+    CHECK(has(whole.client_out, "221 2.0.0"));
+    const std::string expected_upstream =
+        "MAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"
+        "X-Relaygate-Verdict: tenant=acme; identity=network; domain=acme.example; policy=" +
+        test_policy()->hash() + "\r\n" + stuffed(kMessage) + ".\r\n";
+    CHECK(whole.upstream.received == expected_upstream);
+    REQUIRE(whole.hooks.records.size() == 1);
+    CHECK(whole.hooks.records[0].reason == Reason::accepted);
+    CHECK(whole.hooks.records[0].queue_id == "ABC123");
+    CHECK(whole.hooks.records[0].tenant == "acme");
+
+    // The same session split at every byte of the data gives the same result.
+    for (std::size_t cut = 1; cut < data.size(); ++cut) {
+        Run r;
+        drive(r, {input, data.substr(0, cut), data.substr(cut), "QUIT\r\n"});
+        CAPTURE(cut);
+        REQUIRE(r.upstream.received == expected_upstream);
+        REQUIRE(r.client_out == whole.client_out);
+    }
+    // And every command byte by byte.
+    std::vector<std::string> bytes;
+    for (char c : input)
+        bytes.emplace_back(1, c);
+    bytes.push_back(data);
+    bytes.push_back("QUIT\r\n");
+    Run r;
+    drive(r, bytes);
+    CHECK(r.upstream.received == expected_upstream);
+    CHECK(r.client_out == whole.client_out);
+}
+
+TEST_CASE("a client's own verdict header is removed") {
+    const std::string msg = "X-Relaygate-Verdict: tenant=acme; forged\r\n" + kMessage;
+    Run run;
+    drive(run, {transaction("alice@acme.example"), stuffed(msg) + ".\r\n"});
+    CHECK_FALSE(has(run.upstream.received, "forged"));
+    CHECK(has(run.upstream.received, "X-Relaygate-Verdict: tenant=acme; identity=network"));
+    CHECK(has(run.client_out, "250 2.0.0 Ok: queued"));
+}
+
+TEST_CASE("an unauthorized envelope is refused at MAIL and the relay is never contacted") {
+    Run r;
+    drive(r, {"EHLO c\r\nMAIL FROM:<ceo@rival.example>\r\nRCPT TO:<x@example.org>\r\nQUIT\r\n"});
+    CHECK(has(r.client_out, "550 5.7.1 Sender domain is not authorized"));
+    CHECK(has(r.client_out, "503 5.5.1"));  // RCPT without an accepted MAIL
+    CHECK(r.upstream.log.empty());
+    CHECK(r.upstream.received.empty());
+    REQUIRE(r.hooks.records.size() == 1);
+    CHECK(r.hooks.records[0].reason == Reason::envelope_domain_unauthorized);
+}
+
+TEST_CASE("an unknown client is refused") {
+    Run r;
+    drive(r, {"EHLO c\r\nMAIL FROM:<a@acme.example>\r\nQUIT\r\n"}, "203.0.113.5");
+    CHECK(has(r.client_out, "550 5.7.1 Relay access denied"));
+    CHECK(r.upstream.log.empty());
+}
+
+TEST_CASE("a spoofed header From is refused after the data and nothing is queued upstream") {
+    const std::string msg = "From: ceo@rival.example\r\nTo: x@example.org\r\n\r\nPay me.\r\n";
+    Run r;
+    drive(r, {transaction("alice@acme.example"), stuffed(msg) + ".\r\nQUIT\r\n"});
+    CHECK(has(r.client_out, "550 5.7.1 From header domain is not authorized"));
+    CHECK_FALSE(has(r.upstream.received, "DATA"));
+    CHECK(has(r.upstream.received, "RSET\r\n"));
+    CHECK(count(r.upstream.log, "commit") == 0);
+    CHECK(r.hooks.records.back().reason == Reason::from_domain_unauthorized);
+}
+
+TEST_CASE("header ambiguity is refused before DATA goes upstream") {
+    for (const std::string msg : {"From: a@acme.example\r\nFrom: b@acme.example\r\n\r\nx\r\n",
+                                  "From: a@acme.example, ceo@rival.example\r\n\r\nx\r\n",
+                                  "From: \"ceo@rival.example\" <a@acme.example>\r\n\r\nx\r\n",
+                                  "To: x@example.org\r\n\r\nx\r\n"}) {
+        CAPTURE(msg);
+        Run r;
+        drive(r, {transaction("alice@acme.example"), stuffed(msg) + ".\r\n"});
+        CHECK(has(r.client_out, "\r\n550 5."));
+        CHECK_FALSE(has(r.upstream.received, "DATA"));
+        CHECK(count(r.upstream.log, "commit") == 0);
+    }
+}
+
+TEST_CASE("bare-LF smuggling never ends the data and the partial message is discarded") {
+    const std::string smuggled = "\n.\nMAIL FROM:<ceo@rival.example>\r\n";
+    SUBCASE("in one packet: nothing reaches the relay after RCPT") {
+        Run r;
+        drive(r, {transaction("alice@acme.example"), kMessage + smuggled + "\r\n.\r\n"});
+        CHECK_FALSE(has(r.upstream.received, "DATA"));
+        CHECK(count(r.upstream.log, "commit") == 0);
+        CHECK(has(r.client_out, "554 5.6.0"));
+    }
+    // The header and the start of the body were fine, so DATA went upstream;
+    // the smuggling attempt arrives later and the commit never happens.
+    Run r;
+    drive(r, {transaction("alice@acme.example"), kMessage, smuggled + "\r\n.\r\n"});
+    CHECK(has(r.upstream.received, "DATA\r\n"));
+    CHECK(count(r.upstream.log, "commit") == 0);
+    CHECK(count(r.upstream.log, "abort") == 1);
+    CHECK(has(r.client_out, "554 5.6.0"));
+    CHECK_FALSE(has(r.client_out, "250 2.0.0 Ok: queued"));
+    // The smuggled command was data: it never reached the relay as a command.
+    CHECK_FALSE(has(r.upstream.received, "MAIL FROM:<ceo@rival.example>\r\n"));
+}
+
+TEST_CASE("data pipelined before the 354 is a synchronization error") {
+    Run r;
+    drive(r, {transaction("alice@acme.example") + stuffed(kMessage) + ".\r\n"});
+    CHECK(has(r.client_out, "554 5.5.0"));
+    CHECK_FALSE(has(r.client_out, "\r\n354 "));
+    CHECK(r.closed);
+    CHECK(count(r.upstream.log, "commit") == 0);
+    CHECK_FALSE(has(r.upstream.received, "DATA"));
+}
+
+TEST_CASE("relay faults become 4xx and never 2xx") {
+    auto fail = [](Reason why) {
+        return [why] {
+            UpstreamResult u;
+            u.ok = false;
+            u.failure = why;
+            return u;
+        };
+    };
+    SUBCASE("relay down at connect") {
+        Run r;
+        r.upstream.faults["connect"] = fail(Reason::upstream_unavailable);
+        drive(r, {transaction("alice@acme.example")});
+        CHECK(has(r.client_out, "451 4.4.1"));
+        CHECK(has(r.client_out, "503 5.5.1"));  // DATA without a transaction
+    }
+    SUBCASE("relay lost at the final dot: 451, never a 250") {
+        Run r;
+        r.upstream.faults["dot"] = fail(Reason::upstream_failed);
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n"});
+        CHECK(has(r.client_out, "451 4.4.2"));
+        CHECK_FALSE(has(r.client_out, "queued"));
+    }
+    SUBCASE("relay timeout while writing the body") {
+        Run r;
+        r.upstream.faults["write"] = fail(Reason::upstream_timeout);
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n"});
+        CHECK(has(r.client_out, "451 4.4.2"));
+        CHECK(count(r.upstream.log, "commit") == 0);
+    }
+    SUBCASE("relay refuses the message at the dot: its reply is relayed") {
+        Run r;
+        r.upstream.faults["dot"] = [] {
+            UpstreamResult u;
+            u.ok = true;
+            u.reply = smtp::Reply{554, "5.7.1", {"signer says no"}};
+            return u;
+        };
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n"});
+        CHECK(has(r.client_out, "554 5.7.1 signer says no"));
+        CHECK(r.hooks.records.back().reason == Reason::upstream_rejected);
+    }
+}
+
+TEST_CASE("an idle relay connection that died is replaced once") {
+    Run r;
+    int mails = 0;
+    r.upstream.faults["mail"] = [&] {
+        UpstreamResult u;
+        if (++mails == 2) {  // the second transaction's MAIL finds the connection dead
+            u.ok = false;
+            u.failure = Reason::upstream_failed;
+            return u;
+        }
+        u.ok = true;
+        u.reply = smtp::Reply{250, "2.1.0", {"Ok"}};
+        return u;
+    };
+    const std::string t = "MAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n";
+    drive(r, {"EHLO c\r\n" + t, stuffed(kMessage) + ".\r\n", t, stuffed(kMessage) + ".\r\n"});
+    CHECK(count(r.upstream.log, "connect") == 2);
+    CHECK(count(r.upstream.log, "commit") == 2);
+    REQUIRE(r.hooks.records.size() == 2);
+    CHECK(r.hooks.records[1].reason == Reason::accepted);
+}
+
+TEST_CASE("recipients refused by the relay are relayed; no valid recipient means no DATA") {
+    Run r;
+    drive(r, {"EHLO c\r\nMAIL FROM:<alice@acme.example>\r\nRCPT TO:<bad@example.org>\r\nDATA\r\n"});
+    CHECK(has(r.client_out, "550 5.1.1 no such user"));
+    CHECK(has(r.client_out, "554 5.5.1 No valid recipients"));
+    CHECK_FALSE(has(r.upstream.received, "DATA"));
+}
+
+TEST_CASE("command sequencing, limits and error counting") {
+    session::Settings s;
+    s.limits.max_recipients = 2;
+    s.limits.max_errors = 3;
+    Run r;
+    drive(r,
+          {"MAIL FROM:<alice@acme.example>\r\n"  // before EHLO: 503
+           "EHLO c\r\n"
+           "MAIL FROM:<alice@acme.example> SIZE=999999999999\r\n"  // 552
+           "MAIL FROM:<alice@acme.example>\r\n"
+           "RCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"
+           "VRFY bob\r\nNOOP\r\nRSET\r\nBOGUS\r\nDATA\r\n"},
+          "192.0.2.10", s);
+    CHECK(has(r.client_out, "503 5.5.1"));
+    CHECK(has(r.client_out, "552 5.3.4"));
+    CHECK(has(r.client_out, "452 4.5.3"));
+    CHECK(has(r.client_out, "252 2.5.0"));
+    CHECK(has(r.client_out, "500 5.5.2"));
+    // Three errors: 421 and close.
+    CHECK(has(r.client_out, "421 4.7.0"));
+    CHECK(r.closed);
+    CHECK(has(r.upstream.received, "RSET\r\n"));  // the client's RSET ended the relay transaction
+}
+
+TEST_CASE("a too-long command line and a bare LF in a command are refused once each") {
+    Run r;
+    // "NOOP\nNOOP\r\n" is one line with a bare LF in it, not two commands.
+    drive(r, {"EHLO c\r\nNOOP " + std::string(600, 'x') + "\r\nNOOP\nNOOP\r\nNOOP\r\nQUIT\r\n"});
+    CHECK(has(r.client_out, "500 5.5.2 Line too long"));
+    CHECK(has(r.client_out, "500 5.5.2 Commands must end with CRLF"));
+    CHECK(has(r.client_out, "250 2.0.0 OK"));
+    CHECK(has(r.client_out, "221 2.0.0"));
+}
+
+TEST_CASE("draining answers 421 4.3.2 at the next command") {
+    session::ClientInfo info{"t", "192.0.2.10", 1};
+    FakeHooks hooks;
+    session::Settings settings;
+    SessionMachine m(settings, test_policy(), info, hooks);
+    std::string out;
+    CHECK(m.next().kind == Action::Kind::send_client);  // greeting
+    CHECK(m.next().kind == Action::Kind::read_client);
+    m.on_drain();
+    m.on_client_data("NOOP\r\n");
+    Action a = m.next();
+    REQUIRE(a.kind == Action::Kind::send_client);
+    CHECK(a.bytes.starts_with("421 4.3.2"));
+    CHECK(m.next().kind == Action::Kind::close);
+}
+
+TEST_CASE("a timeout mid-DATA discards the relay's partial message") {
+    session::ClientInfo info{"t", "192.0.2.10", 1};
+    FakeHooks hooks;
+    session::Settings settings;
+    SessionMachine m(settings, test_policy(), info, hooks);
+    FakeUpstream up;
+    m.on_client_data(transaction("alice@acme.example"));
+    const std::string partial = stuffed(kMessage);  // no terminator
+    bool fed = false;
+    std::vector<std::string> upstream_log;
+    for (int i = 0; i < 1000; ++i) {
+        Action a = m.next();
+        if (a.kind == Action::Kind::read_client) {
+            if (fed) break;
+            m.on_client_data(partial);
+            fed = true;
+        } else if (a.kind == Action::Kind::send_client || a.kind == Action::Kind::upstream_abort) {
+            if (a.kind == Action::Kind::upstream_abort) upstream_log.push_back("abort");
+        } else {
+            m.on_upstream_result(up.handle(a));
+        }
+    }
+    m.on_timeout(Reason::data_too_slow);
+    std::string out;
+    for (Action a = m.next(); a.kind != Action::Kind::close; a = m.next()) {
+        if (a.kind == Action::Kind::send_client) out += a.bytes;
+        if (a.kind == Action::Kind::upstream_abort) upstream_log.push_back("abort");
+    }
+    CHECK(out.starts_with("421 4.4.2"));
+    CHECK(count(upstream_log, "abort") == 1);
+    CHECK(count(up.log, "commit") == 0);
+}
