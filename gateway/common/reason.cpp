@@ -127,6 +127,17 @@ constexpr std::array kTable{
 
     ReasonInfo{R::no_valid_recipients, "no_valid_recipients", 554, "5.5.1", "No valid recipients"},
     ReasonInfo{R::upstream_rejected, "upstream_rejected", 550, "5.0.0", "Rejected by the relay"},
+    ReasonInfo{R::auth_encryption_required, "auth_encryption_required", 538, "5.7.11",
+               "Encryption required for requested authentication mechanism; use STARTTLS first"},
+    ReasonInfo{R::auth_mechanism_unsupported, "auth_mechanism_unsupported", 504, "5.5.4",
+               "Unrecognized authentication type; use PLAIN or LOGIN"},
+    ReasonInfo{R::auth_cancelled, "auth_cancelled", 501, "5.0.0", "Authentication cancelled"},
+    ReasonInfo{R::auth_bad_encoding, "auth_bad_encoding", 501, "5.5.2",
+               "Cannot decode the authentication response (base64)"},
+    ReasonInfo{R::untrusted_proxy, "untrusted_proxy", 421, "4.7.0",
+               "PROXY protocol header not accepted from this address"},
+    ReasonInfo{R::proxy_header_invalid, "proxy_header_invalid", 421, "4.7.0",
+               "Invalid PROXY protocol header"},
 };
 
 constexpr bool table_in_enum_order() {
@@ -135,7 +146,7 @@ constexpr bool table_in_enum_order() {
     return true;
 }
 static_assert(table_in_enum_order(), "kTable rows must follow the Reason enum order");
-static_assert(kTable.back().reason == Reason::upstream_rejected, "every Reason needs a row");
+static_assert(kTable.back().reason == Reason::proxy_header_invalid, "every Reason needs a row");
 
 }  // namespace
 

@@ -84,6 +84,12 @@ enum class Reason : std::uint8_t {
     // --- session outcomes (gateway/session) ---
     no_valid_recipients,
     upstream_rejected,  // the relay refused; its own reply is relayed
+    auth_encryption_required,
+    auth_mechanism_unsupported,
+    auth_cancelled,
+    auth_bad_encoding,
+    untrusted_proxy,
+    proxy_header_invalid,
 };
 
 struct ReasonInfo {

@@ -3,6 +3,7 @@
 #include "gateway/config/config.hpp"
 
 #include "gateway/common/domain.hpp"
+#include "policy/engine/ip_address.hpp"
 
 #include <fmt/core.h>
 
@@ -84,17 +85,68 @@ class Reader {
     }
 };
 
+template <class E>
+void enumeration(Reader& r, const json& j, const std::string& path, const char* key, E& out,
+                 std::initializer_list<std::pair<const char*, E>> values) {
+    if (!j.contains(key)) return;
+    const auto& v = j.at(key);
+    std::string names;
+    for (const auto& [name, value] : values) {
+        if (v.is_string() && v.get_ref<const std::string&>() == name) {
+            out = value;
+            return;
+        }
+        names += names.empty() ? name : std::string(", ") + name;
+    }
+    r.error(Reader::join(path, key), "must be one of: " + names);
+}
+
 void read_listener(Reader& r, const json& j, const std::string& path, Listener& l) {
-    if (!r.object(j, path, {"address", "port"})) return;
+    if (!r.object(j, path,
+                  {"address", "port", "starttls", "implicit_tls", "request_client_certificate",
+                   "auth", "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"}))
+        return;
     r.string(j, path, "address", l.address);
     r.integer(j, path, "port", l.port, 0, 65535);
+    enumeration(
+        r, j, path, "starttls", l.starttls,
+        {{"off", StartTls::off}, {"offered", StartTls::offered}, {"required", StartTls::required}});
+    r.boolean(j, path, "implicit_tls", l.implicit_tls);
+    r.boolean(j, path, "request_client_certificate", l.request_client_certificate);
+    enumeration(r, j, path, "auth", l.auth,
+                {{"off", Auth::off}, {"tls_only", Auth::tls_only}, {"always", Auth::always}});
+    enumeration(r, j, path, "proxy_protocol", l.proxy_protocol,
+                {{"off", ProxyProtocol::off},
+                 {"v1", ProxyProtocol::v1},
+                 {"v2", ProxyProtocol::v2},
+                 {"any", ProxyProtocol::any}});
+    r.seconds(j, path, "proxy_timeout_seconds", l.proxy_timeout, 1, 60);
+    if (j.contains("trusted_proxies")) {
+        const auto& t = j.at("trusted_proxies");
+        if (!t.is_array()) {
+            r.error(Reader::join(path, "trusted_proxies"), "must be an array of CIDRs");
+        } else {
+            for (std::size_t i = 0; i < t.size(); ++i) {
+                const auto p = fmt::format("{}.trusted_proxies[{}]", path, i);
+                if (!t[i].is_string() || !policy::parse_cidr(t[i].get<std::string>()).cidr)
+                    r.error(p, "must be a CIDR such as 10.0.0.0/8 (host bits clear)");
+                else
+                    l.trusted_proxies.push_back(t[i].get<std::string>());
+            }
+        }
+    }
+    if (l.proxy_protocol != ProxyProtocol::off && l.trusted_proxies.empty())
+        r.error(Reader::join(path, "trusted_proxies"),
+                "required with proxy_protocol: the header is accepted only from these networks");
+    if (l.implicit_tls && l.starttls != StartTls::off)
+        r.error(Reader::join(path, "starttls"), "must be off with implicit_tls");
 }
 
 void read_upstream(Reader& r, const json& j, Upstream& u) {
     const std::string path = "upstream";
     if (!r.object(j, path,
                   {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
-                   "final_reply_timeout_seconds"}))
+                   "final_reply_timeout_seconds", "starttls", "ca_file", "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
     r.integer(j, path, "port", u.port, 1, 65535);
@@ -102,6 +154,12 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     r.seconds(j, path, "connect_timeout_seconds", u.connect_timeout, 1, 600);
     r.seconds(j, path, "reply_timeout_seconds", u.reply_timeout, 1, 3600);
     r.seconds(j, path, "final_reply_timeout_seconds", u.final_reply_timeout, 1, 3600);
+    enumeration(r, j, path, "starttls", u.starttls,
+                {{"off", UpstreamTls::off},
+                 {"opportunistic", UpstreamTls::opportunistic},
+                 {"required", UpstreamTls::required}});
+    r.string(j, path, "ca_file", u.ca_file);
+    r.string(j, path, "verify_name", u.verify_name);
 }
 
 void read_limits(Reader& r, const json& j, Limits& l) {
@@ -147,7 +205,8 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     Config c;
     if (!r.object(root, "",
                   {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
-                   "hostname", "verdict_header", "audit_log", "drain_timeout_seconds"}))
+                   "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
+                   "policy_poll_seconds"}))
         return unexpected(std::move(r.errors));
 
     if (root.contains("listeners")) {
@@ -183,6 +242,20 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     r.string(root, "", "verdict_header", c.verdict_header);
     r.string(root, "", "audit_log", c.audit_log);
     r.seconds(root, "", "drain_timeout_seconds", c.drain_timeout, 1, 3600);
+    r.seconds(root, "", "policy_poll_seconds", c.policy_poll, 0, 3600);
+    if (root.contains("tls")) {
+        const auto& t = root.at("tls");
+        if (r.object(t, "tls", {"cert_file", "key_file"})) {
+            r.string(t, "tls", "cert_file", c.tls.cert_file);
+            r.string(t, "tls", "key_file", c.tls.key_file);
+        }
+    }
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+        const auto& l = c.listeners[i];
+        if ((l.starttls != StartTls::off || l.implicit_tls) &&
+            (c.tls.cert_file.empty() || c.tls.key_file.empty()))
+            r.error(fmt::format("listeners[{}]", i), "TLS needs tls.cert_file and tls.key_file");
+    }
 
     // RFC 5322 3.6.8: field names are printable ASCII except colon.
     if (std::any_of(c.verdict_header.begin(), c.verdict_header.end(),

@@ -14,10 +14,33 @@
 
 namespace relaygate::config {
 
+// off: never; offered: advertised; required: 530 5.7.0 before MAIL.
+enum class StartTls { off, offered, required };
+// PROXY protocol header required on the listener (HAProxy spec), or off.
+enum class ProxyProtocol { off, v1, v2, any };
+// When SMTP AUTH is offered: never, only over TLS (RFC 4954 4), or always
+// (for loopback tests only: passwords in clear text).
+enum class Auth { off, tls_only, always };
+
 struct Listener {
     std::string address = "127.0.0.1";
     std::uint16_t port = 2525;
+    StartTls starttls = StartTls::off;
+    bool implicit_tls = false;  // TLS from the first byte (port 465 style, RFC 8314)
+    bool request_client_certificate = true;
+    Auth auth = Auth::tls_only;
+    ProxyProtocol proxy_protocol = ProxyProtocol::off;
+    std::vector<std::string> trusted_proxies;  // CIDRs allowed to send the header
+    std::chrono::seconds proxy_timeout{5};
 };
+
+struct Tls {
+    std::string cert_file;  // PEM chain, reloaded on SIGHUP
+    std::string key_file;
+};
+
+// STARTTLS towards the relay.
+enum class UpstreamTls { off, opportunistic, required };
 
 struct Upstream {
     std::string host = "127.0.0.1";
@@ -26,6 +49,9 @@ struct Upstream {
     std::chrono::seconds connect_timeout{30};
     std::chrono::seconds reply_timeout{300};        // RFC 5321 4.5.3.2.2-4: 5 min
     std::chrono::seconds final_reply_timeout{600};  // RFC 5321 4.5.3.2.6: 10 min
+    UpstreamTls starttls = UpstreamTls::off;
+    std::string ca_file;      // verify the relay's certificate against it when set
+    std::string verify_name;  // and its name (defaults to host when ca_file is set)
 };
 
 struct Admin {
@@ -55,6 +81,7 @@ struct Timeouts {
 struct Config {
     std::vector<Listener> listeners{Listener{}};
     Upstream upstream;
+    Tls tls;
     std::filesystem::path policy_file = "policy.json";
     Admin admin;
     Limits limits;
@@ -64,6 +91,7 @@ struct Config {
     std::string verdict_header = "X-Relaygate-Verdict";
     std::string audit_log = "-";             // "-" = stderr, else a file path
     std::chrono::seconds drain_timeout{30};  // SIGTERM: finish sessions within this
+    std::chrono::seconds policy_poll{2};     // file-change check for hot reload (0 = off)
 };
 
 struct ConfigError {

@@ -97,6 +97,17 @@ struct Metrics::Impl {
             .Help("Policy reload attempts by result (success, failure)")
             .Register(registry);
 
+    prometheus::Family<Counter>& tls_handshakes =
+        BuildCounter()
+            .Name("relaygate_tls_handshakes_total")
+            .Help("Server-side TLS handshakes (STARTTLS or implicit) by result")
+            .Register(registry);
+    prometheus::Family<Counter>& auths =
+        BuildCounter()
+            .Name("relaygate_auth_attempts_total")
+            .Help("SMTP AUTH attempts by result (success, failure)")
+            .Register(registry);
+
     Gauge& active = connections_active.Add({});
     std::mutex policy_mutex;
     Gauge* policy_info_current = nullptr;
@@ -105,7 +116,7 @@ struct Metrics::Impl {
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     // Pre-create the zero series dashboards and alerts rely on, so that
     // rate() has a baseline before the first event.
-    for (auto r : {"accepted", "rejected_limit", "rejected_draining"})
+    for (auto r : {"accepted", "rejected_limit", "rejected_draining", "rejected_proxy"})
         impl_->connections.Add({{"result", r}});
     for (auto k : {"connect", "timeout", "reset", "protocol", "refused"})
         impl_->upstream_errors.Add({{"kind", k}});
@@ -168,6 +179,14 @@ void Metrics::policy_loaded(const std::string& hash, std::size_t tenants, std::s
     impl_->policy_info_current->Set(1);
     impl_->policy_tenants.Add({}).Set(static_cast<double>(tenants));
     impl_->policy_domains.Add({}).Set(static_cast<double>(domains));
+}
+
+void Metrics::tls_handshake(std::string_view result) {
+    impl_->tls_handshakes.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::auth(std::string_view result) {
+    impl_->auths.Add({{"result", std::string(result)}}).Increment();
 }
 
 void Metrics::policy_reload(std::string_view result) {

@@ -28,7 +28,7 @@ class Metrics {
     Metrics(const Metrics&) = delete;
     Metrics& operator=(const Metrics&) = delete;
 
-    // Connections. result: accepted | rejected_limit | rejected_draining
+    // Connections. result: accepted | rejected_limit | rejected_draining | rejected_proxy
     void connection_opened(std::string_view result);
     void connection_closed();
 
@@ -45,6 +45,10 @@ class Metrics {
     void upstream_reply_latency(std::string_view command, double seconds);
     // kind: connect | timeout | reset | protocol | refused
     void upstream_error(std::string_view kind);
+
+    // result: success | failure
+    void tls_handshake(std::string_view result);
+    void auth(std::string_view result);
 
     void policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains);
     // result: success | failure

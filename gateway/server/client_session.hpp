@@ -8,6 +8,8 @@
 
 namespace relaygate::server {
 
-net::awaitable<void> run_client_session(net::tcp::socket socket, Server::Shared& shared);
+// `listener` indexes Server::Shared::listeners.
+net::awaitable<void> run_client_session(net::tcp::socket socket, Server::Shared& shared,
+                                        std::size_t listener);
 
 }  // namespace relaygate::server

@@ -7,6 +7,8 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <csignal>
 #include <thread>
 
@@ -32,11 +34,21 @@ std::string random_hex(std::size_t bytes) {
 }
 }  // namespace
 
-Server::Server(config::Config config) : signals_(io_), drain_timer_(io_) {
+Server::Server(config::Config config) : signals_(io_), drain_timer_(io_), policy_timer_(io_) {
     shared_.config = std::move(config);
-    shared_.settings.hostname = shared_.config.hostname;
-    shared_.settings.limits = shared_.config.limits;
-    shared_.settings.verdict_header = shared_.config.verdict_header;
+    for (const auto& l : shared_.config.listeners) {
+        ListenerInfo info;
+        info.config = l;
+        info.settings.hostname = shared_.config.hostname;
+        info.settings.limits = shared_.config.limits;
+        info.settings.verdict_header = shared_.config.verdict_header;
+        info.settings.starttls = l.starttls;
+        info.settings.auth = l.auth;
+        for (const auto& c : l.trusted_proxies)
+            if (auto p = policy::parse_cidr(c).cidr) info.trusted_proxies.push_back(*p);
+        shared_.listeners.push_back(std::move(info));
+    }
+    shared_.auth_pool = std::make_unique<asio::thread_pool>(2);
     shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
@@ -52,6 +64,10 @@ int Server::run() {
         return 1;
     }
     shared_.health.policy_loaded = true;
+    if (std::string error; !shared_.tls.load(shared_.config, error)) {
+        log_error("startup_failed", {{"reason", error}});
+        return 1;
+    }
 
     try {
         for (const auto& l : shared_.config.listeners) {
@@ -85,11 +101,14 @@ int Server::run() {
         return 1;
     }
 
-    for (auto& acc : acceptors_) {
-        auto loop = [this, a = acc.get()]() -> awaitable<void> { co_await accept_loop(*a); };
+    for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+        auto loop = [this, a = acceptors_[i].get(), i]() -> awaitable<void> {
+            co_await accept_loop(*a, i);
+        };
         asio::co_spawn(io_, loop, log_exception("smtp accept loop"));
     }
     start_signals();
+    start_policy_watch();
     shared_.health.listeners_up = true;
 
     unsigned threads = shared_.config.threads;
@@ -107,7 +126,7 @@ int Server::run() {
     return 0;
 }
 
-awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
+awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listener) {
     for (;;) {
         error_code ec;
         // Each connection gets its own strand: its coroutine, client socket
@@ -120,8 +139,8 @@ awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
             continue;
         }
         auto ex = socket.get_executor();
-        auto session = [this, s = std::move(socket)]() mutable -> awaitable<void> {
-            co_await run_client_session(std::move(s), shared_);
+        auto session = [this, s = std::move(socket), listener]() mutable -> awaitable<void> {
+            co_await run_client_session(std::move(s), shared_, listener);
         };
         asio::co_spawn(ex, std::move(session), log_exception("client session"));
     }
@@ -136,6 +155,7 @@ void Server::start_signals() {
         if (sig == SIGHUP) {
             log_info("reload_requested", {{"signal", "SIGHUP"}});
             shared_.policy->reload();
+            reload_tls();
             start_signals();
             return;
         }
@@ -144,11 +164,50 @@ void Server::start_signals() {
     });
 }
 
+void Server::reload_tls() {
+    std::string error;
+    if (shared_.tls.load(shared_.config, error))
+        log_info("tls_reloaded", {});
+    else
+        log_error("tls_reload_failed", {{"error", error}, {"keeping_previous", true}});
+}
+
+// Hot reload on file change. stat() follows symlinks, so a Kubernetes
+// ConfigMap update (an atomic swap of the ..data symlink) changes the
+// inode seen here even though the path stays the same.
+void Server::start_policy_watch() {
+    if (shared_.config.policy_poll.count() == 0) return;
+    auto stamp = [this] {
+        struct stat st {};
+        if (::stat(shared_.config.policy_file.c_str(), &st) != 0) return std::string("missing");
+        return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+               std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+               std::to_string(st.st_mtim.tv_nsec);
+    };
+    if (policy_stamp_.empty()) policy_stamp_ = stamp();
+    policy_timer_.expires_after(shared_.config.policy_poll);
+    policy_timer_.async_wait([this, stamp](const error_code& ec) {
+        if (ec) return;
+        if (auto now = stamp(); now != policy_stamp_ && now != "missing") {
+            policy_stamp_ = now;
+            log_info("reload_requested", {{"trigger", "file_change"}});
+            shared_.policy->reload();
+        }
+        start_policy_watch();
+    });
+}
+
 void Server::begin_drain() {
     shared_.health.draining = true;
     for (auto& acc : acceptors_) {
         error_code ec;
         acc->close(ec);
+    }
+    policy_timer_.cancel();
+    {
+        std::lock_guard lock(shared_.sessions_mutex);
+        for (auto& [id, wake] : shared_.wakers)
+            wake();
     }
     // Sessions notice `draining` before their next read; the poll below
     // ends the process when the last one is gone or the deadline passes.

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "gateway/config/config.hpp"
@@ -13,6 +16,7 @@
 #include "gateway/server/connection_limiter.hpp"
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
+#include "gateway/server/tls_context.hpp"
 #include "gateway/session/session.hpp"
 
 namespace relaygate::server {
@@ -29,20 +33,34 @@ class Server {
     int run();
 
     // Shared by every session (read-only after start, except the counters).
+    struct ListenerInfo {
+        config::Listener config;
+        session::Settings settings;
+        std::vector<policy::Cidr> trusted_proxies;
+    };
     struct Shared {
         config::Config config;
-        session::Settings settings;
+        std::vector<ListenerInfo> listeners;
         metrics::Metrics metrics;
         Health health;
         std::unique_ptr<PolicyHolder> policy;
         std::unique_ptr<ConnectionLimiter> limiter;
+        TlsContexts tls;
+        // PBKDF2 checks are slow by design: they run here, not on I/O threads.
+        std::unique_ptr<net::asio::thread_pool> auth_pool;
         std::atomic<std::uint64_t> next_session{0};
         std::string session_prefix;
+        // Drain: wakes sessions idle in a read so they can answer 421 now.
+        std::mutex sessions_mutex;
+        std::unordered_map<std::uint64_t, std::function<void()>> wakers;
+        std::atomic<std::uint64_t> next_waker{0};
     };
 
   private:
-    net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor);
+    net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor, std::size_t listener);
     void start_signals();
+    void start_policy_watch();
+    void reload_tls();
     void begin_drain();
     void drain_poll();
 
@@ -52,6 +70,8 @@ class Server {
     std::unique_ptr<AdminServer> admin_;
     net::asio::signal_set signals_;
     net::asio::steady_timer drain_timer_;
+    net::asio::steady_timer policy_timer_;
+    std::string policy_stamp_;
     std::chrono::steady_clock::time_point drain_deadline_{};
 };
 

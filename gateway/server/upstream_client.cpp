@@ -35,8 +35,13 @@ std::string xtext(std::string_view s) {
 }  // namespace
 
 UpstreamClient::UpstreamClient(asio::any_io_executor ex, const config::Upstream& cfg,
-                               std::string helo_name, metrics::Metrics& metrics)
-    : ex_(ex), cfg_(cfg), helo_name_(std::move(helo_name)), metrics_(metrics), stream_(ex) {}
+                               std::string helo_name, metrics::Metrics& metrics,
+                               std::shared_ptr<asio::ssl::context> tls)
+    : ex_(ex),
+      cfg_(cfg),
+      helo_name_(std::move(helo_name)),
+      metrics_(metrics),
+      tls_(std::move(tls)) {}
 
 UpstreamResult UpstreamClient::fail(Reason reason, std::string_view kind) {
     metrics_.upstream_error(kind);
@@ -48,19 +53,18 @@ UpstreamResult UpstreamClient::fail(Reason reason, std::string_view kind) {
 }
 
 void UpstreamClient::abort() {
-    error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    if (stream_) stream_->close();
+    stream_.reset();
     open_ = false;
     rbuf_.clear();
     parser_.reset();
 }
 
 awaitable<bool> UpstreamClient::send(std::string_view bytes, std::chrono::seconds timeout) {
+    if (!stream_) co_return false;
     error_code ec;
-    stream_.expires_after(timeout);
-    co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
-                               asio::redirect_error(use_awaitable, ec));
+    stream_->expires_after(timeout);
+    co_await stream_->write(asio::buffer(bytes.data(), bytes.size()), ec);
     co_return !ec;
 }
 
@@ -82,14 +86,48 @@ awaitable<UpstreamResult> UpstreamClient::read_reply(std::chrono::seconds timeou
             if (ev.kind == smtp::ReplyEvent::Kind::error)
                 co_return fail(Reason::upstream_failed, "protocol");
         }
+        if (!stream_) co_return fail(Reason::upstream_failed, "reset");
         error_code ec;
-        stream_.expires_after(timeout);
-        const std::size_t n = co_await stream_.async_read_some(
-            asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+        stream_->expires_after(timeout);
+        const std::size_t n = co_await stream_->read_some(asio::buffer(buf), ec);
         if (ec == beast::error::timeout) co_return fail(Reason::upstream_timeout, "timeout");
         if (ec) co_return fail(Reason::upstream_failed, "reset");
         rbuf_.append(buf.data(), n);
     }
+}
+
+awaitable<UpstreamResult> UpstreamClient::ehlo() {
+    if (!co_await send("EHLO " + helo_name_ + "\r\n", cfg_.reply_timeout))
+        co_return fail(Reason::upstream_failed, "reset");
+    auto r = co_await read_reply(cfg_.reply_timeout, "ehlo");
+    if (r.ok && r.reply.code != 250) co_return fail(Reason::upstream_unavailable, "refused");
+    if (r.ok) r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
+    co_return r;
+}
+
+awaitable<UpstreamResult> UpstreamClient::starttls(UpstreamResult ehlo_result) {
+    const bool required = cfg_.starttls == config::UpstreamTls::required;
+    if (!ehlo_result.capabilities.has("STARTTLS")) {
+        if (required) co_return fail(Reason::upstream_unavailable, "tls");
+        co_return ehlo_result;  // opportunistic: stay in clear text
+    }
+    if (!co_await send("STARTTLS\r\n", cfg_.reply_timeout))
+        co_return fail(Reason::upstream_failed, "reset");
+    auto r = co_await read_reply(cfg_.reply_timeout, "starttls");
+    if (!r.ok) co_return r;
+    if (r.reply.code != 220) {
+        if (required) co_return fail(Reason::upstream_unavailable, "tls");
+        co_return ehlo_result;
+    }
+    // Nothing may be buffered past the 220 (RFC 3207 6).
+    if (!rbuf_.empty()) co_return fail(Reason::upstream_failed, "protocol");
+    error_code ec;
+    stream_->expires_after(cfg_.connect_timeout);
+    const std::string name = cfg_.verify_name.empty() ? cfg_.host : cfg_.verify_name;
+    co_await stream_->handshake(*tls_, false, name, ec);
+    if (ec) co_return fail(Reason::upstream_unavailable, "tls");
+    auto again = co_await ehlo();  // RFC 3207 4.2: start over
+    co_return again;
 }
 
 awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
@@ -100,27 +138,23 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
     auto endpoints = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port),
                                                      asio::redirect_error(use_awaitable, ec));
     if (ec) co_return fail(Reason::upstream_unavailable, "connect");
-    stream_.expires_after(cfg_.connect_timeout);
-    co_await stream_.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+    stream_.emplace(ex_);
+    stream_->expires_after(cfg_.connect_timeout);
+    co_await stream_->tcp().async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
     if (ec) co_return fail(Reason::upstream_unavailable, "connect");
     open_ = true;
-    stream_.socket().set_option(tcp::no_delay(true), ec);
+    stream_->tcp().socket().set_option(tcp::no_delay(true), ec);
 
     auto greeting = co_await read_reply(cfg_.connect_timeout, "greeting");
     if (!greeting.ok) co_return greeting;
     if (greeting.reply.code != 220) co_return fail(Reason::upstream_unavailable, "refused");
 
-    auto ehlo = [&]() -> awaitable<UpstreamResult> {
-        if (!co_await send("EHLO " + helo_name_ + "\r\n", cfg_.reply_timeout))
-            co_return fail(Reason::upstream_failed, "reset");
-        auto r = co_await read_reply(cfg_.reply_timeout, "ehlo");
-        if (r.ok && r.reply.code != 250) co_return fail(Reason::upstream_unavailable, "refused");
-        if (r.ok) r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
-        co_return r;
-    };
     auto r = co_await ehlo();
     if (!r.ok) co_return r;
-
+    if (tls_ && cfg_.starttls != config::UpstreamTls::off) {
+        r = co_await starttls(std::move(r));
+        if (!r.ok) co_return r;
+    }
     if (cfg_.xclient && r.capabilities.has("XCLIENT") && !client.addr.empty()) {
         // Postfix answers XCLIENT with a new 220 greeting; EHLO again after it.
         std::string line = "XCLIENT ADDR=" + xtext(client.addr);

@@ -10,6 +10,7 @@
 
 #include "gateway/config/config.hpp"
 #include "gateway/net/asio.hpp"
+#include "gateway/server/smtp_stream.hpp"
 #include "gateway/session/session.hpp"
 #include "gateway/smtp/reply_parser.hpp"
 
@@ -27,8 +28,10 @@ struct XclientInfo {
 
 class UpstreamClient {
   public:
+    // `tls` is the client context for STARTTLS (null when upstream.starttls is off).
     UpstreamClient(net::asio::any_io_executor ex, const config::Upstream& cfg,
-                   std::string helo_name, metrics::Metrics& metrics);
+                   std::string helo_name, metrics::Metrics& metrics,
+                   std::shared_ptr<net::asio::ssl::context> tls);
 
     net::awaitable<session::UpstreamResult> connect(const XclientInfo& client);
     net::awaitable<session::UpstreamResult> command(std::string line, session::UpstreamStep step);
@@ -44,12 +47,15 @@ class UpstreamClient {
                                                        std::string_view step);
     net::awaitable<bool> send(std::string_view bytes, std::chrono::seconds timeout);
     session::UpstreamResult fail(Reason reason, std::string_view kind);
+    net::awaitable<session::UpstreamResult> ehlo();
+    net::awaitable<session::UpstreamResult> starttls(session::UpstreamResult ehlo_result);
 
     net::asio::any_io_executor ex_;
     const config::Upstream& cfg_;
     std::string helo_name_;
     metrics::Metrics& metrics_;
-    net::beast::tcp_stream stream_;
+    std::shared_ptr<net::asio::ssl::context> tls_;
+    std::optional<SmtpStream> stream_;
     smtp::ReplyParser parser_;
     std::string rbuf_;  // received, not yet parsed
     bool open_ = false;

@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "gateway/common/ascii.hpp"
+#include "gateway/common/base64.hpp"
 
 namespace relaygate::session {
 
@@ -92,7 +93,7 @@ void SessionMachine::step() {
         reply(simple(220, "", settings_.hostname + " ESMTP relaygate"));
         return;
     }
-    if (pending_ != Pending::none) {
+    if (pending_ != Pending::none || pending_auth_) {
         // The runner asked for an action while one is owed: a bug. Fail closed.
         reply(Reason::local_error);
         close_session();
@@ -151,7 +152,10 @@ void SessionMachine::process_command_input() {
             return;
         case smtp::LineEvent::Kind::line: {
             const std::string line(ev.line);  // the view dies with the next feed
-            handle_line(line);
+            if (auth_step_ != AuthStep::none)
+                handle_auth_response(line);
+            else
+                handle_line(line);
             return;
         }
     }
@@ -193,6 +197,8 @@ void SessionMachine::handle_line(std::string_view line) {
             r.lines.push_back("8BITMIME");
             r.lines.push_back("SMTPUTF8");
             r.lines.push_back("ENHANCEDSTATUSCODES");
+            if (settings_.starttls != config::StartTls::off && !tls_) r.lines.push_back("STARTTLS");
+            if (auth_offered()) r.lines.push_back("AUTH PLAIN LOGIN");
             reply(r);
             return;
         }
@@ -228,9 +234,13 @@ void SessionMachine::handle_line(std::string_view line) {
         case Verb::help:
             reply(simple(214, "2.0.0", "See RFC 5321; relaygate relays for known senders"));
             return;
-        case Verb::expn:
         case Verb::starttls:
+            handle_starttls();
+            return;
         case Verb::auth:
+            handle_auth(cmd);
+            return;
+        case Verb::expn:
             error_reply(Reason::command_not_implemented);
             return;
     }
@@ -239,6 +249,10 @@ void SessionMachine::handle_line(std::string_view line) {
 void SessionMachine::handle_mail(smtp::Command cmd) {
     if (!helo_ || txn_.active) {
         error_reply(Reason::bad_sequence);
+        return;
+    }
+    if (settings_.starttls == config::StartTls::required && !tls_) {
+        error_reply(Reason::tls_required);  // RFC 3207 4
         return;
     }
     if (cmd.mail.size && *cmd.mail.size > settings_.limits.max_message_bytes) {
@@ -335,6 +349,163 @@ void SessionMachine::handle_data() {
     header_out_.clear();
     discard_reply_.reset();
     reply(simple(354, "", "End data with <CR><LF>.<CR><LF>"));
+}
+
+// --- STARTTLS and AUTH --------------------------------------------------
+
+void SessionMachine::handle_starttls() {
+    if (settings_.starttls == config::StartTls::off) {
+        error_reply(Reason::command_not_implemented);
+        return;
+    }
+    if (tls_ || txn_.active) {
+        error_reply(Reason::bad_sequence);
+        return;
+    }
+    // RFC 3207 6 / CVE-2011-0411: bytes pipelined after STARTTLS were sent
+    // in clear text and must not be read as commands after the handshake.
+    in_.clear();
+    in_pos_ = 0;
+    framer_.reset();
+    reply(simple(220, "2.0.0", "Ready to start TLS"));
+    push(Kind::start_tls);
+}
+
+void SessionMachine::on_tls_result(bool ok, const policy::ConnectionFacts& facts) {
+    if (!ok) {
+        if (upstream_open_) push(Kind::upstream_quit);
+        upstream_open_ = false;
+        stage_ = Stage::closed;
+        close_sent_ = true;
+        return;
+    }
+    // RFC 3207 4.2: discard all knowledge obtained from the client before TLS.
+    tls_ = true;
+    helo_ = false;
+    txn_ = {};
+    in_.clear();
+    in_pos_ = 0;
+    framer_.reset();
+    auth_step_ = AuthStep::none;
+    conn_.client_cert_sha256 = facts.client_cert_sha256;
+    conn_.client_spki_sha256 = facts.client_spki_sha256;
+    conn_.sasl_user.reset();
+}
+
+bool SessionMachine::auth_offered() const {
+    return settings_.auth == config::Auth::always ||
+           (settings_.auth == config::Auth::tls_only && tls_);
+}
+
+void SessionMachine::handle_auth(const smtp::Command& cmd) {
+    if (settings_.auth == config::Auth::off) {
+        error_reply(Reason::command_not_implemented);
+        return;
+    }
+    if (!auth_offered()) {
+        error_reply(Reason::auth_encryption_required);  // RFC 4954 6: 538
+        return;
+    }
+    if (!helo_ || txn_.active || conn_.sasl_user) {
+        error_reply(Reason::bad_sequence);  // RFC 4954 4: once, outside a transaction
+        return;
+    }
+    // RFC 4954 4: responses may be up to 12288 octets.
+    framer_.set_max_line_length(12288);
+    if (cmd.auth_mechanism == "PLAIN") {
+        if (cmd.auth_initial_response) {
+            handle_auth_response(*cmd.auth_initial_response == "=" ? ""
+                                                                   : *cmd.auth_initial_response);
+            return;
+        }
+        auth_step_ = AuthStep::plain;
+        reply(simple(334, "", ""));
+        return;
+    }
+    if (cmd.auth_mechanism == "LOGIN") {
+        auth_step_ = AuthStep::login_user;
+        if (cmd.auth_initial_response) {
+            handle_auth_response(*cmd.auth_initial_response);
+            return;
+        }
+        reply(simple(334, "", "VXNlcm5hbWU6"));  // "Username:"
+        return;
+    }
+    framer_.set_max_line_length(settings_.limits.max_command_line);
+    error_reply(Reason::auth_mechanism_unsupported);
+}
+
+void SessionMachine::handle_auth_response(std::string_view line) {
+    const AuthStep step = auth_step_ == AuthStep::none ? AuthStep::plain : auth_step_;
+    auth_step_ = AuthStep::none;
+    if (line == "*") {  // RFC 4954 4: the client cancels
+        framer_.set_max_line_length(settings_.limits.max_command_line);
+        error_reply(Reason::auth_cancelled);
+        return;
+    }
+    auto decoded = base64_decode(line);
+    if (!decoded) {
+        framer_.set_max_line_length(settings_.limits.max_command_line);
+        error_reply(Reason::auth_bad_encoding);
+        return;
+    }
+    switch (step) {
+        case AuthStep::plain: {
+            // RFC 4616 2: [authzid] NUL authcid NUL passwd; authzid, if any,
+            // must be the user itself (no proxy authorization).
+            const auto& d = *decoded;
+            const auto a = d.find('\0');
+            const auto b = a == std::string::npos ? a : d.find('\0', a + 1);
+            if (b == std::string::npos || d.find('\0', b + 1) != std::string::npos) {
+                framer_.set_max_line_length(settings_.limits.max_command_line);
+                error_reply(Reason::auth_bad_encoding);
+                return;
+            }
+            std::string authz = d.substr(0, a), user = d.substr(a + 1, b - a - 1);
+            if (!authz.empty() && authz != user) {
+                framer_.set_max_line_length(settings_.limits.max_command_line);
+                error_reply(Reason::auth_failed);
+                return;
+            }
+            finish_auth_exchange(std::move(user), d.substr(b + 1));
+            return;
+        }
+        case AuthStep::login_user:
+            auth_user_ = *decoded;
+            auth_step_ = AuthStep::login_password;
+            reply(simple(334, "", "UGFzc3dvcmQ6"));  // "Password:"
+            return;
+        case AuthStep::login_password:
+            finish_auth_exchange(std::move(auth_user_), *decoded);
+            return;
+        case AuthStep::none:
+        case AuthStep::verifying:
+            return;
+    }
+}
+
+void SessionMachine::finish_auth_exchange(std::string user, std::string password) {
+    framer_.set_max_line_length(settings_.limits.max_command_line);
+    if (user.empty() || user.find('\0') != std::string::npos) {
+        error_reply(Reason::auth_failed);
+        return;
+    }
+    auth_user_ = user;
+    auth_step_ = AuthStep::none;
+    pending_auth_ = true;
+    Action a{Kind::verify_auth, std::move(user), UpstreamStep::connect, std::move(password)};
+    actions_.push_back(std::move(a));
+}
+
+void SessionMachine::on_auth_result(bool ok) {
+    pending_auth_ = false;
+    if (ok) {
+        conn_.sasl_user = auth_user_;
+        reply(simple(235, "2.7.0", "Authentication successful"));
+    } else {
+        error_reply(Reason::auth_failed);
+    }
+    auth_user_.clear();
 }
 
 // --- data stage ----------------------------------------------------------
@@ -638,7 +809,7 @@ void SessionMachine::error_reply(Reason r) {
 }
 
 void SessionMachine::push(Kind kind, std::string bytes, UpstreamStep step) {
-    actions_.push_back(Action{kind, std::move(bytes), step});
+    actions_.push_back(Action{kind, std::move(bytes), step, {}});
 }
 
 void SessionMachine::upstream(Kind kind, Pending pending, UpstreamStep step, std::string bytes) {

@@ -30,6 +30,8 @@ struct Settings {
     std::string hostname = "relaygate.local";
     config::Limits limits;
     std::string verdict_header = "X-Relaygate-Verdict";
+    config::StartTls starttls = config::StartTls::off;
+    config::Auth auth = config::Auth::tls_only;
 };
 
 struct ClientInfo {
@@ -52,11 +54,14 @@ struct Action {
         upstream_commit,   // bytes: the end-of-data terminator; report the final reply
         upstream_abort,    // close the upstream connection now (mid-DATA = discard)
         upstream_quit,     // polite QUIT and close; no result expected
+        start_tls,         // flush client output, then the TLS server handshake
+        verify_auth,       // bytes: user, secret: password; report on_auth_result
         close,             // flush client output and close the client connection
     };
     Kind kind = Kind::read_client;
     std::string bytes;
     UpstreamStep step = UpstreamStep::connect;
+    std::string secret;  // verify_auth: the password
 };
 
 // The result of an upstream_connect, _command, _write or _commit action.
@@ -115,9 +120,16 @@ class SessionMachine {
     void on_upstream_result(UpstreamResult result);
     // The gateway is draining: close at the next command (421 4.3.2).
     void on_drain() { draining_ = true; }
+    // The TLS handshake after STARTTLS (or implicit TLS at connect) finished.
+    // On success the session starts over (RFC 3207 4.2); `facts` carries the
+    // client certificate digests, if any. On failure the session closes.
+    void on_tls_result(bool ok, const policy::ConnectionFacts& facts);
+    // The result of a verify_auth action (RFC 4954).
+    void on_auth_result(bool ok);
+    bool tls_active() const { return tls_; }
 
     Stage stage() const { return stage_; }
-    bool awaiting_upstream() const { return pending_ != Pending::none; }
+    bool awaiting_upstream() const { return pending_ != Pending::none || pending_auth_; }
     const policy::ConnectionFacts& connection_facts() const { return conn_; }
     policy::ConnectionFacts& connection_facts() { return conn_; }
     std::size_t transactions() const { return transactions_; }
@@ -145,6 +157,11 @@ class SessionMachine {
     void process_data_input();
     void handle_line(std::string_view line);
     void handle_mail(smtp::Command cmd);
+    void handle_starttls();
+    void handle_auth(const smtp::Command& cmd);
+    void handle_auth_response(std::string_view line);
+    void finish_auth_exchange(std::string user, std::string password);
+    bool auth_offered() const;
     void handle_rcpt(smtp::Command cmd);
     void handle_data();
     void send_upstream_mail();
@@ -183,6 +200,11 @@ class SessionMachine {
     bool helo_ = false;
     bool draining_ = false;
     bool close_sent_ = false;
+    bool tls_ = false;
+    enum class AuthStep : std::uint8_t { none, plain, login_user, login_password, verifying };
+    AuthStep auth_step_ = AuthStep::none;
+    std::string auth_user_;
+    bool pending_auth_ = false;
     std::uint32_t errors_ = 0;
     std::size_t transactions_ = 0;
 

@@ -1,0 +1,119 @@
+// TLS context construction with OpenSSL 3 through Asio's ssl::context.
+#include "gateway/server/tls_context.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+namespace relaygate::server {
+
+namespace ssl = boost::asio::ssl;
+
+namespace {
+std::string hex(const unsigned char* p, unsigned n) {
+    static const char* digits = "0123456789abcdef";
+    std::string s;
+    for (unsigned i = 0; i < n; ++i) {
+        s += digits[p[i] >> 4];
+        s += digits[p[i] & 15];
+    }
+    return s;
+}
+
+void harden(ssl::context& ctx) {
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                    ssl::context::no_compression);
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx.native_handle(),
+                        SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // TLS 1.2: forward-secret AEAD suites only (TLS 1.3 suites are all fine).
+    SSL_CTX_set_cipher_list(ctx.native_handle(),
+                            "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS");
+}
+}  // namespace
+
+std::shared_ptr<ssl::context> make_server_context(const config::Tls& tls, bool request_client_cert,
+                                                  std::string& error) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    harden(*ctx);
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) {
+        error = "cannot load tls.cert_file " + tls.cert_file + ": " + ec.message();
+        return nullptr;
+    }
+    ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+    if (ec) {
+        error = "cannot load tls.key_file " + tls.key_file + ": " + ec.message();
+        return nullptr;
+    }
+    if (request_client_cert) {
+        ctx->set_verify_mode(ssl::verify_peer);
+        // Accept any certificate: the policy pins it by digest. A client
+        // without a certificate still completes the handshake.
+        ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+    }
+    return ctx;
+}
+
+std::shared_ptr<ssl::context> make_client_context(const config::Upstream& up, std::string& error) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    harden(*ctx);
+    if (!up.ca_file.empty()) {
+        boost::system::error_code ec;
+        ctx->load_verify_file(up.ca_file, ec);
+        if (ec) {
+            error = "cannot load upstream.ca_file " + up.ca_file + ": " + ec.message();
+            return nullptr;
+        }
+        ctx->set_verify_mode(ssl::verify_peer);
+    } else {
+        ctx->set_verify_mode(ssl::verify_none);
+    }
+    return ctx;
+}
+
+policy::ConnectionFacts peer_certificate_facts(SSL* ssl) {
+    policy::ConnectionFacts facts;
+    if (!ssl) return facts;
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (!cert) return facts;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    if (X509_digest(cert, EVP_sha256(), md, &n) == 1) facts.client_cert_sha256 = hex(md, n);
+    if (X509_pubkey_digest(cert, EVP_sha256(), md, &n) == 1) {
+        // X509_pubkey_digest hashes only the key bits; pin the whole SPKI.
+        unsigned char* der = nullptr;
+        int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+        if (len > 0 &&
+            EVP_Digest(der, static_cast<std::size_t>(len), md, &n, EVP_sha256(), nullptr) == 1)
+            facts.client_spki_sha256 = hex(md, n);
+        OPENSSL_free(der);
+    }
+    X509_free(cert);
+    return facts;
+}
+
+bool TlsContexts::load(const config::Config& cfg, std::string& error) {
+    std::shared_ptr<ssl::context> req, plain, client;
+    bool need_server = false;
+    for (const auto& l : cfg.listeners)
+        need_server |= l.starttls != config::StartTls::off || l.implicit_tls;
+    if (need_server) {
+        req = make_server_context(cfg.tls, true, error);
+        if (!req) return false;
+        plain = make_server_context(cfg.tls, false, error);
+        if (!plain) return false;
+    }
+    if (cfg.upstream.starttls != config::UpstreamTls::off) {
+        client = make_client_context(cfg.upstream, error);
+        if (!client) return false;
+    }
+    std::lock_guard lock(mutex_);
+    server_request_ = std::move(req);
+    server_plain_ = std::move(plain);
+    client_ = std::move(client);
+    return true;
+}
+
+}  // namespace relaygate::server

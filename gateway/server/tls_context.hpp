@@ -1,0 +1,48 @@
+// TLS contexts: the server context (certificate + key from the config,
+// reloaded on SIGHUP) and the upstream client context. Also turns a peer
+// certificate into the identity facts the policy pins on.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "gateway/config/config.hpp"
+#include "gateway/net/asio.hpp"
+#include "policy/engine/decision.hpp"
+
+namespace relaygate::server {
+
+// TLS 1.2+, no compression, no renegotiation, server cipher preference.
+// Client certificates are requested, not required, and not chain-verified:
+// the policy pins them by SHA-256, and the handshake proves key possession.
+std::shared_ptr<boost::asio::ssl::context> make_server_context(const config::Tls& tls,
+                                                               bool request_client_cert,
+                                                               std::string& error);
+std::shared_ptr<boost::asio::ssl::context> make_client_context(const config::Upstream& up,
+                                                               std::string& error);
+
+// SHA-256 of the peer's DER certificate and of its SubjectPublicKeyInfo,
+// lower-case hex; empty facts when the peer sent no certificate.
+policy::ConnectionFacts peer_certificate_facts(SSL* ssl);
+
+class TlsContexts {
+  public:
+    // Loads every context the config needs; returns false with `error` set.
+    bool load(const config::Config& cfg, std::string& error);
+    std::shared_ptr<boost::asio::ssl::context> server(bool request_client_cert) const {
+        std::lock_guard lock(mutex_);
+        return request_client_cert ? server_request_ : server_plain_;
+    }
+    std::shared_ptr<boost::asio::ssl::context> client() const {
+        std::lock_guard lock(mutex_);
+        return client_;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<boost::asio::ssl::context> server_request_, server_plain_, client_;
+};
+
+}  // namespace relaygate::server
