@@ -1,0 +1,366 @@
+// Validates Kubernetes manifests offline.
+//
+//   node validate-k8s.mjs --shape standalone|sidecar [--extract DIR] rendered.yaml
+//       A `kubectl kustomize` render of an overlay: every object against the
+//       Kubernetes / prometheus-operator schemas (kubernetes-models), then the
+//       deployment rules relaygate depends on (probes, securityContext, drain
+//       and grace period, config <-> ports <-> mounts, Services, HPA, PDB,
+//       NetworkPolicy, ServiceMonitor). --extract writes the rendered
+//       config.json and policy.json to DIR for `relaygate check`.
+//   node validate-k8s.mjs --files FILE...
+//       Schema checks of individual manifests (no renderer available):
+//       complete objects are validated, patches only parsed.
+//
+// Exit 0 when everything holds, 1 with one line per problem otherwise.
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import YAML from "yaml";
+
+const require = createRequire(import.meta.url);
+const problems = [];
+const fail = (where, msg) => problems.push(`${where}: ${msg}`);
+let checks = 0;
+const check = (cond, where, msg) => {
+  checks++;
+  if (!cond) fail(where, msg);
+  return cond;
+};
+
+// apiVersion + kind -> model class.
+function modelFor(apiVersion, kind) {
+  const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
+  const candidates =
+    group === "monitoring.coreos.com"
+      ? [`@kubernetes-models/prometheus-operator/${group}/${version}/${kind}`]
+      : group === ""
+        ? [`kubernetes-models/${version}/${kind}`]
+        : [`kubernetes-models/${group}/${version}/${kind}`];
+  for (const c of candidates) {
+    try {
+      const mod = require(c);
+      if (mod[kind]) return mod[kind];
+    } catch {
+      // try the next candidate
+    }
+  }
+  return null;
+}
+
+function schemaCheck(obj, where) {
+  if (!obj || typeof obj !== "object" || !obj.apiVersion || !obj.kind) {
+    fail(where, "not a Kubernetes object (apiVersion/kind missing)");
+    return false;
+  }
+  const Model = modelFor(obj.apiVersion, obj.kind);
+  if (!check(Model, where, `no schema for ${obj.apiVersion} ${obj.kind}`)) return false;
+  try {
+    checks++;
+    new Model(obj).validate();
+    return true;
+  } catch (e) {
+    fail(`${where} ${obj.kind}/${obj.metadata?.name}`, `schema: ${e.message}`);
+    return false;
+  }
+}
+
+function loadDocs(file) {
+  const docs = YAML.parseAllDocuments(readFileSync(file, "utf8"));
+  const out = [];
+  for (const d of docs) {
+    if (d.errors.length) fail(file, `YAML: ${d.errors[0].message}`);
+    const js = d.toJS();
+    if (js !== null && js !== undefined) out.push(js);
+  }
+  return out;
+}
+
+const args = process.argv.slice(2);
+
+// ---- individual files -------------------------------------------------------
+if (args[0] === "--files") {
+  for (const file of args.slice(1)) {
+    for (const obj of loadDocs(file)) {
+      if (Array.isArray(obj)) continue; // JSON 6902 patch: parsed only
+      if (obj.kind === "Kustomization") continue;
+      const partial = !obj.spec && !obj.data && !obj.stringData && obj.kind !== "Namespace";
+      // Strategic merge patches lack required fields; validate complete objects.
+      const isPatch = /patch/i.test(file) || partial;
+      if (!isPatch) schemaCheck(obj, file);
+    }
+  }
+  report();
+}
+
+// ---- rendered overlay -------------------------------------------------------
+let shape = null;
+let extract = null;
+let rendered = null;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === "--shape") shape = args[++i];
+  else if (args[i] === "--extract") extract = args[++i];
+  else rendered = args[i];
+}
+if (!["standalone", "sidecar"].includes(shape) || !rendered) {
+  console.error("usage: validate-k8s.mjs --shape standalone|sidecar [--extract DIR] rendered.yaml");
+  process.exit(2);
+}
+const objs = loadDocs(rendered);
+const W = `[${shape}]`;
+for (const o of objs) schemaCheck(o, W);
+
+const byKind = (kind) => objs.filter((o) => o.kind === kind);
+const one = (kind, pred = () => true) => objs.find((o) => o.kind === kind && pred(o));
+const labelsMatch = (selector, labels) =>
+  selector && Object.keys(selector).length > 0 &&
+  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+// The workload and the relaygate container.
+const deployments = byKind("Deployment");
+check(deployments.length === 1, W, `expected one Deployment, found ${deployments.length}`);
+const dep = deployments[0] ?? { metadata: {}, spec: { template: { metadata: {}, spec: {} } } };
+const pod = dep.spec.template.spec;
+const podLabels = dep.spec.template.metadata?.labels ?? {};
+const D = `${W} Deployment/${dep.metadata.name}`;
+check(labelsMatch(dep.spec.selector?.matchLabels, podLabels), D, "selector does not match the pod labels");
+const inits = pod.initContainers ?? [];
+const mains = pod.containers ?? [];
+const rg =
+  shape === "sidecar"
+    ? inits.find((c) => c.name === "relaygate")
+    : mains.find((c) => c.name === "relaygate");
+if (!check(rg, D, `relaygate container not found in ${shape === "sidecar" ? "initContainers" : "containers"}`))
+  report();
+const C = `${D} container relaygate`;
+
+// Config and policy from the ConfigMaps the pod mounts.
+const volume = (name) => (pod.volumes ?? []).find((v) => v.name === name);
+const mountOf = (c, pathPrefix) => (c.volumeMounts ?? []).find((m) => m.mountPath === pathPrefix);
+const cmByName = (name) => one("ConfigMap", (o) => o.metadata.name === name);
+for (const v of pod.volumes ?? []) {
+  if (v.configMap) check(cmByName(v.configMap.name), D, `volume ${v.name}: ConfigMap ${v.configMap.name} not in the render`);
+  if (v.secret && v.secret.secretName !== "signer-dkim-keys")
+    check(one("Secret", (o) => o.metadata.name === v.secret.secretName), D,
+      `volume ${v.name}: Secret ${v.secret.secretName} not in the render`);
+}
+for (const c of [...mains, ...inits])
+  for (const m of c.volumeMounts ?? [])
+    check(volume(m.name), `${D} container ${c.name}`, `mount ${m.mountPath}: no volume ${m.name}`);
+
+const configMount = mountOf(rg, "/etc/relaygate/config.json");
+let config = {};
+if (check(configMount, C, "no mount at /etc/relaygate/config.json (the image's ENTRYPOINT reads it)")) {
+  const cm = cmByName(volume(configMount.name)?.configMap?.name);
+  const key = configMount.subPath ?? "config.json";
+  if (check(cm?.data?.[key], C, `config ConfigMap has no ${key}`)) {
+    try {
+      config = JSON.parse(cm.data[key]);
+    } catch (e) {
+      fail(C, `config.json: ${e.message}`);
+    }
+  }
+}
+const KNOWN = {
+  "": ["listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads", "hostname",
+    "verdict_header", "audit_log", "drain_timeout_seconds", "tls", "policy_poll_seconds"],
+  listener: ["address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
+    "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"],
+  upstream: ["host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
+    "final_reply_timeout_seconds", "starttls", "ca_file", "verify_name"],
+  admin: ["enabled", "address", "port"],
+  tls: ["cert_file", "key_file"],
+};
+const keysKnown = (o, known, where) => {
+  for (const k of Object.keys(o ?? {})) check(known.includes(k), `${W} config.json${where}`, `unknown key "${k}"`);
+};
+keysKnown(config, KNOWN[""], "");
+(config.listeners ?? []).forEach((l, i) => keysKnown(l, KNOWN.listener, `.listeners[${i}]`));
+keysKnown(config.upstream, KNOWN.upstream, ".upstream");
+keysKnown(config.admin, KNOWN.admin, ".admin");
+keysKnown(config.tls, KNOWN.tls, ".tls");
+
+const drain = config.drain_timeout_seconds ?? 30;
+const port = (c, name) => (c.ports ?? []).find((p) => p.name === name);
+const smtpPort = port(rg, "smtp");
+const adminPort = port(rg, "admin");
+check(smtpPort && adminPort, C, "needs container ports named smtp and admin");
+const listener = (config.listeners ?? [])[0] ?? {};
+check(config.listeners?.length >= 1, C, "config has no listener");
+check(listener.address === "0.0.0.0" || listener.address === "::", C,
+  `listener must bind all pod addresses, not ${listener.address}`);
+check(smtpPort?.containerPort === listener.port, C,
+  `container port smtp ${smtpPort?.containerPort} != listener port ${listener.port}`);
+check(config.admin?.enabled !== false, C, "admin must be enabled (probes, metrics)");
+check(["0.0.0.0", "::"].includes(config.admin?.address), C, "admin must listen on all pod addresses (kubelet probes, Prometheus)");
+check(adminPort?.containerPort === (config.admin?.port ?? 9025), C, "container port admin != admin.port");
+
+// policy_file must be the policy ConfigMap mounted as a directory (hot reload).
+const policyPath = (config.policy_file ?? "policy.json").startsWith("/")
+  ? config.policy_file
+  : `/etc/relaygate/${config.policy_file ?? "policy.json"}`;
+const policyDir = policyPath.slice(0, policyPath.lastIndexOf("/"));
+const policyMount = mountOf(rg, policyDir);
+let policyText = null;
+if (check(policyMount, C, `policy_file ${policyPath}: no mount at ${policyDir}`)) {
+  check(!policyMount.subPath, C, "the policy mount must not use subPath (updates would never reach the pod)");
+  const cm = cmByName(volume(policyMount.name)?.configMap?.name);
+  const key = policyPath.slice(policyDir.length + 1);
+  policyText = cm?.data?.[key];
+  check(policyText, C, `policy ConfigMap has no key ${key}`);
+  check(cm && !/-[a-z0-9]{10}$/.test(cm.metadata.name), C,
+    `policy ConfigMap ${cm?.metadata?.name} has a hash suffix: an update would roll pods instead of hot-reloading`);
+}
+// TLS material from the Secret.
+if (config.tls) {
+  const dir = config.tls.cert_file.slice(0, config.tls.cert_file.lastIndexOf("/"));
+  const m = mountOf(rg, dir);
+  if (check(m, C, `tls files under ${dir}: no mount there`)) {
+    const sec = one("Secret", (o) => o.metadata.name === volume(m.name)?.secret?.secretName);
+    for (const f of [config.tls.cert_file, config.tls.key_file])
+      check(sec && f.slice(dir.length + 1) in (sec.data ?? {}), C, `Secret has no key for ${f}`);
+  }
+  check((config.listeners ?? []).every((l) => ["offered", "required"].includes(l.starttls)), C,
+    "every listener should offer STARTTLS when tls is configured");
+}
+
+// Probes, lifecycle, securityContext, resources.
+const probe = (p, path) => p?.httpGet?.path === path && p.httpGet.port === "admin";
+check(probe(rg.livenessProbe, "/livez"), C, "livenessProbe must GET /livez on port admin");
+check(probe(rg.readinessProbe, "/readyz"), C, "readinessProbe must GET /readyz on port admin");
+const strict = (c, where, nonRoot) => {
+  const s = c.securityContext ?? {};
+  check(s.allowPrivilegeEscalation === false, where, "allowPrivilegeEscalation must be false");
+  check(s.readOnlyRootFilesystem === true, where, "readOnlyRootFilesystem must be true");
+  check(s.capabilities?.drop?.includes("ALL"), where, "capabilities.drop must include ALL");
+  check(s.privileged !== true, where, "must not be privileged");
+  if (nonRoot) {
+    check(s.runAsNonRoot === true, where, "runAsNonRoot must be true");
+    check(Number.isInteger(s.runAsUser) && s.runAsUser > 0, where, "runAsUser must be a non-zero uid (the image's 10001)");
+  }
+  const r = c.resources ?? {};
+  for (const k of ["cpu", "memory"]) {
+    check(r.requests?.[k], where, `resources.requests.${k} missing`);
+    check(r.limits?.[k], where, `resources.limits.${k} missing`);
+  }
+};
+strict(rg, C, true);
+for (const c of [...mains, ...inits]) if (c !== rg) strict(c, `${D} container ${c.name}`, false);
+check(pod.securityContext?.seccompProfile?.type === "RuntimeDefault", D, "pod seccompProfile RuntimeDefault");
+check(pod.automountServiceAccountToken === false, D, "relaygate needs no service account token");
+
+const sleepOf = (c) => {
+  const cmd = c?.lifecycle?.preStop?.exec?.command ?? [];
+  return /sleep$/.test(cmd[0] ?? "") ? Number(cmd[1]) : 0;
+};
+const grace = pod.terminationGracePeriodSeconds ?? 30;
+if (shape === "standalone") {
+  const pre = sleepOf(rg);
+  check(pre > 0, C, "needs a preStop sleep so endpoints drop it before SIGTERM");
+  check(grace >= pre + drain + 5 && grace <= pre + drain + 30, D,
+    `terminationGracePeriodSeconds ${grace} must be preStop ${pre} + drain_timeout_seconds ${drain} + 5..30`);
+} else {
+  check(rg.restartPolicy === "Always", C, "a native sidecar needs restartPolicy: Always");
+  const signer = mains.find((c) => c.name === "signer");
+  if (check(signer, D, "no signer main container")) {
+    const pre = sleepOf(signer);
+    check(pre >= drain, `${D} container signer`,
+      `preStop sleep ${pre} must cover drain_timeout_seconds ${drain} (the signer stops before the sidecar)`);
+    check(grace >= pre + drain + 10, D,
+      `terminationGracePeriodSeconds ${grace} must be >= signer preStop ${pre} + drain ${drain} + 10`);
+    check(!(signer.ports ?? []).length, `${D} container signer`, "the signer must expose no port (loopback only)");
+  }
+  check(config.upstream?.host === "127.0.0.1" && config.upstream?.port === 10025, C,
+    "sidecar upstream must be 127.0.0.1:10025");
+  check((config.listeners ?? []).every((l) => (l.proxy_protocol ?? "off") === "off"), C,
+    "sidecar listeners take clients directly: proxy_protocol off");
+  const scm = one("ConfigMap", (o) => o.metadata.name.startsWith("signer-config"));
+  check(scm && /^inet_interfaces = loopback-only$/m.test(scm.data?.["postfix-main.cf"] ?? ""), W,
+    "signer main.cf must set inet_interfaces = loopback-only");
+  check(scm && /^127\.0\.0\.1:10025 inet /m.test(scm.data?.["postfix-master.cf"] ?? ""), W,
+    "signer master.cf must bind smtpd to 127.0.0.1:10025");
+}
+
+// Services.
+const services = byKind("Service");
+for (const s of services) {
+  const S = `${W} Service/${s.metadata.name}`;
+  check(labelsMatch(s.spec.selector, podLabels), S, "selector does not match the relaygate pod");
+  for (const p of s.spec.ports ?? [])
+    check(typeof p.targetPort === "string" && port(rg, p.targetPort), S, `targetPort ${p.targetPort} is not a named relaygate port`);
+}
+const smtpSvc = services.find((s) => (s.spec.ports ?? []).some((p) => p.targetPort === "smtp"));
+const adminSvc = services.find((s) => (s.spec.ports ?? []).some((p) => p.targetPort === "admin"));
+check(smtpSvc && adminSvc && smtpSvc !== adminSvc, W, "needs separate SMTP and admin Services");
+check(adminSvc?.spec?.type !== "LoadBalancer", W, "the admin port must never be on a load balancer");
+if (shape === "standalone") {
+  const a = smtpSvc?.metadata?.annotations ?? {};
+  check(smtpSvc?.spec?.type === "LoadBalancer", W, "SMTP Service must be type LoadBalancer");
+  check(a["service.beta.kubernetes.io/aws-load-balancer-type"] === "nlb", W, "NLB annotation missing");
+  check(a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] === "*", W, "PROXY protocol annotation missing");
+  check(listener.proxy_protocol === "v2" && (listener.trusted_proxies ?? []).length > 0, W,
+    "behind the NLB the listener needs proxy_protocol v2 and trusted_proxies");
+  check(smtpSvc?.spec?.externalTrafficPolicy === "Local", W, "externalTrafficPolicy Local expected");
+}
+
+// ServiceMonitor -> admin Service.
+const sm = one("ServiceMonitor");
+if (check(sm, W, "no ServiceMonitor")) {
+  check(labelsMatch(sm.spec.selector?.matchLabels, adminSvc?.metadata?.labels) &&
+    !labelsMatch(sm.spec.selector?.matchLabels, smtpSvc?.metadata?.labels), W,
+    "ServiceMonitor must select the admin Service only");
+  check((sm.spec.endpoints ?? []).every((e) => (adminSvc?.spec?.ports ?? []).some((p) => p.name === e.port) &&
+    e.path === "/metrics"), W, "ServiceMonitor endpoints must name the admin Service port, path /metrics");
+}
+check(one("PrometheusRule"), W, "no PrometheusRule");
+
+// NetworkPolicy.
+const nps = byKind("NetworkPolicy");
+const selects = (np, labels) => labelsMatch(np.spec.podSelector?.matchLabels, labels);
+const rgPolicy = nps.find((np) => selects(np, podLabels));
+if (check(rgPolicy, W, "no NetworkPolicy selects the relaygate pod")) {
+  check(rgPolicy.spec.policyTypes?.includes("Ingress") && rgPolicy.spec.policyTypes?.includes("Egress"), W,
+    "relaygate NetworkPolicy must restrict Ingress and Egress");
+  const openPorts = (rgPolicy.spec.ingress ?? []).flatMap((r) => (r.ports ?? []).map((p) => p.port));
+  check((rgPolicy.spec.ingress ?? []).every((r) => (r.ports ?? []).length > 0), W,
+    "every ingress rule must name its ports");
+  check(openPorts.every((p) => ["smtp", "admin", 2525, 9025].includes(p)), W,
+    `relaygate pod ingress opens ports other than smtp/admin: ${openPorts}`);
+}
+if (shape === "standalone") {
+  const signerLabels = { "app.kubernetes.io/name": "signer" };
+  const sp = nps.find((np) => selects(np, signerLabels));
+  if (check(sp, W, "no NetworkPolicy protects the signer")) {
+    check(sp.spec.policyTypes?.includes("Ingress"), W, "signer policy must restrict Ingress");
+    check((sp.spec.ingress ?? []).length > 0 && sp.spec.ingress.every((r) =>
+      (r.from ?? []).length > 0 && r.from.every((f) => !f.ipBlock && !f.namespaceSelector &&
+        labelsMatch(f.podSelector?.matchLabels, podLabels))), W,
+      "only relaygate pods may reach the signer");
+  }
+  // HPA and PDB.
+  const hpa = one("HorizontalPodAutoscaler");
+  if (check(hpa, W, "no HPA")) {
+    check(hpa.spec.scaleTargetRef?.kind === "Deployment" && hpa.spec.scaleTargetRef?.name === dep.metadata.name, W,
+      "HPA must target the relaygate Deployment");
+    check(hpa.spec.minReplicas >= 2, W, "HPA minReplicas must be >= 2");
+    check((hpa.spec.metrics ?? []).some((m) => m.type === "Resource" && m.resource?.name === "cpu"), W, "HPA needs a CPU metric");
+    check((hpa.spec.metrics ?? []).some((m) => m.type === "Pods" && m.pods?.metric?.name === "relaygate_connections_active"), W,
+      "HPA needs the pods metric relaygate_connections_active");
+  }
+  check((dep.spec.replicas ?? 1) >= 2, D, "replicas must be >= 2");
+  const pdb = one("PodDisruptionBudget");
+  check(pdb && labelsMatch(pdb.spec.selector?.matchLabels, podLabels), W, "no PodDisruptionBudget selecting relaygate pods");
+  check(pod.affinity?.podAntiAffinity, D, "pod anti-affinity missing");
+}
+
+if (extract) {
+  mkdirSync(extract, { recursive: true });
+  writeFileSync(join(extract, "config.json"), JSON.stringify(config, null, 2));
+  if (policyText) writeFileSync(join(extract, "policy.json"), policyText);
+}
+report();
+
+function report() {
+  for (const p of problems) console.error(`FAIL ${p}`);
+  console.log(`${problems.length ? "FAILED" : "ok"}: ${checks} checks, ${problems.length} problems`);
+  process.exit(problems.length ? 1 : 0);
+}
