@@ -4,6 +4,9 @@
 // policy/README.md; scripts rely on "policy OK:" and the --json fields.
 #include "gateway/cli/policy_commands.hpp"
 
+#include "gateway/config/config.hpp"
+#include "gateway/server/tls_context.hpp"
+
 #include <fmt/format.h>
 #include <termios.h>
 #include <unistd.h>
@@ -257,10 +260,38 @@ std::string read_password() {
 }  // namespace
 
 void add_policy_commands(CLI::App& app) {
-    auto* check = app.add_subcommand("check", "Validate and lint a policy file without serving");
+    auto* check = app.add_subcommand(
+        "check", "Validate and lint a policy file (--policy) or a whole gateway config (--config)");
     auto check_file = std::make_shared<std::string>();
-    check->add_option("--policy", *check_file, "Policy file (JSON)")->required();
-    check->callback([check_file] {
+    auto config_file = std::make_shared<std::string>();
+    auto* policy_opt = check->add_option("--policy", *check_file, "Policy file (JSON)");
+    auto* config_opt =
+        check->add_option("--config", *config_file,
+                          "Gateway config (JSON): checks it, its TLS files and its policy file");
+    policy_opt->excludes(config_opt);
+    check->callback([check_file, config_file] {
+        if (check_file->empty() && config_file->empty()) {
+            fmt::print(stderr, "error: give --policy FILE or --config FILE\n");
+            exit_with(2);
+        }
+        if (!config_file->empty()) {
+            auto cfg = config::load_config(*config_file);
+            if (!cfg) {
+                for (const auto& e : cfg.error())
+                    fmt::print(stderr, "error: {}: {}\n", e.path.empty() ? "(root)" : e.path,
+                               e.message);
+                fmt::print(stderr, "config INVALID: {}\n", *config_file);
+                exit_with(1);
+            }
+            if (std::string error; !server::TlsContexts{}.load(*cfg, error)) {
+                fmt::print(stderr, "error: {}\nconfig INVALID: {}\n", error, *config_file);
+                exit_with(1);
+            }
+            *check_file = cfg->policy_file.string();
+            fmt::print("config OK: {} listener{}, upstream {}:{}\n", cfg->listeners.size(),
+                       cfg->listeners.size() == 1 ? "" : "s", cfg->upstream.host,
+                       cfg->upstream.port);
+        }
         auto pol = load_or_report(*check_file);
         if (!pol) exit_with(1);
         fmt::print("policy OK: {} tenants, {} domains\n", pol->tenant_count(), pol->domain_count());

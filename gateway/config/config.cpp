@@ -250,6 +250,13 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
             r.string(t, "tls", "key_file", c.tls.key_file);
         }
     }
+    // Like policy_file, files named in the config are relative to it.
+    auto resolve = [&](std::string& f) {
+        if (!f.empty() && std::filesystem::path(f).is_relative()) f = (base_dir / f).string();
+    };
+    resolve(c.tls.cert_file);
+    resolve(c.tls.key_file);
+    resolve(c.upstream.ca_file);
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         const auto& l = c.listeners[i];
         if ((l.starttls != StartTls::off || l.implicit_tls) &&

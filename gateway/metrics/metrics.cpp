@@ -11,6 +11,7 @@
 
 #include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 namespace relaygate::metrics {
 
@@ -28,7 +29,31 @@ const Histogram::BucketBoundaries kNetBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01
                                               0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 }  // namespace
 
+// prometheus-cpp 1.0's Family::Add constructs a metric before it looks up
+// the labels, so every call allocates (a whole Histogram for histograms).
+// Children are therefore looked up once per label set and cached here.
+template <class T>
+class ChildCache {
+  public:
+    template <class Make>
+    T& get(const std::string& key, Make&& make) {
+        std::lock_guard lock(mutex_);
+        auto it = map_.find(key);
+        if (it != map_.end()) return *it->second;
+        T& child = make();
+        map_.emplace(key, &child);
+        return child;
+    }
+
+  private:
+    std::mutex mutex_;
+    std::unordered_map<std::string, T*> map_;
+};
+
 struct Metrics::Impl {
+    ChildCache<Counter> counters;
+    ChildCache<Histogram> histograms;
+
     prometheus::Registry registry;
     prometheus::Family<Counter>& connections =
         BuildCounter()
@@ -136,36 +161,69 @@ void Metrics::connection_closed() {
 }
 
 void Metrics::transaction(std::string_view tenant, Reason reason, bool report_only) {
-    impl_->transactions
-        .Add({{"tenant", tenant.empty() ? "none" : std::string(tenant)},
-              {"reason", std::string(label(reason))},
-              {"mode", report_only ? "report" : "enforce"}})
+    const std::string t(tenant.empty() ? "none" : tenant);
+    const char* mode = report_only ? "report" : "enforce";
+    impl_->counters
+        .get("tx\0" + t + '\0' + std::string(label(reason)) + mode,
+             [&]() -> Counter& {
+                 return impl_->transactions.Add(
+                     {{"tenant", t}, {"reason", std::string(label(reason))}, {"mode", mode}});
+             })
         .Increment();
 }
 
 void Metrics::message_relayed(std::string_view tenant, std::size_t bytes) {
     const std::string t(tenant.empty() ? "none" : tenant);
-    impl_->relayed.Add({{"tenant", t}}).Increment();
-    impl_->relayed_bytes.Add({{"tenant", t}}).Increment(static_cast<double>(bytes));
+    impl_->counters
+        .get("rl\0" + t,
+             [&]() -> Counter& {
+                 return impl_->relayed.Add({{"tenant", t}});
+             })
+        .Increment();
+    impl_->counters
+        .get("rb\0" + t,
+             [&]() -> Counter& {
+                 return impl_->relayed_bytes.Add({{"tenant", t}});
+             })
+        .Increment(static_cast<double>(bytes));
 }
 
 void Metrics::smtp_reply(int code) {
     static const char* kClass[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"};
     int c = code / 100;
     if (c < 0 || c > 5) c = 0;
-    impl_->replies.Add({{"class", kClass[c]}}).Increment();
+    impl_->counters
+        .get(std::string("rp\0") + kClass[c],
+             [&]() -> Counter& {
+                 return impl_->replies.Add({{"class", kClass[c]}});
+             })
+        .Increment();
 }
 
 void Metrics::decision_latency(std::string_view point, double seconds) {
-    impl_->decision.Add({{"point", std::string(point)}}, kFastBuckets).Observe(seconds);
+    const std::string p(point);
+    impl_->histograms
+        .get("dc\0" + p,
+             [&]() -> Histogram& {
+                 return impl_->decision.Add({{"point", p}}, kFastBuckets);
+             })
+        .Observe(seconds);
 }
 
 void Metrics::upstream_connect_latency(double seconds) {
-    impl_->upstream_connect.Add({}, kNetBuckets).Observe(seconds);
+    impl_->histograms
+        .get("uc", [&]() -> Histogram& { return impl_->upstream_connect.Add({}, kNetBuckets); })
+        .Observe(seconds);
 }
 
 void Metrics::upstream_reply_latency(std::string_view command, double seconds) {
-    impl_->upstream_reply.Add({{"command", std::string(command)}}, kNetBuckets).Observe(seconds);
+    const std::string c(command);
+    impl_->histograms
+        .get("ur\0" + c,
+             [&]() -> Histogram& {
+                 return impl_->upstream_reply.Add({{"command", c}}, kNetBuckets);
+             })
+        .Observe(seconds);
 }
 
 void Metrics::upstream_error(std::string_view kind) {

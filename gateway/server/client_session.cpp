@@ -153,14 +153,18 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                                 [&](const policy::Cidr& c) { return c.contains(*peer); });
         if (!trusted) {
             log_warn("proxy_rejected", {{"peer", peer_addr}, {"reason", "untrusted_proxy"}});
-            co_await refuse("rejected_proxy", "");
+            co_await refuse("rejected_proxy",
+                            smtp::format_reply(smtp::make_reply(Reason::untrusted_proxy)));
             co_return;
         }
         std::string error;
         auto real = co_await read_proxy_header(client, listener.config, early_input, error);
         if (!real) {
-            log_warn("proxy_rejected", {{"peer", peer_addr}, {"reason", error}});
-            co_await refuse("rejected_proxy", "");
+            log_warn("proxy_rejected", {{"peer", peer_addr},
+                                        {"reason", label(Reason::proxy_header_invalid)},
+                                        {"detail", error}});
+            co_await refuse("rejected_proxy",
+                            smtp::format_reply(smtp::make_reply(Reason::proxy_header_invalid)));
             co_return;
         }
         info.address = *real;

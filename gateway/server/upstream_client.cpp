@@ -3,6 +3,8 @@
 // stream in an unknown state must never carry another command.
 #include "gateway/server/upstream_client.hpp"
 
+#include <algorithm>
+
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/smtp/ehlo_capabilities.hpp"
 
@@ -155,16 +157,24 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
         r = co_await starttls(std::move(r));
         if (!r.ok) co_return r;
     }
-    if (cfg_.xclient && r.capabilities.has("XCLIENT") && !client.addr.empty()) {
-        // Postfix answers XCLIENT with a new 220 greeting; EHLO again after it.
+    // XCLIENT (Postfix XCLIENT_README) tells the signer the real client, so
+    // its logs and its own checks see it. Only announced attributes are sent,
+    // and without ADDR there is nothing worth sending.
+    const auto* attrs = r.capabilities.params("XCLIENT");
+    auto offers = [&](std::string_view a) {
+        return attrs && std::find(attrs->begin(), attrs->end(), a) != attrs->end();
+    };
+    if (cfg_.xclient && offers("ADDR") && !client.addr.empty()) {
         std::string line = "XCLIENT ADDR=" + xtext(client.addr);
-        if (!client.helo.empty()) line += " HELO=" + xtext(client.helo);
-        line += " PROTO=ESMTP\r\n";
+        if (offers("HELO") && !client.helo.empty()) line += " HELO=" + xtext(client.helo);
+        if (offers("PROTO")) line += " PROTO=ESMTP";
+        line += "\r\n";
         if (!co_await send(line, cfg_.reply_timeout))
             co_return fail(Reason::upstream_failed, "reset");
         auto x = co_await read_reply(cfg_.reply_timeout, "xclient");
         if (!x.ok) co_return x;
-        if (x.reply.code != 220) co_return fail(Reason::upstream_unavailable, "refused");
+        // Postfix restarts with 220; smtp-sink answers 250. Either way: EHLO again.
+        if (x.reply.code / 100 != 2) co_return fail(Reason::upstream_unavailable, "refused");
         r = co_await ehlo();
         if (!r.ok) co_return r;
     }

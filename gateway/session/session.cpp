@@ -265,7 +265,7 @@ void SessionMachine::handle_mail(smtp::Command cmd) {
     txn_.envelope.domain = cmd.path.domain;
 
     const double t0 = hooks_.now();
-    txn_.decision = policy_->at_mail_from(conn_, txn_.envelope);
+    txn_.decision = policy_->at_mail_from(conn_, txn_.envelope, policy::Trace::off);
     hooks_.on_decision("mail_from", hooks_.now() - t0);
     txn_.mail = std::move(cmd);
     if (!passes(txn_.decision)) {
@@ -572,7 +572,7 @@ void SessionMachine::decide_header() {
             header_facts_.provider_header_values.emplace_back(v);
 
     const double t0 = hooks_.now();
-    auto d = policy_->at_header(conn_, txn_.envelope, header_facts_);
+    auto d = policy_->at_header(conn_, txn_.envelope, header_facts_, policy::Trace::off);
     hooks_.on_decision("header", hooks_.now() - t0);
     txn_.decision = d;
     if (!passes(d)) {
@@ -629,7 +629,7 @@ void SessionMachine::end_of_data() {
     }
     // phase_ == body: every check that needs the whole message, then commit.
     const double t0 = hooks_.now();
-    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_);
+    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, policy::Trace::off);
     hooks_.on_decision("end_of_data", hooks_.now() - t0);
     if (!passes(d)) {
         txn_.decision = d;
