@@ -135,14 +135,23 @@ awaitable<UpstreamResult> UpstreamClient::starttls(UpstreamResult ehlo_result) {
 awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
     const auto t0 = Clock::now();
     abort();
-    tcp::resolver resolver(ex_);
     error_code ec;
-    auto endpoints = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port),
-                                                     asio::redirect_error(use_awaitable, ec));
-    if (ec) co_return fail(Reason::upstream_unavailable, "connect");
     stream_.emplace(ex_);
     stream_->expires_after(cfg_.connect_timeout);
-    co_await stream_->tcp().async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+    // An IP literal needs no resolver (which would hop to Asio's resolver
+    // thread on every connection).
+    const auto literal = asio::ip::make_address(cfg_.host, ec);
+    if (!ec) {
+        co_await stream_->tcp().async_connect(tcp::endpoint(literal, cfg_.port),
+                                              asio::redirect_error(use_awaitable, ec));
+    } else {
+        tcp::resolver resolver(ex_);
+        ec.clear();
+        auto endpoints = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port),
+                                                         asio::redirect_error(use_awaitable, ec));
+        if (!ec)
+            co_await stream_->tcp().async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+    }
     if (ec) co_return fail(Reason::upstream_unavailable, "connect");
     open_ = true;
     stream_->tcp().socket().set_option(tcp::no_delay(true), ec);

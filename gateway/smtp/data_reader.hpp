@@ -99,6 +99,8 @@ class DataReader {
     void content(std::string_view input, std::size_t pos, std::size_t n);
     void emit(std::string_view input, std::size_t pos, std::size_t n);
     void emit_cr();  // a CR held back from the previous feed()
+    // A run of n octets other than CR, LF and NUL at input[pos] in state text.
+    void text_run(std::string_view input, std::size_t pos, std::size_t n);
     void flush();
 
     DataLimits limits_;

@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -117,6 +119,135 @@ bool crlf_clean(std::string_view s) {
     }
     return true;
 }
+
+// The per-octet reader the optimized one replaced, kept verbatim (state
+// machine, accounting and span coalescing) as the oracle for its fast path.
+class PerOctetReader {
+  public:
+    explicit PerOctetReader(DataLimits limits) : limits_(limits) {}
+    bool done() const { return state_ == State::done; }
+    DataError error() const { return error_; }
+    std::uint64_t size() const { return size_; }
+    std::uint64_t delivered() const { return delivered_; }
+
+    DataReader::FeedResult feed(std::string_view input, std::vector<std::string>& spans) {
+        if (state_ == State::done) return {true, 0};
+        spans_ = &spans;
+        span_len_ = 0;
+        cr_in_input_ = false;
+        for (std::size_t i = 0; i < input.size(); ++i) {
+            const auto c = static_cast<unsigned char>(input[i]);
+            ++line_octets_;
+            const bool ends_crlf = c == '\n' && (state_ == State::cr || state_ == State::dot_cr);
+            const std::size_t need = line_octets_ + (ends_crlf ? 0 : c == '\r' ? 1 : 2);
+            if (need > limits_.max_line_length) fault(DataError::line_too_long);
+            bool as_text = false;
+            switch (state_) {
+                case State::line_start:
+                    if (c == '.')
+                        state_ = State::dot;
+                    else
+                        as_text = true;
+                    break;
+                case State::dot:
+                    if (c == '\r')
+                        state_ = State::dot_cr;
+                    else
+                        as_text = true;
+                    break;
+                case State::dot_cr:
+                    if (c == '\n') {
+                        flush();
+                        state_ = State::done;
+                        return {true, i + 1};
+                    }
+                    fault(DataError::bare_cr);
+                    (void)account(1);
+                    as_text = true;
+                    break;
+                case State::cr:
+                    if (c == '\n') {
+                        if (account(2)) {
+                            if (cr_in_input_) {
+                                emit(input, i - 1, 2);
+                            } else {
+                                flush();
+                                spans_->emplace_back("\r");
+                                delivered_ += 1;
+                                emit(input, i, 1);
+                            }
+                        }
+                        state_ = State::line_start;
+                        line_octets_ = 0;
+                        break;
+                    }
+                    fault(DataError::bare_cr);
+                    (void)account(1);
+                    as_text = true;
+                    break;
+                case State::text:
+                    as_text = true;
+                    break;
+                case State::done:
+                    break;
+            }
+            if (as_text) {
+                state_ = State::text;
+                if (c == '\r') {
+                    state_ = State::cr;
+                    cr_in_input_ = true;
+                } else {
+                    if (c == '\n')
+                        fault(DataError::bare_lf);
+                    else if (c == '\0')
+                        fault(DataError::nul);
+                    if (account(1)) emit(input, i, 1);
+                }
+            }
+        }
+        flush();
+        return {false, input.size()};
+    }
+
+  private:
+    enum class State : std::uint8_t { line_start, dot, dot_cr, text, cr, done };
+
+    void fault(DataError e) {
+        if (error_ == DataError::none) error_ = e;
+    }
+    bool account(std::size_t n) {
+        constexpr auto kMax = std::numeric_limits<std::uint64_t>::max();
+        size_ = size_ > kMax - n ? kMax : size_ + n;
+        if (size_ > limits_.max_message_size) fault(DataError::too_big);
+        return error_ == DataError::none;
+    }
+    void emit(std::string_view input, std::size_t pos, std::size_t n) {
+        const char* p = input.data() + pos;
+        if (span_len_ != 0 && span_ + span_len_ == p) {
+            span_len_ += n;
+        } else {
+            flush();
+            span_ = p;
+            span_len_ = n;
+        }
+        delivered_ += n;
+    }
+    void flush() {
+        if (span_len_ != 0) spans_->emplace_back(span_, span_len_);
+        span_len_ = 0;
+    }
+
+    DataLimits limits_;
+    State state_ = State::line_start;
+    DataError error_ = DataError::none;
+    std::uint64_t size_ = 0;
+    std::uint64_t delivered_ = 0;
+    std::size_t line_octets_ = 0;
+    bool cr_in_input_ = false;
+    std::vector<std::string>* spans_ = nullptr;
+    const char* span_ = nullptr;
+    std::size_t span_len_ = 0;
+};
 
 }  // namespace
 
@@ -356,5 +487,98 @@ TEST_CASE("RFC 5321 D.1 session: commands, DATA, pipelined QUIT, at every split"
         }
         CHECK(log == "MAIL;DATA;[end]QUIT;");
         CHECK(content == "Blah blah blah...\r\n..etc. etc. etc.\r\n");
+    }
+}
+
+TEST_CASE("fast path matches the per-octet reader on long random inputs") {
+    std::mt19937 rng(8);
+    const auto pick = [&rng](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
+    for (int iter = 0; iter < 600; ++iter) {
+        // Lines of random length, many near the 1000-octet limit, some
+        // dot-stuffed, with rare bare CR/LF, NUL and lookalike terminators.
+        std::string in;
+        const std::size_t lines = 1 + pick(40);
+        for (std::size_t l = 0; l < lines; ++l) {
+            std::size_t len = pick(4) == 0 ? pick(20) : pick(2) == 0 ? 990 + pick(14) : pick(1200);
+            if (pick(5) == 0) in += '.';
+            for (std::size_t k = 0; k < len; ++k) {
+                const std::size_t r = pick(4000);
+                if (r == 0)
+                    in += '\r';
+                else if (r == 1)
+                    in += '\n';
+                else if (r == 2)
+                    in += '\0';
+                else if (r == 3)
+                    in += "\r\n.\n";
+                else
+                    in += static_cast<char>(r < 300 ? '.' : r < 600 ? ' ' : 0x21 + r % 200);
+            }
+            in += pick(30) == 0 ? "\n" : "\r\n";
+        }
+        if (pick(4) != 0) in += ".\r\nQUIT\r\n";
+        DataLimits lim;
+        if (pick(2) == 0) {
+            // Near the size of the content: under, at and just over it.
+            const std::uint64_t approx = in.size() - std::min<std::size_t>(in.size(), 10);
+            lim.max_message_size = approx - std::min<std::uint64_t>(approx, 2 * lines) + pick(25);
+        }
+        if (pick(4) == 0) lim.max_line_length = 3 + pick(1100);
+        // The same random cuts for both readers, from single octets to 8 KiB.
+        std::vector<std::size_t> cuts;
+        for (std::size_t pos = 0; pos < in.size();) {
+            const std::size_t n = pick(3) == 0 ? 1 + pick(4) : 1 + pick(8192);
+            cuts.push_back(std::min(n, in.size() - pos));
+            pos += cuts.back();
+        }
+        CAPTURE(iter);
+        DataReader fast(lim);
+        PerOctetReader slow(lim);
+        std::size_t pos = 0;
+        for (const std::size_t n : cuts) {
+            const std::string piece = in.substr(pos, n);
+            pos += n;
+            std::vector<std::string> got, want;
+            auto sink = [&got](std::string_view s) { got.emplace_back(s); };
+            const auto a = fast.feed(piece, sink);
+            const auto b = slow.feed(piece, want);
+            REQUIRE(a.done == b.done);
+            REQUIRE(a.consumed == b.consumed);
+            REQUIRE(got == want);  // the same spans, not just the same content
+            REQUIRE(fast.error() == slow.error());
+            REQUIRE(fast.size() == slow.size());
+            REQUIRE(fast.delivered() == slow.delivered());
+            if (a.done) break;
+        }
+    }
+}
+
+TEST_CASE("fast path matches the per-octet reader for every small size and line limit") {
+    const std::string in = "Subject: limits\r\n\r\n..dotted line\r\nshort\r\n" +
+                           std::string(40, 'x') + "\r\nend of body\r\n.\r\nQUIT\r\n";
+    for (std::uint64_t max_size = 0; max_size <= 110; ++max_size) {
+        for (std::size_t max_line = 3; max_line <= 45; ++max_line) {
+            for (const std::size_t chunk :
+                 {in.size(), std::size_t{1}, std::size_t{3}, std::size_t{7}}) {
+                CAPTURE(max_size);
+                CAPTURE(max_line);
+                CAPTURE(chunk);
+                DataReader fast({max_size, max_line});
+                PerOctetReader slow({max_size, max_line});
+                for (std::size_t pos = 0; pos < in.size(); pos += chunk) {
+                    const std::string piece = in.substr(pos, chunk);
+                    std::vector<std::string> got, want;
+                    auto sink = [&got](std::string_view s) { got.emplace_back(s); };
+                    const auto a = fast.feed(piece, sink);
+                    const auto b = slow.feed(piece, want);
+                    REQUIRE(a.done == b.done);
+                    REQUIRE(a.consumed == b.consumed);
+                    REQUIRE(got == want);
+                    REQUIRE(fast.error() == slow.error());
+                    REQUIRE(fast.size() == slow.size());
+                    REQUIRE(fast.delivered() == slow.delivered());
+                }
+            }
+        }
     }
 }

@@ -110,3 +110,48 @@ TEST_CASE("writer output re-read by the reader reproduces the content") {
         }
     }
 }
+
+TEST_CASE("bulk copy matches the per-octet writer on random content and chunks") {
+    // The per-octet writer the bulk one replaced, as the oracle.
+    struct PerOctetWriter {
+        bool line_start = true, ends_crlf = true, last_cr = false;
+        void write(std::string_view content, std::string& out) {
+            std::size_t run = 0;
+            for (std::size_t i = 0; i < content.size(); ++i) {
+                const char c = content[i];
+                if (c == '.' && line_start) {
+                    out.append(content.substr(run, i - run));
+                    out.push_back('.');
+                    run = i;
+                }
+                ends_crlf = last_cr && c == '\n';
+                last_cr = c == '\r';
+                line_start = c == '\r' || c == '\n';
+            }
+            out.append(content.substr(run));
+        }
+    };
+    std::mt19937 rng(4552);
+    // Bare CR and LF too: the writer must stuff after them as before.
+    const char alphabet[] = {'.', '.', '.', 'a', ' ', '\r', '\n', '\r', '\n', 'x', '\0'};
+    for (int iter = 0; iter < 3000; ++iter) {
+        std::string content;
+        const std::size_t len = rng() % 2 == 0 ? rng() % 12 : rng() % 3000;
+        for (std::size_t k = 0; k < len; ++k)
+            content += rng() % 3 == 0 ? alphabet[rng() % sizeof alphabet] : 'q';
+        CAPTURE(content);
+        DataWriter w;
+        PerOctetWriter ref;
+        std::string got, want;
+        std::size_t pos = 0;
+        while (pos < content.size()) {
+            const std::size_t n = rng() % 3 == 0 ? rng() % 3 : 1 + rng() % 700;  // empty chunks too
+            const std::string_view piece = std::string_view(content).substr(pos, n);
+            pos += piece.size();
+            w.write(piece, got);
+            ref.write(piece, want);
+            REQUIRE(got == want);
+            REQUIRE(w.terminator() == (ref.ends_crlf ? ".\r\n" : "\r\n.\r\n"));
+        }
+    }
+}
