@@ -206,13 +206,26 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     if (!early_input.empty()) machine.on_client_data(early_input);
 
     // Drain: a session idle in a command read is woken so it can answer 421.
-    bool idle_read = false;
-    bool woken = false;
+    // The waker's handler may run after this frame is gone, so everything it
+    // touches lives in `drain`, which the frame marks dead on every exit.
+    struct DrainState {
+        bool alive = true;
+        bool idle_read = false;
+        bool woken = false;
+        SmtpStream* client = nullptr;
+    };
+    auto drain = std::make_shared<DrainState>();
+    drain->client = &client;
+    struct MarkDead {
+        std::shared_ptr<DrainState> state;
+        ~MarkDead() { state->alive = false; }
+    } mark_dead{drain};
     auto strand = client.tcp().get_executor();
-    WakerRegistration waker(shared, [&, strand] {
-        asio::post(strand, [&] {
-            woken = true;
-            if (idle_read) client.tcp().cancel();
+    WakerRegistration waker(shared, [drain, strand] {
+        asio::post(strand, [drain] {
+            if (!drain->alive) return;
+            drain->woken = true;
+            if (drain->idle_read) drain->client->cancel();
         });
     });
 
@@ -274,13 +287,13 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 }
                 client.expires_after(deadline);
                 error_code rec;
-                idle_read = command_stage;
+                drain->idle_read = command_stage;
                 const std::size_t n = co_await client.read_some(asio::buffer(buf), rec);
-                idle_read = false;
+                drain->idle_read = false;
                 if (rec == beast::error::timeout) {
                     close_reason = rate_bound ? "data_too_slow" : "timeout";
                     machine.on_timeout(rate_bound ? Reason::data_too_slow : Reason::timeout);
-                } else if (rec == asio::error::operation_aborted && woken) {
+                } else if (rec == asio::error::operation_aborted && drain->woken) {
                     close_reason = "drain";
                     machine.on_timeout(Reason::shutting_down);
                 } else if (rec) {

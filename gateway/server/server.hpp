@@ -64,8 +64,11 @@ class Server {
     void begin_drain();
     void drain_poll();
 
-    net::asio::io_context io_;
+    // shared_ first: members are destroyed in reverse order, and the
+    // io_context destroys unfinished session coroutines, whose frames
+    // still point into shared_ (limiter slots, waker registry, metrics).
     Shared shared_;
+    net::asio::io_context io_;
     std::vector<std::unique_ptr<net::tcp::acceptor>> acceptors_;
     std::unique_ptr<AdminServer> admin_;
     net::asio::signal_set signals_;

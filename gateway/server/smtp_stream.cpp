@@ -6,11 +6,33 @@ namespace relaygate::server {
 using namespace net;
 
 awaitable<std::size_t> SmtpStream::read_some(asio::mutable_buffer buf, error_code& ec) {
+    // Our own timer instead of beast's expiry: on timeout it cancels the read
+    // and the socket stays usable for the 421. The state is shared with the
+    // timer handler, which may run after this frame is gone; both run on the
+    // connection's strand, so `done` needs no lock.
+    struct State {
+        bool done = false;
+        bool timed_out = false;
+    };
+    auto state = std::make_shared<State>();
+    auto& lowest = tcp();
+    lowest.expires_never();
+    asio::steady_timer timer(lowest.get_executor(), deadline_);
+    auto* socket = &lowest.socket();
+    timer.async_wait([state, socket](const error_code& e) {
+        if (e || state->done) return;
+        state->timed_out = true;
+        error_code ignored;
+        socket->cancel(ignored);
+    });
     std::size_t n = 0;
     if (tls_)
         n = co_await tls_->async_read_some(buf, asio::redirect_error(use_awaitable, ec));
     else
         n = co_await tcp_->async_read_some(buf, asio::redirect_error(use_awaitable, ec));
+    state->done = true;
+    timer.cancel();
+    if (state->timed_out) ec = beast::error::timeout;
     co_return n;
 }
 

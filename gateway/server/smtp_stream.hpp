@@ -20,9 +20,18 @@ class SmtpStream {
     bool tls() const { return tls_.has_value(); }
     SSL* native_tls() { return tls_ ? tls_->native_handle() : nullptr; }
 
-    void expires_after(std::chrono::steady_clock::duration d) { tcp().expires_after(d); }
+    // Deadline of the next operation. Writes and handshakes use beast's
+    // timeout, which closes the socket; a read that times out leaves the
+    // socket open so that the session can still say "421" (RFC 5321 4.5.3.2).
+    void expires_after(std::chrono::steady_clock::duration d) {
+        deadline_ = std::chrono::steady_clock::now() + d;
+        tcp().expires_after(d);
+    }
 
+    // On timeout, ec is beast::error::timeout and the socket stays open.
     net::awaitable<std::size_t> read_some(net::asio::mutable_buffer buf, net::error_code& ec);
+    // Cancels a pending read (it completes with operation_aborted).
+    void cancel() { tcp().socket().cancel(); }
     net::awaitable<void> write(net::asio::const_buffer buf, net::error_code& ec);
 
     // Wraps the connection in TLS and runs the handshake. For a client
@@ -34,6 +43,7 @@ class SmtpStream {
     void close();
 
   private:
+    std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
     std::optional<net::beast::tcp_stream> tcp_;
     std::optional<net::beast::ssl_stream<net::beast::tcp_stream>> tls_;
 };

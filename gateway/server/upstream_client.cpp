@@ -150,7 +150,8 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
         auto endpoints = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port),
                                                          asio::redirect_error(use_awaitable, ec));
         if (!ec)
-            co_await stream_->tcp().async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+            co_await stream_->tcp().async_connect(endpoints,
+                                                  asio::redirect_error(use_awaitable, ec));
     }
     if (ec) co_return fail(Reason::upstream_unavailable, "connect");
     open_ = true;

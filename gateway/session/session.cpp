@@ -657,6 +657,14 @@ void SessionMachine::discard_with(smtp::Reply reply, Reason reason) {
 void SessionMachine::on_upstream_result(UpstreamResult r) {
     const Pending p = pending_;
     pending_ = Pending::none;
+    if (r.ok && r.reply.code == 421 && p != Pending::connect) {
+        // RFC 5321 3.8: 421 means the relay is closing this connection (e.g.
+        // its idle timeout). Passing it on would tell the client that *we*
+        // are closing; treat it as a lost connection instead.
+        push(Kind::upstream_abort);
+        r.ok = false;
+        r.failure = Reason::upstream_failed;
+    }
     if (!r.ok) upstream_lost(r);
     switch (p) {
         case Pending::none:

@@ -459,3 +459,21 @@ TEST_CASE("a timeout mid-DATA discards the relay's partial message") {
     CHECK(count(upstream_log, "abort") == 1);
     CHECK(count(up.log, "commit") == 0);
 }
+
+TEST_CASE("a relay's own 421 (idle timeout) is a lost connection, not the client's 421") {
+    Run r;
+    int mails = 0;
+    r.upstream.faults["mail"] = [&] {
+        UpstreamResult u;
+        u.ok = true;
+        u.reply = ++mails == 2 ? smtp::Reply{421, "4.4.2", {"relay Error: timeout exceeded"}}
+                               : smtp::Reply{250, "2.1.0", {"Ok"}};
+        return u;
+    };
+    const std::string t = "MAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n";
+    drive(r, {"EHLO c\r\n" + t, stuffed(kMessage) + ".\r\n", t, stuffed(kMessage) + ".\r\n"});
+    CHECK_FALSE(has(r.client_out, "421"));
+    CHECK(count(r.upstream.log, "abort") == 1);
+    CHECK(count(r.upstream.log, "connect") == 2);
+    CHECK(count(r.upstream.log, "commit") == 2);
+}

@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""Admin endpoints after real traffic: /metrics passes `promtool check
+metrics` and counts transactions by tenant and reason; /readyz reports the
+policy hash; /livez answers; SIGTERM drains."""
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Client, GatewayTestCase, message  # noqa: E402
+
+PROMTOOL = "/usr/bin/promtool"
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): float}"""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"unparsable sample line: {line!r}"
+        labels = frozenset(LABEL.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def value(samples, name, **labels):
+    want = set(labels.items())
+    found = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
+    return sum(found) if found else None
+
+
+def policy_hash(policy_path):
+    out = subprocess.run([harness.OPTIONS["relaygate"], "check", "--policy", policy_path],
+                         capture_output=True, text=True, check=True).stdout
+    return re.search(r"policy hash: (sha256:[0-9a-f]{64})", out).group(1)
+
+
+class MetricsTest(GatewayTestCase):
+
+    def traffic(self, port):
+        """2 accepted, 1 envelope reject, 1 header From reject, 1 multiple
+        From; 3 client connections."""
+        with Client(port) as c:
+            c.ehlo()
+            for _ in range(2):
+                self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+                self.assertReply(c.cmd("RCPT TO:<bob@dest.example>"), "250 2.1.5")
+                self.assertReply(c.data(message()), "250 2.0.0")
+            c.cmd("QUIT")
+        with Client(port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<ceo@other.example>"), "550 5.7.1")
+            c.cmd("QUIT")
+        with Client(port) as c:
+            c.ehlo()
+            for from_hdr, status in (("ceo@other.example", "550 5.7.1"),
+                                     ("a@demo.example, b@demo.example", "550 5.6.0")):
+                self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+                self.assertReply(c.cmd("RCPT TO:<bob@dest.example>"), "250 2.1.5")
+                self.assertReply(c.data(message(from_hdr=from_hdr)), status)
+            c.cmd("QUIT")
+
+    def test_metrics_after_traffic(self):
+        sink, gw = self.setup_pair()
+        self.traffic(gw.port)
+        gw.wait_transactions(5)
+        gw.wait_connections_logged(3)
+
+        status, headers, text = gw.http_get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+        lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
+                              capture_output=True, text=True)
+        self.assertEqual(lint.returncode, 0,
+                         f"promtool check metrics:\n{lint.stdout}{lint.stderr}")
+
+        m = parse_metrics(text)
+        tx = "relaygate_transactions_total"
+        self.assertEqual(value(m, tx, tenant="demo", reason="accepted", mode="enforce"), 2)
+        self.assertEqual(value(m, tx, reason="envelope_domain_unauthorized"), 1)
+        self.assertEqual(value(m, tx, tenant="demo", reason="from_domain_unauthorized"), 1)
+        self.assertEqual(value(m, tx, reason="from_multiple_mailboxes"), 1)
+        self.assertEqual(value(m, tx), 5)
+        self.assertEqual(value(m, "relaygate_messages_relayed_total", tenant="demo"), 2)
+        accepted = [t for t in gw.transactions() if t["reason"] == "accepted"]
+        self.assertEqual(value(m, "relaygate_relayed_bytes_total", tenant="demo"),
+                         sum(t["size"] for t in accepted))
+        self.assertEqual(value(m, "relaygate_connections_total", result="accepted"), 3)
+        self.assertEqual(value(m, "relaygate_connections_total", result="rejected_limit"), 0)
+        self.assertEqual(value(m, "relaygate_connections_active"), 0)
+        # Two 250 per accepted message's final reply and more; at least the
+        # three 5xx rejections are counted.
+        self.assertGreaterEqual(value(m, "relaygate_smtp_replies_total", **{"class": "5xx"}), 3)
+        h = policy_hash(gw.policy_path)
+        self.assertEqual(value(m, "relaygate_policy_info", hash=h), 1)
+        self.assertEqual(value(m, "relaygate_policy_tenants"), 2)
+        # One upstream connection for the session with two messages, one for
+        # the session whose header checks failed (MAIL/RCPT went upstream).
+        self.assertEqual(value(m, "relaygate_upstream_connect_duration_seconds_count"),
+                         sink.connections())
+        self.assertEqual(value(m, "relaygate_upstream_errors_total"), 0)
+        # Names follow the conventions: prefix, _total only on counters.
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split()
+                self.assertTrue(name.startswith("relaygate_"), name)
+                self.assertEqual(name.endswith("_total"), kind == "counter", line)
+
+    def test_upstream_error_metric(self):
+        sink, gw = self.setup_pair("--fail-at", "rcpt", "--fail-mode", "close")
+        with Client(gw.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+            self.assertReply(c.cmd("RCPT TO:<bob@dest.example>"), "451 4.4.2")
+        gw.wait_transactions(1)
+        m = parse_metrics(gw.http_get("/metrics")[2])
+        self.assertEqual(value(m, "relaygate_upstream_errors_total", kind="reset"), 1)
+        self.assertEqual(value(m, "relaygate_transactions_total", reason="upstream_failed"), 1)
+
+    def test_livez_and_readyz(self):
+        sink, gw = self.setup_pair()
+        status, _, body = gw.http_get("/livez")
+        self.assertEqual((status, body), (200, "ok\n"))
+        status, headers, body = gw.http_get("/readyz")
+        self.assertEqual(status, 200)
+        doc = json.loads(body)
+        self.assertIs(doc["ready"], True)
+        self.assertIs(doc["policy_loaded"], True)
+        self.assertIs(doc["listeners_up"], True)
+        self.assertIs(doc["draining"], False)
+        self.assertEqual(doc["policy_hash"], policy_hash(gw.policy_path))
+        self.assertEqual(gw.http_get("/nope")[0], 404)
+
+    def test_sigterm_drains(self):
+        sink, gw = self.setup_pair(config={"drain_timeout_seconds": 5})
+        with Client(gw.port) as c:
+            c.ehlo()  # the session now waits in a read for its next command
+            gw.expect_exit = True
+            os.kill(gw.proc.pid, signal.SIGTERM)
+            harness.wait_for(lambda: gw.http_get("/readyz", timeout=2)[0] == 503, 10,
+                             what="/readyz 503 while draining")
+            doc = json.loads(gw.http_get("/readyz")[2])
+            self.assertIs(doc["draining"], True)
+            self.assertIs(doc["ready"], False)
+            # Either the gateway says 421 at once (idle sessions woken) or
+            # at the next command; both are "421 4.3.2 at the next command".
+            readable, _, _ = select.select([c.sock], [], [], 0.5)
+            if readable:
+                first = c.read_reply()
+            else:
+                first = c.cmd("NOOP")
+                if first.code != 421:
+                    # Still make sure the drain ends the session one command later.
+                    self.assertReply(c.cmd("NOOP"), "421 4.3.2", "shutting down")
+            self.assertTrue(c.is_closed())
+        self.assertEqual(gw.proc.wait(timeout=15), 0)
+        self.assertReply(first, "421 4.3.2", "shutting down")
+
+    def test_sigterm_lets_a_message_in_data_finish(self):
+        sink, gw = self.setup_pair(config={"drain_timeout_seconds": 10})
+        with Client(gw.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+            self.assertReply(c.cmd("RCPT TO:<bob@dest.example>"), "250 2.1.5")
+            self.assertReply(c.cmd("DATA"), "354")
+            content = message()
+            c.send(content[:100])
+            gw.expect_exit = True
+            os.kill(gw.proc.pid, signal.SIGTERM)
+            harness.wait_for(lambda: gw.http_get("/readyz", timeout=2)[0] == 503, 10,
+                             what="/readyz 503 while draining")
+            c.send(content[100:] + b".\r\n")
+            self.assertReply(c.read_reply(), "250 2.0.0", "queued as")
+            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "421 4.3.2")
+            self.assertTrue(c.is_closed())
+        self.assertEqual(gw.proc.wait(timeout=15), 0)
+        self.assertEqual(len(sink.stored()), 1)
+
+if __name__ == "__main__":
+    harness.main()
