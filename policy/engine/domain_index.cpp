@@ -1,92 +1,94 @@
-// DomainIndex: two hash maps (exact names, wildcard bases) and a label walk.
+// DomainIndex: two flat hash maps (exact names, wildcard bases) and a label
+// walk.
 #include "policy/engine/domain_index.hpp"
 
 namespace relaygate::policy {
-namespace {
 
-// Yields the proper parent suffixes of `domain`: "a.b.c" -> "b.c", "c".
-template <class F>
-void for_each_parent(std::string_view domain, F&& f) {
-    for (std::size_t dot = domain.find('.'); dot != std::string_view::npos;
-         dot = domain.find('.', dot + 1)) {
-        if (!f(domain.substr(dot + 1))) return;
+bool is_plain_ldh_domain(std::string_view domain) noexcept {
+    if (domain.empty() || domain.size() > 255) return false;
+    std::size_t label = 0;  // length of the current label so far
+    for (std::size_t i = 0; i <= domain.size(); ++i) {
+        char c = i < domain.size() ? domain[i] : '.';
+        if (c == '.') {
+            // Empty label, over 63 octets, or a hyphen at either end.
+            if (label == 0 || label > 63 || domain[i - 1] == '-' || domain[i - label] == '-')
+                return false;
+            // "xn--": an A-label, which only libidn2 can validate.
+            if (label >= 4 && domain.substr(i - label, 4) == "xn--") return false;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+            ++label;
+        } else {
+            return false;
+        }
     }
-}
-
-}  // namespace
-
-bool DomainIndex::add(std::string_view pattern, Grant grant) {
-    Map* map = &exact_;
-    if (pattern.starts_with("*.")) {
-        map = &wildcard_;
-        pattern.remove_prefix(2);
-    }
-    auto it = map->find(pattern);
-    if (it == map->end()) {
-        map->emplace(std::string(pattern), GrantList{grant, {}});
-        return true;
-    }
-    bool present = false;
-    it->second.each([&](const Grant& g) { present = present || g.tenant == grant.tenant; });
-    if (present) return false;
-    it->second.more.push_back(grant);
     return true;
 }
 
-std::optional<std::string> DomainIndex::grant_for(std::string_view domain,
-                                                  std::uint32_t tenant) const {
-    auto holds = [tenant](const GrantList& list) {
-        bool found = false;
-        list.each([&](const Grant& g) { found = found || g.tenant == tenant; });
-        return found;
-    };
-    if (domain.empty()) return std::nullopt;
-    if (auto it = exact_.find(domain); it != exact_.end() && holds(it->second))
-        return std::string(domain);
-    std::optional<std::string> out;
-    for_each_parent(domain, [&](std::string_view parent) {
-        auto it = wildcard_.find(parent);
-        if (it != wildcard_.end() && holds(it->second)) {
-            out = "*." + std::string(parent);
-            return false;
-        }
-        return true;
-    });
+std::string DomainIndex::Match::pattern() const {
+    if (!wildcard) return std::string(base);
+    std::string out;
+    out.reserve(base.size() + 2);
+    out += "*.";
+    out += base;
     return out;
 }
 
-void DomainIndex::for_each_grant(
-    std::string_view domain, const std::function<void(std::string_view, const Grant&)>& f) const {
-    if (domain.empty()) return;
-    if (auto it = exact_.find(domain); it != exact_.end())
-        it->second.each([&](const Grant& g) { f(domain, g); });
-    for_each_parent(domain, [&](std::string_view parent) {
-        if (auto it = wildcard_.find(parent); it != wildcard_.end()) {
-            std::string pattern = "*." + std::string(parent);
-            it->second.each([&](const Grant& g) { f(pattern, g); });
-        }
-        return true;
-    });
+bool DomainIndex::holds(Owners o, std::uint32_t tenant) const {
+    if ((o.first & ~kShared) == tenant) return true;
+    if (o.more != 0)
+        for (const auto& g : more_[o.more - 1])
+            if (g.tenant == tenant) return true;
+    return false;
 }
 
-void DomainIndex::for_each_covering(
-    std::string_view pattern, const std::function<void(std::string_view, const Grant&)>& f) const {
-    // An exact name x is also covered by wildcards of its parents; *.x is
-    // covered by the same wildcard entry and by wildcards of x's parents.
-    // Coverage the other way round (a wildcard covering someone's exact
-    // name) is found when that exact name is visited.
+std::pair<DomainIndex::Entry, bool> DomainIndex::insert(std::string_view pattern, Grant grant) {
+    Map* map = &exact_;
     bool wildcard = pattern.starts_with("*.");
-    std::string_view base = wildcard ? pattern.substr(2) : pattern;
-    const Map& same = wildcard ? wildcard_ : exact_;
-    if (auto it = same.find(base); it != same.end())
-        it->second.each([&](const Grant& g) { f(pattern, g); });
-    for_each_parent(base, [&](std::string_view parent) {
-        if (auto it = wildcard_.find(parent); it != wildcard_.end()) {
-            std::string covering = "*." + std::string(parent);
-            it->second.each([&](const Grant& g) { f(covering, g); });
-        }
-        return true;
-    });
+    if (wildcard) {
+        map = &wildcard_;
+        pattern.remove_prefix(2);
+    }
+    // Tenant numbers stay below 2^31 (bit 31 is the shared flag): a policy
+    // that large could not be held in memory anyway.
+    Owners fresh{grant.tenant | (grant.shared ? kShared : 0), 0};
+    auto [ref, inserted] = map->try_emplace(pattern, fresh);
+    Entry e{ref, wildcard};
+    if (inserted) return {e, true};
+    Owners o = map->value(ref);
+    if (holds(o, grant.tenant)) return {e, false};
+    if (o.more == 0) {
+        more_.emplace_back();
+        o.more = static_cast<std::uint32_t>(more_.size());
+        map->set_value(ref, o);
+    }
+    more_[o.more - 1].push_back(grant);
+    return {e, true};
+}
+
+void DomainIndex::prefetch(std::string_view domain) const noexcept {
+    if (domain.empty()) return;
+    exact_.prefetch(domain);
+    if (wildcard_.empty()) return;
+    int parents = 0;
+    for (std::size_t dot = domain.find('.'); dot != std::string_view::npos && parents < 8;
+         dot = domain.find('.', dot + 1), ++parents)
+        wildcard_.prefetch(domain.substr(dot + 1));
+}
+
+std::optional<DomainIndex::Match> DomainIndex::grant_for(std::string_view domain,
+                                                         std::uint32_t tenant) const {
+    if (domain.empty()) return std::nullopt;
+    if (auto r = exact_.find(domain); r != Map::npos && holds(exact_.value(r), tenant))
+        return Match{exact_.key(r), false};
+    if (wildcard_.empty()) return std::nullopt;
+    for (std::size_t dot = domain.find('.'); dot != std::string_view::npos;
+         dot = domain.find('.', dot + 1)) {
+        std::string_view parent = domain.substr(dot + 1);
+        if (auto r = wildcard_.find(parent); r != Map::npos && holds(wildcard_.value(r), tenant))
+            return Match{wildcard_.key(r), true};
+    }
+    return std::nullopt;
 }
 
 }  // namespace relaygate::policy

@@ -34,7 +34,8 @@ IpAddress IpAddress::v6(const std::array<std::uint8_t, 16>& bytes) {
     IpAddress ip;
     if (is_v4_mapped(bytes)) {
         ip.family_ = Family::v4;
-        for (int i = 0; i < 4; ++i) ip.bytes_[i] = bytes[12 + i];
+        for (int i = 0; i < 4; ++i)
+            ip.bytes_[i] = bytes[12 + i];
         return ip;
     }
     ip.family_ = Family::v6;
@@ -92,13 +93,18 @@ bool Cidr::overlaps(const Cidr& other) const {
     return prefix_len <= other.prefix_len ? contains(other.address) : other.contains(address);
 }
 
-std::string Cidr::to_string() const { return fmt::format("{}/{}", address.to_string(), prefix_len); }
+std::string Cidr::to_string() const {
+    return fmt::format("{}/{}", address.to_string(), prefix_len);
+}
 
 std::string_view to_string(CidrError e) {
     switch (e) {
-        case CidrError::syntax: return "not an IPv4 or IPv6 address or network";
-        case CidrError::prefix_length: return "prefix length out of range";
-        case CidrError::host_bits_set: return "host bits set after the prefix length";
+        case CidrError::syntax:
+            return "not an IPv4 or IPv6 address or network";
+        case CidrError::prefix_length:
+            return "prefix length out of range";
+        case CidrError::host_bits_set:
+            return "host bits set after the prefix length";
     }
     return "invalid network";
 }

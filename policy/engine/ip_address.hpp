@@ -13,7 +13,7 @@
 namespace relaygate::policy {
 
 class IpAddress {
-public:
+  public:
     enum class Family : std::uint8_t { v4, v6 };
 
     IpAddress() = default;
@@ -38,7 +38,7 @@ public:
     friend bool operator==(const IpAddress&, const IpAddress&) = default;
     friend std::strong_ordering operator<=>(const IpAddress&, const IpAddress&) = default;
 
-private:
+  private:
     Family family_ = Family::v4;
     std::array<std::uint8_t, 16> bytes_{};
 };

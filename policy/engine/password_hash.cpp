@@ -42,7 +42,8 @@ std::string base64_encode(std::string_view bytes) {
         std::uint32_t v = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
                           (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8) |
                           std::uint8_t(bytes[i + 2]);
-        for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
+        for (int s = 18; s >= 0; s -= 6)
+            out += kAlphabet[(v >> s) & 63];
     }
     std::size_t rest = bytes.size() - i;
     if (rest == 1) {
@@ -66,7 +67,9 @@ Result<std::string, std::string> base64_decode(std::string_view text) {
     int nbits = 0;
     for (char c : text) {
         int v = b64_value(c);
-        if (v < 0) return unexpected(fmt::format("byte 0x{:02x} is not base64", static_cast<unsigned char>(c)));
+        if (v < 0)
+            return unexpected(
+                fmt::format("byte 0x{:02x} is not base64", static_cast<unsigned char>(c)));
         acc = (acc << 6) | static_cast<std::uint32_t>(v);
         nbits += 6;
         if (nbits >= 8) {
@@ -85,7 +88,8 @@ Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash)
         return unexpected(std::move(m));
     };
     if (!hash.starts_with(kPrefix))
-        return fail("password_hash must start with \"$pbkdf2-sha256$i=\" (use relaygate hash-password)");
+        return fail(
+            "password_hash must start with \"$pbkdf2-sha256$i=\" (use relaygate hash-password)");
     std::string_view rest = hash.substr(kPrefix.size());
     auto d1 = rest.find('$');
     if (d1 == std::string_view::npos) return fail("password_hash lacks the salt field");
@@ -97,8 +101,8 @@ Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash)
     std::string_view key_text = rest.substr(d2 + 1);
 
     PasswordHashInfo info;
-    auto [end, ec] = std::from_chars(iter_text.data(), iter_text.data() + iter_text.size(),
-                                     info.iterations);
+    auto [end, ec] =
+        std::from_chars(iter_text.data(), iter_text.data() + iter_text.size(), info.iterations);
     if (iter_text.empty() || ec != std::errc{} || end != iter_text.data() + iter_text.size() ||
         iter_text.front() == '0')
         return fail("password_hash iteration count is not a number");
@@ -120,8 +124,8 @@ Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash)
 Result<std::string, std::string> hash_password(std::string_view password,
                                                std::uint32_t iterations) {
     if (iterations < kMinPbkdf2Iterations || iterations > kMaxPbkdf2Iterations)
-        return unexpected(fmt::format("iterations must be {}..{}", kMinPbkdf2Iterations,
-                                      kMaxPbkdf2Iterations));
+        return unexpected(
+            fmt::format("iterations must be {}..{}", kMinPbkdf2Iterations, kMaxPbkdf2Iterations));
     std::array<unsigned char, kSaltLen> salt{};
     if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1)
         return unexpected(std::string("OpenSSL RAND_bytes failed"));

@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <memory_resource>
 
 #include "gateway/common/ascii.hpp"
 
@@ -14,20 +17,27 @@ namespace {
 
 std::string_view field_name(message::OriginatorField f) {
     switch (f) {
-        case message::OriginatorField::from: return "From";
-        case message::OriginatorField::sender: return "Sender";
-        case message::OriginatorField::resent_from: return "Resent-From";
-        case message::OriginatorField::resent_sender: return "Resent-Sender";
+        case message::OriginatorField::from:
+            return "From";
+        case message::OriginatorField::sender:
+            return "Sender";
+        case message::OriginatorField::resent_from:
+            return "Resent-From";
+        case message::OriginatorField::resent_sender:
+            return "Resent-Sender";
     }
     return "originator";
 }
 
 Reason reason_for(message::OriginatorField f) {
     switch (f) {
-        case message::OriginatorField::from: return Reason::from_domain_unauthorized;
-        case message::OriginatorField::sender: return Reason::sender_domain_unauthorized;
+        case message::OriginatorField::from:
+            return Reason::from_domain_unauthorized;
+        case message::OriginatorField::sender:
+            return Reason::sender_domain_unauthorized;
         case message::OriginatorField::resent_from:
-        case message::OriginatorField::resent_sender: return Reason::resent_domain_unauthorized;
+        case message::OriginatorField::resent_sender:
+            return Reason::resent_domain_unauthorized;
     }
     return Reason::from_domain_unauthorized;
 }
@@ -42,10 +52,20 @@ std::string_view trim_wsp(std::string_view s) {
 
 // Facts from the client (header values, user names) end up in the trace
 // and the audit log: printable ASCII only, bounded.
+// `lower` first lower-cases ASCII letters (printable(ascii::lower(s))).
+void append_printable(std::string& out, std::string_view s, bool lower = false) {
+    std::size_t n = std::min<std::size_t>(s.size(), 80);
+    out.reserve(out.size() + n + 3);
+    for (std::size_t i = 0; i < n; ++i) {
+        char c = lower ? ascii::to_lower(s[i]) : s[i];
+        auto u = static_cast<unsigned char>(c);
+        out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+    }
+    if (s.size() > 80) out += "...";
+}
 std::string printable(std::string_view s) {
     std::string out;
-    for (unsigned char c : s.substr(0, 80)) out += (c < 0x20 || c >= 0x7f) ? '?' : char(c);
-    if (s.size() > 80) out += "...";
+    append_printable(out, s);
     return out;
 }
 
@@ -57,107 +77,228 @@ std::string envelope_text(const EnvelopeFacts& env) {
 
 std::string_view to_string(Verdict v) {
     switch (v) {
-        case Verdict::accept: return "accept";
-        case Verdict::reject: return "reject";
-        case Verdict::tempfail: return "tempfail";
+        case Verdict::accept:
+            return "accept";
+        case Verdict::reject:
+            return "reject";
+        case Verdict::tempfail:
+            return "tempfail";
     }
     return "reject";
 }
 
 std::string_view to_string(IdentityKind k) {
     switch (k) {
-        case IdentityKind::none: return "none";
-        case IdentityKind::network: return "network";
-        case IdentityKind::client_cert: return "client-cert";
-        case IdentityKind::sasl: return "sasl";
-        case IdentityKind::provider: return "provider";
+        case IdentityKind::none:
+            return "none";
+        case IdentityKind::network:
+            return "network";
+        case IdentityKind::client_cert:
+            return "client-cert";
+        case IdentityKind::sasl:
+            return "sasl";
+        case IdentityKind::provider:
+            return "provider";
     }
     return "none";
 }
 
-std::string_view to_string(Mode m) { return m == Mode::report ? "report" : "enforce"; }
+std::string_view to_string(Mode m) {
+    return m == Mode::report ? "report" : "enforce";
+}
 
 std::vector<std::string> Policy::tenant_ids() const {
     std::vector<std::string> out;
     out.reserve(tenants_.size());
-    for (const auto& t : tenants_) out.push_back(t.id);
+    for (const auto& t : tenants_)
+        out.push_back(t.id);
     return out;
 }
 
 std::vector<std::string> Policy::provider_tenant_headers() const {
     std::vector<std::string> out;
     for (const auto& p : providers_) {
-        bool seen = std::any_of(out.begin(), out.end(),
-                                [&](const std::string& h) { return ascii::iequals(h, p.tenant_header); });
+        bool seen = std::any_of(out.begin(), out.end(), [&](const std::string& h) {
+            return ascii::iequals(h, p.tenant_header);
+        });
         if (!seen && p.tenants > 0) out.push_back(p.tenant_header);
     }
     return out;
 }
 
 const std::string* Policy::sasl_hash(std::string_view user) const {
-    auto it = sasl_index_.find(user);
-    return it == sasl_index_.end() ? nullptr : &it->second.password_hash;
+    auto r = sasl_index_.find(user);
+    return r == FlatStringMap<std::uint32_t>::npos
+               ? nullptr
+               : &sasl_entries_[sasl_index_.value(r)].password_hash;
 }
 
 std::string Policy::sasl_tenant(std::string_view user) const {
-    auto it = sasl_index_.find(user);
-    return it == sasl_index_.end() ? std::string() : tenants_[it->second.tenant].id;
+    auto r = sasl_index_.find(user);
+    return r == FlatStringMap<std::uint32_t>::npos
+               ? std::string()
+               : tenants_[sasl_entries_[sasl_index_.value(r)].tenant].id;
+}
+
+// A connection's identity match, described lazily: the detail string is
+// only built for the trace and for the winning candidate.
+struct Policy::Candidate {
+    std::uint32_t tenant = 0;
+    IdentityKind kind = IdentityKind::none;
+    bool spki = false;           // client_cert: the SPKI pin, not the certificate's
+    std::uint32_t provider = 0;  // provider: its number
+    Cidr cidr;                   // network: the matching network
+};
+
+// The facts a candidate's detail refers to.
+struct Policy::Facts {
+    const ConnectionFacts& conn;
+    std::string_view provider_value;  // lower-cased, trimmed tenant header value
+};
+
+namespace {
+
+constexpr std::size_t kFingerprintHex = 64;  // the loader stores exactly this
+constexpr std::size_t kMaxProviderTenantId = 256;
+
+template <class V>
+typename FlatStringMap<V>::Ref find_fingerprint(const FlatStringMap<V>& index,
+                                                std::string_view fp) {
+    // Pins are stored as 64 lower-case hex digits; lowering keeps the length.
+    if (fp.size() != kFingerprintHex) return FlatStringMap<V>::npos;
+    char buf[kFingerprintHex];
+    for (std::size_t i = 0; i < fp.size(); ++i)
+        buf[i] = ascii::to_lower(fp[i]);
+    return index.find(std::string_view(buf, fp.size()));
+}
+
+void append_decimal(std::string& out, unsigned v) {
+    char buf[10];
+    std::size_t n = 0;
+    do {
+        buf[n++] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        out += buf[--n];
+}
+
+// "network " + cidr.to_string(), without fmt and inet_ntop for IPv4.
+std::string network_detail(const Cidr& cidr) {
+    if (!cidr.address.is_v4()) return "network " + cidr.to_string();
+    std::string out = "network ";
+    const auto& b = cidr.address.bytes();
+    for (int i = 0; i < 4; ++i) {
+        if (i) out += '.';
+        append_decimal(out, b[i]);
+    }
+    out += '/';
+    append_decimal(out, cidr.prefix_len);
+    return out;
+}
+
+// Small per-decision scratch vectors live on the stack; the heap is only
+// the fallback for unusually many matches.
+class Scratch {
+  public:
+    std::pmr::memory_resource* resource() { return &mr_; }
+
+  private:
+    alignas(std::max_align_t) std::byte buf_[2048];
+    std::pmr::monotonic_buffer_resource mr_{buf_, sizeof buf_};
+};
+
+}  // namespace
+
+std::string Policy::detail_of(const Candidate& c, const Facts& facts) const {
+    switch (c.kind) {
+        case IdentityKind::network:
+            return network_detail(c.cidr);
+        case IdentityKind::client_cert: {
+            std::string out = c.spki ? "client-cert spki " : "client-cert sha256 ";
+            append_printable(
+                out, c.spki ? *facts.conn.client_spki_sha256 : *facts.conn.client_cert_sha256,
+                true);
+            return out;
+        }
+        case IdentityKind::sasl: {
+            std::string out = "sasl user ";
+            append_printable(out, *facts.conn.sasl_user);
+            return out;
+        }
+        case IdentityKind::provider:
+            return fmt::format("provider {} tenant_id {}", providers_[c.provider].name,
+                               facts.provider_value);
+        case IdentityKind::none:
+            break;
+    }
+    return {};
 }
 
 // Tier 1: identities the connection itself proved (TLS client certificate,
 // authenticated SASL user). They outrank everything else.
-void Policy::identify_strong(const ConnectionFacts& conn, std::vector<Candidate>& out,
-                             std::vector<std::string>& trace) const {
-    auto add = [&](std::uint32_t t, IdentityKind kind, std::string detail) {
-        trace.push_back(fmt::format("identity: {} matches tenant {}", detail, tenants_[t].id));
-        for (const auto& c : out)
-            if (c.tenant == t) return;
-        out.push_back({t, kind, std::move(detail)});
+template <class Out>
+void Policy::identify_strong(const Facts& facts, Out& out, const Tracer& note) const {
+    const ConnectionFacts& conn = facts.conn;
+    auto add = [&](const Candidate& c) {
+        __builtin_prefetch(&tenants_[c.tenant]);
+        if (note)
+            note("identity: {} matches tenant {}", detail_of(c, facts), tenants_[c.tenant].id);
+        for (const auto& o : out)
+            if (o.tenant == c.tenant) return;
+        out.push_back(c);
     };
     if (conn.client_cert_sha256) {
-        std::string fp = ascii::lower(*conn.client_cert_sha256);
-        if (auto it = cert_index_.find(fp); it != cert_index_.end()) {
-            for (auto t : it->second) add(t, IdentityKind::client_cert, "client-cert sha256 " + printable(fp));
-        } else {
-            trace.push_back(fmt::format("identity: client certificate {} is not pinned by any tenant", printable(fp)));
+        if (auto r = find_fingerprint(cert_index_, *conn.client_cert_sha256);
+            r != FlatStringMap<OwnerRef>::npos) {
+            each_owner(cert_index_.value(r), [&](std::uint32_t t) {
+                add(Candidate{t, IdentityKind::client_cert, false, 0, {}});
+            });
+        } else if (note) {
+            note("identity: client certificate {} is not pinned by any tenant",
+                 printable(ascii::lower(*conn.client_cert_sha256)));
         }
     }
     if (conn.client_spki_sha256) {
-        std::string fp = ascii::lower(*conn.client_spki_sha256);
-        if (auto it = spki_index_.find(fp); it != spki_index_.end()) {
-            for (auto t : it->second) add(t, IdentityKind::client_cert, "client-cert spki " + printable(fp));
-        } else {
-            trace.push_back(fmt::format("identity: client key (SPKI) {} is not pinned by any tenant", printable(fp)));
+        if (auto r = find_fingerprint(spki_index_, *conn.client_spki_sha256);
+            r != FlatStringMap<OwnerRef>::npos) {
+            each_owner(spki_index_.value(r), [&](std::uint32_t t) {
+                add(Candidate{t, IdentityKind::client_cert, true, 0, {}});
+            });
+        } else if (note) {
+            note("identity: client key (SPKI) {} is not pinned by any tenant",
+                 printable(ascii::lower(*conn.client_spki_sha256)));
         }
     }
     if (conn.sasl_user) {
-        if (auto it = sasl_index_.find(*conn.sasl_user); it != sasl_index_.end()) {
-            add(it->second.tenant, IdentityKind::sasl, "sasl user " + printable(*conn.sasl_user));
-        } else {
-            trace.push_back(
-                fmt::format("identity: sasl user {} is not in the policy", printable(*conn.sasl_user)));
+        if (auto r = sasl_index_.find(*conn.sasl_user); r != FlatStringMap<std::uint32_t>::npos) {
+            add(Candidate{
+                sasl_entries_[sasl_index_.value(r)].tenant, IdentityKind::sasl, false, 0, {}});
+        } else if (note) {
+            note("identity: sasl user {} is not in the policy", printable(*conn.sasl_user));
         }
     }
 }
 
 Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFacts& env,
-                               const HeaderFactsForPolicy* hdr, std::string& grant,
-                               std::vector<std::string>& trace) const {
+                               const HeaderFactsForPolicy* hdr, DomainIndex::Match& grant,
+                               const Tracer& note) const {
     const Tenant& t = tenants_[c.tenant];
     if (env.null_sender) {
         if (!t.allow_null_sender) {
-            trace.push_back(fmt::format("tenant {}: null reverse-path not allowed", t.id));
+            note("tenant {}: null reverse-path not allowed", t.id);
             return Reason::null_sender_not_allowed;
         }
-        trace.push_back(fmt::format("tenant {}: null reverse-path allowed if From is authorized", t.id));
+        note("tenant {}: null reverse-path allowed if From is authorized", t.id);
     } else {
         auto g = domains_.grant_for(env.domain, c.tenant);
         if (!g) {
-            trace.push_back(fmt::format("tenant {}: envelope domain {} not granted", t.id, env.domain));
+            note("tenant {}: envelope domain {} not granted", t.id, env.domain);
             return Reason::envelope_domain_unauthorized;
         }
-        trace.push_back(fmt::format("tenant {}: envelope domain {} granted by {}", t.id, env.domain, *g));
-        grant = std::move(*g);
+        if (note)
+            note("tenant {}: envelope domain {} granted by {}", t.id, env.domain, g->pattern());
+        grant = *g;
     }
     if (stage == Stage::mail_from || hdr == nullptr) return Reason::accepted;
 
@@ -165,138 +306,180 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
     for (const auto& o : hdr->originators) {
         auto g = domains_.grant_for(o.domain, c.tenant);
         if (!g) {
-            trace.push_back(fmt::format("tenant {}: {} domain {} not granted", t.id,
-                                        field_name(o.field), o.domain.empty() ? "(empty)" : o.domain));
+            note("tenant {}: {} domain {} not granted", t.id, field_name(o.field),
+                 o.domain.empty() ? "(empty)" : o.domain);
             return reason_for(o.field);
         }
-        trace.push_back(fmt::format("tenant {}: {} domain {} granted by {}", t.id,
-                                    field_name(o.field), o.domain, *g));
+        if (note)
+            note("tenant {}: {} domain {} granted by {}", t.id, field_name(o.field), o.domain,
+                 g->pattern());
         if (o.field == message::OriginatorField::from) {
             has_from = true;
-            if (env.null_sender && grant.empty()) grant = std::move(*g);
+            if (env.null_sender && grant.base.empty()) grant = *g;
         }
     }
     if (!has_from) {
         // The header reader refuses such messages first; this keeps the
         // engine safe on its own (a null sender is allowed only via From).
-        trace.push_back(fmt::format("tenant {}: no From originator to authorize", t.id));
+        note("tenant {}: no From originator to authorize", t.id);
         return Reason::from_missing;
     }
     return Reason::accepted;
 }
 
-void Policy::finish(Decision& d, Mode mode) const {
+void Policy::finish(Decision& d, Mode mode, const Tracer& note) const {
     if (d.verdict == Verdict::reject && mode == Mode::report) {
         d.verdict = Verdict::accept;
         d.report_only = true;
-        d.trace.push_back(fmt::format("report mode: would reject ({}), passing", label(d.reason)));
+        note("report mode: would reject ({}), passing", label(d.reason));
     }
-    d.trace.push_back(fmt::format("decision: {} ({})", to_string(d.verdict), label(d.reason)));
+    note("decision: {} ({})", to_string(d.verdict), label(d.reason));
 }
 
 Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const EnvelopeFacts& env,
-                          const HeaderFactsForPolicy* hdr) const {
+                          const HeaderFactsForPolicy* hdr, Trace trace) const {
     Decision d;
-    auto& trace = d.trace;
-    trace.push_back(fmt::format("{}: client {}, envelope {}",
-                                stage == Stage::mail_from ? "MAIL FROM" : "header",
-                                conn.client_ip ? conn.client_ip->to_string() : "unknown",
-                                envelope_text(env)));
+    const Tracer note{trace == Trace::on ? &d.trace : nullptr};
+    if (note)
+        note("{}: client {}, envelope {}", stage == Stage::mail_from ? "MAIL FROM" : "header",
+             conn.client_ip ? conn.client_ip->to_string() : "unknown", envelope_text(env));
 
-    std::vector<Candidate> cands;
-    identify_strong(conn, cands, trace);
+    // The domain lookups do not depend on the identity: start their cache
+    // misses now, so that they overlap the identity lookups below.
+    if (!env.null_sender) domains_.prefetch(env.domain);
+    if (hdr != nullptr) {
+        std::size_t n = 0;
+        for (const auto& o : hdr->originators) {
+            if (++n > 4) break;
+            if (o.domain != env.domain) domains_.prefetch(o.domain);
+        }
+    }
+
+    Scratch scratch;
+    Facts facts{conn, {}};
+    std::pmr::vector<Candidate> cands(scratch.resource());
+    identify_strong(facts, cands, note);
 
     // Providers whose networks contain the client.
-    std::vector<std::uint32_t> provs;
-    if (conn.client_ip) {
+    std::pmr::vector<std::uint32_t> provs(scratch.resource());
+    if (conn.client_ip && provider_index_.size() > 0) {
         provider_index_.for_each_match(*conn.client_ip, [&](const CidrIndex::Match& m) {
-            for (auto p : provider_slots_[m.slot].tenants)
+            each_owner(m.slot, [&](std::uint32_t p) {
                 if (std::find(provs.begin(), provs.end(), p) == provs.end()) provs.push_back(p);
+            });
         });
     }
-    for (auto p : provs)
-        trace.push_back(fmt::format("client is in a network of provider {}{}", providers_[p].name,
-                                    providers_[p].shared ? " (shared: proves nothing by itself)" : ""));
+    if (note)
+        for (auto p : provs)
+            note("client is in a network of provider {}{}", providers_[p].name,
+                 providers_[p].shared ? " (shared: proves nothing by itself)" : "");
 
     // Tier 2: provider attestation, proven only by the tenant header.
+    std::string long_value;  // a header value too long to be any tenant id
+    char value_buf[kMaxProviderTenantId];
     if (cands.empty() && !provs.empty()) {
         if (stage == Stage::header && hdr != nullptr) {
             const auto& values = hdr->provider_header_values;
             if (values.size() != 1) {
-                trace.push_back(fmt::format(
-                    "provider attestation: {} tenant header values, exactly one required",
-                    values.size()));
+                note("provider attestation: {} tenant header values, exactly one required",
+                     values.size());
             } else {
-                std::string value = ascii::lower(trim_wsp(values.front()));
+                std::string_view trimmed = trim_wsp(values.front());
+                bool fits = trimmed.size() <= kMaxProviderTenantId;
+                if (fits) {
+                    for (std::size_t i = 0; i < trimmed.size(); ++i)
+                        value_buf[i] = ascii::to_lower(trimmed[i]);
+                    facts.provider_value = std::string_view(value_buf, trimmed.size());
+                } else {
+                    long_value = ascii::lower(trimmed);
+                    facts.provider_value = long_value;
+                }
+                char key_buf[sizeof(std::uint32_t) + kMaxProviderTenantId];
                 for (auto p : provs) {
-                    std::string key = std::to_string(p) + '\0' + value;
-                    auto it = provider_tenant_index_.find(key);
-                    if (it == provider_tenant_index_.end()) {
-                        trace.push_back(fmt::format(
-                            "provider attestation: {} {} is not a tenant of provider {}",
-                            providers_[p].tenant_header, printable(value), providers_[p].name));
+                    auto r = FlatStringMap<OwnerRef>::npos;
+                    if (fits) {
+                        std::memcpy(key_buf, &p, sizeof p);
+                        std::memcpy(key_buf + sizeof p, value_buf, trimmed.size());
+                        r = provider_tenant_index_.find(
+                            std::string_view(key_buf, sizeof p + trimmed.size()));
+                    }
+                    if (r == FlatStringMap<OwnerRef>::npos) {
+                        if (note)
+                            note("provider attestation: {} {} is not a tenant of provider {}",
+                                 providers_[p].tenant_header, printable(facts.provider_value),
+                                 providers_[p].name);
                         continue;
                     }
-                    for (auto t : it->second) {
-                        std::string detail = fmt::format("provider {} tenant_id {}", providers_[p].name, value);
-                        trace.push_back(fmt::format("identity: {} matches tenant {}", detail, tenants_[t].id));
-                        cands.push_back({t, IdentityKind::provider, std::move(detail)});
-                    }
+                    each_owner(provider_tenant_index_.value(r), [&](std::uint32_t t) {
+                        __builtin_prefetch(&tenants_[t]);
+                        Candidate c{t, IdentityKind::provider, false, p, {}};
+                        if (note)
+                            note("identity: {} matches tenant {}", detail_of(c, facts),
+                                 tenants_[t].id);
+                        cands.push_back(c);
+                    });
                 }
             }
         } else {
             // MAIL FROM: the header is not there yet. Accept provisionally
             // when some tenant of these providers could send for the
             // envelope domain; at_header decides with the attestation.
-            std::vector<std::string> pending;
+            std::pmr::vector<std::uint32_t> pending(scratch.resource());
             bool any = false;
             if (env.null_sender) {
-                for (auto p : provs) any = any || providers_[p].null_sender_tenants > 0;
+                for (auto p : provs)
+                    any = any || providers_[p].null_sender_tenants > 0;
             } else {
-                domains_.for_each_grant(env.domain, [&](std::string_view, const DomainIndex::Grant& g) {
-                    const auto& tp = tenants_[g.tenant].providers;
-                    bool via = std::any_of(tp.begin(), tp.end(), [&](std::uint32_t p) {
+                domains_.for_each_grant(env.domain, [&](const DomainIndex::Match&,
+                                                        const DomainIndex::Grant& g) {
+                    const Tenant& gt = tenants_[g.tenant];
+                    auto tp = tenant_providers_.begin() + gt.providers_begin;
+                    bool via = std::any_of(tp, tp + gt.providers_count, [&](std::uint32_t p) {
                         return std::find(provs.begin(), provs.end(), p) != provs.end();
                     });
-                    const auto& id = tenants_[g.tenant].id;
-                    if (via && std::find(pending.begin(), pending.end(), id) == pending.end())
-                        pending.push_back(id);
+                    if (via && std::find(pending.begin(), pending.end(), g.tenant) == pending.end())
+                        pending.push_back(g.tenant);
                 });
                 any = !pending.empty();
             }
             if (any) {
-                std::sort(pending.begin(), pending.end());
+                d.candidates.reserve(pending.size());
+                for (auto t : pending)
+                    d.candidates.push_back(tenants_[t].id);
+                std::sort(d.candidates.begin(), d.candidates.end());
                 d.verdict = Verdict::accept;
                 d.reason = Reason::accepted;
                 d.identity = IdentityKind::provider;
                 d.pending_header = true;
-                trace.push_back(fmt::format(
-                    "pending header: provider identity {} must be attested by the tenant header",
-                    pending.empty() ? std::string("of a tenant allowing <>")
-                                    : fmt::format("of {}", fmt::join(pending, ", "))));
-                d.candidates = std::move(pending);
-                finish(d, default_mode_);
+                if (note)
+                    note(
+                        "pending header: provider identity {} must be attested by the tenant "
+                        "header",
+                        d.candidates.empty() ? std::string("of a tenant allowing <>")
+                                             : fmt::format("of {}", fmt::join(d.candidates, ", ")));
+                finish(d, default_mode_, note);
                 return d;
             }
-            trace.push_back("no tenant of these providers may send for this envelope");
+            note("no tenant of these providers may send for this envelope");
         }
     }
 
     // Tier 3: dedicated networks, most specific prefix wins.
-    if (cands.empty() && conn.client_ip) {
+    if (cands.empty() && conn.client_ip && network_index_.size() > 0) {
         if (auto m = network_index_.longest_match(*conn.client_ip)) {
-            for (auto t : network_slots_[m->slot].tenants) {
-                std::string detail = "network " + m->cidr.to_string();
-                trace.push_back(fmt::format("identity: {} matches tenant {}", detail, tenants_[t].id));
-                cands.push_back({t, IdentityKind::network, std::move(detail)});
-            }
+            each_owner(m->slot, [&](std::uint32_t t) {
+                __builtin_prefetch(&tenants_[t]);
+                Candidate c{t, IdentityKind::network, false, 0, m->cidr};
+                if (note)
+                    note("identity: {} matches tenant {}", detail_of(c, facts), tenants_[t].id);
+                cands.push_back(c);
+            });
         }
     }
 
     if (cands.empty()) {
-        bool provider_has_tenants = std::any_of(provs.begin(), provs.end(), [&](std::uint32_t p) {
-            return providers_[p].tenants > 0;
-        });
+        bool provider_has_tenants = std::any_of(
+            provs.begin(), provs.end(), [&](std::uint32_t p) { return providers_[p].tenants > 0; });
         if (provider_has_tenants && stage == Stage::header) {
             d.reason = Reason::provider_attestation_failed;
             d.identity = IdentityKind::provider;
@@ -306,21 +489,25 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
             d.identity = IdentityKind::provider;
         } else {
             d.reason = Reason::tenant_unknown;
-            trace.push_back("identity: none of certificate, sasl user, provider or network matched");
+            note("identity: none of certificate, sasl user, provider or network matched");
         }
-        finish(d, default_mode_);
+        finish(d, default_mode_, note);
         return d;
     }
 
     // Resolution: the candidates of the winning tier that the domains
     // authorize. One wins; several are ambiguous; none is the first refusal.
-    std::vector<std::pair<std::size_t, std::string>> ok;  // candidate index, grant
+    struct Authorized {
+        std::size_t candidate;
+        DomainIndex::Match grant;
+    };
+    std::pmr::vector<Authorized> ok(scratch.resource());
     Reason first_failure = Reason::accepted;
     for (std::size_t i = 0; i < cands.size(); ++i) {
-        std::string grant;
-        Reason r = check_candidate(stage, cands[i], env, hdr, grant, trace);
+        DomainIndex::Match grant;
+        Reason r = check_candidate(stage, cands[i], env, hdr, grant, note);
         if (r == Reason::accepted) {
-            ok.emplace_back(i, std::move(grant));
+            ok.push_back({i, grant});
         } else if (first_failure == Reason::accepted) {
             first_failure = r;
         }
@@ -328,58 +515,61 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
     auto fill = [&](const Candidate& c) {
         d.tenant = tenants_[c.tenant].id;
         d.identity = c.kind;
-        d.identity_detail = c.detail;
+        d.identity_detail = detail_of(c, facts);
     };
     if (ok.size() == 1) {
-        const Candidate& c = cands[ok.front().first];
+        const Candidate& c = cands[ok.front().candidate];
         fill(c);
         d.verdict = Verdict::accept;
         d.reason = Reason::accepted;
-        d.grant = std::move(ok.front().second);
-        finish(d, tenants_[c.tenant].mode);
+        d.grant = ok.front().grant.pattern();
+        finish(d, tenants_[c.tenant].mode, note);
         return d;
     }
     if (ok.size() > 1) {
         d.reason = Reason::tenant_ambiguous;
         d.identity = cands.front().kind;
-        for (const auto& [i, g] : ok) d.candidates.push_back(tenants_[cands[i].tenant].id);
+        for (const auto& a : ok)
+            d.candidates.push_back(tenants_[cands[a.candidate].tenant].id);
         std::sort(d.candidates.begin(), d.candidates.end());
-        trace.push_back(fmt::format("ambiguous: tenants {} are all authorized",
-                                    fmt::join(d.candidates, ", ")));
-        finish(d, default_mode_);
+        if (note) note("ambiguous: tenants {} are all authorized", fmt::join(d.candidates, ", "));
+        finish(d, default_mode_, note);
         return d;
     }
     d.reason = first_failure;
     if (cands.size() == 1) {
         fill(cands.front());
-        finish(d, tenants_[cands.front().tenant].mode);
+        finish(d, tenants_[cands.front().tenant].mode, note);
         return d;
     }
     d.identity = cands.front().kind;
-    for (const auto& c : cands) d.candidates.push_back(tenants_[c.tenant].id);
+    for (const auto& c : cands)
+        d.candidates.push_back(tenants_[c.tenant].id);
     std::sort(d.candidates.begin(), d.candidates.end());
-    finish(d, default_mode_);
+    finish(d, default_mode_, note);
     return d;
 }
 
-Decision Policy::at_mail_from(const ConnectionFacts& conn, const EnvelopeFacts& env) const {
-    return evaluate(Stage::mail_from, conn, env, nullptr);
+Decision Policy::at_mail_from(const ConnectionFacts& conn, const EnvelopeFacts& env,
+                              Trace trace) const {
+    return evaluate(Stage::mail_from, conn, env, nullptr, trace);
 }
 
 Decision Policy::at_header(const ConnectionFacts& conn, const EnvelopeFacts& env,
-                           const HeaderFactsForPolicy& hdr) const {
-    return evaluate(Stage::header, conn, env, &hdr);
+                           const HeaderFactsForPolicy& hdr, Trace trace) const {
+    return evaluate(Stage::header, conn, env, &hdr, trace);
 }
 
 Decision Policy::at_end_of_data(const ConnectionFacts& conn, const EnvelopeFacts& env,
-                                const HeaderFactsForPolicy& hdr) const {
+                                const HeaderFactsForPolicy& hdr, Trace trace) const {
     // Nothing in the policy needs the body yet (DKIM corroboration is the
     // next step), so the commit point re-derives the header decision from
     // the same facts rather than trusting a cached verdict.
-    Decision d = evaluate(Stage::header, conn, env, &hdr);
-    d.trace.push_back(
-        fmt::format("end of data: no body checks configured; header decision stands ({})",
-                    to_string(d.verdict)));
+    Decision d = evaluate(Stage::header, conn, env, &hdr, trace);
+    if (trace == Trace::on)
+        d.trace.push_back(
+            fmt::format("end of data: no body checks configured; header decision stands ({})",
+                        to_string(d.verdict)));
     return d;
 }
 

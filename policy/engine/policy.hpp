@@ -4,19 +4,22 @@
 // on any input and never performs I/O.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "gateway/common/result.hpp"
 #include "policy/engine/cidr_index.hpp"
 #include "policy/engine/decision.hpp"
 #include "policy/engine/domain_index.hpp"
+#include "policy/engine/flat_table.hpp"
+#include "policy/engine/table_memory.hpp"
 
 namespace relaygate::policy {
 
@@ -31,11 +34,16 @@ using LoadError = Diagnostic;
 using LintWarning = Diagnostic;
 std::string format_diagnostic(const Diagnostic& d);  // "<path>: <message> [<rule>]"
 
+// Whether a decision carries its human-readable trace. The trace costs
+// string formatting on every decision; the gateway's hot path can skip it
+// and `explain` (or a debug log) asks for it.
+enum class Trace { on, off };
+
 class Policy;
 using LoadResult = Result<std::shared_ptr<const Policy>, std::vector<LoadError>>;
 
 class Policy {
-public:
+  public:
     // Compiles and lints; any error refuses the whole file.
     static LoadResult load(const nlohmann::json& doc);
     // Parses JSON text first; duplicate object keys are errors (nlohmann
@@ -53,15 +61,16 @@ public:
     // Decision point 2 (MAIL FROM): identify the tenant and authorize the
     // envelope domain. Provider identities are only candidates here (their
     // proof is in the header): see Decision::pending_header.
-    Decision at_mail_from(const ConnectionFacts& conn, const EnvelopeFacts& env) const;
+    Decision at_mail_from(const ConnectionFacts& conn, const EnvelopeFacts& env,
+                          Trace trace = Trace::on) const;
     // Decision point 4 (end of header section): full re-evaluation with the
     // provider attestation and every originator domain.
     Decision at_header(const ConnectionFacts& conn, const EnvelopeFacts& env,
-                       const HeaderFactsForPolicy& hdr) const;
+                       const HeaderFactsForPolicy& hdr, Trace trace = Trace::on) const;
     // Decision point 5 (end of data): re-asserts the header decision; the
     // place where DKIM facts will be checked once they are gathered.
     Decision at_end_of_data(const ConnectionFacts& conn, const EnvelopeFacts& env,
-                            const HeaderFactsForPolicy& hdr) const;
+                            const HeaderFactsForPolicy& hdr, Trace trace = Trace::on) const;
 
     // Field names whose values the gateway must collect into
     // HeaderFactsForPolicy::provider_header_values (distinct, as written).
@@ -72,13 +81,15 @@ public:
     // The tenant a SASL user belongs to, empty if unknown.
     std::string sasl_tenant(std::string_view user) const;
 
-private:
+  private:
     friend class PolicyCompiler;
     struct Tenant {
         std::string id;
         Mode mode = Mode::enforce;
         bool allow_null_sender = false;
-        std::vector<std::uint32_t> providers;  // providers it has identities with
+        // Providers it has identities with: tenant_providers_[begin, +count).
+        std::uint32_t providers_begin = 0;
+        std::uint32_t providers_count = 0;
     };
     struct Provider {
         std::string name;
@@ -88,53 +99,68 @@ private:
         std::size_t null_sender_tenants = 0;  // tenants of it with allow_null_sender
         std::size_t tenants = 0;
     };
-    struct NetSlot {
-        Cidr cidr;
-        std::vector<std::uint32_t> tenants;
-    };
+    // The owners of a network, certificate pin or provider tenant id: one
+    // tenant (or provider) number inline, or with kOwnerList set an index
+    // into owner_lists_, so the usual single owner costs no extra cache
+    // miss. Tenant numbers stay below 2^31 (a policy with more could not be
+    // held in memory).
+    using OwnerRef = std::uint32_t;
+    static constexpr OwnerRef kOwnerList = 0x8000'0000U;
     struct SaslEntry {
         std::uint32_t tenant;
         std::string password_hash;
     };
-    struct StringHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
-    template <class V>
-    using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
     enum class Stage { mail_from, header };
-    struct Candidate {
-        std::uint32_t tenant;
-        IdentityKind kind;
-        std::string detail;
+    struct Candidate;
+    struct Facts;
+    // Appends trace lines only when tracing is on.
+    struct Tracer {
+        std::vector<std::string>* lines;  // null when tracing is off
+        template <class... A>
+        void operator()(fmt::format_string<A...> f, A&&... args) const {
+            if (lines) lines->push_back(fmt::format(f, std::forward<A>(args)...));
+        }
+        explicit operator bool() const { return lines != nullptr; }
     };
     Decision evaluate(Stage stage, const ConnectionFacts& conn, const EnvelopeFacts& env,
-                      const HeaderFactsForPolicy* hdr) const;
-    void identify_strong(const ConnectionFacts& conn, std::vector<Candidate>& out,
-                         std::vector<std::string>& trace) const;
+                      const HeaderFactsForPolicy* hdr, Trace trace) const;
+    template <class Out>
+    void identify_strong(const Facts& facts, Out& out, const Tracer& note) const;
     Reason check_candidate(Stage stage, const Candidate& c, const EnvelopeFacts& env,
-                           const HeaderFactsForPolicy* hdr, std::string& grant,
-                           std::vector<std::string>& trace) const;
-    void finish(Decision& d, Mode mode) const;
+                           const HeaderFactsForPolicy* hdr, DomainIndex::Match& grant,
+                           const Tracer& note) const;
+    std::string detail_of(const Candidate& c, const Facts& facts) const;
+    void finish(Decision& d, Mode mode, const Tracer& note) const;
+    // f(owner) for each owner.
+    template <class F>
+    void each_owner(OwnerRef o, F&& f) const {
+        if ((o & kOwnerList) == 0) {
+            f(o);
+            return;
+        }
+        for (auto t : owner_lists_[o & ~kOwnerList])
+            f(t);
+    }
 
     std::string hash_;
     Mode default_mode_ = Mode::enforce;
-    std::vector<Tenant> tenants_;
+    std::vector<Tenant, HugePageAllocator<Tenant>> tenants_;
     std::vector<Provider> providers_;
+    std::vector<std::uint32_t> tenant_providers_;  // see Tenant
     std::size_t domain_count_ = 0;
     DomainIndex domains_;
-    CidrIndex network_index_;
-    std::vector<NetSlot> network_slots_;
-    CidrIndex provider_index_;
-    std::vector<NetSlot> provider_slots_;  // `tenants` holds provider numbers here
-    StringMap<std::vector<std::uint32_t>> cert_index_;
-    StringMap<std::vector<std::uint32_t>> spki_index_;
-    StringMap<SaslEntry> sasl_index_;
-    // Key: provider number, '\0', lower-case tenant id.
-    StringMap<std::vector<std::uint32_t>> provider_tenant_index_;
+    CidrIndex network_index_;                              // slot: OwnerRef of tenants
+    CidrIndex provider_index_;                             // slot: OwnerRef of provider numbers
+    std::vector<std::vector<std::uint32_t>> owner_lists_;  // see OwnerRef
+    // Lower-case hex fingerprint -> tenants.
+    FlatStringMap<OwnerRef> cert_index_;
+    FlatStringMap<OwnerRef> spki_index_;
+    // User name -> index into sasl_entries_.
+    FlatStringMap<std::uint32_t> sasl_index_;
+    std::vector<SaslEntry> sasl_entries_;
+    // Key: provider number (4 bytes, native order), lower-case tenant id.
+    FlatStringMap<OwnerRef> provider_tenant_index_;
     std::vector<LintWarning> warnings_;
 };
 

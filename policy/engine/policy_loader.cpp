@@ -8,12 +8,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <map>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
-#include <unordered_set>
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
@@ -94,21 +93,29 @@ std::string sha256_hex(std::string_view bytes) {
     unsigned int len = 0;
     if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
     std::string out;
-    for (unsigned i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
+    for (unsigned i = 0; i < len; ++i)
+        out += fmt::format("{:02x}", md[i]);
     return out;
 }
 
 std::string describe(const json& j) {
     switch (j.type()) {
-        case json::value_t::null: return "null";
-        case json::value_t::object: return "an object";
-        case json::value_t::array: return "an array";
-        case json::value_t::string: return "a string";
-        case json::value_t::boolean: return "a boolean";
+        case json::value_t::null:
+            return "null";
+        case json::value_t::object:
+            return "an object";
+        case json::value_t::array:
+            return "an array";
+        case json::value_t::string:
+            return "a string";
+        case json::value_t::boolean:
+            return "a boolean";
         case json::value_t::number_integer:
         case json::value_t::number_unsigned:
-        case json::value_t::number_float: return "a number";
-        default: return "an unsupported value";
+        case json::value_t::number_float:
+            return "a number";
+        default:
+            return "an unsupported value";
     }
 }
 
@@ -120,18 +127,21 @@ std::string format_diagnostic(const Diagnostic& d) {
 
 // Builds a Policy. One instance per load; not reusable.
 class PolicyCompiler {
-public:
+  public:
     explicit PolicyCompiler(Policy& p) : p_(p) {}
 
     void compile(const json& doc);
     std::vector<Diagnostic> errors;
     std::vector<Diagnostic> warnings;
 
-private:
+  private:
+    // One accepted domain grant. Its JSON path is rebuilt only when a
+    // diagnostic needs it (a million eager path strings cost ~0.2 s).
     struct DomainEntry {
-        std::string pattern;  // normalized
-        std::string written;
-        std::string path;
+        DomainIndex::Entry entry;    // the index entry holding the pattern
+        const std::string* written;  // as in the file (points into the document)
+        std::uint32_t tenant;
+        std::uint32_t index;  // position in the tenant's "domains" array
         bool shared;
     };
     struct NetworkEntry {
@@ -164,12 +174,24 @@ private:
     void compile_identity(std::uint32_t t, const json& j, const std::string& path);
     void compile_networks(std::uint32_t t, const json& j, const std::string& path);
     void lint_cross_tenant();
+    bool add_owner(Policy::OwnerRef& o, std::uint32_t x);
+    std::uint32_t first_owner(Policy::OwnerRef o) const {
+        return (o & Policy::kOwnerList) ? p_.owner_lists_[o & ~Policy::kOwnerList].front() : o;
+    }
+    std::string domain_path(const DomainEntry& e) const {
+        return pointer(pointer(pointer("/tenants", p_.tenants_[e.tenant].id), "domains"), e.index);
+    }
+    // Adds `t` to the owners of `key` in `index` (an identity); warns when
+    // another tenant already owns it.
+    void add_identity_owner(FlatStringMap<Policy::OwnerRef>& index, std::string_view key,
+                            std::uint32_t t, const std::string& what, const std::string& path);
 
     Policy& p_;
     std::map<std::string, std::uint32_t> provider_numbers_;
     std::vector<bool> provider_used_;
     std::vector<SharedNet> shared_nets_;
-    std::vector<std::vector<DomainEntry>> tenant_domains_;
+    std::vector<DomainEntry> domain_entries_;  // tenant by tenant, in file order
+    std::string scratch_;                      // reused for built patterns and probes
     std::vector<NetworkEntry> networks_;
     std::map<std::string, std::string> sasl_users_;  // user -> path of first definition
     std::map<std::string, std::string> first_identity_path_;
@@ -228,7 +250,8 @@ std::optional<Mode> PolicyCompiler::mode_at(const json& obj, const std::string& 
 }
 
 void PolicyCompiler::compile(const json& doc) {
-    if (!object_with(doc, "", {"$schema", "version", "description", "mode", "providers", "tenants"}))
+    if (!object_with(doc, "",
+                     {"$schema", "version", "description", "mode", "providers", "tenants"}))
         return;
     auto version = doc.find("version");
     if (version == doc.end()) {
@@ -259,12 +282,20 @@ void PolicyCompiler::compile(const json& doc) {
     if (tenants == doc.end()) {
         error("", "schema", "missing required key \"tenants\"");
     } else if (!tenants->is_object()) {
-        error("/tenants", "schema", fmt::format("expected an object, found {}", describe(*tenants)));
+        error("/tenants", "schema",
+              fmt::format("expected an object, found {}", describe(*tenants)));
     } else {
         std::size_t n = tenants->size();
         p_.tenants_.reserve(n);
-        tenant_domains_.reserve(n);
-        p_.domains_.reserve(n * 2);
+        // Sized from the first tenant's domain count, so 1M domains do not
+        // rehash a dozen times while loading.
+        std::size_t per_tenant = 2;
+        if (auto first = tenants->begin(); first != tenants->end() && first->is_object())
+            if (auto d = first->find("domains"); d != first->end() && d->is_array())
+                per_tenant = std::max<std::size_t>(2, d->size());
+        p_.domains_.reserve(n * per_tenant, n, n * per_tenant * 24);
+        domain_entries_.reserve(n * per_tenant);
+        p_.network_index_.reserve(n, 0);
         for (const auto& [id, tj] : tenants->items())
             compile_tenant(id, tj, pointer("/tenants", id));
     }
@@ -300,7 +331,8 @@ void PolicyCompiler::compile_provider(const std::string& name, const json& j,
             const json& nj = (*nets)[i];
             std::string ipath = pointer(npath, i);
             if (!nj.is_string()) {
-                error(ipath, "schema", fmt::format("expected a CIDR string, found {}", describe(nj)));
+                error(ipath, "schema",
+                      fmt::format("expected a CIDR string, found {}", describe(nj)));
                 continue;
             }
             auto parsed = parse_cidr(nj.get_ref<const std::string&>());
@@ -312,12 +344,10 @@ void PolicyCompiler::compile_provider(const std::string& name, const json& j,
                 continue;
             }
             prov.networks.push_back(*parsed.cidr);
-            auto slot = static_cast<std::uint32_t>(p_.provider_slots_.size());
-            auto got = p_.provider_index_.insert(*parsed.cidr, slot);
-            if (got == slot) p_.provider_slots_.push_back({*parsed.cidr, {}});
-            auto& owners = p_.provider_slots_[got].tenants;
-            if (std::find(owners.begin(), owners.end(), number) == owners.end())
-                owners.push_back(number);
+            // The slot is the owners (see Policy::OwnerRef).
+            Policy::OwnerRef owners = p_.provider_index_.insert(*parsed.cidr, number);
+            if (owners != number && add_owner(owners, number))
+                p_.provider_index_.assign(*parsed.cidr, owners);
             if (prov.shared) shared_nets_.push_back({*parsed.cidr, number});
         }
     }
@@ -326,14 +356,13 @@ void PolicyCompiler::compile_provider(const std::string& name, const json& j,
     p_.providers_.push_back(std::move(prov));
 }
 
-void PolicyCompiler::compile_tenant(const std::string& id, const json& j,
-                                    const std::string& path) {
+void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const std::string& path) {
     if (!valid_name(id))
         error(path, "invalid_name",
               "tenant id must be 1-64 characters of letters, digits, '-', '_', '.'");
     auto t = static_cast<std::uint32_t>(p_.tenants_.size());
-    p_.tenants_.push_back({id, p_.default_mode_, false, {}});
-    tenant_domains_.emplace_back();
+    p_.tenants_.push_back(
+        {id, p_.default_mode_, false, static_cast<std::uint32_t>(p_.tenant_providers_.size()), 0});
     if (!object_with(j, path,
                      {"mode", "domains", "allow_null_sender", "identities", "description"}))
         return;
@@ -364,7 +393,9 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j,
         for (std::size_t i = 0; i < ids->size(); ++i)
             compile_identity(t, (*ids)[i], pointer(pointer(path, "identities"), i));
     }
-    for (auto prov : p_.tenants_[t].providers) {
+    const auto& tenant = p_.tenants_[t];
+    for (std::uint32_t i = 0; i < tenant.providers_count; ++i) {
+        auto prov = p_.tenant_providers_[tenant.providers_begin + i];
         ++p_.providers_[prov].tenants;
         if (p_.tenants_[t].allow_null_sender) ++p_.providers_[prov].null_sender_tenants;
     }
@@ -375,20 +406,26 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
         error(path, "schema", fmt::format("expected an array, found {}", describe(j)));
         return;
     }
-    auto& mine = tenant_domains_[t];
+    const std::size_t mine = domain_entries_.size();  // this tenant's first entry
+    // Inserting a million names into a table far larger than the caches is
+    // one cache miss per name; starting them a tenant at a time lets them
+    // overlap. (Names that normalization changes just miss as before.)
+    for (const auto& dj : j)
+        if (dj.is_string()) p_.domains_.prefetch_insert(dj.get_ref<const std::string&>());
+    std::string norm;
     for (std::size_t i = 0; i < j.size(); ++i) {
         const json& dj = j[i];
-        std::string dpath = pointer(path, i);
         const json* name = &dj;
         bool shared = false;
         if (dj.is_object()) {
+            std::string dpath = pointer(path, i);
             if (!object_with(dj, dpath, {"domain", "shared_domain", "description"})) continue;
             string_at(dj, "description", dpath, false);
             shared = bool_at(dj, "shared_domain", dpath).value_or(false);
             name = string_at(dj, "domain", dpath, true);
             if (!name) continue;
         } else if (!dj.is_string()) {
-            error(dpath, "schema",
+            error(pointer(path, i), "schema",
                   fmt::format("expected a domain string or object, found {}", describe(dj)));
             continue;
         }
@@ -397,49 +434,101 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
         bool wildcard = base.starts_with("*.");
         if (wildcard) base.remove_prefix(2);
         if (base.find('*') != std::string_view::npos) {
-            error(dpath, "invalid_wildcard",
+            error(pointer(path, i), "invalid_wildcard",
                   fmt::format("\"{}\": a wildcard is only allowed as a whole leading label "
                               "(\"*.example.com\")",
                               written));
             continue;
         }
         // Policy files may spell domains as U-labels ("bücher.example").
-        auto norm = normalize_domain(base, true);
-        if (!norm) {
-            error(dpath, "invalid_domain",
-                  fmt::format("\"{}\": {}", written, relaygate::to_string(norm.error())));
-            continue;
+        // Plain lower-case LDH names are what normalize_domain would return
+        // unchanged, so they skip it (and its allocation); anything else,
+        // including every A-label, goes through it.
+        const char* base_c = written.c_str() + (wildcard ? 2 : 0);  // NUL-terminated
+        if (!is_plain_ldh_domain(base)) {
+            auto normalized = normalize_domain(base, true);
+            if (!normalized) {
+                error(pointer(path, i), "invalid_domain",
+                      fmt::format("\"{}\": {}", written, relaygate::to_string(normalized.error())));
+                continue;
+            }
+            norm = std::move(*normalized);
+            base = norm;
+            base_c = norm.c_str();
         }
-        std::string pattern = wildcard ? "*." + *norm : *norm;
         if (const psl_ctx_t* psl = public_suffixes()) {
             if (wildcard) {
-                std::string probe = "relaygate-probe." + *norm;
-                if (psl_is_public_suffix(psl, norm->c_str()) ||
-                    psl_is_public_suffix(psl, probe.c_str()))
-                    error(dpath, "wildcard_public_suffix",
+                scratch_.assign("relaygate-probe.");
+                scratch_.append(base);
+                if (psl_is_public_suffix(psl, base_c) ||
+                    psl_is_public_suffix(psl, scratch_.c_str()))
+                    error(pointer(path, i), "wildcard_public_suffix",
                           fmt::format("\"{}\" is a wildcard at or above a public suffix: it would "
                                       "grant domains registered by anyone",
                                       written));
-            } else if (psl_is_public_suffix(psl, norm->c_str())) {
-                warn(dpath, "domain_public_suffix",
+            } else if (psl_is_public_suffix(psl, base_c)) {
+                warn(pointer(path, i), "domain_public_suffix",
                      fmt::format("\"{}\" is a public suffix, not a registrable domain", written));
             }
         }
-        if (!p_.domains_.add(pattern, {t, shared})) {
-            auto first = std::find_if(mine.begin(), mine.end(),
-                                      [&](const DomainEntry& e) { return e.pattern == pattern; });
-            std::string also = first == mine.end() ? std::string() : first->path;
-            bool idn = first != mine.end() && first->written != written;
-            error(dpath, "duplicate_domain",
+        std::string_view pattern = written;
+        if (base.data() != written.data() + (wildcard ? 2 : 0)) {
+            scratch_.assign(wildcard ? "*." : "");
+            scratch_.append(base);
+            pattern = scratch_;
+        }
+        auto [entry, added] = p_.domains_.insert(pattern, {t, shared});
+        if (!added) {
+            const DomainEntry* first = nullptr;
+            for (std::size_t k = mine; k < domain_entries_.size() && !first; ++k)
+                if (domain_entries_[k].entry.ref == entry.ref &&
+                    domain_entries_[k].entry.wildcard == entry.wildcard)
+                    first = &domain_entries_[k];
+            std::string also = first ? domain_path(*first) : std::string();
+            bool idn = first && *first->written != written;
+            error(pointer(path, i), "duplicate_domain",
                   idn ? fmt::format("\"{}\" is the same domain as \"{}\" at {} (U-label and "
                                     "A-label spellings of {})",
-                                    written, first->written, also, pattern)
+                                    written, *first->written, also,
+                                    p_.domains_.pattern_of(entry).pattern())
                       : fmt::format("\"{}\" is listed twice (also at {})", written, also));
             continue;
         }
-        mine.push_back({std::move(pattern), written, dpath, shared});
+        domain_entries_.push_back({entry, &written, t, static_cast<std::uint32_t>(i), shared});
         ++p_.domain_count_;
     }
+}
+
+bool PolicyCompiler::add_owner(Policy::OwnerRef& o, std::uint32_t x) {
+    bool present = false;
+    p_.each_owner(o, [&](std::uint32_t y) { present = present || y == x; });
+    if (present) return false;
+    if ((o & Policy::kOwnerList) == 0) {
+        p_.owner_lists_.push_back({o});
+        o = static_cast<std::uint32_t>(p_.owner_lists_.size() - 1) | Policy::kOwnerList;
+    }
+    p_.owner_lists_[o & ~Policy::kOwnerList].push_back(x);
+    return true;
+}
+
+void PolicyCompiler::add_identity_owner(FlatStringMap<Policy::OwnerRef>& index,
+                                        std::string_view key, std::uint32_t t,
+                                        const std::string& what, const std::string& path) {
+    auto [ref, fresh] = index.try_emplace(key, t);
+    if (fresh) {
+        first_identity_path_[what] = path;
+        return;
+    }
+    Policy::OwnerRef o = index.value(ref);
+    bool present = false;
+    p_.each_owner(o, [&](std::uint32_t y) { present = present || y == t; });
+    if (present) return;
+    warn(path, "identity_shared",
+         fmt::format("{} also identifies tenant \"{}\" (first at {}); such connections "
+                     "are resolved by domain and refused when still ambiguous",
+                     what, p_.tenants_[first_owner(o)].id, first_identity_path_[what]));
+    add_owner(o, t);
+    index.set_value(ref, o);
 }
 
 void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std::string& path) {
@@ -462,17 +551,6 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
             error(pointer(path, key), "schema",
                   fmt::format("\"{}\" belongs to a \"{}\" identity", key, owner));
     };
-    auto note_shared = [&](std::vector<std::uint32_t>& owners, const std::string& what) {
-        if (std::find(owners.begin(), owners.end(), t) != owners.end()) return;
-        if (!owners.empty())
-            warn(path, "identity_shared",
-                 fmt::format("{} also identifies tenant \"{}\" (first at {}); such connections "
-                             "are resolved by domain and refused when still ambiguous",
-                             what, p_.tenants_[owners.front()].id, first_identity_path_[what]));
-        else
-            first_identity_path_[what] = path;
-        owners.push_back(t);
-    };
 
     if (j.contains("networks")) {
         stray("tenant_id", "provider");
@@ -493,19 +571,30 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         if (!tj) return;
         const auto& tid = tj->get_ref<const std::string&>();
         bool ok = !tid.empty() && tid.size() <= 256;
-        for (unsigned char c : tid) ok = ok && c > 32 && c < 127;
+        for (unsigned char c : tid)
+            ok = ok && c > 32 && c < 127;
         if (!ok) {
             error(pointer(path, "tenant_id"), "schema",
                   "tenant_id must be 1-256 printable ASCII characters without spaces");
             return;
         }
         provider_used_[it->second] = true;
-        auto& provs = p_.tenants_[t].providers;
-        if (std::find(provs.begin(), provs.end(), it->second) == provs.end())
+        // Identities are compiled while t is the last tenant, so its
+        // providers are the tail of tenant_providers_.
+        auto& provs = p_.tenant_providers_;
+        auto& tenant = p_.tenants_[t];
+        if (std::find(provs.begin() + tenant.providers_begin, provs.end(), it->second) ==
+            provs.end()) {
             provs.push_back(it->second);
-        std::string key = std::to_string(it->second) + '\0' + ascii::lower(tid);
-        note_shared(p_.provider_tenant_index_[key],
-                    fmt::format("provider {} tenant_id {}", name, tid));
+            ++tenant.providers_count;
+        }
+        // Key: provider number (4 bytes), lower-case tenant id; the engine
+        // builds the same key from the header value.
+        std::string key(sizeof(std::uint32_t), '\0');
+        std::memcpy(key.data(), &it->second, sizeof(std::uint32_t));
+        key += ascii::lower(tid);
+        add_identity_owner(p_.provider_tenant_index_, key, t,
+                           fmt::format("provider {} tenant_id {}", name, tid), path);
     } else if (j.contains("client_cert_sha256") || j.contains("client_spki_sha256")) {
         stray("tenant_id", "provider");
         stray("password_hash", "sasl_user");
@@ -515,13 +604,13 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         if (!fj) return;
         auto fp = normalize_fingerprint(fj->get_ref<const std::string&>());
         if (!fp) {
-            error(pointer(path, key), "invalid_fingerprint",
-                  fmt::format("{} must be 64 hex digits (SHA-256), optionally colon-separated",
-                              key));
+            error(
+                pointer(path, key), "invalid_fingerprint",
+                fmt::format("{} must be 64 hex digits (SHA-256), optionally colon-separated", key));
             return;
         }
         auto& index = cert ? p_.cert_index_ : p_.spki_index_;
-        note_shared(index[*fp], fmt::format("{} {}", key, *fp));
+        add_identity_owner(index, *fp, t, fmt::format("{} {}", key, *fp), path);
     } else {
         stray("tenant_id", "provider");
         const json* uj = string_at(j, "sasl_user", path, true);
@@ -529,7 +618,8 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         if (!uj) return;
         const auto& user = uj->get_ref<const std::string&>();
         bool ok = !user.empty() && user.size() <= 255 && is_valid_utf8(user);
-        for (unsigned char c : user) ok = ok && !ascii::is_ctl(c);
+        for (unsigned char c : user)
+            ok = ok && !ascii::is_ctl(c);
         if (!ok) {
             error(pointer(path, "sasl_user"), "schema",
                   "sasl_user must be 1-255 octets of UTF-8 without control characters");
@@ -549,11 +639,15 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         if (auto [it, fresh] = sasl_users_.try_emplace(user, pointer(path, "sasl_user")); !fresh) {
             // One login name must mean one password and one tenant.
             error(pointer(path, "sasl_user"), "duplicate_sasl_user",
-                  fmt::format("sasl_user \"{}\" is already defined at {} (tenant \"{}\")", user,
-                              it->second, p_.tenants_[p_.sasl_index_.at(user).tenant].id));
+                  fmt::format(
+                      "sasl_user \"{}\" is already defined at {} (tenant \"{}\")", user, it->second,
+                      p_.tenants_[p_.sasl_entries_[p_.sasl_index_.value(p_.sasl_index_.find(user))]
+                                      .tenant]
+                          .id));
             return;
         }
-        p_.sasl_index_.emplace(user, Policy::SaslEntry{t, hash});
+        p_.sasl_index_.try_emplace(user, static_cast<std::uint32_t>(p_.sasl_entries_.size()));
+        p_.sasl_entries_.push_back({t, hash});
     }
 }
 
@@ -602,11 +696,9 @@ void PolicyCompiler::compile_networks(std::uint32_t t, const json& j, const std:
                  fmt::format("\"{}\" is very broad; is the whole network really dedicated to "
                              "tenant \"{}\"?",
                              text, p_.tenants_[t].id));
-        auto slot = static_cast<std::uint32_t>(p_.network_slots_.size());
-        auto got = p_.network_index_.insert(cidr, slot);
-        if (got == slot) p_.network_slots_.push_back({cidr, {}});
-        auto& owners = p_.network_slots_[got].tenants;
-        if (std::find(owners.begin(), owners.end(), t) == owners.end()) owners.push_back(t);
+        // The slot is the owners (see Policy::OwnerRef).
+        Policy::OwnerRef owners = p_.network_index_.insert(cidr, t);
+        if (owners != t && add_owner(owners, t)) p_.network_index_.assign(cidr, owners);
         networks_.push_back({cidr, t, ipath});
     }
 }
@@ -614,22 +706,24 @@ void PolicyCompiler::compile_networks(std::uint32_t t, const json& j, const std:
 void PolicyCompiler::lint_cross_tenant() {
     // A domain (or a name under a wildcard) granted to two tenants lets
     // either send as the other; it must be deliberate on both sides.
-    for (std::uint32_t t = 0; t < tenant_domains_.size(); ++t) {
-        for (const auto& entry : tenant_domains_[t]) {
-            std::set<std::uint32_t> reported;
-            p_.domains_.for_each_covering(
-                entry.pattern, [&](std::string_view other, const DomainIndex::Grant& g) {
-                    if (g.tenant == t || (g.shared && entry.shared) || !reported.insert(g.tenant).second)
-                        return;
-                    // Exact duplicates are reported once, at the later tenant.
-                    if (other == entry.pattern && g.tenant > t) return;
-                    error(entry.path, "domain_granted_twice",
-                          fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\"); mark "
-                                      "both grants {{\"domain\": ..., \"shared_domain\": true}} "
-                                      "if both may send for it",
-                                      entry.written, p_.tenants_[g.tenant].id, other));
-                });
-        }
+    std::vector<std::uint32_t> reported;
+    for (const auto& entry : domain_entries_) {
+        const std::uint32_t t = entry.tenant;
+        const DomainIndex::Match own = p_.domains_.pattern_of(entry.entry);
+        reported.clear();
+        p_.domains_.for_each_covering(
+            entry.entry, [&](const DomainIndex::Match& other, const DomainIndex::Grant& g) {
+                if (g.tenant == t || (g.shared && entry.shared)) return;
+                if (std::find(reported.begin(), reported.end(), g.tenant) != reported.end()) return;
+                reported.push_back(g.tenant);
+                // Exact duplicates are reported once, at the later tenant.
+                if (other == own && g.tenant > t) return;
+                error(domain_path(entry), "domain_granted_twice",
+                      fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\"); mark "
+                                  "both grants {{\"domain\": ..., \"shared_domain\": true}} "
+                                  "if both may send for it",
+                                  *entry.written, p_.tenants_[g.tenant].id, other.pattern()));
+            });
     }
 
     // Nested or equal networks of different tenants: longest prefix wins,
@@ -679,48 +773,59 @@ LoadResult Policy::load(const json& doc) {
 
 namespace {
 
-// A SAX pass that only tracks object keys, to report duplicates with their
-// path. (nlohmann's parser callback would do it too, but rescans the parent
-// object at every object end: quadratic on 100k tenants.)
-class DuplicateKeyFinder : public json::json_sax_t {
-public:
+// Builds the document in one SAX pass and reports duplicate object keys
+// with their path (nlohmann's DOM parser silently keeps the last one; its
+// parser callback could catch them but rescans the parent object at every
+// object end: quadratic on 100k tenants). The duplicate check is the lookup
+// that inserting the key into the object's std::map does anyway.
+class DocumentBuilder : public json::json_sax_t {
+  public:
+    explicit DocumentBuilder(json& root) : root_(root) {}
+
     std::vector<Diagnostic> errors;
     std::string syntax_error;
 
-    bool null() override { return element_done(); }
-    bool boolean(bool) override { return element_done(); }
-    bool number_integer(number_integer_t) override { return element_done(); }
-    bool number_unsigned(number_unsigned_t) override { return element_done(); }
-    bool number_float(number_float_t, const string_t&) override { return element_done(); }
-    bool string(string_t&) override { return element_done(); }
-    bool binary(binary_t&) override { return element_done(); }
+    bool null() override { return value(nullptr); }
+    bool boolean(bool v) override { return value(v); }
+    bool number_integer(number_integer_t v) override { return value(v); }
+    bool number_unsigned(number_unsigned_t v) override { return value(v); }
+    bool number_float(number_float_t v, const string_t&) override { return value(v); }
+    bool string(string_t& v) override { return value(v); }
+    bool binary(binary_t& v) override { return value(std::move(v)); }
     bool start_object(std::size_t) override {
-        frames_.push_back({false, 0, {}, {}});
+        frames_.push_back({value_ref(json::value_t::object), nullptr});
         return true;
     }
     bool key(string_t& k) override {
-        auto& f = frames_.back();
-        f.key = k;
-        if (!f.keys.insert(k).second && errors.size() < 100)
-            errors.push_back({path(), "duplicate_key",
-                              fmt::format("key \"{}\" appears twice in the same object; JSON "
-                                          "parsers disagree on which one counts",
-                                          k)});
+        auto& object = frames_.back().container->get_ref<json::object_t&>();
+        auto [it, fresh] = object.try_emplace(k);
+        frames_.back().key = &it->first;
+        if (!fresh) {
+            // The later value replaces the earlier one; the load fails anyway.
+            it->second = nullptr;
+            if (errors.size() < 100)
+                errors.push_back({path(), "duplicate_key",
+                                  fmt::format("key \"{}\" appears twice in the same object; JSON "
+                                              "parsers disagree on which one counts",
+                                              k)});
+        }
+        element_ = &it->second;
         return true;
     }
     bool end_object() override {
         frames_.pop_back();
-        return element_done();
+        return true;
     }
     bool start_array(std::size_t) override {
-        frames_.push_back({true, 0, {}, {}});
+        frames_.push_back({value_ref(json::value_t::array), nullptr});
         return true;
     }
     bool end_array() override {
         frames_.pop_back();
-        return element_done();
+        return true;
     }
-    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    bool parse_error(std::size_t, const std::string&,
+                     const nlohmann::detail::exception& e) override {
         syntax_error = e.what();
         if (auto pos = syntax_error.find("] ");
             syntax_error.starts_with("[json.exception") && pos != std::string::npos)
@@ -728,40 +833,67 @@ public:
         return false;
     }
 
-private:
+  private:
     struct Frame {
-        bool array;
-        std::size_t index;
-        std::string key;
-        std::unordered_set<std::string> keys;
+        json* container;
+        const std::string* key;  // object: the key whose value is being read
     };
-    bool element_done() {
-        if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+    template <class V>
+    bool value(V&& v) {
+        value_ref(std::forward<V>(v));
         return true;
+    }
+    // Stores a value where the parser is (root, next array element, or the
+    // current key's slot) and returns it.
+    template <class V>
+    json* value_ref(V&& v) {
+        if (frames_.empty()) {
+            root_ = json(std::forward<V>(v));
+            return &root_;
+        }
+        json* c = frames_.back().container;
+        if (c->is_array()) {
+            auto& array = c->get_ref<json::array_t&>();
+            array.emplace_back(std::forward<V>(v));
+            return &array.back();
+        }
+        *element_ = json(std::forward<V>(v));
+        return element_;
     }
     std::string path() const {
         std::string out;
-        for (const auto& f : frames_) out = f.array ? pointer(out, f.index) : pointer(out, f.key);
+        for (const auto& f : frames_) {
+            if (f.container->is_array()) {
+                // The element being read is the last one appended.
+                out = pointer(out, f.container->size() - 1);
+            } else {
+                out = pointer(out, f.key ? std::string_view(*f.key) : std::string_view());
+            }
+        }
         return out;
     }
+
+    json& root_;
+    json* element_ = nullptr;
     std::vector<Frame> frames_;
 };
 
 }  // namespace
 
 LoadResult Policy::load_text(std::string_view text) {
-    DuplicateKeyFinder finder;
-    bool ok = json::sax_parse(text.begin(), text.end(), &finder);
-    if (!ok || !finder.syntax_error.empty())
-        return unexpected(std::vector<Diagnostic>{
-            {"", "json_syntax", finder.syntax_error.empty() ? "invalid JSON" : finder.syntax_error}});
-    if (!finder.errors.empty()) return unexpected(std::move(finder.errors));
     json doc;
+    DocumentBuilder builder(doc);
+    bool ok = false;
     try {
-        doc = json::parse(text.begin(), text.end());
+        ok = json::sax_parse(text.begin(), text.end(), &builder);
     } catch (const json::exception& e) {
         return unexpected(std::vector<Diagnostic>{{"", "json_syntax", e.what()}});
     }
+    if (!ok || !builder.syntax_error.empty())
+        return unexpected(std::vector<Diagnostic>{
+            {"", "json_syntax",
+             builder.syntax_error.empty() ? "invalid JSON" : builder.syntax_error}});
+    if (!builder.errors.empty()) return unexpected(std::move(builder.errors));
     return load(doc);
 }
 

@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string_view text(reinterpret_cast<const char*>(data), size);
     auto loaded = Policy::load_text(text);
     if (!loaded) {
-        for (const auto& e : loaded.error()) (void)format_diagnostic(e);
+        for (const auto& e : loaded.error())
+            (void)format_diagnostic(e);
         return 0;
     }
     const Policy& p = **loaded;
@@ -26,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         conn.client_ip = IpAddress::parse(ip);
         conn.sasl_user = "acme-app";
         conn.client_cert_sha256 = std::string(64, 'a');
-        for (const char* domain : {"acme.example", "a.mail.acme.example", "xn--bcher-kva.example", ""}) {
+        for (const char* domain :
+             {"acme.example", "a.mail.acme.example", "xn--bcher-kva.example", ""}) {
             EnvelopeFacts env{*domain == '\0', domain};
             HeaderFactsForPolicy hdr;
             hdr.originators.push_back({relaygate::message::OriginatorField::from, "acme.example"});

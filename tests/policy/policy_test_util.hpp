@@ -14,7 +14,8 @@ namespace relaygate::policy::test {
 inline std::shared_ptr<const Policy> must_load(std::string_view text) {
     auto r = Policy::load_text(text);
     if (!r) {
-        for (const auto& e : r.error()) MESSAGE(format_diagnostic(e));
+        for (const auto& e : r.error())
+            MESSAGE(format_diagnostic(e));
         FAIL("policy did not load");
     }
     return *r;
@@ -41,7 +42,9 @@ inline ConnectionFacts from_ip(std::string_view ip) {
     return c;
 }
 
-inline EnvelopeFacts env(std::string domain) { return EnvelopeFacts{domain.empty(), domain}; }
+inline EnvelopeFacts env(std::string domain) {
+    return EnvelopeFacts{domain.empty(), domain};
+}
 
 inline HeaderFactsForPolicy from_header(std::string domain) {
     HeaderFactsForPolicy h;

@@ -30,10 +30,12 @@ std::shared_ptr<const Policy> fixture() {
         "attacker": {"domains": ["attacker.example"],
                      "identities": [{"provider": "microsoft365", "tenant_id": "evil-tenant"}]},
         "acme": {"domains": ["acme.example", "bücher.example", {"domain": "shared.example", "shared_domain": true}],
-                 "identities": [{"client_cert_sha256": ")" + kCertA + R"("},
+                 "identities": [{"client_cert_sha256": ")" +
+                              kCertA + R"("},
                                 {"networks": ["198.51.100.0/24", "2001:db8:10::/48"]}]},
         "beta": {"domains": ["beta.example", {"domain": "shared.example", "shared_domain": true}],
-                 "identities": [{"client_cert_sha256": ")" + kCertB + R"("},
+                 "identities": [{"client_cert_sha256": ")" +
+                              kCertB + R"("},
                                 {"sasl_user": "beta-app", "password_hash": "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$ZiMD/VuDIBLM8rT9ZlFkcm8vO44PH2jtvpsH6s4pwvU"},
                                 {"networks": ["198.51.100.128/25"]}]},
         "gamma": {"domains": ["gamma.example", {"domain": "shared.example", "shared_domain": true}],
@@ -80,11 +82,13 @@ TEST_CASE("network identity: envelope and originators") {
     CHECK(p->at_header(conn, env("acme.example"), hdr).reason == Reason::from_domain_unauthorized);
     hdr = from_header("acme.example");
     hdr.originators.push_back({OriginatorField::sender, "beta.example"});
-    CHECK(p->at_header(conn, env("acme.example"), hdr).reason == Reason::sender_domain_unauthorized);
+    CHECK(p->at_header(conn, env("acme.example"), hdr).reason ==
+          Reason::sender_domain_unauthorized);
     hdr = from_header("acme.example");
     hdr.originators.push_back({OriginatorField::resent_from, "acme.example"});
     hdr.originators.push_back({OriginatorField::resent_sender, "gamma.example"});
-    CHECK(p->at_header(conn, env("acme.example"), hdr).reason == Reason::resent_domain_unauthorized);
+    CHECK(p->at_header(conn, env("acme.example"), hdr).reason ==
+          Reason::resent_domain_unauthorized);
     hdr = from_header("acme.example");
     hdr.originators.front().field = OriginatorField::sender;  // no From at all
     CHECK(p->at_header(conn, env("acme.example"), hdr).reason == Reason::from_missing);
@@ -115,8 +119,10 @@ TEST_CASE("wildcards match strict subdomains at any depth, not the base") {
     auto conn = from_ip("192.0.2.1");
     CHECK(p->at_mail_from(conn, env("a.mail.t.example")).grant == "*.mail.t.example");
     CHECK(p->at_mail_from(conn, env("x.y.mail.t.example")).accepted());
-    CHECK(p->at_mail_from(conn, env("mail.t.example")).reason == Reason::envelope_domain_unauthorized);
-    CHECK(p->at_mail_from(conn, env("amail.t.example")).reason == Reason::envelope_domain_unauthorized);
+    CHECK(p->at_mail_from(conn, env("mail.t.example")).reason ==
+          Reason::envelope_domain_unauthorized);
+    CHECK(p->at_mail_from(conn, env("amail.t.example")).reason ==
+          Reason::envelope_domain_unauthorized);
     CHECK(p->at_mail_from(conn, env("t.example")).reason == Reason::envelope_domain_unauthorized);
 }
 
@@ -139,8 +145,9 @@ TEST_CASE("multi-tenant: a strong identity outranks a network") {
     d = p->at_mail_from(sasl, env("beta.example"));
     CHECK(d.tenant == "beta");
     CHECK(d.identity == IdentityKind::sasl);
-    CHECK(p->at_mail_from(with_cert("192.0.3.1", std::string(64, 'A')), env("acme.example")).tenant ==
-          "acme");
+    CHECK(
+        p->at_mail_from(with_cert("192.0.3.1", std::string(64, 'A')), env("acme.example")).tenant ==
+        "acme");
 }
 
 TEST_CASE("multi-tenant: the longest network prefix wins") {
@@ -210,22 +217,29 @@ TEST_CASE("provider: pending at MAIL FROM, decided by the tenant header") {
     CHECK(d.tenant == "attacker");
     CHECK(d.reason == Reason::envelope_domain_unauthorized);
     hdr.originators = {{OriginatorField::from, "contoso.example"}};
-    CHECK(p->at_header(conn, env("attacker.example"), hdr).reason == Reason::from_domain_unauthorized);
+    CHECK(p->at_header(conn, env("attacker.example"), hdr).reason ==
+          Reason::from_domain_unauthorized);
 
     // Attestation needs exactly one header value matching a tenant.
     hdr.provider_header_values = {};
-    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason == Reason::provider_attestation_failed);
+    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason ==
+          Reason::provider_attestation_failed);
     hdr.provider_header_values = {kContosoId, kContosoId};
-    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason == Reason::provider_attestation_failed);
+    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason ==
+          Reason::provider_attestation_failed);
     hdr.provider_header_values = {kContosoId, "evil-tenant"};
-    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason == Reason::provider_attestation_failed);
+    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason ==
+          Reason::provider_attestation_failed);
     hdr.provider_header_values = {"unknown"};
-    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason == Reason::provider_attestation_failed);
+    CHECK(p->at_header(conn, env("contoso.example"), hdr).reason ==
+          Reason::provider_attestation_failed);
 
     // The header alone proves nothing outside the provider's networks.
     hdr.provider_header_values = {kContosoId};
-    CHECK(p->at_header(from_ip("192.0.3.1"), env("contoso.example"), hdr).reason == Reason::tenant_unknown);
-    CHECK(p->at_mail_from(from_ip("192.0.3.1"), env("contoso.example")).reason == Reason::tenant_unknown);
+    CHECK(p->at_header(from_ip("192.0.3.1"), env("contoso.example"), hdr).reason ==
+          Reason::tenant_unknown);
+    CHECK(p->at_mail_from(from_ip("192.0.3.1"), env("contoso.example")).reason ==
+          Reason::tenant_unknown);
     // IPv6 provider network.
     CHECK(p->at_mail_from(from_ip("2a01:111:f400::5"), env("contoso.example")).pending_header);
     CHECK(p->provider_tenant_headers() ==
@@ -279,7 +293,8 @@ TEST_CASE("null reverse-path") {
     CHECK(p->at_header(m365, env(""), hdr).reason == Reason::null_sender_not_allowed);
 
     // No provider tenant allows <>: refused at MAIL FROM.
-    auto q = must_load(R"({"version": 1, "providers": {"m": {"networks": ["40.92.0.0/15"], "tenant_header": "X-T"}},
+    auto q = must_load(
+        R"({"version": 1, "providers": {"m": {"networks": ["40.92.0.0/15"], "tenant_header": "X-T"}},
         "tenants": {"t": {"domains": ["t.example"], "identities": [{"provider": "m", "tenant_id": "1"}]}}})");
     CHECK(q->at_mail_from(m365, env("")).reason == Reason::null_sender_not_allowed);
 }
@@ -316,17 +331,18 @@ TEST_CASE("end of data re-asserts the header decision from the facts") {
     CHECK(d.tenant == "acme");
     CHECK(d.trace.back().find("end of data") != std::string::npos);
     auto bad = from_header("beta.example");
-    CHECK(p->at_end_of_data(conn, env("acme.example"), bad).reason == Reason::from_domain_unauthorized);
+    CHECK(p->at_end_of_data(conn, env("acme.example"), bad).reason ==
+          Reason::from_domain_unauthorized);
 }
 
 TEST_CASE("every policy reason code is reachable or reserved, and has a 5xx reply") {
     // Reachable ones are exercised above; domain_not_verified is reserved
     // for DNS verification of domains (a later issue) and never produced.
-    for (Reason r : {Reason::tenant_unknown, Reason::tenant_ambiguous,
-                     Reason::envelope_domain_unauthorized, Reason::from_domain_unauthorized,
-                     Reason::sender_domain_unauthorized, Reason::resent_domain_unauthorized,
-                     Reason::null_sender_not_allowed, Reason::provider_attestation_failed,
-                     Reason::domain_not_verified}) {
+    for (Reason r :
+         {Reason::tenant_unknown, Reason::tenant_ambiguous, Reason::envelope_domain_unauthorized,
+          Reason::from_domain_unauthorized, Reason::sender_domain_unauthorized,
+          Reason::resent_domain_unauthorized, Reason::null_sender_not_allowed,
+          Reason::provider_attestation_failed, Reason::domain_not_verified}) {
         CAPTURE(label(r));
         CHECK(info(r).smtp_code == 550);
         CHECK(info(r).enhanced == "5.7.1");
@@ -354,5 +370,25 @@ TEST_CASE("hostile facts never throw") {
         CHECK_NOTHROW((void)p->at_end_of_data(conn, e, hdr));
     }
     auto d = p->at_header(conn, env("contoso.example"), hdr);
-    for (const auto& line : d.trace) CHECK(line.size() < 400);
+    for (const auto& line : d.trace)
+        CHECK(line.size() < 400);
+}
+
+TEST_CASE("Trace::off decides the same, without the trace") {
+    auto p = fixture();
+    auto conn = from_ip("40.92.10.20");
+    auto hdr = from_header("contoso.example");
+    hdr.provider_header_values = {kContosoId};
+    for (const char* domain : {"contoso.example", "acme.example", ""}) {
+        auto a = p->at_header(conn, env(domain), hdr, Trace::on);
+        auto b = p->at_header(conn, env(domain), hdr, Trace::off);
+        CHECK(a.verdict == b.verdict);
+        CHECK(a.reason == b.reason);
+        CHECK(a.tenant == b.tenant);
+        CHECK(a.grant == b.grant);
+        CHECK_FALSE(a.trace.empty());
+        CHECK(b.trace.empty());
+        CHECK(p->at_mail_from(conn, env(domain), Trace::off).trace.empty());
+        CHECK(p->at_end_of_data(conn, env(domain), hdr, Trace::off).trace.empty());
+    }
 }

@@ -15,7 +15,8 @@ namespace {
 std::shared_ptr<const Policy> example(const char* name) {
     auto r = Policy::load_file(std::string(RELAYGATE_SOURCE_DIR) + "/policy/examples/" + name);
     if (!r) {
-        for (const auto& e : r.error()) MESSAGE(format_diagnostic(e));
+        for (const auto& e : r.error())
+            MESSAGE(format_diagnostic(e));
         FAIL("example did not load: " << name);
     }
     return *r;
@@ -72,7 +73,8 @@ TEST_CASE("certificate-partner.json") {
     auto d = p->at_mail_from(conn, env("newsletter.partner.example"));
     CHECK(d.tenant == "partner");
     CHECK(d.identity == IdentityKind::client_cert);
-    CHECK(p->at_mail_from(conn, env("hosting.example")).reason == Reason::envelope_domain_unauthorized);
+    CHECK(p->at_mail_from(conn, env("hosting.example")).reason ==
+          Reason::envelope_domain_unauthorized);
     ConnectionFacts spki;
     spki.client_spki_sha256 = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbbf9f33b5a836a";
     CHECK(p->at_mail_from(spki, env("newsletter.partner.example")).tenant == "partner");
@@ -95,8 +97,10 @@ TEST_CASE("quickstart.json") {
     auto local = from_ip("127.0.0.1");
     CHECK(p->at_mail_from(local, env("demo.example")).tenant == "demo");
     CHECK(p->at_mail_from(from_ip("::1"), env("demo.example")).accepted());
-    CHECK(p->at_mail_from(local, env("other.example")).reason == Reason::envelope_domain_unauthorized);
+    CHECK(p->at_mail_from(local, env("other.example")).reason ==
+          Reason::envelope_domain_unauthorized);
     auto hdr = from_header("other.example");
     CHECK(p->at_header(local, env("demo.example"), hdr).reason == Reason::from_domain_unauthorized);
-    CHECK(p->at_mail_from(from_ip("192.0.2.1"), env("demo.example")).reason == Reason::tenant_unknown);
+    CHECK(p->at_mail_from(from_ip("192.0.2.1"), env("demo.example")).reason ==
+          Reason::tenant_unknown);
 }

@@ -66,9 +66,8 @@ TEST_CASE("longest prefix wins") {
     CHECK(idx.longest_match(*IpAddress::parse("2001:db8:1::1"))->slot == 3);
     CHECK_FALSE(idx.longest_match(*IpAddress::parse("2001:db9::1")));
     std::vector<std::uint32_t> all;
-    idx.for_each_match(*IpAddress::parse("10.1.2.3"), [&](const CidrIndex::Match& m) {
-        all.push_back(m.slot);
-    });
+    idx.for_each_match(*IpAddress::parse("10.1.2.3"),
+                       [&](const CidrIndex::Match& m) { all.push_back(m.slot); });
     CHECK(all == std::vector<std::uint32_t>{2, 1, 0});
     CHECK(idx.size() == 4);
 }

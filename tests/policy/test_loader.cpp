@@ -51,7 +51,8 @@ TEST_CASE("syntax errors, duplicate keys and unreadable files") {
     CHECK(has_rule(e, "json_syntax"));
     CHECK(e.front().message.find("line 1") != std::string::npos);
 
-    e = load_errors(tenants_only(R"({"acme": {"domains": ["a.example"], "identities": [{"networks": ["192.0.2.0/24"]}]},
+    e = load_errors(tenants_only(
+        R"({"acme": {"domains": ["a.example"], "identities": [{"networks": ["192.0.2.0/24"]}]},
                                     "acme": {"domains": ["b.example"], "identities": [{"networks": ["192.0.3.0/24"]}]}})"));
     CHECK(has_rule(e, "duplicate_key", "/tenants/acme"));
 
@@ -97,7 +98,8 @@ TEST_CASE("lint: a network identity inside a shared provider network is EchoSpoo
     auto e = load_errors(with_m365(R"({"brand": {"domains": ["brand.example"],
         "identities": [{"networks": ["40.92.0.0/16", "40.0.0.0/8", "2a01:111:f400:1::/64", "198.51.100.0/24"]}]}})"));
     CHECK(has_rule(e, "shared_network_overlap", "/tenants/brand/identities/0/networks/0"));
-    CHECK(has_rule(e, "shared_network_overlap", "/tenants/brand/identities/0/networks/1"));  // contains it
+    CHECK(has_rule(e, "shared_network_overlap",
+                   "/tenants/brand/identities/0/networks/1"));  // contains it
     CHECK(has_rule(e, "shared_network_overlap", "/tenants/brand/identities/0/networks/2"));
     CHECK_FALSE(has_rule(e, "shared_network_overlap", "/tenants/brand/identities/0/networks/3"));
     for (const auto& d : e)
@@ -106,7 +108,8 @@ TEST_CASE("lint: a network identity inside a shared provider network is EchoSpoo
             CHECK(d.message.find("microsoft365") != std::string::npos);
         }
     // A provider marked "shared": false is someone's dedicated range.
-    must_load(R"({"version": 1, "providers": {"dedicated": {"shared": false, "networks": ["192.0.2.0/24"],
+    must_load(
+        R"({"version": 1, "providers": {"dedicated": {"shared": false, "networks": ["192.0.2.0/24"],
         "tenant_header": "X-Tenant"}}, "tenants": {"t": {"domains": ["t.example"],
         "identities": [{"networks": ["192.0.2.0/25"]}, {"provider": "dedicated", "tenant_id": "t"}]}}})");
 }
@@ -134,7 +137,8 @@ TEST_CASE("lint: domains") {
     CHECK_FALSE(has_rule(e, "", "/tenants/a/domains/11"));
     CHECK(has_rule(e, "invalid_domain", "/tenants/a/domains/12"));
 
-    auto p = must_load(tenants_only(R"({"a": {"domains": ["co.uk"], "identities": [{"networks": ["192.0.2.0/24"]}]}})"));
+    auto p = must_load(tenants_only(
+        R"({"a": {"domains": ["co.uk"], "identities": [{"networks": ["192.0.2.0/24"]}]}})"));
     CHECK(has_rule(p->warnings(), "domain_public_suffix", "/tenants/a/domains/0"));
 }
 
@@ -142,8 +146,8 @@ TEST_CASE("lint: a domain granted to two tenants needs shared_domain on both") {
     auto two = [](const char* a, const char* b) {
         return tenants_only(std::string(R"({"a": {"domains": [)") + a +
                             R"(], "identities": [{"networks": ["192.0.2.0/24"]}]},
-                               "b": {"domains": [)" + b +
-                            R"(], "identities": [{"networks": ["198.51.100.0/24"]}]}})");
+                               "b": {"domains": [)" +
+                            b + R"(], "identities": [{"networks": ["198.51.100.0/24"]}]}})");
     };
     auto e = load_errors(two(R"("x.example")", R"("x.example")"));
     CHECK(has_rule(e, "domain_granted_twice", "/tenants/b/domains/0"));
@@ -171,7 +175,8 @@ TEST_CASE("lint: networks") {
     CHECK(has_rule(e, "invalid_network", "/tenants/a/identities/0/networks/2"));
     CHECK(has_rule(e, "invalid_network", "/tenants/a/identities/0/networks/3"));
     CHECK(has_rule(e, "schema", "/tenants/a/identities/0/networks/4"));
-    e = load_errors(R"({"version": 1, "providers": {"p": {"networks": ["10.0.0.1/8"], "tenant_header": "X-T"}},
+    e = load_errors(
+        R"({"version": 1, "providers": {"p": {"networks": ["10.0.0.1/8"], "tenant_header": "X-T"}},
                        "tenants": {"a": {"domains": ["a.example"], "identities": [{"provider": "p", "tenant_id": "1"}]}}})");
     CHECK(has_rule(e, "network_host_bits", "/providers/p/networks/0"));
 
@@ -202,12 +207,17 @@ TEST_CASE("lint: fingerprints and password hashes") {
     std::string good_fp(64, 'a');
     auto e = load_errors(tenants_only(R"({"a": {"domains": ["a.example"], "identities": [
         {"client_cert_sha256": "abc"},
-        {"client_spki_sha256": ")" + std::string(64, 'g') + R"("},
+        {"client_spki_sha256": ")" + std::string(64, 'g') +
+                                      R"("},
         {"sasl_user": "u1", "password_hash": "hunter2"},
-        {"sasl_user": "u2", "password_hash": ")" + *h + R"("},
-        {"sasl_user": "u2", "password_hash": ")" + *h + R"("},
-        {"sasl_user": "", "password_hash": ")" + *h + R"("},
-        {"client_cert_sha256": ")" + good_fp + R"(", "tenant_id": "x"}]}})"));
+        {"sasl_user": "u2", "password_hash": ")" +
+                                      *h + R"("},
+        {"sasl_user": "u2", "password_hash": ")" +
+                                      *h + R"("},
+        {"sasl_user": "", "password_hash": ")" +
+                                      *h + R"("},
+        {"client_cert_sha256": ")" + good_fp +
+                                      R"(", "tenant_id": "x"}]}})"));
     CHECK(has_rule(e, "invalid_fingerprint", "/tenants/a/identities/0/client_cert_sha256"));
     CHECK(has_rule(e, "invalid_fingerprint", "/tenants/a/identities/1/client_spki_sha256"));
     CHECK(has_rule(e, "invalid_password_hash", "/tenants/a/identities/2/password_hash"));
@@ -217,10 +227,15 @@ TEST_CASE("lint: fingerprints and password hashes") {
 
     // Colon-separated upper-case fingerprints (openssl x509 -fingerprint) are fine.
     std::string colons;
-    for (int i = 0; i < 32; ++i) colons += (i ? ":" : "") + std::string("AB");
+    for (int i = 0; i < 32; ++i) {
+        if (i) colons += ':';
+        colons += "AB";
+    }
     auto p = must_load(tenants_only(R"({"a": {"domains": ["a.example"], "identities": [
-        {"client_cert_sha256": ")" + colons + R"("},
-        {"sasl_user": "u", "password_hash": ")" + *h + R"("}]}})"));
+        {"client_cert_sha256": ")" + colons +
+                                    R"("},
+        {"sasl_user": "u", "password_hash": ")" +
+                                    *h + R"("}]}})"));
     CHECK(has_rule(p->warnings(), "weak_password_hash", "/tenants/a/identities/1/password_hash"));
     REQUIRE(p->sasl_hash("u"));
     CHECK(*p->sasl_hash("u") == *h);
@@ -245,10 +260,12 @@ TEST_CASE("warnings: report mode, shared identities, unused providers") {
 }
 
 TEST_CASE("load never throws on hostile JSON values") {
-    for (const char* text : {"null", "1", "\"x\"", R"({"version": 1.5, "tenants": []})",
-                             R"({"version": 1, "tenants": {"a": {"domains": [null], "identities": [null]}}})",
-                             R"({"version": 1, "providers": [], "tenants": {"a": []}})",
-                             R"({"version": 1, "tenants": {"a": {"domains": ["a.example"], "identities": [{"networks": {}}]}}})"}) {
+    for (
+        const char* text :
+        {"null", "1", "\"x\"", R"({"version": 1.5, "tenants": []})",
+         R"({"version": 1, "tenants": {"a": {"domains": [null], "identities": [null]}}})",
+         R"({"version": 1, "providers": [], "tenants": {"a": []}})",
+         R"({"version": 1, "tenants": {"a": {"domains": ["a.example"], "identities": [{"networks": {}}]}}})"}) {
         CAPTURE(text);
         CHECK_FALSE(Policy::load_text(text));
     }

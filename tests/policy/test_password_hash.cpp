@@ -9,13 +9,14 @@
 using namespace relaygate::policy;
 
 TEST_CASE("base64 round trip and strictness") {
-    for (const std::string& s : std::vector<std::string>{"", "f", "fo", "foo", "foob", "fooba", "foobar", std::string("\0\xff", 2)})
+    for (const std::string& s : std::vector<std::string>{"", "f", "fo", "foo", "foob", "fooba",
+                                                         "foobar", std::string("\0\xff", 2)})
         CHECK(*base64_decode(base64_encode(s)) == s);
     CHECK(base64_encode("foobar") == "Zm9vYmFy");
     CHECK(base64_encode("fo") == "Zm8");
-    CHECK_FALSE(base64_decode("Zm8="));   // no padding in our format
-    CHECK_FALSE(base64_decode("Zm9"));    // non-zero trailing bits: not canonical
-    CHECK_FALSE(base64_decode("Z"));      // impossible length
+    CHECK_FALSE(base64_decode("Zm8="));  // no padding in our format
+    CHECK_FALSE(base64_decode("Zm9"));   // non-zero trailing bits: not canonical
+    CHECK_FALSE(base64_decode("Z"));     // impossible length
     CHECK_FALSE(base64_decode("Zm 8"));
 }
 
@@ -57,7 +58,7 @@ TEST_CASE("malformed hashes are refused, never verified") {
         "$pbkdf2-sha256$i=10000001$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "$pbkdf2-sha256$i=01000$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "$pbkdf2-sha256$i=1000$c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  // 4-byte salt
-        "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$AAAA",                                     // short key
+        "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$AAAA",                                    // short key
         "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ",
         "$pbkdf2-sha256$i=x$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     };
