@@ -48,7 +48,10 @@ awaitable<void> SmtpStream::handshake(asio::ssl::context& ctx, bool server,
     tls_.emplace(std::move(*tcp_), ctx);
     tcp_.reset();
     if (!server && !server_name.empty()) {
-        SSL_set_tlsext_host_name(tls_->native_handle(), server_name.c_str());
+        // RFC 6066 3: SNI carries host names only, never IP literals.
+        error_code not_ip;
+        asio::ip::make_address(server_name, not_ip);
+        if (not_ip) SSL_set_tlsext_host_name(tls_->native_handle(), server_name.c_str());
         // Hostname check during verification (only effective with verify_peer).
         SSL_set1_host(tls_->native_handle(), server_name.c_str());
     }

@@ -7,6 +7,7 @@ Run with Debian's /usr/bin/python3 (python3-aiosmtpd).  Loopback use only.
             --maildir DIR [--log LOG.jsonl] [--ehlo-extra XCLIENT ...] \
             [--fail-at STEP --fail-mode MODE [--fail-times N] [--fail-reply TEXT]] \
             [--delay-at STEP --delay-seconds S]
+            [--starttls-cert CERT.pem --starttls-key KEY.pem]
 
 Storage (--maildir DIR): every accepted message becomes
     DIR/<QUEUEID>.eml   the DATA bytes exactly as received, after removing the
@@ -17,7 +18,9 @@ Storage (--maildir DIR): every accepted message becomes
     DIR/<QUEUEID>.json  envelope sidecar: queue_id, mail_from, mail_options,
                         rcpt_tos, rcpt_options, client {addr, port}, helo,
                         xclient {ATTR: value} or null, size, sha256,
-                        connection, received_at.
+                        connection, received_at, tls (true when the
+                        session had completed STARTTLS when the message
+                        arrived).
 Both are written atomically (temporary name + rename); the .json appears last,
 so "a .json exists" means "the message is complete".
 
@@ -29,7 +32,11 @@ present: ts (unix time), conn (connection number, from 1), event.  Events:
     reply       {text}            every reply line sent
     data_start  {}                354 sent, message content follows
     dot         {bytes}           the final "." arrived (bytes = content size)
-    stored      {queue_id, bytes}
+    stored      {queue_id, bytes, tls}
+    tls         {version, cipher}  a STARTTLS handshake completed; the
+                                  session starts over (EHLO required again)
+    tls_failed  {error}           the STARTTLS handshake failed (the
+                                  connection is closed)
     fault       {step, mode}      an injected fault fired
     delay       {step, seconds}
     aborted_mid_data {bytes_received, aborted_mid_data_total}
@@ -58,6 +65,10 @@ Fault injection (for the gateway's fault tests):
                           normally.  For "dot" the message is stored before
                           the delay (an upstream that committed but answers
                           late).
+STARTTLS (RFC 3207; --starttls-cert and --starttls-key, both PEM): STARTTLS
+is advertised in EHLO until the handshake is done; it is never required.
+Without them STARTTLS is not advertised and is answered with 454.
+
 Final reply to ".": "250 2.0.0 Ok: queued as <QUEUEID>" (unique upper-case hex).
 
 XCLIENT (advertised with --ehlo-extra XCLIENT, which expands to Postfix's
@@ -75,6 +86,7 @@ import os
 import re
 import secrets
 import signal
+import ssl
 import sys
 import time
 
@@ -143,6 +155,11 @@ class Config:
         self.xclient_enabled = any(k.upper().split()[0] == "XCLIENT"
                                    for k in self.ehlo_extra)
         self.queue_ids = set()
+        self.tls_context = None
+        if args.starttls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(args.starttls_cert, args.starttls_key)
+            self.tls_context = ctx
 
     def new_queue_id(self):
         while True:
@@ -192,6 +209,14 @@ class LoggingReader:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
+    def __setattr__(self, name, value):
+        # aiosmtpd rebinds reader._transport after STARTTLS; that must reach
+        # the real StreamReader (flow control pauses/resumes it).
+        if name in ("_inner", "_proto"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
+
     async def readuntil(self, separator=b"\n"):
         line = await self._inner.readuntil(separator)
         if not self._proto.in_data:
@@ -209,10 +234,13 @@ class SinkSMTP(SMTP):
         self.refuse_all = False      # after a 5xx greeting
         self.xclient = None
         self.peer_addr = None
+        self.tls_active = False      # STARTTLS handshake completed
+        self.disconnected = False
         super().__init__(handler=object(), hostname=cfg.hostname,
                          ident="ESMTP relaygate-sink", decode_data=False,
                          data_size_limit=cfg.max_size,
-                         enable_SMTPUTF8=cfg.smtputf8, timeout=cfg.timeout, **kw)
+                         enable_SMTPUTF8=cfg.smtputf8, timeout=cfg.timeout,
+                         tls_context=cfg.tls_context, require_starttls=False, **kw)
 
     # ---- plumbing -------------------------------------------------------
     def log(self, event, **fields):
@@ -241,13 +269,30 @@ class SinkSMTP(SMTP):
         await super().push(status)
 
     def connection_made(self, transport):
+        # aiosmtpd calls this a second time, with the TLS transport, once a
+        # STARTTLS handshake has completed (self._original_transport is set).
+        after_starttls = self._original_transport is not None
         super().connection_made(transport)
+        if after_starttls:
+            self.tls_active = True
+            cipher = transport.get_extra_info("cipher")
+            ssl_obj = transport.get_extra_info("ssl_object")
+            self.log("tls", version=ssl_obj.version() if ssl_obj else None,
+                     cipher=cipher[0] if cipher else None)
+            return
         peer = transport.get_extra_info("peername")
         self.peer_addr = peer
         self.log("connect", peer=list(peer[:2]) if peer else None)
 
     def connection_lost(self, error):
-        self.log("disconnect", in_data=self.in_data)
+        # After a failed STARTTLS handshake aiosmtpd calls this itself and
+        # the transport may call it again: log one disconnect per connection.
+        if not self.disconnected:
+            self.disconnected = True
+            if self._original_transport is not None and not self.tls_active:
+                self.log("tls_failed", error=repr(error.__cause__ or error)
+                         if error else None)
+            self.log("disconnect", in_data=self.in_data)
         super().connection_lost(error)
 
     async def _hang(self):
@@ -322,6 +367,8 @@ class SinkSMTP(SMTP):
         lines.append("8BITMIME")
         if self.enable_SMTPUTF8:
             lines.append("SMTPUTF8")
+        if self.tls_context and not self._tls_protocol:
+            lines.append("STARTTLS")
         lines.extend(self.cfg.ehlo_extra)
         for i, text in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
@@ -522,6 +569,7 @@ class SinkSMTP(SMTP):
             "sha256": hashlib.sha256(content).hexdigest(),
             "connection": self.conn,
             "received_at": time.time(),
+            "tls": self.tls_active,
         }
         d = self.cfg.maildir
         if d:
@@ -532,7 +580,7 @@ class SinkSMTP(SMTP):
                     fh.write(data)
                 os.rename(tmp, os.path.join(d, qid + suffix))
         self.journal.stored += 1
-        self.log("stored", queue_id=qid, bytes=len(content))
+        self.log("stored", queue_id=qid, bytes=len(content), tls=self.tls_active)
         return qid
 
 
@@ -558,7 +606,13 @@ def parse_args(argv):
     p.add_argument("--fail-reply", help="reply text for reply4xx/reply5xx")
     p.add_argument("--delay-at", choices=STEPS)
     p.add_argument("--delay-seconds", type=float, default=0.0)
+    p.add_argument("--starttls-cert", metavar="FILE",
+                   help="PEM certificate (chain): offer STARTTLS with it")
+    p.add_argument("--starttls-key", metavar="FILE",
+                   help="PEM private key for --starttls-cert")
     args = p.parse_args(argv)
+    if bool(args.starttls_cert) != bool(args.starttls_key):
+        p.error("--starttls-cert and --starttls-key go together")
     if args.fail_reply and not re.match(r"^[45]\d\d[ -]", args.fail_reply):
         p.error("--fail-reply must start with a 4xx or 5xx code")
     return args
