@@ -57,7 +57,48 @@ bool is_canonical_ipv4(std::string_view s) {
     return parts == 4;
 }
 
+// IPv6 text per RFC 5952 4 (lower-case hex, no leading zeros, the longest
+// run of two or more zero groups as "::"), always in hex: glibc's inet_ntop
+// writes IPv4-compatible and -mapped addresses as dotted quads ("::0.15.0.15"),
+// which the v1 grammar (spec 2.1) does not allow, so a header re-emitted
+// from our own output would no longer parse.
+std::string ipv6_text(const unsigned char* b) {
+    unsigned g[8];
+    for (int i = 0; i < 8; ++i) g[i] = (b[2 * i] << 8) | b[2 * i + 1];
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8;) {
+        if (g[i] != 0) {
+            ++i;
+            continue;
+        }
+        int j = i;
+        while (j < 8 && g[j] == 0) ++j;
+        if (j - i > best_len && j - i >= 2) best = i, best_len = j - i;
+        i = j;
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (int i = 0; i < 8; ++i) {
+        if (i == best) {
+            out += "::";
+            i += best_len - 1;
+            continue;
+        }
+        if (!out.empty() && out.back() != ':') out += ':';
+        bool started = false;
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            const unsigned d = (g[i] >> shift) & 15;
+            if (d || started || shift == 0) {
+                out += hex[d];
+                started = true;
+            }
+        }
+    }
+    return out;
+}
+
 std::string ntop(int af, const void* bytes) {
+    if (af == AF_INET6) return ipv6_text(static_cast<const unsigned char*>(bytes));
     char text[INET6_ADDRSTRLEN] = {};
     if (inet_ntop(af, bytes, text, sizeof text) == nullptr) return {};
     return text;

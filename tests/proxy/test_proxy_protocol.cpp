@@ -251,6 +251,11 @@ const std::vector<Golden>& goldens() {
         {"IPv6 with 4-digit groups with leading zeros (spec: sets of 4 hex digits)",
          "PROXY TCP6 2001:0db8::0001 fe80::1 443 25\r\n",
          "done v1 tcp6 2001:db8::1 443 fe80::1 25 at=43"},
+        {"IPv4-compatible IPv6 stays in hex (inet_ntop would write ::0.15.0.15)",
+         "PROXY TCP6 ::fff ::f:f 655 35\r\n", "done v1 tcp6 ::fff 655 ::f:f 35 at=31"},
+        {"RFC 5952: the first of two equal zero runs is compressed, one zero group is not",
+         "PROXY TCP6 1:0:0:2:0:0:3:4 1:0:2:3:4:5:6:7 1 2\r\n",
+         "done v1 tcp6 1::2:0:0:3:4 1 1:0:2:3:4:5:6:7 2 at=48"},
 
         // ---- v1: signature and version selection ----
         {"empty input", "", "need_more"},
