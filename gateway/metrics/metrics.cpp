@@ -143,10 +143,13 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     // rate() has a baseline before the first event.
     for (auto r : {"accepted", "rejected_limit", "rejected_draining", "rejected_proxy"})
         impl_->connections.Add({{"result", r}});
-    for (auto k : {"connect", "timeout", "reset", "protocol", "refused"})
+    for (auto k : {"connect", "timeout", "reset", "protocol", "refused", "tls"})
         impl_->upstream_errors.Add({{"kind", k}});
-    for (auto r : {"success", "failure"})
+    for (auto r : {"success", "failure"}) {
         impl_->policy_reloads.Add({{"result", r}});
+        impl_->tls_handshakes.Add({{"result", r}});
+        impl_->auths.Add({{"result", r}});
+    }
 }
 
 Metrics::~Metrics() = default;

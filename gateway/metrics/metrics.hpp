@@ -43,7 +43,7 @@ class Metrics {
     void upstream_connect_latency(double seconds);
     // command: mail | rcpt | data | dot | ehlo | xclient
     void upstream_reply_latency(std::string_view command, double seconds);
-    // kind: connect | timeout | reset | protocol | refused
+    // kind: connect | timeout | reset | protocol | refused | tls
     void upstream_error(std::string_view kind);
 
     // result: success | failure
