@@ -174,7 +174,12 @@ chroot_proof() {
   echo "rootfs: $(du -sh "$root" | cut -f1) from ${pkgs[*]}"
   chroot "$root" /usr/local/bin/relaygate check --policy /etc/relaygate/policy.json
 }
-if [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null; then
+if ldd "$RELAYGATE" | grep -q libasan; then
+  # The sanitizer runtime reads its options and thread list from /proc,
+  # which the chroot lacks. The image ships the Release binary, and the
+  # normal build's run of this test does the chroot proof for it.
+  notice "sanitizer build: chroot proof runs in the normal build's run of this test"
+elif [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null; then
   step "relaygate runs in a chroot of only the runtime packages' files" chroot_proof
 else
   notice "not root: chroot proof of the runtime packages skipped (dpkg -S check above still ran)"
