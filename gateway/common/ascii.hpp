@@ -48,6 +48,18 @@ constexpr bool istarts_with(std::string_view s, std::string_view prefix) {
     return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
+// Lower-case hex of `n` octets (digests, fingerprints, ids).
+inline std::string hex(const unsigned char* p, std::size_t n) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(2 * n);
+    for (std::size_t i = 0; i < n; ++i) {
+        s += digits[p[i] >> 4];
+        s += digits[p[i] & 15];
+    }
+    return s;
+}
+
 constexpr bool is_all_ascii(std::string_view s) {
     for (unsigned char c : s)
         if (c >= 0x80) return false;

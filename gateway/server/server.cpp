@@ -4,6 +4,8 @@
 // are gone or the drain deadline passes.
 #include "gateway/server/server.hpp"
 
+#include "gateway/common/ascii.hpp"
+
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -24,13 +26,7 @@ namespace {
 std::string random_hex(std::size_t bytes) {
     std::vector<unsigned char> b(bytes);
     RAND_bytes(b.data(), static_cast<int>(b.size()));
-    static const char* hex = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : b) {
-        s += hex[c >> 4];
-        s += hex[c & 15];
-    }
-    return s;
+    return ascii::hex(b.data(), b.size());
 }
 }  // namespace
 

@@ -1,6 +1,8 @@
 // TLS context construction with OpenSSL 3 through Asio's ssl::context.
 #include "gateway/server/tls_context.hpp"
 
+#include "gateway/common/ascii.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -9,16 +11,6 @@ namespace relaygate::server {
 namespace ssl = boost::asio::ssl;
 
 namespace {
-std::string hex(const unsigned char* p, unsigned n) {
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    for (unsigned i = 0; i < n; ++i) {
-        s += digits[p[i] >> 4];
-        s += digits[p[i] & 15];
-    }
-    return s;
-}
-
 void harden(ssl::context& ctx) {
     ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
@@ -80,14 +72,14 @@ policy::ConnectionFacts peer_certificate_facts(SSL* ssl) {
     if (!cert) return facts;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned n = 0;
-    if (X509_digest(cert, EVP_sha256(), md, &n) == 1) facts.client_cert_sha256 = hex(md, n);
+    if (X509_digest(cert, EVP_sha256(), md, &n) == 1) facts.client_cert_sha256 = ascii::hex(md, n);
     if (X509_pubkey_digest(cert, EVP_sha256(), md, &n) == 1) {
         // X509_pubkey_digest hashes only the key bits; pin the whole SPKI.
         unsigned char* der = nullptr;
         int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
         if (len > 0 &&
             EVP_Digest(der, static_cast<std::size_t>(len), md, &n, EVP_sha256(), nullptr) == 1)
-            facts.client_spki_sha256 = hex(md, n);
+            facts.client_spki_sha256 = ascii::hex(md, n);
         OPENSSL_free(der);
     }
     X509_free(cert);

@@ -773,7 +773,7 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     rec.envelope_domain = txn_.envelope.null_sender ? "<>" : txn_.envelope.domain;
     rec.header_from_domain = txn_.from_domain;
     rec.recipients = txn_.recipients;
-    rec.size = reader_.size();
+    rec.size = stage == "end_of_data" ? reader_.size() : 0;  // no data before it
     rec.reason = reason;
     rec.reply = first_line(r);
     rec.queue_id = std::move(queue_id);
@@ -781,7 +781,6 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     rec.report_only = txn_.decision.report_only;
     rec.relayed = reason == Reason::accepted;
     rec.stage = std::string(stage);
-    if (stage != "end_of_data") rec.size = 0;
     hooks_.on_transaction(rec);
     ++transactions_;
     if (r.code >= 400) ++errors_;

@@ -92,10 +92,7 @@ std::string sha256_hex(std::string_view bytes) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
-    std::string out;
-    for (unsigned i = 0; i < len; ++i)
-        out += fmt::format("{:02x}", md[i]);
-    return out;
+    return ascii::hex(md, len);
 }
 
 std::string describe(const json& j) {
