@@ -201,7 +201,7 @@ void run_explain(const ExplainOptions& o) {
     std::optional<Decision> header, eod;
     if (mail.accepted() && hdr) {
         header = pol->at_header(conn, *env, *hdr);
-        if (header->accepted()) eod = pol->at_end_of_data(conn, *env, *hdr);
+        if (header->accepted()) eod = pol->at_end_of_data(conn, *env, *hdr, {});
     }
     const Decision& last = eod ? *eod : header ? *header : mail;
     bool accepted = last.accepted() && !(last.pending_header);

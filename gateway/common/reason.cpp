@@ -110,7 +110,9 @@ constexpr std::array kTable{
     ReasonInfo{R::provider_attestation_failed, "provider_attestation_failed", 550, "5.7.1",
                "Provider tenant attestation missing or does not match your account"},
     ReasonInfo{R::domain_not_verified, "domain_not_verified", 550, "5.7.1",
-               "Sender domain is not verified in DNS for your account"},
+               "Domain is not verified in DNS for your account"},
+    ReasonInfo{R::provider_dkim_unverified, "provider_dkim_unverified", 550, "5.7.20",
+               "No valid DKIM signature from your provider account's signing domain"},
 
     ReasonInfo{R::policy_unavailable, "policy_unavailable", 451, "4.3.0",
                "Policy temporarily unavailable, try again later"},

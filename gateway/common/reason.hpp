@@ -72,6 +72,7 @@ enum class Reason : std::uint8_t {
     null_sender_not_allowed,
     provider_attestation_failed,
     domain_not_verified,
+    provider_dkim_unverified,
 
     // --- infrastructure faults: always 4xx so the sender retries ---
     policy_unavailable,

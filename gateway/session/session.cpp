@@ -629,7 +629,7 @@ void SessionMachine::end_of_data() {
     }
     // phase_ == body: every check that needs the whole message, then commit.
     const double t0 = hooks_.now();
-    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, policy::Trace::off);
+    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, {}, policy::Trace::off);
     hooks_.on_decision("end_of_data", hooks_.now() - t0);
     if (!passes(d)) {
         txn_.decision = d;

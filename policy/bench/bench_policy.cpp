@@ -166,7 +166,7 @@ void BM_MailFromSmall(benchmark::State& state) {
     }();
     ConnectionFacts conn;
     conn.client_ip = IpAddress::parse(net_of(3) + ".25");
-    EnvelopeFacts env{false, "d5.t3.example"};
+    EnvelopeFacts env{false, "d5.t3.example", {}};
     Trace trace = state.range(0) ? Trace::on : Trace::off;
     for (auto _ : state)
         benchmark::DoNotOptimize(small->at_mail_from(conn, env, trace));

@@ -3,6 +3,7 @@
 // a fact itself (no DNS, no TLS, no clock), so every decision is replayable.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,10 +39,33 @@ struct ConnectionFacts {
     std::optional<std::string> sasl_user;
 };
 
+// What DNS says about a domain granted with "verify": "dns": the tenants
+// named by the TXT records at _relaygate.<domain> (see parse_domain_proof).
+struct DomainProof {
+    enum class Status : std::uint8_t { found, missing, error };
+    std::string domain;  // the grant's domain (base of a wildcard), lower-case A-labels
+    Status status = Status::error;
+    std::vector<std::string> tenants;  // found: tenant ids named by valid records
+};
+
 struct EnvelopeFacts {
     bool null_sender = false;  // MAIL FROM:<>
     std::string domain;        // lower-case A-labels; empty when null_sender
+    // DNS facts gathered for this transaction's DNS-verified grants; the
+    // engine asks for missing ones through Decision::dns_needed.
+    std::vector<DomainProof> domain_proofs;
 };
+
+// One verified DKIM signature (RFC 6376), as gathered at end of data.
+struct DkimFact {
+    enum class Status : std::uint8_t { pass, fail, temperror, permerror };
+    std::string domain;    // d=
+    std::string selector;  // s=
+    Status status = Status::permerror;
+    std::string key_cname_target;  // the final CNAME target of the key record, if any
+    bool length_limited = false;   // l=: the signature may not cover the whole body
+};
+std::string_view to_string(DkimFact::Status s);  // "pass","fail","temperror","permerror"
 
 struct Originator {
     message::OriginatorField field;
@@ -69,7 +93,18 @@ struct Decision {
     // send for the envelope domain.
     bool pending_header = false;
     std::vector<std::string> candidates;  // pending or tied tenants, sorted
-    std::vector<std::string> trace;       // human-readable, one step per line
+    // Incomplete: the decision needs the DomainProof of these domains (look
+    // up TXT _relaygate.<domain>, add to EnvelopeFacts::domain_proofs and
+    // decide again). The verdict meanwhile is tempfail (dns_tempfail), so a
+    // caller that ignores this fails closed.
+    std::vector<std::string> dns_needed;
+    // Header stage: the accepted identity must be corroborated by a DKIM
+    // signature, decided at end of data (the caller must verify DKIM).
+    bool dkim_required = false;
+    // For the reply: what the sender should fix, e.g. the TXT record to
+    // publish for domain_not_verified. Empty for most decisions.
+    std::string reply_detail;
+    std::vector<std::string> trace;  // human-readable, one step per line
 
     bool accepted() const { return verdict == Verdict::accept; }
 };

@@ -34,12 +34,15 @@ std::string DomainIndex::Match::pattern() const {
     return out;
 }
 
-bool DomainIndex::holds(Owners o, std::uint32_t tenant) const {
-    if ((o.first & ~kShared) == tenant) return true;
+const DomainIndex::Grant* DomainIndex::holds(Owners o, std::uint32_t tenant, Grant& scratch) const {
+    if ((o.first & kTenant) == tenant) {
+        scratch = first_grant(o);
+        return &scratch;
+    }
     if (o.more != 0)
         for (const auto& g : more_[o.more - 1])
-            if (g.tenant == tenant) return true;
-    return false;
+            if (g.tenant == tenant) return &g;
+    return nullptr;
 }
 
 std::pair<DomainIndex::Entry, bool> DomainIndex::insert(std::string_view pattern, Grant grant) {
@@ -49,14 +52,16 @@ std::pair<DomainIndex::Entry, bool> DomainIndex::insert(std::string_view pattern
         map = &wildcard_;
         pattern.remove_prefix(2);
     }
-    // Tenant numbers stay below 2^31 (bit 31 is the shared flag): a policy
+    // Tenant numbers stay below 2^30 (bits 30 and 31 are flags): a policy
     // that large could not be held in memory anyway.
-    Owners fresh{grant.tenant | (grant.shared ? kShared : 0), 0};
+    Owners fresh{grant.tenant | (grant.shared ? kShared : 0) | (grant.verify_dns ? kVerifyDns : 0),
+                 0};
     auto [ref, inserted] = map->try_emplace(pattern, fresh);
     Entry e{ref, wildcard};
     if (inserted) return {e, true};
     Owners o = map->value(ref);
-    if (holds(o, grant.tenant)) return {e, false};
+    Grant scratch{};
+    if (holds(o, grant.tenant, scratch)) return {e, false};
     if (o.more == 0) {
         more_.emplace_back();
         o.more = static_cast<std::uint32_t>(more_.size());
@@ -79,14 +84,17 @@ void DomainIndex::prefetch(std::string_view domain) const noexcept {
 std::optional<DomainIndex::Match> DomainIndex::grant_for(std::string_view domain,
                                                          std::uint32_t tenant) const {
     if (domain.empty()) return std::nullopt;
-    if (auto r = exact_.find(domain); r != Map::npos && holds(exact_.value(r), tenant))
-        return Match{exact_.key(r), false};
+    Grant scratch{};
+    if (auto r = exact_.find(domain); r != Map::npos)
+        if (const Grant* g = holds(exact_.value(r), tenant, scratch))
+            return Match{exact_.key(r), false, g->verify_dns};
     if (wildcard_.empty()) return std::nullopt;
     for (std::size_t dot = domain.find('.'); dot != std::string_view::npos;
          dot = domain.find('.', dot + 1)) {
         std::string_view parent = domain.substr(dot + 1);
-        if (auto r = wildcard_.find(parent); r != Map::npos && holds(wildcard_.value(r), tenant))
-            return Match{wildcard_.key(r), true};
+        if (auto r = wildcard_.find(parent); r != Map::npos)
+            if (const Grant* g = holds(wildcard_.value(r), tenant, scratch))
+                return Match{wildcard_.key(r), true, g->verify_dns};
     }
     return std::nullopt;
 }

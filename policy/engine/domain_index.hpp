@@ -28,13 +28,15 @@ class DomainIndex {
   public:
     struct Grant {
         std::uint32_t tenant;
-        bool shared;  // the grant carries "shared_domain": true
+        bool shared;              // the grant carries "shared_domain": true
+        bool verify_dns = false;  // "verify": "dns": holds only while DNS names the tenant
     };
     // A pattern held by the index: `base`, or `*.base` when `wildcard`.
     // `base` points into the index (valid while the index is unchanged).
     struct Match {
         std::string_view base;
         bool wildcard = false;
+        bool verify_dns = false;  // grant_for: the tenant's grant needs a DomainProof
         std::string pattern() const;
         friend bool operator==(const Match&, const Match&) = default;
     };
@@ -108,20 +110,26 @@ class DomainIndex {
   private:
     // The record value: the first owner inline, further owners in more_.
     struct Owners {
-        std::uint32_t first;  // tenant number; bit 31: shared
+        std::uint32_t first;  // tenant number; bit 31: shared, bit 30: verify_dns
         std::uint32_t more;   // 1 + index into more_, or 0
     };
     using Map = FlatStringMap<Owners>;
     static constexpr std::uint32_t kShared = 0x8000'0000U;
+    static constexpr std::uint32_t kVerifyDns = 0x4000'0000U;
+    static constexpr std::uint32_t kTenant = 0x3fff'ffffU;
+    static Grant first_grant(Owners o) {
+        return Grant{o.first & kTenant, (o.first & kShared) != 0, (o.first & kVerifyDns) != 0};
+    }
 
     template <class F>
     void each(Owners o, F&& f) const {
-        f(Grant{o.first & ~kShared, (o.first & kShared) != 0});
+        f(first_grant(o));
         if (o.more != 0)
             for (const auto& g : more_[o.more - 1])
                 f(g);
     }
-    bool holds(Owners o, std::uint32_t tenant) const;
+    // The tenant's grant among the owners, if any.
+    const Grant* holds(Owners o, std::uint32_t tenant, Grant& scratch) const;
 
     // f(Match, grant) for the wildcard grants of each proper parent of
     // `name` ("a.b.c" -> "b.c", "c"), most specific first.

@@ -103,6 +103,47 @@ std::string_view to_string(IdentityKind k) {
     return "none";
 }
 
+std::string_view to_string(DkimFact::Status s) {
+    switch (s) {
+        case DkimFact::Status::pass:
+            return "pass";
+        case DkimFact::Status::fail:
+            return "fail";
+        case DkimFact::Status::temperror:
+            return "temperror";
+        case DkimFact::Status::permerror:
+            return "permerror";
+    }
+    return "permerror";
+}
+
+std::optional<std::string> parse_domain_proof(std::string_view txt) {
+    std::optional<std::string> tenant;
+    bool first = true;
+    while (true) {
+        std::size_t semi = txt.find(';');
+        std::string_view tag = trim_wsp(txt.substr(0, semi));
+        std::size_t eq = tag.find('=');
+        std::string_view name = eq == std::string_view::npos ? tag : trim_wsp(tag.substr(0, eq));
+        std::string_view value =
+            eq == std::string_view::npos ? std::string_view() : trim_wsp(tag.substr(eq + 1));
+        if (first) {
+            if (name != "v" || value != "relaygate1") return std::nullopt;
+            first = false;
+        } else if (name == "tenant") {
+            if (tenant || value.empty()) return std::nullopt;  // duplicate or empty
+            for (char c : value)
+                if (c <= ' ' || c >= 0x7f) return std::nullopt;
+            tenant = std::string(value);
+        } else if (name == "v") {
+            return std::nullopt;
+        }
+        if (semi == std::string_view::npos) break;
+        txt.remove_prefix(semi + 1);
+    }
+    return tenant;
+}
+
 std::string_view to_string(Mode m) {
     return m == Mode::report ? "report" : "enforce";
 }
@@ -145,9 +186,16 @@ std::string Policy::sasl_tenant(std::string_view user) const {
 struct Policy::Candidate {
     std::uint32_t tenant = 0;
     IdentityKind kind = IdentityKind::none;
-    bool spki = false;           // client_cert: the SPKI pin, not the certificate's
-    std::uint32_t provider = 0;  // provider: its number
-    Cidr cidr;                   // network: the matching network
+    bool spki = false;             // client_cert: the SPKI pin, not the certificate's
+    std::uint32_t provider = 0;    // provider: its number
+    Cidr cidr;                     // network: the matching network
+    std::uint32_t dkim = kNoDkim;  // provider: index into dkim_ when DKIM is required
+    static constexpr std::uint32_t kNoDkim = 0xffff'ffffU;
+};
+
+// Domains whose DomainProof a decision still needs (views into the index).
+struct Policy::Needs {
+    std::pmr::vector<std::string_view> domains;
 };
 
 // The facts a candidate's detail refers to.
@@ -280,9 +328,83 @@ void Policy::identify_strong(const Facts& facts, Out& out, const Tracer& note) c
     }
 }
 
+namespace {
+
+// "sel._domainkey.contoso.onmicrosoft.com" -> "contoso.onmicrosoft.com".
+std::string_view key_domain(std::string_view key_name) {
+    constexpr std::string_view kMark = "._domainkey.";
+    std::size_t at = key_name.rfind(kMark);
+    return at == std::string_view::npos ? std::string_view() : key_name.substr(at + kMark.size());
+}
+
+}  // namespace
+
+Reason Policy::check_proof(const Tenant& t, const DomainIndex::Match& g, const EnvelopeFacts& env,
+                           Needs& needs, const Tracer& note) const {
+    if (!g.verify_dns) return Reason::accepted;
+    auto proof = std::find_if(env.domain_proofs.begin(), env.domain_proofs.end(),
+                              [&](const DomainProof& p) { return p.domain == g.base; });
+    if (proof == env.domain_proofs.end()) {
+        note("tenant {}: {} is verified in DNS: needs TXT _relaygate.{}", t.id, g.pattern(),
+             g.base);
+        if (std::find(needs.domains.begin(), needs.domains.end(), g.base) == needs.domains.end())
+            needs.domains.push_back(g.base);
+        return Reason::accepted;
+    }
+    switch (proof->status) {
+        case DomainProof::Status::error:
+            note("tenant {}: DNS lookup of _relaygate.{} failed", t.id, g.base);
+            return Reason::dns_tempfail;
+        case DomainProof::Status::missing:
+            note("tenant {}: no v=relaygate1 TXT record at _relaygate.{}", t.id, g.base);
+            return Reason::domain_not_verified;
+        case DomainProof::Status::found:
+            break;
+    }
+    if (std::find(proof->tenants.begin(), proof->tenants.end(), t.id) == proof->tenants.end()) {
+        note("tenant {}: _relaygate.{} names {}, not this tenant", t.id, g.base,
+             printable(fmt::format("{}", fmt::join(proof->tenants, ", "))));
+        return Reason::domain_not_verified;
+    }
+    note("tenant {}: _relaygate.{} names this tenant", t.id, g.base);
+    return Reason::accepted;
+}
+
+Reason Policy::check_dkim(const Candidate& c, const std::vector<DkimFact>& dkim,
+                          const Tracer& note) const {
+    const auto& want = dkim_[c.dkim].domains;
+    const Tenant& t = tenants_[c.tenant];
+    auto listed = [&](std::string_view d) {
+        return !d.empty() && std::find(want.begin(), want.end(), d) != want.end();
+    };
+    bool temporary = false;
+    for (const auto& f : dkim) {
+        bool by_domain = listed(f.domain);
+        bool by_cname = !by_domain && listed(key_domain(f.key_cname_target));
+        if (f.status == DkimFact::Status::pass && !f.length_limited && (by_domain || by_cname)) {
+            if (note)
+                note("tenant {}: DKIM d={} s={} passes{} and corroborates provider tenant", t.id,
+                     printable(f.domain), printable(f.selector),
+                     by_cname ? fmt::format(" (key CNAME {})", printable(f.key_cname_target))
+                              : std::string());
+            return Reason::accepted;
+        }
+        temporary = temporary || f.status == DkimFact::Status::temperror;
+        if (note)
+            note("tenant {}: DKIM d={} s={} {}{}: does not corroborate", t.id, printable(f.domain),
+                 printable(f.selector), to_string(f.status),
+                 f.length_limited           ? " (l= limits the body)"
+                 : !(by_domain || by_cname) ? " (not a signing domain of the tenant)"
+                                            : "");
+    }
+    if (dkim.empty()) note("tenant {}: no DKIM signature; required by its provider identity", t.id);
+    if (temporary) return Reason::dns_tempfail;
+    return Reason::provider_dkim_unverified;
+}
+
 Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFacts& env,
-                               const HeaderFactsForPolicy* hdr, DomainIndex::Match& grant,
-                               const Tracer& note) const {
+                               const HeaderFactsForPolicy* hdr, const std::vector<DkimFact>* dkim,
+                               DomainIndex::Match& grant, Needs& needs, const Tracer& note) const {
     const Tenant& t = tenants_[c.tenant];
     if (env.null_sender) {
         if (!t.allow_null_sender) {
@@ -299,6 +421,7 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
         if (note)
             note("tenant {}: envelope domain {} granted by {}", t.id, env.domain, g->pattern());
         grant = *g;
+        if (Reason r = check_proof(t, *g, env, needs, note); r != Reason::accepted) return r;
     }
     if (stage == Stage::mail_from || hdr == nullptr) return Reason::accepted;
 
@@ -313,6 +436,10 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
         if (note)
             note("tenant {}: {} domain {} granted by {}", t.id, field_name(o.field), o.domain,
                  g->pattern());
+        if (Reason r = check_proof(t, *g, env, needs, note); r != Reason::accepted) {
+            if (r == Reason::domain_not_verified) grant = *g;  // for the reply's hint
+            return r;
+        }
         if (o.field == message::OriginatorField::from) {
             has_from = true;
             if (env.null_sender && grant.base.empty()) grant = *g;
@@ -324,11 +451,20 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
         note("tenant {}: no From originator to authorize", t.id);
         return Reason::from_missing;
     }
+    if (c.dkim != Candidate::kNoDkim) {
+        if (stage == Stage::header) {
+            note("tenant {}: provider identity requires DKIM corroboration at end of data", t.id);
+        } else if (dkim != nullptr) {
+            return check_dkim(c, *dkim, note);
+        }
+    }
     return Reason::accepted;
 }
 
 void Policy::finish(Decision& d, Mode mode, const Tracer& note) const {
-    if (d.verdict == Verdict::reject && mode == Mode::report) {
+    // A DNS failure is not a refusal: the sender tries again later.
+    if (d.verdict == Verdict::reject && is_tempfail(d.reason)) d.verdict = Verdict::tempfail;
+    if (d.verdict != Verdict::accept && mode == Mode::report) {
         d.verdict = Verdict::accept;
         d.report_only = true;
         note("report mode: would reject ({}), passing", label(d.reason));
@@ -337,11 +473,15 @@ void Policy::finish(Decision& d, Mode mode, const Tracer& note) const {
 }
 
 Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const EnvelopeFacts& env,
-                          const HeaderFactsForPolicy* hdr, Trace trace) const {
+                          const HeaderFactsForPolicy* hdr, const std::vector<DkimFact>* dkim,
+                          Trace trace) const {
     Decision d;
     const Tracer note{trace == Trace::on ? &d.trace : nullptr};
     if (note)
-        note("{}: client {}, envelope {}", stage == Stage::mail_from ? "MAIL FROM" : "header",
+        note("{}: client {}, envelope {}",
+             stage == Stage::mail_from ? "MAIL FROM"
+             : stage == Stage::header  ? "header"
+                                       : "end of data",
              conn.client_ip ? conn.client_ip->to_string() : "unknown", envelope_text(env));
 
     // The domain lookups do not depend on the identity: start their cache
@@ -378,7 +518,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
     std::string long_value;  // a header value too long to be any tenant id
     char value_buf[kMaxProviderTenantId];
     if (cands.empty() && !provs.empty()) {
-        if (stage == Stage::header && hdr != nullptr) {
+        if (stage != Stage::mail_from && hdr != nullptr) {
             const auto& values = hdr->provider_header_values;
             if (values.size() != 1) {
                 note("provider attestation: {} tenant header values, exactly one required",
@@ -410,9 +550,14 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
                                  providers_[p].name);
                         continue;
                     }
+                    std::string_view key = provider_tenant_index_.key(r);
                     each_owner(provider_tenant_index_.value(r), [&](std::uint32_t t) {
                         __builtin_prefetch(&tenants_[t]);
                         Candidate c{t, IdentityKind::provider, false, p, {}};
+                        if (!dkim_.empty())
+                            if (auto k = dkim_index_.find(dkim_key(t, key));
+                                k != FlatStringMap<std::uint32_t>::npos)
+                                c.dkim = dkim_index_.value(k);
                         if (note)
                             note("identity: {} matches tenant {}", detail_of(c, facts),
                                  tenants_[t].id);
@@ -480,7 +625,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
     if (cands.empty()) {
         bool provider_has_tenants = std::any_of(
             provs.begin(), provs.end(), [&](std::uint32_t p) { return providers_[p].tenants > 0; });
-        if (provider_has_tenants && stage == Stage::header) {
+        if (provider_has_tenants && stage != Stage::mail_from) {
             d.reason = Reason::provider_attestation_failed;
             d.identity = IdentityKind::provider;
         } else if (provider_has_tenants) {
@@ -502,20 +647,40 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
         DomainIndex::Match grant;
     };
     std::pmr::vector<Authorized> ok(scratch.resource());
+    Needs needs{std::pmr::vector<std::string_view>(scratch.resource())};
     Reason first_failure = Reason::accepted;
+    std::size_t first_failed = 0;
+    DomainIndex::Match failed_grant;
     for (std::size_t i = 0; i < cands.size(); ++i) {
         DomainIndex::Match grant;
-        Reason r = check_candidate(stage, cands[i], env, hdr, grant, note);
+        std::size_t needed = needs.domains.size();
+        Reason r = check_candidate(stage, cands[i], env, hdr, dkim, grant, needs, note);
         if (r == Reason::accepted) {
             ok.push_back({i, grant});
-        } else if (first_failure == Reason::accepted) {
-            first_failure = r;
+        } else {
+            needs.domains.resize(needed);  // a refused candidate needs no DNS
+            if (first_failure == Reason::accepted) {
+                first_failure = r;
+                first_failed = i;
+                failed_grant = grant;
+            }
         }
+    }
+    if (!needs.domains.empty()) {
+        // Some authorized candidate rests on a DNS-verified grant whose
+        // record is not known yet: ask for it, fail closed meanwhile.
+        d.verdict = Verdict::tempfail;
+        d.reason = Reason::dns_tempfail;
+        for (auto n : needs.domains)
+            d.dns_needed.emplace_back(n);
+        note("pending DNS: TXT _relaygate.{}", fmt::join(d.dns_needed, ", _relaygate."));
+        return d;
     }
     auto fill = [&](const Candidate& c) {
         d.tenant = tenants_[c.tenant].id;
         d.identity = c.kind;
         d.identity_detail = detail_of(c, facts);
+        d.dkim_required = c.dkim != Candidate::kNoDkim;
     };
     if (ok.size() == 1) {
         const Candidate& c = cands[ok.front().candidate];
@@ -537,6 +702,9 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
         return d;
     }
     d.reason = first_failure;
+    if (first_failure == Reason::domain_not_verified)
+        d.reply_detail = fmt::format("publish TXT _relaygate.{} \"v=relaygate1; tenant={}\"",
+                                     failed_grant.base, tenants_[cands[first_failed].tenant].id);
     if (cands.size() == 1) {
         fill(cands.front());
         finish(d, tenants_[cands.front().tenant].mode, note);
@@ -552,25 +720,20 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
 
 Decision Policy::at_mail_from(const ConnectionFacts& conn, const EnvelopeFacts& env,
                               Trace trace) const {
-    return evaluate(Stage::mail_from, conn, env, nullptr, trace);
+    return evaluate(Stage::mail_from, conn, env, nullptr, nullptr, trace);
 }
 
 Decision Policy::at_header(const ConnectionFacts& conn, const EnvelopeFacts& env,
                            const HeaderFactsForPolicy& hdr, Trace trace) const {
-    return evaluate(Stage::header, conn, env, &hdr, trace);
+    return evaluate(Stage::header, conn, env, &hdr, nullptr, trace);
 }
 
 Decision Policy::at_end_of_data(const ConnectionFacts& conn, const EnvelopeFacts& env,
-                                const HeaderFactsForPolicy& hdr, Trace trace) const {
-    // Nothing in the policy needs the body yet (DKIM corroboration is the
-    // next step), so the commit point re-derives the header decision from
-    // the same facts rather than trusting a cached verdict.
-    Decision d = evaluate(Stage::header, conn, env, &hdr, trace);
-    if (trace == Trace::on)
-        d.trace.push_back(
-            fmt::format("end of data: no body checks configured; header decision stands ({})",
-                        to_string(d.verdict)));
-    return d;
+                                const HeaderFactsForPolicy& hdr, const std::vector<DkimFact>& dkim,
+                                Trace trace) const {
+    // The commit point re-derives the header decision from the same facts
+    // (rather than trusting a cached verdict) and adds DKIM corroboration.
+    return evaluate(Stage::end_of_data, conn, env, &hdr, &dkim, trace);
 }
 
 }  // namespace relaygate::policy

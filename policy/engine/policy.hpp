@@ -7,9 +7,11 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +41,11 @@ std::string format_diagnostic(const Diagnostic& d);  // "<path>: <message> [<rul
 // and `explain` (or a debug log) asks for it.
 enum class Trace { on, off };
 
+// The tenant id named by one TXT record at _relaygate.<domain>:
+// "v=relaygate1; tenant=<id>" (tags separated by ';', optional spaces, v=
+// first, unknown tags ignored). nullopt for any other record.
+std::optional<std::string> parse_domain_proof(std::string_view txt);
+
 class Policy;
 using LoadResult = Result<std::shared_ptr<const Policy>, std::vector<LoadError>>;
 
@@ -67,10 +74,16 @@ class Policy {
     // provider attestation and every originator domain.
     Decision at_header(const ConnectionFacts& conn, const EnvelopeFacts& env,
                        const HeaderFactsForPolicy& hdr, Trace trace = Trace::on) const;
-    // Decision point 5 (end of data): re-asserts the header decision; the
-    // place where DKIM facts will be checked once they are gathered.
+    // Decision point 5 (end of data, the commit point): the header decision
+    // again, plus DKIM corroboration for provider identities that require
+    // it (`dkim`: every signature the gateway verified).
     Decision at_end_of_data(const ConnectionFacts& conn, const EnvelopeFacts& env,
-                            const HeaderFactsForPolicy& hdr, Trace trace = Trace::on) const;
+                            const HeaderFactsForPolicy& hdr, const std::vector<DkimFact>& dkim,
+                            Trace trace = Trace::on) const;
+
+    // True when some identity requires DKIM / some grant requires DNS.
+    bool uses_dkim() const { return !dkim_.empty(); }
+    bool uses_dns_verification() const { return dns_verified_grants_ > 0; }
 
     // Field names whose values the gateway must collect into
     // HeaderFactsForPolicy::provider_header_values (distinct, as written).
@@ -95,6 +108,7 @@ class Policy {
         std::string name;
         bool shared = true;
         std::string tenant_header;
+        std::string dkim_domain_suffix;  // ".onmicrosoft.com", or empty
         std::vector<Cidr> networks;
         std::size_t null_sender_tenants = 0;  // tenants of it with allow_null_sender
         std::size_t tenants = 0;
@@ -111,8 +125,22 @@ class Policy {
         std::string password_hash;
     };
 
-    enum class Stage { mail_from, header };
+    // A provider identity's DKIM corroboration: a passing signature whose
+    // d= (or key record CNAME target) is one of these domains.
+    struct DkimRequirement {
+        std::vector<std::string> domains;
+    };
+    // dkim_index_ key: tenant number (4 bytes) + provider_tenant_index_ key.
+    static std::string dkim_key(std::uint32_t tenant, std::string_view provider_key) {
+        std::string k(sizeof tenant, '\0');
+        std::memcpy(k.data(), &tenant, sizeof tenant);
+        k += provider_key;
+        return k;
+    }
+
+    enum class Stage { mail_from, header, end_of_data };
     struct Candidate;
+    struct Needs;
     struct Facts;
     // Appends trace lines only when tracing is on.
     struct Tracer {
@@ -124,12 +152,17 @@ class Policy {
         explicit operator bool() const { return lines != nullptr; }
     };
     Decision evaluate(Stage stage, const ConnectionFacts& conn, const EnvelopeFacts& env,
-                      const HeaderFactsForPolicy* hdr, Trace trace) const;
+                      const HeaderFactsForPolicy* hdr, const std::vector<DkimFact>* dkim,
+                      Trace trace) const;
     template <class Out>
     void identify_strong(const Facts& facts, Out& out, const Tracer& note) const;
     Reason check_candidate(Stage stage, const Candidate& c, const EnvelopeFacts& env,
-                           const HeaderFactsForPolicy* hdr, DomainIndex::Match& grant,
-                           const Tracer& note) const;
+                           const HeaderFactsForPolicy* hdr, const std::vector<DkimFact>* dkim,
+                           DomainIndex::Match& grant, Needs& needs, const Tracer& note) const;
+    Reason check_proof(const Tenant& t, const DomainIndex::Match& g, const EnvelopeFacts& env,
+                       Needs& needs, const Tracer& note) const;
+    Reason check_dkim(const Candidate& c, const std::vector<DkimFact>& dkim,
+                      const Tracer& note) const;
     std::string detail_of(const Candidate& c, const Facts& facts) const;
     void finish(Decision& d, Mode mode, const Tracer& note) const;
     // f(owner) for each owner.
@@ -161,6 +194,9 @@ class Policy {
     std::vector<SaslEntry> sasl_entries_;
     // Key: provider number (4 bytes, native order), lower-case tenant id.
     FlatStringMap<OwnerRef> provider_tenant_index_;
+    FlatStringMap<std::uint32_t> dkim_index_;  // dkim_key() -> index into dkim_
+    std::vector<DkimRequirement> dkim_;
+    std::size_t dns_verified_grants_ = 0;
     std::vector<LintWarning> warnings_;
 };
 

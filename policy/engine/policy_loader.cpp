@@ -170,6 +170,8 @@ class PolicyCompiler {
     void compile_domains(std::uint32_t t, const json& j, const std::string& path);
     void compile_identity(std::uint32_t t, const json& j, const std::string& path);
     void compile_networks(std::uint32_t t, const json& j, const std::string& path);
+    void compile_corroboration(std::uint32_t t, std::uint32_t provider, const std::string& key,
+                               const json& j, const std::string& path);
     void lint_cross_tenant();
     bool add_owner(Policy::OwnerRef& o, std::uint32_t x);
     std::uint32_t first_owner(Policy::OwnerRef o) const {
@@ -306,7 +308,9 @@ void PolicyCompiler::compile_provider(const std::string& name, const json& j,
     if (!valid_name(name))
         error(path, "invalid_name",
               "provider name must be 1-64 characters of letters, digits, '-', '_', '.'");
-    if (!object_with(j, path, {"shared", "networks", "tenant_header", "description"})) return;
+    if (!object_with(j, path,
+                     {"shared", "networks", "tenant_header", "dkim_domain_suffix", "description"}))
+        return;
     string_at(j, "description", path, false);
     auto number = static_cast<std::uint32_t>(p_.providers_.size());
     Policy::Provider prov;
@@ -317,6 +321,18 @@ void PolicyCompiler::compile_provider(const std::string& name, const json& j,
         if (!valid_field_name(prov.tenant_header))
             error(pointer(path, "tenant_header"), "schema",
                   "tenant_header must be a header field name (RFC 5322 3.6.8)");
+    }
+    if (const json* sj = string_at(j, "dkim_domain_suffix", path, false)) {
+        // ".onmicrosoft.com": the provider's own signing domains.
+        const auto& suffix = sj->get_ref<const std::string&>();
+        auto normalized =
+            normalize_domain(std::string_view(suffix).substr(suffix.empty() ? 0 : 1), true);
+        if (!suffix.starts_with('.') || !normalized)
+            error(pointer(path, "dkim_domain_suffix"), "schema",
+                  "dkim_domain_suffix must be a domain name with a leading dot "
+                  "(\".onmicrosoft.com\")");
+        else
+            prov.dkim_domain_suffix = "." + *normalized;
     }
     auto nets = j.find("networks");
     std::string npath = pointer(path, "networks");
@@ -414,11 +430,20 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
         const json& dj = j[i];
         const json* name = &dj;
         bool shared = false;
+        bool verify_dns = false;
         if (dj.is_object()) {
             std::string dpath = pointer(path, i);
-            if (!object_with(dj, dpath, {"domain", "shared_domain", "description"})) continue;
+            if (!object_with(dj, dpath, {"domain", "shared_domain", "verify", "description"}))
+                continue;
             string_at(dj, "description", dpath, false);
             shared = bool_at(dj, "shared_domain", dpath).value_or(false);
+            if (const json* v = string_at(dj, "verify", dpath, false)) {
+                verify_dns = v->get_ref<const std::string&>() == "dns";
+                if (!verify_dns)
+                    error(pointer(dpath, "verify"), "schema",
+                          fmt::format("verify must be \"dns\", found \"{}\"",
+                                      v->get_ref<const std::string&>()));
+            }
             name = string_at(dj, "domain", dpath, true);
             if (!name) continue;
         } else if (!dj.is_string()) {
@@ -474,7 +499,7 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
             scratch_.append(base);
             pattern = scratch_;
         }
-        auto [entry, added] = p_.domains_.insert(pattern, {t, shared});
+        auto [entry, added] = p_.domains_.insert(pattern, {t, shared, verify_dns});
         if (!added) {
             const DomainEntry* first = nullptr;
             for (std::size_t k = mine; k < domain_entries_.size() && !first; ++k)
@@ -492,8 +517,80 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
             continue;
         }
         domain_entries_.push_back({entry, &written, t, static_cast<std::uint32_t>(i), shared});
+        if (verify_dns) ++p_.dns_verified_grants_;
         ++p_.domain_count_;
     }
+}
+
+// A provider identity's "require" and "dkim_domains": which proofs beyond the
+// tenant header it needs. Stored under Policy::dkim_key(tenant, key).
+void PolicyCompiler::compile_corroboration(std::uint32_t t, std::uint32_t provider,
+                                           const std::string& key, const json& j,
+                                           const std::string& path) {
+    bool dkim = false;
+    if (auto rj = j.find("require"); rj != j.end()) {
+        std::string rpath = pointer(path, "require");
+        bool header = false;
+        if (!rj->is_array()) {
+            error(rpath, "schema", fmt::format("expected an array, found {}", describe(*rj)));
+            return;
+        }
+        for (std::size_t i = 0; i < rj->size(); ++i) {
+            const json& e = (*rj)[i];
+            bool is_header = e.is_string() && e.get_ref<const std::string&>() == "header";
+            bool is_dkim = e.is_string() && e.get_ref<const std::string&>() == "dkim";
+            if ((!is_header && !is_dkim) || (is_header && header) || (is_dkim && dkim))
+                error(pointer(rpath, i), "schema",
+                      "require lists \"header\" and optionally \"dkim\", each once");
+            header = header || is_header;
+            dkim = dkim || is_dkim;
+        }
+        if (!header)
+            error(rpath, "schema",
+                  "require must include \"header\": the tenant header names the tenant, "
+                  "DKIM corroborates it");
+    }
+    auto dj = j.find("dkim_domains");
+    if (dj == j.end()) {
+        if (dkim)
+            error(path, "dkim_domains_missing",
+                  "\"require\": [\"header\", \"dkim\"] needs \"dkim_domains\": the "
+                  "provider signing domains of this tenant (e.g. \"contoso.onmicrosoft.com\")");
+        return;
+    }
+    std::string dpath = pointer(path, "dkim_domains");
+    if (!dj->is_array() || dj->empty()) {
+        error(dpath, "schema", "dkim_domains must be a non-empty array of domain names");
+        return;
+    }
+    if (!dkim)
+        warn(dpath, "dkim_domains_unused",
+             "dkim_domains is ignored unless \"require\" includes \"dkim\"");
+    Policy::DkimRequirement req;
+    const std::string& suffix = p_.providers_[provider].dkim_domain_suffix;
+    for (std::size_t i = 0; i < dj->size(); ++i) {
+        const json& e = (*dj)[i];
+        auto normalized =
+            normalize_domain(e.is_string() ? e.get_ref<const std::string&>() : "", true);
+        if (!normalized) {
+            error(pointer(dpath, i), "invalid_domain", "dkim_domains entries are domain names");
+            continue;
+        }
+        if (!suffix.empty() && !normalized->ends_with(suffix))
+            error(pointer(dpath, i), "dkim_domain_suffix",
+                  fmt::format("\"{}\" does not end with \"{}\", the signing domains of "
+                              "provider \"{}\"",
+                              *normalized, suffix, p_.providers_[provider].name));
+        req.domains.push_back(std::move(*normalized));
+    }
+    if (!dkim) return;
+    auto [ref, fresh] = p_.dkim_index_.try_emplace(Policy::dkim_key(t, key),
+                                                   static_cast<std::uint32_t>(p_.dkim_.size()));
+    if (!fresh) {
+        error(path, "duplicate_identity", "this provider tenant_id is listed twice for the tenant");
+        return;
+    }
+    p_.dkim_.push_back(std::move(req));
 }
 
 bool PolicyCompiler::add_owner(Policy::OwnerRef& o, std::uint32_t x) {
@@ -529,9 +626,10 @@ void PolicyCompiler::add_identity_owner(FlatStringMap<Policy::OwnerRef>& index,
 }
 
 void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std::string& path) {
-    if (!object_with(j, path,
-                     {"provider", "tenant_id", "networks", "client_cert_sha256",
-                      "client_spki_sha256", "sasl_user", "password_hash", "description"}))
+    if (!object_with(
+            j, path,
+            {"provider", "tenant_id", "require", "dkim_domains", "networks", "client_cert_sha256",
+             "client_spki_sha256", "sasl_user", "password_hash", "description"}))
         return;
     string_at(j, "description", path, false);
     int kinds = int(j.contains("provider")) + int(j.contains("networks")) +
@@ -549,6 +647,10 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
                   fmt::format("\"{}\" belongs to a \"{}\" identity", key, owner));
     };
 
+    if (!j.contains("provider")) {
+        stray("require", "provider");
+        stray("dkim_domains", "provider");
+    }
     if (j.contains("networks")) {
         stray("tenant_id", "provider");
         stray("password_hash", "sasl_user");
@@ -592,6 +694,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         key += ascii::lower(tid);
         add_identity_owner(p_.provider_tenant_index_, key, t,
                            fmt::format("provider {} tenant_id {}", name, tid), path);
+        compile_corroboration(t, it->second, key, j, path);
     } else if (j.contains("client_cert_sha256") || j.contains("client_spki_sha256")) {
         stray("tenant_id", "provider");
         stray("password_hash", "sasl_user");

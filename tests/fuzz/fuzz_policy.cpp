@@ -29,12 +29,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         conn.client_cert_sha256 = std::string(64, 'a');
         for (const char* domain :
              {"acme.example", "a.mail.acme.example", "xn--bcher-kva.example", ""}) {
-            EnvelopeFacts env{*domain == '\0', domain};
+            EnvelopeFacts env{*domain == '\0', domain, {}};
             HeaderFactsForPolicy hdr;
             hdr.originators.push_back({relaygate::message::OriginatorField::from, "acme.example"});
             hdr.provider_header_values.push_back("0b0e3c4e-5d6f-4a1b-8c9d-112233445566");
             (void)p.at_mail_from(conn, env);
-            (void)p.at_end_of_data(conn, env, hdr);
+            (void)p.at_end_of_data(conn, env, hdr, {});
         }
     }
     return 0;

@@ -43,7 +43,7 @@ inline ConnectionFacts from_ip(std::string_view ip) {
 }
 
 inline EnvelopeFacts env(std::string domain) {
-    return EnvelopeFacts{domain.empty(), domain};
+    return EnvelopeFacts{domain.empty(), domain, {}};
 }
 
 inline HeaderFactsForPolicy from_header(std::string domain) {

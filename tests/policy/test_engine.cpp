@@ -326,18 +326,17 @@ TEST_CASE("end of data re-asserts the header decision from the facts") {
     auto p = fixture();
     auto conn = from_ip("198.51.100.7");
     auto ok = from_header("acme.example");
-    auto d = p->at_end_of_data(conn, env("acme.example"), ok);
+    auto d = p->at_end_of_data(conn, env("acme.example"), ok, {});
     CHECK(d.accepted());
     CHECK(d.tenant == "acme");
-    CHECK(d.trace.back().find("end of data") != std::string::npos);
+    CHECK(d.trace.front().find("end of data") != std::string::npos);
     auto bad = from_header("beta.example");
-    CHECK(p->at_end_of_data(conn, env("acme.example"), bad).reason ==
+    CHECK(p->at_end_of_data(conn, env("acme.example"), bad, {}).reason ==
           Reason::from_domain_unauthorized);
 }
 
 TEST_CASE("every policy reason code is reachable or reserved, and has a 5xx reply") {
-    // Reachable ones are exercised above; domain_not_verified is reserved
-    // for DNS verification of domains (a later issue) and never produced.
+    // Each is exercised above or in test_dns_dkim.cpp.
     for (Reason r :
          {Reason::tenant_unknown, Reason::tenant_ambiguous, Reason::envelope_domain_unauthorized,
           Reason::from_domain_unauthorized, Reason::sender_domain_unauthorized,
@@ -367,7 +366,7 @@ TEST_CASE("hostile facts never throw") {
     for (const auto& e : {env(""), env("."), env(std::string(1000, 'a')), env("..a..")}) {
         CHECK_NOTHROW((void)p->at_mail_from(conn, e));
         CHECK_NOTHROW((void)p->at_header(conn, e, hdr));
-        CHECK_NOTHROW((void)p->at_end_of_data(conn, e, hdr));
+        CHECK_NOTHROW((void)p->at_end_of_data(conn, e, hdr, {}));
     }
     auto d = p->at_header(conn, env("contoso.example"), hdr);
     for (const auto& line : d.trace)
@@ -389,6 +388,6 @@ TEST_CASE("Trace::off decides the same, without the trace") {
         CHECK_FALSE(a.trace.empty());
         CHECK(b.trace.empty());
         CHECK(p->at_mail_from(conn, env(domain), Trace::off).trace.empty());
-        CHECK(p->at_end_of_data(conn, env(domain), hdr, Trace::off).trace.empty());
+        CHECK(p->at_end_of_data(conn, env(domain), hdr, {}, Trace::off).trace.empty());
     }
 }

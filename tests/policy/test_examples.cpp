@@ -37,6 +37,22 @@ TEST_CASE("microsoft365-customer.json") {
           Reason::envelope_domain_unauthorized);
     CHECK(p->at_mail_from(from_ip("192.0.2.1"), env("contoso.example")).reason ==
           Reason::tenant_unknown);
+    // contoso: the header is corroborated by Exchange Online's DKIM signature.
+    hdr.provider_header_values = {"0b0e3c4e-5d6f-4a1b-8c9d-112233445566"};
+    auto header = p->at_header(m365, env("contoso.example"), hdr);
+    CHECK(header.dkim_required);
+    DkimFact sig{"contoso.onmicrosoft.com", "selector1", DkimFact::Status::pass, "", false};
+    CHECK(p->at_end_of_data(m365, env("contoso.example"), hdr, {sig}).accepted());
+    sig.domain = "fabrikam.onmicrosoft.com";
+    CHECK(p->at_end_of_data(m365, env("contoso.example"), hdr, {sig}).reason ==
+          Reason::provider_dkim_unverified);
+    // northwind's domain needs its DNS record.
+    auto nw = from_header("northwind.example");
+    nw.provider_header_values = {"7d1f2a3b-0000-4c5d-9e8f-a1b2c3d4e5f6"};
+    auto e = env("northwind.example");
+    CHECK(p->at_header(m365, e, nw).dns_needed == std::vector<std::string>{"northwind.example"});
+    e.domain_proofs = {{"northwind.example", DomainProof::Status::found, {"northwind"}}};
+    CHECK(p->at_header(m365, e, nw).accepted());
 }
 
 TEST_CASE("on-prem-network.json") {
