@@ -4,13 +4,17 @@
 // policy/README.md; scripts rely on "policy OK:" and the --json fields.
 #include "gateway/cli/policy_commands.hpp"
 
+#include "gateway/cli/dns_command.hpp"
 #include "gateway/config/config.hpp"
+#include "gateway/dkim/verifier.hpp"
 #include "gateway/server/tls_context.hpp"
+#include "gateway/session/session.hpp"
 
 #include <fmt/format.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -89,6 +93,8 @@ nlohmann::json to_json(const Decision& d) {
         {"report_only", d.report_only},
         {"pending_header", d.pending_header},
         {"candidates", d.candidates},
+        {"dkim_required", d.dkim_required},
+        {"reply_detail", d.reply_detail},
         {"trace", d.trace},
     };
 }
@@ -103,9 +109,11 @@ void print_decision(std::string_view point, const Decision& d) {
     if (d.report_only) extra += " report-only";
     if (!d.candidates.empty()) extra += fmt::format(" candidates={}", fmt::join(d.candidates, ","));
     fmt::print("{}: {} ({}){}\n", point, policy::to_string(d.verdict), label(d.reason), extra);
+    if (d.dkim_required) extra += " dkim-required";
     if (d.verdict != policy::Verdict::accept) {
         const auto& r = info(d.reason);
-        fmt::print("  reply: {} {} {}\n", r.smtp_code, r.enhanced, r.text);
+        fmt::print("  reply: {} {} {}{}\n", r.smtp_code, r.enhanced, r.text,
+                   d.reply_detail.empty() ? "" : ": " + d.reply_detail);
     }
     for (const auto& line : d.trace)
         fmt::print("  | {}\n", line);
@@ -122,8 +130,84 @@ struct ExplainOptions {
     std::vector<std::string> from;
     std::vector<std::string> sender;
     std::vector<std::string> tenant_header;
+    std::vector<std::string> dns_servers;
+    double dns_timeout = 2.0;
+    std::uint64_t now = 0;  // Unix seconds for DKIM x=; 0 = the clock
     bool json = false;
 };
+
+// The DNS and DKIM facts explain gathered, in the order it gathered them.
+struct GatheredFacts {
+    std::optional<CliResolver> resolver;
+    nlohmann::json dns = nlohmann::json::array();
+    nlohmann::json dkim = nlohmann::json::array();
+
+    CliResolver& dns_client(const ExplainOptions& o) {
+        if (!resolver) {
+            try {
+                resolver.emplace(o.dns_servers, o.dns_timeout);
+            } catch (const std::exception& e) {
+                fmt::print(stderr, "error: DNS: {}\n", e.what());
+                exit_with(2);
+            }
+        }
+        return *resolver;
+    }
+    dns::Answer txt(const ExplainOptions& o, const std::string& name) {
+        auto answer = dns_client(o).resolve(name, dns::RrType::txt);
+        dns.push_back({{"name", name},
+                       {"status", dns::to_string(answer.status)},
+                       {"records", answer.records},
+                       {"cname_target", answer.cname_target},
+                       {"detail", answer.detail}});
+        return answer;
+    }
+};
+
+// Evaluates, then looks up each _relaygate.<domain> record the decision
+// asks for and evaluates again, as the gateway does.
+template <class Evaluate>
+Decision with_domain_proofs(const ExplainOptions& o, GatheredFacts& g, policy::EnvelopeFacts& env,
+                            Evaluate&& evaluate) {
+    Decision d = evaluate();
+    for (int i = 0; i < 8 && !d.dns_needed.empty(); ++i) {
+        const std::string& domain = d.dns_needed.front();
+        env.domain_proofs.push_back(
+            session::domain_proof(domain, g.txt(o, "_relaygate." + domain)));
+        d = evaluate();
+    }
+    return d;
+}
+
+// Verifies every DKIM-Signature of the message, fetching keys over DNS.
+std::vector<policy::DkimFact> verify_dkim(const ExplainOptions& o, GatheredFacts& g,
+                                          std::string_view text,
+                                          const message::HeaderFacts& facts) {
+    dkim::Verifier verifier;
+    verifier.on_header(text.substr(0, facts.header_size), facts.fields);
+    verifier.on_body(text.substr(std::min(facts.header_size, text.size())));
+    verifier.on_body_end();
+    for (const auto& name : verifier.key_queries())
+        verifier.on_key(name, session::key_lookup(g.txt(o, name)));
+    std::uint64_t now =
+        o.now != 0
+            ? o.now
+            : static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+    std::vector<policy::DkimFact> out;
+    for (auto& r : verifier.results(now)) {
+        g.dkim.push_back({{"domain", r.domain},
+                          {"selector", r.selector},
+                          {"status", dkim::to_string(r.status)},
+                          {"key_name", r.key_name},
+                          {"key_cname_target", r.key_cname_target},
+                          {"length_limited", r.length_limited},
+                          {"detail", r.detail}});
+        out.push_back(session::dkim_fact(std::move(r)));
+    }
+    return out;
+}
 
 void run_explain(const ExplainOptions& o) {
     auto pol = load_or_report(o.policy_file);
@@ -151,6 +235,8 @@ void run_explain(const ExplainOptions& o) {
     // Header facts: from --message (read by the same header reader the
     // gateway uses), and/or --from/--sender/--tenant-header.
     std::optional<policy::HeaderFactsForPolicy> hdr;
+    std::string text;                          // the message, if given
+    std::optional<message::HeaderFacts> read;  // its header, as the gateway reads it
     if (!o.message_file.empty()) {
         std::ifstream in(o.message_file, std::ios::binary);
         if (!in) {
@@ -159,7 +245,7 @@ void run_explain(const ExplainOptions& o) {
         }
         std::ostringstream buf;
         buf << in.rdbuf();
-        std::string text = buf.str();
+        text = buf.str();
         message::HeaderOptions opts;
         opts.smtputf8 = true;  // explain cannot know; the SMTP layer decides this
         auto facts = message::read_header(text, opts);
@@ -175,6 +261,7 @@ void run_explain(const ExplainOptions& o) {
         for (const auto& name : pol->provider_tenant_headers())
             for (auto v : facts->values(name))
                 hdr->provider_header_values.emplace_back(v);
+        read = std::move(facts).value();
     }
     auto add_originators = [&](const std::vector<std::string>& addrs,
                                message::OriginatorField field, std::string_view flag) {
@@ -197,11 +284,20 @@ void run_explain(const ExplainOptions& o) {
                                            o.tenant_header.begin(), o.tenant_header.end());
     }
 
-    Decision mail = pol->at_mail_from(conn, *env);
+    GatheredFacts gathered;
+    Decision mail =
+        with_domain_proofs(o, gathered, *env, [&] { return pol->at_mail_from(conn, *env); });
     std::optional<Decision> header, eod;
     if (mail.accepted() && hdr) {
-        header = pol->at_header(conn, *env, *hdr);
-        if (header->accepted()) eod = pol->at_end_of_data(conn, *env, *hdr, {});
+        header =
+            with_domain_proofs(o, gathered, *env, [&] { return pol->at_header(conn, *env, *hdr); });
+        if (header->accepted()) {
+            // The gateway verifies DKIM only when the identity requires it;
+            // explain shows the signatures of any message it is given.
+            std::vector<policy::DkimFact> signatures;
+            if (read) signatures = verify_dkim(o, gathered, text, *read);
+            eod = pol->at_end_of_data(conn, *env, *hdr, signatures);
+        }
     }
     const Decision& last = eod ? *eod : header ? *header : mail;
     bool accepted = last.accepted() && !(last.pending_header);
@@ -212,6 +308,8 @@ void run_explain(const ExplainOptions& o) {
             {"mail_from", to_json(mail)},
             {"header", header ? to_json(*header) : nlohmann::json()},
             {"end_of_data", eod ? to_json(*eod) : nlohmann::json()},
+            {"dns", gathered.dns},
+            {"dkim", gathered.dkim},
             {"final", accepted              ? "accept"
                       : last.pending_header ? "pending_header"
                                             : "reject"},
@@ -219,6 +317,23 @@ void run_explain(const ExplainOptions& o) {
         fmt::print("{}\n", out.dump(2));
     } else {
         fmt::print("policy {} ({})\n", o.policy_file, pol->hash());
+        for (const auto& q : gathered.dns)
+            fmt::print("dns: TXT {} -> {}{}{}\n", q["name"].get<std::string>(),
+                       q["status"].get<std::string>(),
+                       q["cname_target"].get<std::string>().empty()
+                           ? ""
+                           : " via CNAME " + q["cname_target"].get<std::string>(),
+                       q["records"].empty()
+                           ? ""
+                           : " " + q["records"].dump(-1, ' ', false,
+                                                     nlohmann::json::error_handler_t::replace));
+        for (const auto& s : gathered.dkim)
+            fmt::print("dkim: {} d={} s={}{}{}\n", s["status"].get<std::string>(),
+                       s["domain"].get<std::string>(), s["selector"].get<std::string>(),
+                       s["length_limited"].get<bool>() ? " (l= set)" : "",
+                       s["detail"].get<std::string>().empty()
+                           ? ""
+                           : " -- " + s["detail"].get<std::string>());
         print_decision("MAIL FROM", mail);
         if (header) {
             print_decision("end of header", *header);
@@ -317,7 +432,13 @@ void add_policy_commands(CLI::App& app) {
     explain->add_option("--sender", o->sender, "Header Sender address (repeatable)");
     explain->add_option("--tenant-header", o->tenant_header,
                         "Value of the provider tenant header (repeatable)");
-    explain->add_flag("--json", o->json, "Print the decisions as JSON");
+    explain->add_option("--dns-server", o->dns_servers,
+                        "DNS server for _relaygate records and DKIM keys: ADDR, ADDR:PORT or "
+                        "[V6]:PORT (repeatable; default /etc/resolv.conf)");
+    explain->add_option("--dns-timeout", o->dns_timeout, "Seconds per DNS attempt (default 2)");
+    explain->add_option("--now", o->now,
+                        "Unix time to check DKIM expiry (x=) against (default: the clock)");
+    explain->add_flag("--json", o->json, "Print the decisions and the DNS/DKIM facts as JSON");
     explain->callback([o] { run_explain(*o); });
 
     auto* hash = app.add_subcommand("hash-password",

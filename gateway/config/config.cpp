@@ -3,6 +3,7 @@
 #include "gateway/config/config.hpp"
 
 #include "gateway/common/domain.hpp"
+#include "gateway/dns/resolv_conf.hpp"
 #include "policy/engine/ip_address.hpp"
 
 #include <fmt/core.h>
@@ -99,6 +100,24 @@ void enumeration(Reader& r, const json& j, const std::string& path, const char* 
         names += names.empty() ? name : std::string(", ") + name;
     }
     r.error(Reader::join(path, key), "must be one of: " + names);
+}
+
+void read_dns(Reader& r, const json& j, Dns& d) {
+    if (!r.object(j, "dns", {"servers", "timeout_ms", "attempts", "cache_entries"})) return;
+    if (j.contains("servers")) {
+        const auto& s = j.at("servers");
+        if (!s.is_array()) r.error("dns.servers", "must be an array of \"ip\" or \"ip:port\"");
+        for (std::size_t i = 0; s.is_array() && i < s.size(); ++i) {
+            if (!s[i].is_string() || !dns::parse_server(s[i].get<std::string>()))
+                r.error(fmt::format("dns.servers[{}]", i),
+                        "must be an IP address, \"ip:port\" or \"[ipv6]:port\"");
+            else
+                d.servers.push_back(s[i].get<std::string>());
+        }
+    }
+    r.integer(j, "dns", "timeout_ms", d.timeout_ms, 10, 60000);
+    r.integer(j, "dns", "attempts", d.attempts, 1, 10);
+    r.integer(j, "dns", "cache_entries", d.cache_entries, 0, 10000000);
 }
 
 void read_listener(Reader& r, const json& j, const std::string& path, Listener& l) {
@@ -206,7 +225,7 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     if (!r.object(root, "",
                   {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
                    "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
-                   "policy_poll_seconds"}))
+                   "policy_poll_seconds", "dns"}))
         return unexpected(std::move(r.errors));
 
     if (root.contains("listeners")) {
@@ -237,6 +256,7 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     }
     if (root.contains("limits")) read_limits(r, root.at("limits"), c.limits);
     if (root.contains("timeouts")) read_timeouts(r, root.at("timeouts"), c.timeouts);
+    if (root.contains("dns")) read_dns(r, root.at("dns"), c.dns);
     r.integer(root, "", "threads", c.threads, 0, 1024);
     r.string(root, "", "hostname", c.hostname);
     r.string(root, "", "verdict_header", c.verdict_header);

@@ -78,6 +78,14 @@ struct Timeouts {
     std::uint32_t min_data_rate = 1024;    // bytes per second, averaged over DATA
 };
 
+// The resolver for DNS-verified domains and DKIM keys.
+struct Dns {
+    std::vector<std::string> servers;  // "ip", "ip:port", "[v6]:port"; empty = /etc/resolv.conf
+    std::uint32_t timeout_ms = 2000;   // per attempt and server
+    std::uint32_t attempts = 2;        // rounds over all servers
+    std::uint32_t cache_entries = 10000;
+};
+
 struct Config {
     std::vector<Listener> listeners{Listener{}};
     Upstream upstream;
@@ -86,6 +94,7 @@ struct Config {
     Admin admin;
     Limits limits;
     Timeouts timeouts;
+    Dns dns;
     unsigned threads = 0;                      // 0 = one per core
     std::string hostname = "relaygate.local";  // greeting, EHLO and Received
     std::string verdict_header = "X-Relaygate-Verdict";

@@ -132,6 +132,35 @@ struct Metrics::Impl {
             .Name("relaygate_auth_attempts_total")
             .Help("SMTP AUTH attempts by result (success, failure)")
             .Register(registry);
+    prometheus::Family<Counter>& dns_queries =
+        BuildCounter()
+            .Name("relaygate_dns_queries_total")
+            .Help("DNS queries sent to a server, by record type and result")
+            .Register(registry);
+    prometheus::Family<Histogram>& dns_query_duration =
+        BuildHistogram()
+            .Name("relaygate_dns_query_duration_seconds")
+            .Help("DNS query round-trip time by record type (UDP, plus TCP after truncation)")
+            .Register(registry);
+    prometheus::Family<Counter>& dns_cache_lookups =
+        BuildCounter()
+            .Name("relaygate_dns_cache_lookups_total")
+            .Help("DNS cache lookups by result (hit, miss)")
+            .Register(registry);
+    prometheus::Family<Counter>& domain_proofs =
+        BuildCounter()
+            .Name("relaygate_domain_proof_lookups_total")
+            .Help(
+                "TXT _relaygate.<domain> lookups for DNS-verified grants, by result (found, "
+                "missing, error)")
+            .Register(registry);
+    prometheus::Family<Counter>& dkim_signatures =
+        BuildCounter()
+            .Name("relaygate_dkim_signatures_total")
+            .Help(
+                "DKIM signatures verified at end of data, by result (pass, fail, temperror, "
+                "permerror)")
+            .Register(registry);
 
     Gauge& active = connections_active.Add({});
     std::mutex policy_mutex;
@@ -149,6 +178,17 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         impl_->policy_reloads.Add({{"result", r}});
         impl_->tls_handshakes.Add({{"result", r}});
         impl_->auths.Add({{"result", r}});
+    }
+    for (auto r : {"hit", "miss"})
+        impl_->dns_cache_lookups.Add({{"result", r}});
+    for (auto r : {"found", "missing", "error"})
+        impl_->domain_proofs.Add({{"result", r}});
+    for (auto r : {"pass", "fail", "temperror", "permerror"})
+        impl_->dkim_signatures.Add({{"result", r}});
+    for (auto t : {"A", "AAAA", "CNAME", "PTR", "TXT"}) {
+        for (auto r : {"ok", "nxdomain", "nodata", "servfail", "error", "timeout"})
+            impl_->dns_queries.Add({{"type", t}, {"result", r}});
+        impl_->dns_query_duration.Add({{"type", t}}, kNetBuckets);
     }
 }
 
@@ -252,6 +292,35 @@ void Metrics::auth(std::string_view result) {
 
 void Metrics::policy_reload(std::string_view result) {
     impl_->policy_reloads.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::dns_query(std::string_view type, std::string_view result, double seconds) {
+    const std::string t(type);
+    const std::string r(result);
+    impl_->counters
+        .get("dq\0" + t + '\0' + r,
+             [&]() -> Counter& {
+                 return impl_->dns_queries.Add({{"type", t}, {"result", r}});
+             })
+        .Increment();
+    impl_->histograms
+        .get("dd\0" + t,
+             [&]() -> Histogram& {
+                 return impl_->dns_query_duration.Add({{"type", t}}, kNetBuckets);
+             })
+        .Observe(seconds);
+}
+
+void Metrics::dns_cache(std::string_view result) {
+    impl_->dns_cache_lookups.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::domain_proof(std::string_view result) {
+    impl_->domain_proofs.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::dkim_signature(std::string_view result) {
+    impl_->dkim_signatures.Add({{"result", std::string(result)}}).Increment();
 }
 
 std::string Metrics::serialize() const {

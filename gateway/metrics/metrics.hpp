@@ -54,6 +54,18 @@ class Metrics {
     // result: success | failure
     void policy_reload(std::string_view result);
 
+    // One DNS query on the network. type: A | AAAA | CNAME | PTR | TXT;
+    // result: ok | nxdomain | nodata | servfail | error | timeout
+    void dns_query(std::string_view type, std::string_view result, double seconds);
+    // result: hit | miss
+    void dns_cache(std::string_view result);
+    // A _relaygate.<domain> TXT lookup for a DNS-verified grant.
+    // result: found | missing | error
+    void domain_proof(std::string_view result);
+    // One DKIM signature verified at end of data (identities that require
+    // it). result: pass | fail | temperror | permerror
+    void dkim_signature(std::string_view result);
+
     // Prometheus text exposition format (version 0.0.4).
     std::string serialize() const;
 

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "gateway/proxy/proxy_protocol.hpp"
+#include "gateway/server/dns_resolver.hpp"
 #include "gateway/server/log.hpp"
 #include "gateway/server/smtp_stream.hpp"
 #include "gateway/server/upstream_client.hpp"
@@ -30,6 +31,13 @@ class RunnerHooks final : public session::Hooks {
     double now() override {
         return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
     }
+    std::uint64_t unix_time() override {
+        return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+    }
+    void on_domain_proof(std::string_view result) override { metrics_.domain_proof(result); }
+    void on_dkim_result(std::string_view result) override { metrics_.dkim_signature(result); }
     void on_transaction(const session::TransactionRecord& r) override {
         metrics_.transaction(r.tenant, r.reason, r.report_only);
         if (r.relayed) metrics_.message_relayed(r.tenant, r.size);
@@ -47,6 +55,7 @@ class RunnerHooks final : public session::Hooks {
                        {"report_only", r.report_only},
                        {"reply", r.reply},
                        {"queue_id", r.queue_id},
+                       {"dkim", r.dkim},
                        {"duration_seconds", r.duration}});
     }
     void on_decision(std::string_view point, double seconds) override {
@@ -355,6 +364,19 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 }
                 shared.metrics.auth(ok ? "success" : "failure");
                 machine.on_auth_result(ok);
+                break;
+            }
+            case Action::Kind::dns_lookup: {
+                // Flush first: replies already decided need not wait for DNS.
+                if (!co_await flush()) {
+                    machine.on_client_closed();
+                    break;
+                }
+                dns::Answer answer;  // status error: no resolver configured
+                answer.detail = "no DNS resolver";
+                if (shared.dns)
+                    answer = co_await shared.dns->resolve(std::move(a.bytes), dns::RrType::txt);
+                machine.on_dns_result(answer);
                 break;
             }
             case Action::Kind::close:

@@ -45,13 +45,27 @@ Server::Server(config::Config config) : signals_(io_), drain_timer_(io_), policy
         shared_.listeners.push_back(std::move(info));
     }
     shared_.auth_pool = std::make_unique<asio::thread_pool>(2);
+    const auto& dns = shared_.config.dns;
+    try {
+        shared_.dns = std::make_unique<DnsResolver>(
+            io_.get_executor(),
+            DnsOptions{dns.servers, dns.timeout_ms / 1000.0, static_cast<int>(dns.attempts),
+                       dns.cache_entries},
+            &shared_.metrics);
+    } catch (const std::exception& e) {
+        // Only DNS-verified domains and DKIM need it: without a resolver
+        // those transactions get 451 (dns_tempfail), everything else works.
+        log_warn("dns_unavailable", {{"error", e.what()}});
+    }
     shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
     shared_.session_prefix = random_hex(4) + "-";
 }
 
-Server::~Server() = default;
+Server::~Server() {
+    shared_.dns.reset();  // before the io_context its sockets belong to
+}
 
 int Server::run() {
     Logger::open_audit(shared_.config.audit_log);

@@ -14,6 +14,7 @@
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/net/asio.hpp"
 #include "gateway/server/connection_limiter.hpp"
+#include "gateway/server/dns_resolver.hpp"
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
 #include "gateway/server/tls_context.hpp"
@@ -48,6 +49,8 @@ class Server {
         TlsContexts tls;
         // PBKDF2 checks are slow by design: they run here, not on I/O threads.
         std::unique_ptr<net::asio::thread_pool> auth_pool;
+        // DNS for DNS-verified domains and DKIM keys (its own cache).
+        std::unique_ptr<DnsResolver> dns;
         std::atomic<std::uint64_t> next_session{0};
         std::string session_prefix;
         // Drain: wakes sessions idle in a read so they can answer 421 now.

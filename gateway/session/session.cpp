@@ -60,7 +60,42 @@ std::string first_line(const smtp::Reply& r) {
     return s;
 }
 
+constexpr std::string_view kProofPrefix = "_relaygate.";
+
 }  // namespace
+
+policy::DomainProof domain_proof(std::string domain, const dns::Answer& txt) {
+    policy::DomainProof proof{std::move(domain), policy::DomainProof::Status::error, {}};
+    using dns::Status;
+    if (txt.status != Status::ok && txt.status != Status::nxdomain && txt.status != Status::nodata)
+        return proof;
+    for (const auto& record : txt.records)
+        if (auto tenant = policy::parse_domain_proof(record)) proof.tenants.push_back(*tenant);
+    proof.status = proof.tenants.empty() ? policy::DomainProof::Status::missing
+                                         : policy::DomainProof::Status::found;
+    return proof;
+}
+
+dkim::KeyLookup key_lookup(const dns::Answer& txt) {
+    using dns::Status;
+    using Outcome = dkim::KeyLookup::Outcome;
+    dkim::KeyLookup key;
+    key.outcome = txt.status == Status::ok ? Outcome::found
+                  : txt.status == Status::nxdomain || txt.status == Status::nodata
+                      ? Outcome::not_found
+                      : Outcome::error;
+    key.txt = txt.records;
+    key.cname_target = txt.cname_target;
+    return key;
+}
+
+policy::DkimFact dkim_fact(dkim::VerifyResult r) {
+    // The two enums list the RFC 6376 results in the same order.
+    static_assert(int(dkim::Status::permerror) == int(policy::DkimFact::Status::permerror));
+    return {std::move(r.domain), std::move(r.selector),
+            static_cast<policy::DkimFact::Status>(r.status), std::move(r.key_cname_target),
+            r.length_limited};
+}
 
 SessionMachine::SessionMachine(const Settings& settings,
                                std::shared_ptr<const policy::Policy> policy, ClientInfo client,
@@ -263,18 +298,20 @@ void SessionMachine::handle_mail(smtp::Command cmd) {
     txn_.started = hooks_.now();
     txn_.envelope.null_sender = cmd.path.null;
     txn_.envelope.domain = cmd.path.domain;
+    txn_.mail = std::move(cmd);
+    txn_.active = true;  // so that a refusal's record carries the envelope
+    decide_mail_from();
+}
 
+void SessionMachine::decide_mail_from() {
     const double t0 = hooks_.now();
     txn_.decision = policy_->at_mail_from(conn_, txn_.envelope, policy::Trace::off);
     hooks_.on_decision("mail_from", hooks_.now() - t0);
-    txn_.mail = std::move(cmd);
+    if (lookup_proof(txn_.decision, DnsFor::mail_from)) return;
     if (!passes(txn_.decision)) {
-        txn_.active = true;  // so that the record carries the envelope
-        finish_transaction(smtp::make_reply(txn_.decision.reason), txn_.decision.reason,
-                           "mail_from");
+        finish_transaction(reply_for(txn_.decision), txn_.decision.reason, "mail_from");
         return;
     }
-    txn_.active = true;
     if (upstream_open_)
         send_upstream_mail();
     else
@@ -537,10 +574,12 @@ void SessionMachine::handle_content(std::string_view content) {
             }
             return;
         }
+        case DataPhase::waiting_dns:
         case DataPhase::waiting_354:
             body_pending_.append(content);
             return;
         case DataPhase::body: {
+            if (txn_.dkim) txn_.dkim->on_body(content);
             std::string out;
             writer_.write(content, out);
             upstream(Kind::upstream_write, Pending::write, UpstreamStep::write, std::move(out));
@@ -570,18 +609,32 @@ void SessionMachine::decide_header() {
     for (const auto& name : policy_->provider_tenant_headers())
         for (auto v : facts->values(name))
             header_facts_.provider_header_values.emplace_back(v);
+    header_read_ = std::move(facts).value();
+    decide_header_policy();
+}
 
+void SessionMachine::decide_header_policy() {
     const double t0 = hooks_.now();
     auto d = policy_->at_header(conn_, txn_.envelope, header_facts_, policy::Trace::off);
     hooks_.on_decision("header", hooks_.now() - t0);
     txn_.decision = d;
-    if (!passes(d)) {
-        discard(d.reason);
+    if (lookup_proof(d, DnsFor::header)) {
+        phase_ = DataPhase::waiting_dns;
         return;
+    }
+    if (!passes(d)) {
+        phase_ = DataPhase::header;
+        discard_with(reply_for(d), d.reason);
+        return;
+    }
+    auto header = collector_.header();
+    if (d.dkim_required) {
+        txn_.dkim = std::make_unique<dkim::Verifier>();
+        txn_.dkim->on_header(header, header_read_.fields);
     }
     // The client's copy of the verdict header is removed; ours goes first.
     header_out_ =
-        verdict_header() + message::without_fields(header, *facts, settings_.verdict_header);
+        verdict_header() + message::without_fields(header, header_read_, settings_.verdict_header);
     phase_ = DataPhase::waiting_354;
     upstream(Kind::upstream_command, Pending::data, UpstreamStep::data, "DATA\r\n");
 }
@@ -599,6 +652,7 @@ std::string SessionMachine::verdict_header() const {
 void SessionMachine::start_body() {
     phase_ = DataPhase::body;
     txn_.upstream_data = true;
+    if (txn_.dkim) txn_.dkim->on_body(body_pending_);
     std::string out;
     writer_.write(header_out_, out);
     writer_.write(body_pending_, out);
@@ -616,8 +670,8 @@ void SessionMachine::end_of_data() {
             discard(Reason::header_too_big);
         else
             decide_header();
-        if (phase_ == DataPhase::waiting_354) {
-            eod_pending_ = true;  // resumes after the 354 and the write
+        if (phase_ == DataPhase::waiting_354 || phase_ == DataPhase::waiting_dns) {
+            eod_pending_ = true;  // resumes after the DNS answer, the 354 and the write
             return;
         }
     }
@@ -628,17 +682,87 @@ void SessionMachine::end_of_data() {
         return;
     }
     // phase_ == body: every check that needs the whole message, then commit.
+    if (txn_.dkim) {
+        if (!txn_.dkim_body_done) {
+            txn_.dkim->on_body_end();
+            txn_.dkim_keys = txn_.dkim->key_queries();
+            txn_.dkim_body_done = true;
+        }
+        if (txn_.dkim_next < txn_.dkim_keys.size()) {
+            lookup(DnsFor::dkim_key, txn_.dkim_keys[txn_.dkim_next++]);
+            return;  // on_dns_result comes back here
+        }
+    }
+    decide_end_of_data();
+}
+
+void SessionMachine::decide_end_of_data() {
+    std::vector<policy::DkimFact> signatures;
+    std::string dkim_summary;
+    if (txn_.dkim) {
+        for (auto& r : txn_.dkim->results(hooks_.unix_time())) {
+            hooks_.on_dkim_result(dkim::to_string(r.status));
+            if (!dkim_summary.empty()) dkim_summary += "; ";
+            dkim_summary +=
+                fmt::format("{} d={} s={}", dkim::to_string(r.status), r.domain, r.selector);
+            signatures.push_back(dkim_fact(std::move(r)));
+        }
+    }
     const double t0 = hooks_.now();
-    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, {}, policy::Trace::off);
+    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, signatures,
+                                     policy::Trace::off);
     hooks_.on_decision("end_of_data", hooks_.now() - t0);
+    dkim_summary_ = std::move(dkim_summary);
     if (!passes(d)) {
         txn_.decision = d;
         release_upstream_transaction();
-        finish_transaction(smtp::make_reply(d.reason), d.reason, "end_of_data");
+        finish_transaction(reply_for(d), d.reason, "end_of_data");
         return;
     }
     upstream(Kind::upstream_commit, Pending::dot, UpstreamStep::dot,
              std::string(writer_.terminator()));
+}
+
+// --- DNS facts -----------------------------------------------------------
+
+bool SessionMachine::lookup_proof(const policy::Decision& d, DnsFor what) {
+    // Each answer adds one proof, so the engine never asks twice for a
+    // domain; the bound only guards against a policy asking for many.
+    constexpr std::size_t kMaxProofs = 8;
+    if (d.dns_needed.empty() || txn_.envelope.domain_proofs.size() >= kMaxProofs) return false;
+    lookup(what, std::string(kProofPrefix) + d.dns_needed.front());
+    return true;
+}
+
+void SessionMachine::lookup(DnsFor what, std::string name) {
+    dns_for_ = what;
+    dns_name_ = name;
+    upstream(Kind::dns_lookup, Pending::dns, UpstreamStep::connect, std::move(name));
+}
+
+void SessionMachine::on_dns_result(const dns::Answer& answer) {
+    if (pending_ != Pending::dns) return;
+    pending_ = Pending::none;
+    if (dns_for_ == DnsFor::dkim_key) {
+        if (txn_.dkim) txn_.dkim->on_key(dns_name_, key_lookup(answer));
+        end_of_data();
+        return;
+    }
+    auto proof = domain_proof(dns_name_.substr(kProofPrefix.size()), answer);
+    hooks_.on_domain_proof(proof.status == policy::DomainProof::Status::found     ? "found"
+                           : proof.status == policy::DomainProof::Status::missing ? "missing"
+                                                                                  : "error");
+    txn_.envelope.domain_proofs.push_back(std::move(proof));
+    if (dns_for_ == DnsFor::mail_from)
+        decide_mail_from();
+    else
+        decide_header_policy();
+}
+
+smtp::Reply SessionMachine::reply_for(const policy::Decision& d) const {
+    smtp::Reply r = smtp::make_reply(d.reason);
+    if (!d.reply_detail.empty() && !r.lines.empty()) r.lines.back() += ": " + d.reply_detail;
+    return r;
 }
 
 void SessionMachine::discard(Reason reason) {
@@ -737,6 +861,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
             return;
         }
         case Pending::rset:
+        case Pending::dns:
             return;
     }
 }
@@ -781,6 +906,8 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     rec.report_only = txn_.decision.report_only;
     rec.relayed = reason == Reason::accepted;
     rec.stage = std::string(stage);
+    rec.dkim = std::move(dkim_summary_);
+    dkim_summary_.clear();
     hooks_.on_transaction(rec);
     ++transactions_;
     if (r.code >= 400) ++errors_;

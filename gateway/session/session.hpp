@@ -14,6 +14,8 @@
 
 #include "gateway/common/reason.hpp"
 #include "gateway/config/config.hpp"
+#include "gateway/dkim/verifier.hpp"
+#include "gateway/dns/packet.hpp"
 #include "gateway/message/header_collector.hpp"
 #include "gateway/message/header_reader.hpp"
 #include "gateway/smtp/command.hpp"
@@ -56,6 +58,7 @@ struct Action {
         upstream_quit,     // polite QUIT and close; no result expected
         start_tls,         // flush client output, then the TLS server handshake
         verify_auth,       // bytes: user, secret: password; report on_auth_result
+        dns_lookup,        // bytes: a name whose TXT records to resolve; report on_dns_result
         close,             // flush client output and close the client connection
     };
     Kind kind = Kind::read_client;
@@ -71,6 +74,14 @@ struct UpstreamResult {
     smtp::Reply reply;                         // command/commit: the reply
     smtp::EhloCapabilities capabilities;       // connect: the EHLO capabilities
 };
+
+// DNS answers as the facts policy and DKIM take (shared with `explain`).
+// The TXT records at _relaygate.<domain>: which tenants they name.
+policy::DomainProof domain_proof(std::string domain, const dns::Answer& txt);
+// The TXT records at a DKIM key name.
+dkim::KeyLookup key_lookup(const dns::Answer& txt);
+// A verifier's results as policy facts.
+policy::DkimFact dkim_fact(dkim::VerifyResult r);
 
 // One finished transaction, for the audit log and metrics.
 struct TransactionRecord {
@@ -89,16 +100,22 @@ struct TransactionRecord {
     bool report_only = false;
     bool relayed = false;
     std::string stage;  // mail_from | rcpt | header | end_of_data
+    std::string dkim;   // verified signatures, "pass d=x s=y; fail d=..." (when required)
 };
 
 // The narrow interface to the outside world: a clock and event sinks.
 class Hooks {
   public:
     virtual ~Hooks() = default;
-    virtual double now() = 0;  // monotonic seconds
+    virtual double now() = 0;               // monotonic seconds
+    virtual std::uint64_t unix_time() = 0;  // wall clock, for DKIM x= (signature expiry)
     virtual void on_transaction(const TransactionRecord& record) = 0;
     virtual void on_decision(std::string_view point, double seconds) = 0;
     virtual void on_reply(int code) = 0;
+    // A _relaygate.<domain> lookup: found | missing | error.
+    virtual void on_domain_proof(std::string_view) {}
+    // One verified DKIM signature: dkim::to_string(status).
+    virtual void on_dkim_result(std::string_view) {}
 };
 
 class SessionMachine {
@@ -126,6 +143,8 @@ class SessionMachine {
     void on_tls_result(bool ok, const policy::ConnectionFacts& facts);
     // The result of a verify_auth action (RFC 4954).
     void on_auth_result(bool ok);
+    // The result of a dns_lookup action (TXT records of the name asked for).
+    void on_dns_result(const dns::Answer& answer);
     bool tls_active() const { return tls_; }
 
     Stage stage() const { return stage_; }
@@ -135,8 +154,10 @@ class SessionMachine {
     std::size_t transactions() const { return transactions_; }
 
   private:
-    enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset };
-    enum class DataPhase : std::uint8_t { header, waiting_354, body, discard };
+    enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset, dns };
+    enum class DataPhase : std::uint8_t { header, waiting_dns, waiting_354, body, discard };
+    // What a pending dns_lookup is for.
+    enum class DnsFor : std::uint8_t { mail_from, header, dkim_key };
 
     struct Transaction {
         bool active = false;
@@ -150,6 +171,12 @@ class SessionMachine {
         bool reconnected = false;    // MAIL already retried on a fresh connection
         std::string from_domain;
         std::string rcpt_line;  // the RCPT being forwarded
+        // DKIM, when the accepted identity requires it: the verifier sees
+        // the header and every body byte; its keys are fetched at the end.
+        std::unique_ptr<dkim::Verifier> dkim;
+        std::vector<std::string> dkim_keys;  // key names to fetch, after the body
+        std::size_t dkim_next = 0;           // next of dkim_keys to fetch
+        bool dkim_body_done = false;
     };
 
     void step();
@@ -157,6 +184,10 @@ class SessionMachine {
     void process_data_input();
     void handle_line(std::string_view line);
     void handle_mail(smtp::Command cmd);
+    void decide_mail_from();
+    bool lookup_proof(const policy::Decision& d, DnsFor what);
+    void lookup(DnsFor what, std::string name);
+    smtp::Reply reply_for(const policy::Decision& d) const;
     void handle_starttls();
     void handle_auth(const smtp::Command& cmd);
     void handle_auth_response(std::string_view line);
@@ -167,6 +198,8 @@ class SessionMachine {
     void send_upstream_mail();
     void handle_content(std::string_view content);
     void decide_header();
+    void decide_header_policy();
+    void decide_end_of_data();
     void start_body();
     void end_of_data();
     void discard(Reason reason);
@@ -221,6 +254,10 @@ class SessionMachine {
     std::string body_pending_;  // body content received before the upstream's 354
     std::string header_out_;    // verdict header + client header, ready to forward
     policy::HeaderFactsForPolicy header_facts_;
+    message::HeaderFacts header_read_;  // the header reader's result, for DKIM
+    DnsFor dns_for_ = DnsFor::mail_from;
+    std::string dns_name_;      // the name of the pending dns_lookup
+    std::string dkim_summary_;  // for the transaction record
     bool eod_pending_ = false;  // end of data seen while the upstream was busy
     std::optional<smtp::Reply> discard_reply_;
     Reason discard_reason_ = Reason::accepted;

@@ -52,7 +52,8 @@ def skip(why):
 def require_environment():
     if os.geteuid() != 0:
         skip("needs root (the private Postfix master runs as root)")
-    for tool in ("postfix", "postconf", "postqueue", "opendkim", "opendkim-genkey"):
+    for tool in ("postfix", "postconf", "postqueue", "opendkim", "opendkim-genkey", "ldns-testns",
+                 "openssl"):
         if not any(os.access(os.path.join(d, tool), os.X_OK)
                    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":") + ["/usr/sbin"]):
             skip(f"{tool} not installed (run scripts/setup)")
@@ -298,7 +299,8 @@ class Gateway:
     """relaygate run with a generated config; audit lines go to a file."""
 
     def __init__(self, binary, directory, policy, upstream_port, listen="127.0.0.1",
-                 upstream_host="127.0.0.1", xclient=True, prefix=(), admin_address=None):
+                 upstream_host="127.0.0.1", xclient=True, prefix=(), admin_address=None,
+                 dns_servers=()):
         self.dir = directory
         self.audit = os.path.join(directory, "audit.jsonl")
         self.errlog = os.path.join(directory, "relaygate.log")
@@ -313,6 +315,8 @@ class Gateway:
             "audit_log": self.audit,
             "drain_timeout_seconds": 5,
         }
+        if dns_servers:
+            cfg["dns"] = {"servers": list(dns_servers), "timeout_ms": 1000}
         self.config = os.path.join(directory, "relaygate.json")
         with open(self.config, "w", encoding="utf-8") as fh:
             json.dump(cfg, fh, indent=2)

@@ -12,6 +12,10 @@ covers 127.0.0.0/8, and both tenants are identified through it by their
 tenant-id header (X-MS-Exchange-CrossTenant-Id):
     brand     brand.example     11111111-1111-4111-8111-111111111111, sends from 127.0.0.10
     attacker  attacker.example  66666666-6666-4666-8666-666666666666, sends from 127.0.0.66
+The provider signs every message with its tenant's own DKIM domain, as
+Exchange Online does (d=<tenant>.onmicrosoft.com); brand's identity requires
+that signature ("require": ["header", "dkim"]). The keys are published by a
+real DNS server (ldns-testns) that relaygate queries.
 
 Asserts:
  0. the attack is real in this setup: the attacker's spoofed mail sent
@@ -30,12 +34,18 @@ Asserts:
     Postfix's log never saw the message (no cleanup message-id line), and
     the sink has no copy -- re-checked at the end, after later mail has
     drained through the signer;
- 4. the attacker's own domain still works (relayed, signed d=attacker.example).
+ 4. the attacker's message carrying the brand's tenant id but signed by the
+    provider as the attacker's tenant (d=attacker.onmicrosoft.com), and the
+    same without any signature, are refused 550 5.7.20 at the end of data:
+    the signer got the data but never the final dot, so nothing is queued,
+    signed or delivered;
+ 5. the attacker's own domain still works (relayed, signed d=attacker.example).
 Exit 0 pass, 1 fail, 77 skip (not root / packages missing).
 """
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -44,6 +54,8 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e_lib as E  # noqa: E402  pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
+import testns  # noqa: E402  pylint: disable=wrong-import-position
 
 BRAND_ID = "11111111-1111-4111-8111-111111111111"
 ATTACKER_ID = "66666666-6666-4666-8666-666666666666"
@@ -56,11 +68,14 @@ POLICY = {
     "version": 1,
     "description": "e2e EchoSpoofing scenario: two tenants of one shared provider",
     "providers": {
-        "m365sim": {"shared": True, "networks": ["127.0.0.0/8"], "tenant_header": TENANT_HEADER}
+        "m365sim": {"shared": True, "networks": ["127.0.0.0/8"], "tenant_header": TENANT_HEADER,
+                    "dkim_domain_suffix": ".onmicrosoft.com"}
     },
     "tenants": {
         "brand": {"domains": ["brand.example"],
-                  "identities": [{"provider": "m365sim", "tenant_id": BRAND_ID}]},
+                  "identities": [{"provider": "m365sim", "tenant_id": BRAND_ID,
+                                  "require": ["header", "dkim"],
+                                  "dkim_domains": ["brand.onmicrosoft.com"]}]},
         "attacker": {"domains": ["attacker.example"],
                      "identities": [{"provider": "m365sim", "tenant_id": ATTACKER_ID}]},
     },
@@ -71,13 +86,23 @@ MISCONFIG = json.loads(json.dumps(POLICY))
 MISCONFIG["tenants"]["brand"]["identities"] = [{"networks": ["127.0.0.0/24"]}]
 
 
-def message(token, from_value, tenant_ids=(ATTACKER_ID,), extra=(), body=None):
+# The provider's per-tenant DKIM keys (made in Scenario.start).
+PROVIDER_KEYS = {}
+
+
+def message(token, from_value, tenant_ids=(ATTACKER_ID,), extra=(), body=None,
+            signed_by=None):
+    """A message as the provider relays it: signed with the sending tenant's
+    provider domain (None: unsigned)."""
     headers = ([("From", from_value)] if from_value else []) + list(extra)
     headers += [("To", f"<{RCPT}>"), ("Subject", f"e2e {token}"),
                 ("Message-ID", f"<{token}@client.test>"),
                 ("Date", "Thu, 1 Aug 2024 10:00:00 +0000")]
     headers += [(TENANT_HEADER, t) for t in tenant_ids]
-    return E.build_message(headers, body or f"Hello from the e2e test, {token}.\r\n")
+    data = E.build_message(headers, body or f"Hello from the e2e test, {token}.\r\n")
+    if signed_by and from_value:
+        data = PROVIDER_KEYS[signed_by].sign(data)
+    return data
 
 
 def smuggling_payload(outer_token, inner_token):
@@ -106,6 +131,8 @@ class Scenario:
         self.signer = None
         self.gw = None
         self.refused_tokens = []
+        self.partial_tokens = []  # refused at end of data: the signer saw data, no dot
+        self.dns = None
 
     # ------------------------------------------------------------ helpers
     def expect_signed(self, token, domain, label, via_gateway=True):
@@ -139,6 +166,14 @@ class Scenario:
         self.policy = os.path.join(self.work, "policy.json")
         with open(self.policy, "w", encoding="utf-8") as fh:
             json.dump(POLICY, fh, indent=2)
+        E.log("== start a DNS server (ldns-testns) publishing the provider's per-tenant "
+              "DKIM keys (selector1._domainkey.<tenant>.onmicrosoft.com)")
+        keys_dir = os.path.join(self.work, "keys")
+        os.makedirs(keys_dir)
+        for domain in ("brand.onmicrosoft.com", "attacker.onmicrosoft.com"):
+            PROVIDER_KEYS[domain] = testns.DkimKey(keys_dir, "selector1", domain)
+        self.dns = testns.TestNs(self.work, "dns",
+                                 "".join(k.zone_entry() for k in PROVIDER_KEYS.values()))
 
     def before_picture(self):
         E.log("== BEFORE: the attacker's spoof sent DIRECTLY to the signer (no relaygate)")
@@ -198,14 +233,16 @@ class Scenario:
 
     def start_gateway(self):
         E.log("== start relaygate in front of the signer")
-        self.gw = E.Gateway(self.binary, self.work, self.policy, self.signer.port)
+        self.gw = E.Gateway(self.binary, self.work, self.policy, self.signer.port,
+                            dns_servers=[self.dns.server])
 
-    def accepted(self, label, source, mail_from, from_value, tenant_ids, domain):
+    def accepted(self, label, source, mail_from, from_value, tenant_ids, domain, signed_by):
         E.log(f"== {label}")
         before = len(self.gw.audit_lines())
         token = E.new_token(label.split()[0])
         res = E.send_mail("127.0.0.1", self.gw.smtp_port, mail_from, [RCPT],
-                          message(token, from_value, tenant_ids), source=source)
+                          message(token, from_value, tenant_ids, signed_by=signed_by),
+                          source=source)
         show(res)
         E.check(res["final"].code == 250, f"{label}: 250 after the final dot", res["final"])
         self.expect_signed(token, domain, label)
@@ -219,7 +256,7 @@ class Scenario:
 
     def refused(self, label, code, enhanced, reason, mail_from="ceo@brand.example",
                 from_value="<ceo@brand.example>", tenant_ids=(ATTACKER_ID,), extra=(),
-                smuggle=False):
+                smuggle=False, signed_by="attacker.onmicrosoft.com", at_end_of_data=False):
         E.log(f"== ATTACK via relaygate: {label}")
         before = len(self.gw.audit_lines())
         token = E.new_token("attack")
@@ -231,7 +268,8 @@ class Scenario:
                               source=ATTACKER_IP, raw_data=smuggling_payload(token, inner))
         else:
             res = E.send_mail("127.0.0.1", self.gw.smtp_port, mail_from, [RCPT],
-                              message(token, from_value, tenant_ids, extra), source=ATTACKER_IP)
+                              message(token, from_value, tenant_ids, extra, signed_by=signed_by),
+                              source=ATTACKER_IP)
         show(res)
         final = res["final"]
         E.check(final.code == code and final.enhanced == enhanced,
@@ -241,6 +279,16 @@ class Scenario:
         E.check(tx.get("reason") == reason and tx.get("reply") == final.lines[-1]
                 and tx.get("client") == ATTACKER_IP,
                 f"{label}: audit line reason={reason}, same reply", tx)
+        if at_end_of_data:
+            # The signer received the data, then lost the connection before
+            # the final dot: it must have discarded the partial message.
+            empty, files, pq = self.signer.queue_empty()
+            E.check(empty, f"{label}: Postfix queue empty (queue dirs + postqueue -p)",
+                    {"files": files, "postqueue": pq})
+            E.check(not self.signer.sink_find(token), f"{label}: sink has no copy")
+            E.check(tx.get("stage") == "end_of_data", f"{label}: decided at the commit point", tx)
+            self.partial_tokens.append(token)
+            return
         self.expect_nothing_reached_postfix(label, tokens)
         self.refused_tokens += tokens
 
@@ -252,7 +300,8 @@ class Scenario:
         self.start_gateway()
 
         self.accepted("brand sends as brand.example", BRAND_IP, "news@brand.example",
-                      '"Brand News" <news@brand.example>', (BRAND_ID,), "brand.example")
+                      '"Brand News" <news@brand.example>', (BRAND_ID,), "brand.example",
+                      signed_by="brand.onmicrosoft.com")
 
         self.refused("full spoof (envelope + From brand.example)", 550, "5.7.1",
                      "envelope_domain_unauthorized")
@@ -274,14 +323,28 @@ class Scenario:
                      "provider_attestation_failed", tenant_ids=(BRAND_ID, BRAND_ID))
         self.refused("no tenant header", 550, "5.7.1", "provider_attestation_failed",
                      tenant_ids=())
+        self.refused("brand's tenant id copied into the header, but the provider signed "
+                     "it as the attacker's tenant (d=attacker.onmicrosoft.com)", 550, "5.7.20",
+                     "provider_dkim_unverified", tenant_ids=(BRAND_ID,), at_end_of_data=True)
+        self.refused("brand's tenant id copied into the header, no DKIM signature", 550,
+                     "5.7.20", "provider_dkim_unverified", tenant_ids=(BRAND_ID,),
+                     signed_by=None, at_end_of_data=True)
 
         self.accepted("attacker sends as its own attacker.example", ATTACKER_IP,
                       "news@attacker.example", "<news@attacker.example>", (ATTACKER_ID,),
-                      "attacker.example")
+                      "attacker.example", signed_by="attacker.onmicrosoft.com")
 
         E.log("== final sweep: later mail has drained through the signer; "
               "still no trace of any refused message")
         self.expect_nothing_reached_postfix("final sweep", self.refused_tokens)
+        for t in self.partial_tokens:
+            E.check(not self.signer.sink_find(t), f"final sweep: sink has no copy of {t}")
+            # cleanup may have logged the partial message's id; the queue
+            # manager logs "<id>: from=<...>" only for committed messages.
+            ids = [m.group(1) for line in self.signer.postfix_log_has(t)
+                   for m in [re.search(r"\b([0-9A-F]{6,}): message-id=", line)] if m]
+            queued = [line for i in ids for line in self.signer.postfix_log_has(i + ": from=<")]
+            E.check(not queued, f"final sweep: Postfix never queued {t} (ids {ids})", queued)
         E.log(f"PASS: EchoSpoofing blocked by relaygate ({len(self.refused_tokens)} refused "
               f"messages never reached Postfix); brand and attacker's own mail signed and "
               f"valid ({time.monotonic() - t0:.1f}s)")
@@ -289,6 +352,8 @@ class Scenario:
     def close(self):
         if self.gw:
             self.gw.stop()
+        if self.dns:
+            self.dns.stop()
         if self.signer:
             self.signer.stop()
 

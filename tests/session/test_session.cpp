@@ -6,8 +6,11 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -41,6 +44,7 @@ struct FakeHooks : session::Hooks {
     double t = 0;
     std::vector<session::TransactionRecord> records;
     double now() override { return t += 0.001; }
+    std::uint64_t unix_time() override { return 1800000000; }  // 2027-01-15
     void on_transaction(const session::TransactionRecord& r) override { records.push_back(r); }
     void on_decision(std::string_view, double) override {}
     void on_reply(int) override {}
@@ -103,14 +107,25 @@ struct Run {
     FakeUpstream upstream;
     FakeHooks hooks;
     bool closed = false;
+    // Scripted DNS: TXT name -> answer (others: NXDOMAIN); what was asked.
+    std::map<std::string, dns::Answer> dns;
+    std::vector<std::string> dns_asked;
+    std::shared_ptr<const policy::Policy> policy;  // null: test_policy()
 };
+
+dns::Answer txt(std::vector<std::string> records, dns::Status status = dns::Status::ok) {
+    dns::Answer a;
+    a.status = status;
+    a.records = std::move(records);
+    return a;
+}
 
 // Runs a session from `client` (connection from `ip`), fed in the given
 // chunks, until the machine closes or wants input that is not there.
 void drive(Run& run, const std::vector<std::string>& chunks, const std::string& ip = "192.0.2.10",
            session::Settings settings = {}) {
     session::ClientInfo info{"t-1", ip, 12345};
-    SessionMachine m(settings, test_policy(), info, run.hooks);
+    SessionMachine m(settings, run.policy ? run.policy : test_policy(), info, run.hooks);
     std::size_t next_chunk = 0;
     for (int guard = 0; guard < 100000; ++guard) {
         Action a = m.next();
@@ -134,6 +149,12 @@ void drive(Run& run, const std::vector<std::string>& chunks, const std::string& 
             case Action::Kind::close:
                 run.closed = true;
                 return;
+            case Action::Kind::dns_lookup: {
+                run.dns_asked.push_back(a.bytes);
+                auto it = run.dns.find(a.bytes);
+                m.on_dns_result(it != run.dns.end() ? it->second : txt({}, dns::Status::nxdomain));
+                break;
+            }
             default:
                 m.on_upstream_result(run.upstream.handle(a));
                 break;
@@ -476,4 +497,145 @@ TEST_CASE("a relay's own 421 (idle timeout) is a lost connection, not the client
     CHECK(count(r.upstream.log, "abort") == 1);
     CHECK(count(r.upstream.log, "connect") == 2);
     CHECK(count(r.upstream.log, "commit") == 2);
+}
+
+// --- DNS-verified domains and DKIM corroboration --------------------------
+
+namespace {
+
+const char* kDnsPolicy = R"({
+  "version": 1,
+  "providers": {
+    "m365": { "networks": ["40.92.0.0/15"], "tenant_header": "X-Tenant" }
+  },
+  "tenants": {
+    "verified": { "domains": [{"domain": "verified.example", "verify": "dns"}],
+                  "identities": [ { "networks": ["192.0.2.0/24"] } ] },
+    "brand": { "domains": ["vectors.example"],
+               "identities": [ { "provider": "m365", "tenant_id": "brand-id",
+                                 "require": ["header", "dkim"],
+                                 "dkim_domains": ["vectors.example"] } ] }
+  }
+})";
+
+std::shared_ptr<const policy::Policy> dns_policy() {
+    static auto p = [] {
+        auto r = policy::Policy::load_text(kDnsPolicy);
+        REQUIRE(r.ok());
+        return std::move(r).value();
+    }();
+    return p;
+}
+
+std::string read_vector(const std::string& name) {
+    std::ifstream in(std::string(RELAYGATE_SOURCE_DIR) + "/tests/dkim/vectors/" + name,
+                     std::ios::binary);
+    REQUIRE(in);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// The key record of a vector, as the DNS answer for its key name.
+dns::Answer key_answer(const std::string& key_name) {
+    std::string record = read_vector("dns/" + key_name + ".txt");
+    while (!record.empty() && (record.back() == '\n' || record.back() == '\r'))
+        record.pop_back();
+    return txt({record});
+}
+
+}  // namespace
+
+TEST_CASE("a DNS-verified domain is sent on only while its TXT record names the tenant") {
+    const std::string mail = transaction("a@verified.example");
+    const std::string data =
+        stuffed("From: a@verified.example\r\nSubject: s\r\n\r\nhi\r\n") + ".\r\n";
+    auto run = [&](std::optional<dns::Answer> answer) {
+        Run r;
+        r.policy = dns_policy();
+        if (answer) r.dns["_relaygate.verified.example"] = *answer;
+        drive(r, {mail, data, "QUIT\r\n"});
+        return r;
+    };
+    auto ok = run(txt({"v=spf1 -all", "v=relaygate1; tenant=verified"}));
+    CHECK(has(ok.client_out, "250 2.0.0 Ok: queued as ABC123"));
+    // Asked once at MAIL FROM; the header's From reuses the answer.
+    CHECK(ok.dns_asked == std::vector<std::string>{"_relaygate.verified.example"});
+    CHECK(count(ok.upstream.log, "commit") == 1);
+
+    auto other = run(txt({"v=relaygate1; tenant=someone-else"}));
+    CHECK(has(other.client_out,
+              "550 5.7.1 Domain is not verified in DNS for your account: publish TXT "
+              "_relaygate.verified.example \"v=relaygate1; tenant=verified\"\r\n"));
+    CHECK(other.upstream.log.empty());  // the relay never heard of it
+
+    auto missing = run(std::nullopt);  // NXDOMAIN
+    CHECK(has(missing.client_out, "550 5.7.1 Domain is not verified"));
+    CHECK(missing.hooks.records.at(0).reason == Reason::domain_not_verified);
+
+    auto broken = run(txt({}, dns::Status::servfail));
+    CHECK(has(broken.client_out, "451 4.4.3 "));
+    CHECK(broken.hooks.records.at(0).reason == Reason::dns_tempfail);
+    CHECK(broken.upstream.log.empty());
+}
+
+TEST_CASE("a provider identity that requires DKIM is committed only with a passing signature") {
+    // A real signature (tests/dkim/vectors, made by python3-dkim), with the
+    // provider's tenant header added on top (not covered by h=).
+    const std::string signed_message =
+        "X-Tenant: brand-id\r\n" + read_vector("dkimpy_ed25519_relaxed_relaxed.eml");
+    auto run = [&](const std::string& message, bool key_available) {
+        Run r;
+        r.policy = dns_policy();
+        if (key_available)
+            r.dns["ed25519._domainkey.vectors.example"] =
+                key_answer("ed25519._domainkey.vectors.example");
+        else
+            r.dns["ed25519._domainkey.vectors.example"] = txt({}, dns::Status::timeout);
+        drive(r, {transaction("joe@vectors.example"), stuffed(message) + ".\r\n", "QUIT\r\n"},
+              "40.92.1.1");
+        return r;
+    };
+    auto ok = run(signed_message, true);
+    CHECK(has(ok.client_out, "250 2.0.0 Ok: queued as ABC123"));
+    CHECK(ok.dns_asked == std::vector<std::string>{"ed25519._domainkey.vectors.example"});
+    REQUIRE(ok.hooks.records.size() == 1);
+    CHECK(ok.hooks.records[0].dkim == "pass d=vectors.example s=ed25519");
+    CHECK(count(ok.upstream.log, "commit") == 1);
+
+    // Split at many points: the body hash is the same however it streams.
+    for (std::size_t split : {1u, 100u, 777u, 1500u}) {
+        Run r;
+        r.policy = dns_policy();
+        r.dns["ed25519._domainkey.vectors.example"] =
+            key_answer("ed25519._domainkey.vectors.example");
+        std::string data = stuffed(signed_message) + ".\r\n";
+        split = std::min(split, data.size() - 1);
+        drive(r,
+              {transaction("joe@vectors.example"), data.substr(0, split), data.substr(split),
+               "QUIT\r\n"},
+              "40.92.1.1");
+        CAPTURE(split);
+        CHECK(has(r.client_out, "250 2.0.0 Ok: queued as ABC123"));
+    }
+
+    // Tampered body: the relay had the data but never gets the final dot.
+    std::string tampered = signed_message;
+    tampered.replace(tampered.find("\r\n\r\n") + 4, 1, "X");  // the body's first byte
+    auto bad = run(tampered, true);
+    CHECK(has(bad.client_out, "550 5.7.20 "));
+    CHECK(bad.hooks.records.at(0).reason == Reason::provider_dkim_unverified);
+    CHECK(count(bad.upstream.log, "commit") == 0);
+    CHECK(count(bad.upstream.log, "abort") == 1);
+
+    // No signature at all.
+    auto unsigned_run =
+        run("X-Tenant: brand-id\r\nFrom: joe@vectors.example\r\nSubject: s\r\n\r\nhi\r\n", true);
+    CHECK(has(unsigned_run.client_out, "550 5.7.20 "));
+    CHECK(unsigned_run.dns_asked.empty());
+
+    // The key cannot be fetched: try again later, never accept.
+    auto timeout = run(signed_message, false);
+    CHECK(has(timeout.client_out, "451 4.4.3 "));
+    CHECK(count(timeout.upstream.log, "commit") == 0);
 }
