@@ -383,6 +383,18 @@ def make_workdir(prefix):
     return d
 
 
+def relaygate_explain_dkim(binary, policy, client_ip, mail_from, eml, dns_server):
+    """The DKIM results `relaygate explain --message` reports for a file."""
+    p = subprocess.run([binary, "explain", "--policy", policy, "--client-ip", client_ip,
+                        "--mail-from", mail_from, "--message", eml, "--dns-server", dns_server,
+                        "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=60, check=False)
+    try:
+        return json.loads(p.stdout)["dkim"]
+    except (ValueError, KeyError) as e:
+        raise TestFailure(f"relaygate explain: {e}: {p.stdout} {p.stderr}") from e
+
+
 def relaygate_check(binary, policy):
     p = subprocess.run([binary, "check", "--policy", policy], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=30, check=False)

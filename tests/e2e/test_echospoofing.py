@@ -25,6 +25,8 @@ Asserts:
     policy granting `networks` on the shared range, naming EchoSpoofing;
  2. brand's mail through relaygate is relayed, reaches the sink with a
     valid DKIM-Signature d=brand.example and relaygate's verdict header;
+    relaygate's own verifier (`explain --message`, keys from the DNS server)
+    passes both OpenDKIM's signature and the provider's one on that copy;
  3. every attacker variant through relaygate (full spoof, envelope only,
     header only, second From, display-name spoof, bare-LF smuggling, two
     tenant-id headers, the brand's tenant id twice, no tenant id) is refused
@@ -172,8 +174,16 @@ class Scenario:
         os.makedirs(keys_dir)
         for domain in ("brand.onmicrosoft.com", "attacker.onmicrosoft.com"):
             PROVIDER_KEYS[domain] = testns.DkimKey(keys_dir, "selector1", domain)
-        self.dns = testns.TestNs(self.work, "dns",
-                                 "".join(k.zone_entry() for k in PROVIDER_KEYS.values()))
+        zone = "".join(k.zone_entry() for k in PROVIDER_KEYS.values())
+        # The signer's own keys too (opendkim-genkey zone files), so that
+        # relaygate can verify what OpenDKIM signed (see accepted()).
+        selector = self.signer.env["DKIM_SELECTOR"]
+        for domain in ("brand.example", "attacker.example"):
+            with open(os.path.join(self.signer.key_dir, domain, selector + ".txt"),
+                      encoding="ascii") as fh:
+                record = "".join(re.findall(r'"([^"]*)"', fh.read()))
+            zone += testns.txt_entry(f"{selector}._domainkey.{domain}.", [record])
+        self.dns = testns.TestNs(self.work, "dns", zone)
 
     def before_picture(self):
         E.log("== BEFORE: the attacker's spoof sent DIRECTLY to the signer (no relaygate)")
@@ -245,7 +255,16 @@ class Scenario:
                           source=source)
         show(res)
         E.check(res["final"].code == 250, f"{label}: 250 after the final dot", res["final"])
-        self.expect_signed(token, domain, label)
+        eml = self.expect_signed(token, domain, label)
+        # relaygate's own DKIM verifier, fetching keys from the DNS server,
+        # on what reached the sink: OpenDKIM's signature and the provider's
+        # (relaygate forwarded the message as received, plus one header).
+        out = E.relaygate_explain_dkim(self.binary, self.policy, source, mail_from, eml,
+                                       self.dns.server)
+        got = sorted((s["status"], s["domain"]) for s in out)
+        E.check(got == sorted([("pass", domain), ("pass", signed_by)]),
+                f"{label}: relaygate verifies OpenDKIM's d={domain} and the provider's "
+                f"d={signed_by} signatures", out)
         # Positive control for the "Postfix never saw message X" checks below.
         E.check(any("message-id=<" + token in line for line in self.signer.postfix_log_has(token)),
                 f"{label}: Postfix's log shows its message-id (the log check sees messages)")

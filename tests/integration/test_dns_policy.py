@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
 import harness  # noqa: E402
-from harness import Client, GatewayTestCase, message, wait_for  # noqa: E402
+from harness import Client, GatewayTestCase, message  # noqa: E402
 import testns  # noqa: E402
 
 SOURCE = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
