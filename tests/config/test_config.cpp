@@ -64,3 +64,32 @@ TEST_CASE("invalid JSON is one error") {
     REQUIRE_FALSE(c.ok());
     CHECK(c.error().size() == 1);
 }
+
+TEST_CASE("dns: servers, timeout, attempts and cache size") {
+    auto c = parse_config("{}", ".");
+    REQUIRE(c.ok());
+    CHECK(c->dns.servers.empty());  // /etc/resolv.conf
+    CHECK(c->dns.timeout_ms == 2000);
+    CHECK(c->dns.attempts == 2);
+    CHECK(c->dns.cache_entries == 10000);
+
+    c = parse_config(R"({ "dns": { "servers": ["127.0.0.1:5353", "::1", "[::1]:53"],
+                                   "timeout_ms": 500, "attempts": 3, "cache_entries": 0 } })",
+                     ".");
+    REQUIRE(c.ok());
+    CHECK(c->dns.servers == std::vector<std::string>{"127.0.0.1:5353", "::1", "[::1]:53"});
+    CHECK(c->dns.timeout_ms == 500);
+    CHECK(c->dns.attempts == 3);
+    CHECK(c->dns.cache_entries == 0);
+
+    auto bad = parse_config(R"({ "dns": { "servers": ["ns.example", "127.0.0.1:99999", 5],
+                                          "timeout_ms": 0, "attempts": 11, "retries": 1 } })",
+                            ".");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(has_error(bad.error(), "dns.servers[0]"));
+    CHECK(has_error(bad.error(), "dns.servers[1]"));
+    CHECK(has_error(bad.error(), "dns.servers[2]"));
+    CHECK(has_error(bad.error(), "dns.timeout_ms"));
+    CHECK(has_error(bad.error(), "dns.attempts"));
+    CHECK(has_error(bad.error(), "dns.retries"));
+}
