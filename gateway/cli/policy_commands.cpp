@@ -302,6 +302,10 @@ void run_explain(const ExplainOptions& o) {
     const Decision& last = eod ? *eod : header ? *header : mail;
     bool accepted = last.accepted() && !(last.pending_header);
 
+    const std::string_view final_word = accepted              ? "accept"
+                                        : last.pending_header ? "pending_header"
+                                        : last.verdict == policy::Verdict::tempfail ? "tempfail"
+                                                                                    : "reject";
     if (o.json) {
         nlohmann::json out = {
             {"policy_hash", pol->hash()},
@@ -310,9 +314,7 @@ void run_explain(const ExplainOptions& o) {
             {"end_of_data", eod ? to_json(*eod) : nlohmann::json()},
             {"dns", gathered.dns},
             {"dkim", gathered.dkim},
-            {"final", accepted              ? "accept"
-                      : last.pending_header ? "pending_header"
-                                            : "reject"},
+            {"final", final_word},
         };
         fmt::print("{}\n", out.dump(2));
     } else {
@@ -343,9 +345,7 @@ void run_explain(const ExplainOptions& o) {
                 "--from/--sender/--tenant-header)\n");
         }
         if (eod) print_decision("end of data", *eod);
-        fmt::print("final: {}\n", accepted              ? "accept"
-                                  : last.pending_header ? "pending header"
-                                                        : "reject");
+        fmt::print("final: {}\n", final_word);
     }
     if (!accepted) exit_with(1);
 }
@@ -422,7 +422,8 @@ void add_policy_commands(CLI::App& app) {
     explain->add_option("--mail-from", o->mail_from, "Envelope sender: user@domain, or <> for null")
         ->required();
     explain->add_option("--message", o->message_file,
-                        "Message file (.eml) to read originators from");
+                        "Message file (.eml, CRLF lines): originators, tenant header, and its "
+                        "DKIM signatures (keys fetched over DNS)");
     explain->add_option("--auth-user", o->auth_user, "Authenticated SMTP AUTH user");
     explain->add_option("--client-cert-sha256", o->cert_sha256,
                         "SHA-256 of the client certificate (hex)");

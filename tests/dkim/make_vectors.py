@@ -3,7 +3,15 @@
 The RFC 8463 Appendix A files (rfc8463.eml and the football.example.com
 records) are copied from the RFC and left alone.
 
-    /usr/bin/python3 tests/dkim/make_vectors.py
+    /usr/bin/python3 tests/dkim/make_vectors.py              # everything
+    /usr/bin/python3 tests/dkim/make_vectors.py --only NAME...  # some vectors
+    /usr/bin/python3 tests/dkim/make_vectors.py --list
+
+Keys are random, so a full run rewrites every file.  --only writes just the
+named vectors and the keys they use, leaving every other file byte-identical;
+since a new key invalidates the other vectors signed with it, --only refuses
+unless those are named too (adding a vector with a key of its own touches
+nothing else).
 
 Needs opendkim-genkey and opendkim (opendkim-tools, opendkim), openssl and
 Debian's python3-dkim.  Writes, for every vector, <name>.eml (the signed
@@ -13,9 +21,14 @@ message, CRLF lines) and, for every key, dns/<selector>._domainkey.<domain>.txt
 Signers: python3-dkim (dkim.sign; one signature built with its gen_header to
 get t=/x=) and OpenDKIM itself (the daemon in signing mode, driven over the
 milter protocol by the small client below, since opendkim-testmsg only signs
-with rsa-sha1).  Keys are random, so a rerun changes every file.
+with rsa-sha1).  OpenDKIM signs with Ed25519 (a=ed25519-sha256) from a
+PKCS#8 PEM key (openssl genpkey -algorithm ed25519) named in a KeyTable, but
+only when SignatureAlgorithm is ed25519-sha256: the algorithm is a global
+setting, and with the default rsa-sha256 the Ed25519 key makes dkim_eom()
+fail ("EVP_PKEY_get1_RSA() failed", SMTP 451 4.7.0 resource unavailable).
 """
 
+import argparse
 import base64
 import os
 import re
@@ -90,8 +103,9 @@ def zone_txt(path):
 def rsa_genkey(tmp, selector, bits):
     run("opendkim-genkey", "-b", str(bits), "-d", DOMAIN, "-s", selector, "-D", tmp)
     write_dns(selector, zone_txt(os.path.join(tmp, selector + ".txt")))
-    with open(os.path.join(tmp, selector + ".private"), "rb") as fh:
-        return fh.read()
+    path = os.path.join(tmp, selector + ".private")
+    with open(path, "rb") as fh:
+        return fh.read(), path
 
 
 def rsa_small_key(tmp, selector, bits):
@@ -103,7 +117,7 @@ def rsa_small_key(tmp, selector, bits):
               capture_output=True).stdout
     write_dns(selector, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode())
     with open(pem, "rb") as fh:
-        return fh.read()
+        return fh.read(), pem
 
 
 def ed25519_key(tmp, selector):
@@ -115,7 +129,7 @@ def ed25519_key(tmp, selector):
     priv = run("openssl", "pkey", "-in", pem, "-outform", "DER",
                capture_output=True).stdout[-32:]
     write_dns(selector, "v=DKIM1; k=ed25519; p=" + base64.b64encode(pub).decode())
-    return base64.b64encode(priv)  # dkimpy takes the base64 seed
+    return base64.b64encode(priv), pem  # dkimpy takes the base64 seed
 
 
 def dkimpy_sign(name, selector, key, algo, canon, length=False):
@@ -207,15 +221,27 @@ def milter_sign(port, message):
     return added
 
 
-def opendkim_sign(tmp, name, selector, keyfile, extra):
+def opendkim_sign(tmp, name, selector, keyfile, extra, algorithm="rsa-sha256",
+                  keytable=False):
+    """keytable: name the key in a KeyTable/SigningTable instead of KeyFile."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     conf = os.path.join(tmp, "opendkim-%s.conf" % name)
     with open(conf, "w") as fh:
-        fh.write("Mode s\nDomain %s\nSelector %s\nKeyFile %s\n" % (DOMAIN, selector, keyfile))
+        if keytable:
+            kt = os.path.join(tmp, "keytable-%s" % name)
+            st = os.path.join(tmp, "signingtable-%s" % name)
+            with open(kt, "w") as t:
+                t.write("%s %s:%s:%s\n" % (selector, DOMAIN, selector, keyfile))
+            with open(st, "w") as t:
+                t.write("*@%s %s\n" % (DOMAIN, selector))
+            fh.write("Mode s\nKeyTable file:%s\nSigningTable refile:%s\n" % (kt, st))
+        else:
+            fh.write("Mode s\nDomain %s\nSelector %s\nKeyFile %s\n"
+                     % (DOMAIN, selector, keyfile))
         fh.write("Socket inet:%d@127.0.0.1\nBackground no\nSyslog no\n" % port)
-        fh.write("RequireSafeKeys no\nSignatureAlgorithm rsa-sha256\n")
+        fh.write("RequireSafeKeys no\nSignatureAlgorithm %s\n" % algorithm)
         fh.write("PidFile %s\n" % os.path.join(tmp, "opendkim-%s.pid" % name))
         fh.write(extra)
     proc = subprocess.Popen(["opendkim", "-f", "-x", conf])
@@ -240,47 +266,100 @@ def opendkim_sign(tmp, name, selector, keyfile, extra):
     write(name + ".eml", crlf(b"DKIM-Signature: " + sigs[0][1]) + b"\r\n" + MESSAGE)
 
 
+# Keys by selector: generator(tmp) -> (key for dkimpy, key file for opendkim).
+KEYS = {
+    "rsa1024": lambda tmp: rsa_genkey(tmp, "rsa1024", 1024),
+    "rsa2048": lambda tmp: rsa_genkey(tmp, "rsa2048", 2048),
+    "rsa512": lambda tmp: rsa_small_key(tmp, "rsa512", 512),
+    "ed25519": lambda tmp: ed25519_key(tmp, "ed25519"),
+    # Keys of their own for vectors added later, so adding them (--only) left
+    # the earlier vectors and records alone.
+    "opendkim-rsa2048": lambda tmp: rsa_genkey(tmp, "opendkim-rsa2048", 2048),
+    "opendkim-ed25519": lambda tmp: ed25519_key(tmp, "opendkim-ed25519"),
+}
+
+
+def dkimpy(algo, canon, **kw):
+    return lambda tmp, name, sel, key: dkimpy_sign(name, sel, key[0], algo, canon, **kw)
+
+
+def opendkim(extra, **kw):
+    return lambda tmp, name, sel, key: opendkim_sign(tmp, name, sel, key[1], extra, **kw)
+
+
+# name -> (selector of the key, signer(tmp, name, selector, key)).
+VECTORS = {
+    "dkimpy_rsa2048_simple_simple": ("rsa2048", dkimpy(b"rsa-sha256", (b"simple", b"simple"))),
+    "dkimpy_rsa2048_relaxed_relaxed": ("rsa2048",
+                                       dkimpy(b"rsa-sha256", (b"relaxed", b"relaxed"))),
+    "dkimpy_rsa1024_relaxed_simple": ("rsa1024",
+                                      dkimpy(b"rsa-sha256", (b"relaxed", b"simple"))),
+    "dkimpy_ed25519_simple_simple": ("ed25519",
+                                     dkimpy(b"ed25519-sha256", (b"simple", b"simple"))),
+    "dkimpy_ed25519_relaxed_relaxed": ("ed25519",
+                                       dkimpy(b"ed25519-sha256", (b"relaxed", b"relaxed"))),
+    "dkimpy_ed25519_relaxed_simple": ("ed25519",
+                                      dkimpy(b"ed25519-sha256", (b"relaxed", b"simple"))),
+    "dkimpy_rsa2048_length": ("rsa2048", dkimpy(b"rsa-sha256", (b"relaxed", b"relaxed"),
+                                                length=True)),
+    "dkimpy_rsa512": ("rsa512", dkimpy(b"rsa-sha256", (b"relaxed", b"relaxed"))),
+    # Fixed t=/x=: the test verifies with `now` on both sides of x=.
+    "dkimpy_rsa2048_ttl": ("rsa2048", lambda tmp, name, sel, key: dkimpy_sign_ttl(
+        name, sel, key[0], 1700000000, 1700003600)),
+    "opendkim_rsa2048_relaxed_relaxed": ("rsa2048", opendkim(
+        "Canonicalization relaxed/relaxed\nOversignHeaders From\n")),
+    "opendkim_rsa2048_simple_simple": ("rsa2048", opendkim("Canonicalization simple/simple\n")),
+    "opendkim_rsa2048_ttl": ("rsa2048", opendkim(
+        "Canonicalization relaxed/simple\nSignatureTTL 3600\n")),
+    "opendkim_rsa2048_relaxed_simple": ("opendkim-rsa2048", opendkim(
+        "Canonicalization relaxed/simple\n", keytable=True)),
+    "opendkim_ed25519_simple_simple": ("opendkim-ed25519", opendkim(
+        "Canonicalization simple/simple\n", algorithm="ed25519-sha256", keytable=True)),
+    "opendkim_ed25519_relaxed_relaxed": ("opendkim-ed25519", opendkim(
+        "Canonicalization relaxed/relaxed\nOversignHeaders From\n",
+        algorithm="ed25519-sha256", keytable=True)),
+}
+
+
 def main():
-    os.makedirs(OUT, exist_ok=True)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(VECTORS),
+                    help="write only these vectors (and their keys)")
+    ap.add_argument("--list", action="store_true", help="list the vector names and keys")
+    args = ap.parse_args()
+    if args.list:
+        for name, (sel, _) in VECTORS.items():
+            print("%-40s key %s" % (name, sel))
+        return 0
+    names = list(VECTORS) if args.only is None else [n for n in VECTORS if n in args.only]
+    selectors = sorted({VECTORS[n][0] for n in names})
+    stale = [n for n, (sel, _) in VECTORS.items() if sel in selectors and n not in names]
+    if stale:
+        print("a new key for %s would invalidate %s: name them too"
+              % (", ".join(selectors), " ".join(stale)), file=sys.stderr)
+        return 2
+
     os.makedirs(os.path.join(OUT, "dns"), exist_ok=True)
-    for f in os.listdir(os.path.join(OUT, "dns")):
-        if f.endswith("." + DOMAIN + ".txt"):
-            os.unlink(os.path.join(OUT, "dns", f))
-    for f in os.listdir(OUT):
-        if f.endswith(".eml") and not f.startswith("rfc8463"):
-            os.unlink(os.path.join(OUT, f))
+    for sel in selectors:
+        path = os.path.join(OUT, "dns", "%s._domainkey.%s.txt" % (sel, DOMAIN))
+        if os.path.exists(path):
+            os.unlink(path)
+    for name in names:
+        if os.path.exists(os.path.join(OUT, name + ".eml")):
+            os.unlink(os.path.join(OUT, name + ".eml"))
+    if args.only is None:  # drop leftovers of vectors and keys no longer listed
+        for f in os.listdir(os.path.join(OUT, "dns")):
+            if f.endswith("." + DOMAIN + ".txt"):
+                os.unlink(os.path.join(OUT, "dns", f))
+        for f in os.listdir(OUT):
+            if f.endswith(".eml") and not f.startswith("rfc8463"):
+                os.unlink(os.path.join(OUT, f))
     tmp = tempfile.mkdtemp(prefix="relaygate-dkim-vectors.")
     try:
-        rsa1024 = rsa_genkey(tmp, "rsa1024", 1024)
-        rsa2048 = rsa_genkey(tmp, "rsa2048", 2048)
-        rsa512 = rsa_small_key(tmp, "rsa512", 512)
-        ed = ed25519_key(tmp, "ed25519")
-
-        dkimpy_sign("dkimpy_rsa2048_simple_simple", "rsa2048", rsa2048, b"rsa-sha256",
-                    (b"simple", b"simple"))
-        dkimpy_sign("dkimpy_rsa2048_relaxed_relaxed", "rsa2048", rsa2048, b"rsa-sha256",
-                    (b"relaxed", b"relaxed"))
-        dkimpy_sign("dkimpy_rsa1024_relaxed_simple", "rsa1024", rsa1024, b"rsa-sha256",
-                    (b"relaxed", b"simple"))
-        dkimpy_sign("dkimpy_ed25519_simple_simple", "ed25519", ed, b"ed25519-sha256",
-                    (b"simple", b"simple"))
-        dkimpy_sign("dkimpy_ed25519_relaxed_relaxed", "ed25519", ed, b"ed25519-sha256",
-                    (b"relaxed", b"relaxed"))
-        dkimpy_sign("dkimpy_ed25519_relaxed_simple", "ed25519", ed, b"ed25519-sha256",
-                    (b"relaxed", b"simple"))
-        dkimpy_sign("dkimpy_rsa2048_length", "rsa2048", rsa2048, b"rsa-sha256",
-                    (b"relaxed", b"relaxed"), length=True)
-        dkimpy_sign("dkimpy_rsa512", "rsa512", rsa512, b"rsa-sha256", (b"relaxed", b"relaxed"))
-        # Fixed t=/x=: the test verifies with `now` on both sides of x=.
-        dkimpy_sign_ttl("dkimpy_rsa2048_ttl", "rsa2048", rsa2048, 1700000000, 1700003600)
-
-        key2048 = os.path.join(tmp, "rsa2048.private")
-        opendkim_sign(tmp, "opendkim_rsa2048_relaxed_relaxed", "rsa2048", key2048,
-                      "Canonicalization relaxed/relaxed\nOversignHeaders From\n")
-        opendkim_sign(tmp, "opendkim_rsa2048_simple_simple", "rsa2048", key2048,
-                      "Canonicalization simple/simple\n")
-        opendkim_sign(tmp, "opendkim_rsa2048_ttl", "rsa2048", key2048,
-                      "Canonicalization relaxed/simple\nSignatureTTL 3600\n")
+        keys = {sel: KEYS[sel](tmp) for sel in selectors}
+        for name in names:
+            sel, signer = VECTORS[name]
+            signer(tmp, name, sel, keys[sel])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
