@@ -279,6 +279,10 @@ KEYS = {
 }
 
 
+# Vectors the self-check expects python3-dkim to reject (see VECTORS).
+BAD_SIGNATURE = {"opendkim_ed25519_simple_simple"}
+
+
 def dkimpy(algo, canon, **kw):
     return lambda tmp, name, sel, key: dkimpy_sign(name, sel, key[0], algo, canon, **kw)
 
@@ -313,8 +317,17 @@ VECTORS = {
         "Canonicalization relaxed/simple\nSignatureTTL 3600\n")),
     "opendkim_rsa2048_relaxed_simple": ("opendkim-rsa2048", opendkim(
         "Canonicalization relaxed/simple\n", keytable=True)),
+    # OpenDKIM 2.11.0~beta2 signs an Ed25519 DKIM-Signature folded one way
+    # and inserts it folded another: it hashes "...h=From:To:Subject:Date; b="
+    # (b= on the h= line, as if the value were short) but emits
+    # "...h=From:To:Subject:Date;\n\tb=<88 characters>".  With relaxed header
+    # canonicalization that is harmless; with simple it makes the signature
+    # bad (dkimpy agrees), so this vector is a real OpenDKIM signature that
+    # must fail.  RSA is unaffected (the b= line break is in both).
     "opendkim_ed25519_simple_simple": ("opendkim-ed25519", opendkim(
         "Canonicalization simple/simple\n", algorithm="ed25519-sha256", keytable=True)),
+    "opendkim_ed25519_relaxed_simple": ("opendkim-ed25519", opendkim(
+        "Canonicalization relaxed/simple\n", algorithm="ed25519-sha256", keytable=True)),
     "opendkim_ed25519_relaxed_relaxed": ("opendkim-ed25519", opendkim(
         "Canonicalization relaxed/relaxed\nOversignHeaders From\n",
         algorithm="ed25519-sha256", keytable=True)),
@@ -372,9 +385,13 @@ def main():
             continue
         msg = open(os.path.join(OUT, f), "rb").read()
         ok = dkim.verify(msg, dnsfunc=dnsfunc, minkey=512 if "rsa512" in f else 1024)
-        # The ttl vectors have x= in the past of the real clock: dkimpy says fail.
-        print("%-40s dkimpy verify: %s" % (f, "pass" if ok else "fail"))
-        if not ok and "ttl" not in f:
+        # The ttl vectors pass or fail by the real clock (x=); BAD_SIGNATURE
+        # must fail, everything else pass.
+        expect = None if "ttl" in f else f[:-len(".eml")] not in BAD_SIGNATURE
+        print("%-40s dkimpy verify: %s%s" % (f, "pass" if ok else "fail",
+                                             "" if ok == expect or expect is None
+                                             else "  UNEXPECTED"))
+        if expect is not None and ok != expect:
             return 1
     return 0
 

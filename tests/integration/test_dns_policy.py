@@ -252,7 +252,12 @@ class DnsPolicyTest(GatewayTestCase):
                     capture_output=True, text=True, timeout=60, check=False)
                 out = json.loads(p.stdout)
                 statuses = [s["status"] for s in out["dkim"]]
-                expect = "permerror" if "rsa512" in vector else "pass"
+                # rsa512: key too short; opendkim_ed25519_simple_simple: OpenDKIM
+                # 2.11 signs a header different from the one it inserts
+                # (tests/dkim/make_vectors.py), python3-dkim rejects it too.
+                expect = ("permerror" if "rsa512" in vector
+                          else "fail" if vector == "opendkim_ed25519_simple_simple.eml"
+                          else "pass")
                 self.assertEqual(statuses, [expect], out["dkim"])
                 if "length" in vector:
                     self.assertTrue(out["dkim"][0]["length_limited"])
