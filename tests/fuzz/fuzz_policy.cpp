@@ -1,6 +1,7 @@
 // libFuzzer target for the policy loader: arbitrary bytes as a policy file
 // must give a Policy or diagnostics, never a crash, hang or leak; a loaded
-// policy must then decide fixed facts without throwing.
+// policy must then decide fixed facts without throwing, and DNS-verified
+// grants must ask for their proof and never accept without it.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -35,6 +36,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             hdr.provider_header_values.push_back("0b0e3c4e-5d6f-4a1b-8c9d-112233445566");
             (void)p.at_mail_from(conn, env);
             (void)p.at_end_of_data(conn, env, hdr, {});
+            // DNS and DKIM facts: an incomplete decision never accepts, and
+            // answering what it asked for never asks for the same again.
+            const DkimFact sig{"contoso.onmicrosoft.com", "s", DkimFact::Status::pass,
+                               "s._domainkey.acme.onmicrosoft.com", false};
+            for (auto status : {DomainProof::Status::found, DomainProof::Status::missing,
+                                DomainProof::Status::error}) {
+                EnvelopeFacts e = env;
+                for (int round = 0; round < 4; ++round) {
+                    Decision d = p.at_end_of_data(conn, e, hdr, {sig}, Trace::off);
+                    if (d.dns_needed.empty()) break;
+                    if (d.verdict != Verdict::tempfail) __builtin_trap();
+                    for (const auto& proof : e.domain_proofs)
+                        if (proof.domain == d.dns_needed.front()) __builtin_trap();
+                    e.domain_proofs.push_back({d.dns_needed.front(), status, {"acme"}});
+                }
+            }
         }
     }
     return 0;

@@ -2,14 +2,16 @@
 """The DNS client end to end: `relaygate resolve` against ldns-testns
 (ldnsutils) serving scripted answers on loopback -- record types, CNAME
 chains inside one answer and across queries, negative answers, SERVFAIL,
-TC=1 retried over TCP, timeouts, fallback to a second server, and replies
-with a wrong id ignored."""
+TC=1 retried over TCP, timeouts, fallback to a second server, replies
+with a wrong id or from another source port ignored, and a fresh random id
+and source port for every query (a small recording responder, Recorder)."""
 
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -60,6 +62,52 @@ def dead_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Recorder:
+    """A UDP DNS responder in a thread: records (source port, id) of every
+    query; answers NXDOMAIN (id and question copied) to query number
+    `answer_from` on, from its own socket, or from `spoof_from` (another
+    socket: a forged source port)."""
+
+    def __init__(self, answer_from=0, spoof=False):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if spoof else None
+        if self.spoof:
+            self.spoof.bind(("127.0.0.1", 0))
+        self.server = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.answer_from = answer_from
+        self.queries = []
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.queries.append((peer[1], int.from_bytes(data[:2], "big")))
+            if len(self.queries) <= self.answer_from:
+                continue
+            qend = 12
+            while data[qend] != 0:  # the question name, then type and class
+                qend += data[qend] + 1
+            question = data[12:qend + 5]
+            reply = data[:2] + b"\x81\x83" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + question
+            (self.spoof or self.sock).sendto(reply, peer)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(5)
+        self.sock.close()
+        if self.spoof:
+            self.spoof.close()
 
 
 class DnsTest(GatewayTestCase):
@@ -168,6 +216,32 @@ class DnsTest(GatewayTestCase):
                            attempts=1)
         self.assertAnswer(out, "ok", ["right server"], 0)
         self.assertGreaterEqual(out["elapsed"], 0.7)
+
+    def test_random_ids_and_source_ports(self):
+        # The first three queries go unanswered: four attempts, each from a
+        # fresh socket (its own random port) with a fresh random id.
+        rec = Recorder(answer_from=3)
+        self.addCleanup(rec.stop)
+        out = self.resolve("random.test", servers=[rec.server], timeout=0.3, attempts=4)
+        self.assertAnswer(out, "nxdomain", [], 1)
+        ports = [p for p, _ in rec.queries]
+        ids = [i for _, i in rec.queries]
+        self.assertEqual(len(rec.queries), 4, rec.queries)
+        self.assertEqual(len(set(ports)), 4, f"source ports reused: {ports}")
+        self.assertGreaterEqual(len(set(ids)), 3, f"ids repeat: {ids}")
+
+    def test_reply_from_another_port_ignored(self):
+        # Right id and question, but sent from another port than the one
+        # queried (an off-path forgery): never accepted.
+        rec = Recorder(spoof=True)
+        self.addCleanup(rec.stop)
+        out = self.resolve("forged.test", servers=[rec.server], timeout=0.5, attempts=1)
+        self.assertAnswer(out, "timeout", [], 2)
+        self.assertEqual(len(rec.queries), 1)
+        honest = Recorder()
+        self.addCleanup(honest.stop)
+        out = self.resolve("forged.test", servers=[honest.server], timeout=0.5, attempts=1)
+        self.assertAnswer(out, "nxdomain", [], 1)
 
     def test_bad_input(self):
         out = self.resolve("a..test", "A")
