@@ -623,7 +623,6 @@ void SessionMachine::decide_header_policy() {
         return;
     }
     if (!passes(d)) {
-        phase_ = DataPhase::header;
         discard_with(reply_for(d), d.reason);
         return;
     }
@@ -698,12 +697,11 @@ void SessionMachine::end_of_data() {
 
 void SessionMachine::decide_end_of_data() {
     std::vector<policy::DkimFact> signatures;
-    std::string dkim_summary;
     if (txn_.dkim) {
         for (auto& r : txn_.dkim->results(hooks_.unix_time())) {
             hooks_.on_dkim_result(dkim::to_string(r.status));
-            if (!dkim_summary.empty()) dkim_summary += "; ";
-            dkim_summary +=
+            if (!txn_.dkim_summary.empty()) txn_.dkim_summary += "; ";
+            txn_.dkim_summary +=
                 fmt::format("{} d={} s={}", dkim::to_string(r.status), r.domain, r.selector);
             signatures.push_back(dkim_fact(std::move(r)));
         }
@@ -712,7 +710,6 @@ void SessionMachine::decide_end_of_data() {
     auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, signatures,
                                      policy::Trace::off);
     hooks_.on_decision("end_of_data", hooks_.now() - t0);
-    dkim_summary_ = std::move(dkim_summary);
     if (!passes(d)) {
         txn_.decision = d;
         release_upstream_transaction();
@@ -906,8 +903,7 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     rec.report_only = txn_.decision.report_only;
     rec.relayed = reason == Reason::accepted;
     rec.stage = std::string(stage);
-    rec.dkim = std::move(dkim_summary_);
-    dkim_summary_.clear();
+    rec.dkim = std::move(txn_.dkim_summary);
     hooks_.on_transaction(rec);
     ++transactions_;
     if (r.code >= 400) ++errors_;

@@ -177,6 +177,7 @@ class SessionMachine {
         std::vector<std::string> dkim_keys;  // key names to fetch, after the body
         std::size_t dkim_next = 0;           // next of dkim_keys to fetch
         bool dkim_body_done = false;
+        std::string dkim_summary;  // "pass d=x s=y; ...", for the record
     };
 
     void step();
@@ -257,7 +258,6 @@ class SessionMachine {
     message::HeaderFacts header_read_;  // the header reader's result, for DKIM
     DnsFor dns_for_ = DnsFor::mail_from;
     std::string dns_name_;      // the name of the pending dns_lookup
-    std::string dkim_summary_;  // for the transaction record
     bool eod_pending_ = false;  // end of data seen while the upstream was busy
     std::optional<smtp::Reply> discard_reply_;
     Reason discard_reason_ = Reason::accepted;
