@@ -1,5 +1,5 @@
 """A scripted DNS server for tests: ldns-testns (Debian ldnsutils) on a
-random loopback port, serving the entries of a data file, stopped by PID.
+free loopback port, serving the entries of a data file, stopped by PID.
 
     ns = TestNs(workdir, "main", entry("a.test.", "A", ["a.test. 300 IN A 192.0.2.1"]))
     ... relaygate resolve a.test --type A --dns-server 127.0.0.1:<ns.port> ...
@@ -14,7 +14,7 @@ tests/integration/test_dns*.py and tests/e2e/test_echospoofing.py.
 
 import base64
 import os
-import re
+import socket
 import subprocess
 import time
 
@@ -42,7 +42,12 @@ def txt_entry(name, texts, ttl=300):
 
 
 class TestNs:
-    """ldns-testns on a random port (it prints the port), stopped by PID."""
+    """ldns-testns on a free loopback port, stopped by PID.
+
+    The port is chosen here (free for UDP and TCP) rather than with
+    ldns-testns -r: that mode re-binds an already bound socket when its
+    first random port is taken for TCP, and exits with "bind(): Invalid
+    argument".  A port taken between the probe and the start is retried."""
 
     def __init__(self, workdir, name, zone):
         self.dir = os.path.join(workdir, name)
@@ -51,38 +56,63 @@ class TestNs:
         with open(self.data, "w", encoding="ascii") as fh:
             fh.write(zone)
         self.out_path = os.path.join(self.dir, "out")
+        self._out = None
+        self.proc = None
+        for _attempt in range(5):
+            self.port = free_port()
+            if self._start():
+                self.server = f"127.0.0.1:{self.port}"
+                return
+        output = self.output()
+        self.stop()
+        raise AssertionError("ldns-testns did not start: " + output)
+
+    def _start(self):
+        if self._out:
+            self._out.close()
         self._out = open(self.out_path, "wb")  # pylint: disable=consider-using-with
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            ["ldns-testns", "-r", self.data], stdin=subprocess.DEVNULL,
+            ["ldns-testns", "-p", str(self.port), self.data], stdin=subprocess.DEVNULL,
             stdout=self._out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        self.port = None
-        while self.port is None:
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError("ldns-testns exited: " + self.output())
-            m = re.search(r"Listening on port (\d+)", self.output())
-            if m:
-                self.port = int(m.group(1))
-            elif time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("ldns-testns printed no port: " + self.output())
-            else:
-                time.sleep(0.02)
-        self.server = f"127.0.0.1:{self.port}"
+                return False
+            if f"Listening on port {self.port}" in self.output():
+                return True
+            time.sleep(0.02)
+        self.stop()
+        return False
 
     def output(self):
         with open(self.out_path, "rb") as fh:
             return fh.read().decode("utf-8", "replace")
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._out.close()
+        if self._out:
+            self._out.close()
+            self._out = None
+
+
+def free_port():
+    """A loopback port free for both UDP and TCP right now."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
 
 
 class DkimKey:
