@@ -317,6 +317,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             // g++ 12 mishandles co_await inside a call's argument list: bind
             // each result to a named variable first.
             case Action::Kind::upstream_connect: {
+                xclient.helo = machine.client_helo();
                 auto r = co_await upstream.connect(xclient);
                 machine.on_upstream_result(std::move(r));
                 break;

@@ -222,6 +222,7 @@ void SessionMachine::handle_line(std::string_view line) {
                 txn_ = {};
             }
             helo_ = true;
+            client_helo_ = cmd.helo_domain;
             if (cmd.verb == Verb::helo) {
                 reply(simple(250, "", settings_.hostname));
                 return;
@@ -419,6 +420,7 @@ void SessionMachine::on_tls_result(bool ok, const policy::ConnectionFacts& facts
     // RFC 3207 4.2: discard all knowledge obtained from the client before TLS.
     tls_ = true;
     helo_ = false;
+    client_helo_.clear();
     txn_ = {};
     in_.clear();
     in_pos_ = 0;

@@ -152,6 +152,9 @@ class SessionMachine {
     const policy::ConnectionFacts& connection_facts() const { return conn_; }
     policy::ConnectionFacts& connection_facts() { return conn_; }
     std::size_t transactions() const { return transactions_; }
+    // The name the client gave in its last EHLO/HELO (lower-case A-labels,
+    // or the address literal), for XCLIENT HELO=; empty before it.
+    const std::string& client_helo() const { return client_helo_; }
 
   private:
     enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset, dns };
@@ -232,6 +235,7 @@ class SessionMachine {
     Stage stage_ = Stage::command;
     bool greeted_ = false;
     bool helo_ = false;
+    std::string client_helo_;
     bool draining_ = false;
     bool close_sent_ = false;
     bool tls_ = false;

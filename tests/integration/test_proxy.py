@@ -75,6 +75,7 @@ class AuthorizedTest(GatewayTestCase):
         # XCLIENT told the signer who the real client is.
         self.assertIsNotNone(meta["xclient"])
         self.assertEqual(meta["xclient"].get("ADDR"), "127.0.0.1")
+        self.assertEqual(meta["xclient"].get("HELO"), "client.demo.example")
 
         expected_verdict = ("X-Relaygate-Verdict: tenant=demo; identity=network; "
                             f"domain=demo.example; policy={policy_hash(gw.policy_path)}\r\n")

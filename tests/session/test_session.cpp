@@ -639,3 +639,29 @@ TEST_CASE("a provider identity that requires DKIM is committed only with a passi
     CHECK(has(timeout.client_out, "451 4.4.3 "));
     CHECK(count(timeout.upstream.log, "commit") == 0);
 }
+
+TEST_CASE("the client's EHLO/HELO name is kept for XCLIENT, latest wins") {
+    FakeHooks hooks;
+    session::Settings settings;
+    SessionMachine m(settings, test_policy(), session::ClientInfo{"t-1", "192.0.2.10", 1}, hooks);
+    auto drain = [&] {
+        while (true) {
+            Action a = m.next();
+            if (a.kind == Action::Kind::read_client) return;
+        }
+    };
+    drain();
+    CHECK(m.client_helo().empty());
+    m.on_client_data("EHLO Client.Example\r\n");
+    drain();
+    CHECK(m.client_helo() == "client.example");
+    m.on_client_data("EHLO [192.0.2.10]\r\n");
+    drain();
+    CHECK(m.client_helo() == "[192.0.2.10]");
+    m.on_client_data("HELO mx.other.example\r\n");
+    drain();
+    CHECK(m.client_helo() == "mx.other.example");
+    m.on_client_data("EHLO -bad-\r\n");  // refused: the last good name stays
+    drain();
+    CHECK(m.client_helo() == "mx.other.example");
+}
