@@ -373,10 +373,14 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     machine.on_client_closed();
                     break;
                 }
-                dns::Answer answer;  // status error: no resolver configured
-                answer.detail = "no DNS resolver";
-                if (shared.dns)
-                    answer = co_await shared.dns->resolve(std::move(a.bytes), dns::RrType::txt);
+                if (!shared.dns) {
+                    dns::Answer none;  // status error
+                    none.detail = "no DNS resolver";
+                    machine.on_dns_result(none);
+                    break;
+                }
+                dns::Answer answer =
+                    co_await shared.dns->resolve(std::move(a.bytes), dns::RrType::txt);
                 machine.on_dns_result(answer);
                 break;
             }

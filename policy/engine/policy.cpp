@@ -345,8 +345,9 @@ Reason Policy::check_proof(const Tenant& t, const DomainIndex::Match& g, const E
     auto proof = std::find_if(env.domain_proofs.begin(), env.domain_proofs.end(),
                               [&](const DomainProof& p) { return p.domain == g.base; });
     if (proof == env.domain_proofs.end()) {
-        note("tenant {}: {} is verified in DNS: needs TXT _relaygate.{}", t.id, g.pattern(),
-             g.base);
+        if (note)
+            note("tenant {}: {} is verified in DNS: needs TXT _relaygate.{}", t.id, g.pattern(),
+                 g.base);
         if (std::find(needs.domains.begin(), needs.domains.end(), g.base) == needs.domains.end())
             needs.domains.push_back(g.base);
         return Reason::accepted;
@@ -362,8 +363,9 @@ Reason Policy::check_proof(const Tenant& t, const DomainIndex::Match& g, const E
             break;
     }
     if (std::find(proof->tenants.begin(), proof->tenants.end(), t.id) == proof->tenants.end()) {
-        note("tenant {}: _relaygate.{} names {}, not this tenant", t.id, g.base,
-             printable(fmt::format("{}", fmt::join(proof->tenants, ", "))));
+        if (note)
+            note("tenant {}: _relaygate.{} names {}, not this tenant", t.id, g.base,
+                 printable(fmt::format("{}", fmt::join(proof->tenants, ", "))));
         return Reason::domain_not_verified;
     }
     note("tenant {}: _relaygate.{} names this tenant", t.id, g.base);
