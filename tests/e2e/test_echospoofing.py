@@ -159,6 +159,21 @@ class Scenario:
                     f"{label}: Postfix never saw message {t}", self.signer.postfix_log_has(t))
             E.check(not self.signer.sink_find(t), f"{label}: sink has no copy of {t}")
 
+    def expect_partial_discarded(self, label, token):
+        """Refused at the commit point: the signer received the data, then
+        lost the connection before the final dot, and must have discarded
+        the partial message."""
+        empty, files, pq = self.signer.queue_empty()
+        E.check(empty, f"{label}: Postfix queue empty (queue dirs + postqueue -p)",
+                {"files": files, "postqueue": pq})
+        E.check(not self.signer.sink_find(token), f"{label}: sink has no copy of {token}")
+        # cleanup may have logged the partial message's id; the queue
+        # manager logs "<id>: from=<...>" only for committed messages.
+        ids = [m.group(1) for line in self.signer.postfix_log_has(token)
+               for m in [re.search(r"\b([0-9A-F]{6,}): message-id=", line)] if m]
+        queued = [line for i in ids for line in self.signer.postfix_log_has(i + ": from=<")]
+        E.check(not queued, f"{label}: Postfix never queued {token} (ids {ids})", queued)
+
     # ------------------------------------------------------------ steps
     def start(self):
         E.log("== start the signing relay (signs brand.example and attacker.example, "
@@ -299,13 +314,8 @@ class Scenario:
                 and tx.get("client") == ATTACKER_IP,
                 f"{label}: audit line reason={reason}, same reply", tx)
         if at_end_of_data:
-            # The signer received the data, then lost the connection before
-            # the final dot: it must have discarded the partial message.
-            empty, files, pq = self.signer.queue_empty()
-            E.check(empty, f"{label}: Postfix queue empty (queue dirs + postqueue -p)",
-                    {"files": files, "postqueue": pq})
-            E.check(not self.signer.sink_find(token), f"{label}: sink has no copy")
             E.check(tx.get("stage") == "end_of_data", f"{label}: decided at the commit point", tx)
+            self.expect_partial_discarded(label, token)
             self.partial_tokens.append(token)
             return
         self.expect_nothing_reached_postfix(label, tokens)
@@ -357,13 +367,7 @@ class Scenario:
               "still no trace of any refused message")
         self.expect_nothing_reached_postfix("final sweep", self.refused_tokens)
         for t in self.partial_tokens:
-            E.check(not self.signer.sink_find(t), f"final sweep: sink has no copy of {t}")
-            # cleanup may have logged the partial message's id; the queue
-            # manager logs "<id>: from=<...>" only for committed messages.
-            ids = [m.group(1) for line in self.signer.postfix_log_has(t)
-                   for m in [re.search(r"\b([0-9A-F]{6,}): message-id=", line)] if m]
-            queued = [line for i in ids for line in self.signer.postfix_log_has(i + ": from=<")]
-            E.check(not queued, f"final sweep: Postfix never queued {t} (ids {ids})", queued)
+            self.expect_partial_discarded("final sweep", t)
         E.log(f"PASS: EchoSpoofing blocked by relaygate ({len(self.refused_tokens)} refused "
               f"messages never reached Postfix); brand and attacker's own mail signed and "
               f"valid ({time.monotonic() - t0:.1f}s)")
