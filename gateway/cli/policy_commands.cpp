@@ -7,6 +7,7 @@
 #include "gateway/cli/dns_command.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/dkim/verifier.hpp"
+#include "gateway/server/descriptors.hpp"
 #include "gateway/server/tls_context.hpp"
 #include "gateway/session/session.hpp"
 
@@ -406,6 +407,8 @@ void add_policy_commands(CLI::App& app) {
             fmt::print("config OK: {} listener{}, upstream {}:{}\n", cfg->listeners.size(),
                        cfg->listeners.size() == 1 ? "" : "s", cfg->upstream.host,
                        cfg->upstream.port);
+            for (const auto& w : config::config_warnings(*cfg, server::hard_descriptor_limit()))
+                fmt::print("warning: {}\n", w);
         }
         auto pol = load_or_report(*check_file);
         if (!pol) exit_with(1);

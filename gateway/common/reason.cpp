@@ -91,6 +91,14 @@ constexpr std::array kTable{
                "Display name looks like an address of another domain; use a plain name"},
     ReasonInfo{R::address_group, "address_group", 550, "5.1.7",
                "Group syntax is not accepted in originator fields; name one mailbox"},
+    ReasonInfo{R::duplicate_mime_field, "duplicate_mime_field", 550, "5.6.0",
+               "Message has more than one MIME-Version, Content-Type, Content-Transfer-Encoding, "
+               "Content-ID or Content-Description field (RFC 2045); send at most one of each"},
+    ReasonInfo{R::dkim_signature_malformed, "dkim_signature_malformed", 550, "5.7.7",
+               "A DKIM-Signature field does not parse (RFC 6376 3.5); remove or fix it"},
+    ReasonInfo{R::authentication_results_forged, "authentication_results_forged", 550, "5.7.1",
+               "Authentication-Results or ARC fields claim this relay's authentication "
+               "service; remove them before sending"},
 
     ReasonInfo{R::tenant_unknown, "tenant_unknown", 550, "5.7.1",
                "Relay access denied: the connection is not identified as any customer "
@@ -140,6 +148,16 @@ constexpr std::array kTable{
                "PROXY protocol header not accepted from this address"},
     ReasonInfo{R::proxy_header_invalid, "proxy_header_invalid", 421, "4.7.0",
                "Invalid PROXY protocol header"},
+    ReasonInfo{R::auth_throttled, "auth_throttled", 454, "4.7.0",
+               "Too many failed authentication attempts; wait and try again later"},
+    ReasonInfo{R::auth_throttled_close, "auth_throttled_close", 421, "4.7.0",
+               "Too many failed authentication attempts from your address, closing connection"},
+    ReasonInfo{R::client_disconnected, "client_disconnected", 421, "4.4.2",
+               "Connection lost during the transaction"},
+    ReasonInfo{R::session_lifetime_exceeded, "session_lifetime_exceeded", 421, "4.7.0",
+               "Session open too long; reconnect to continue"},
+    ReasonInfo{R::too_many_transactions, "too_many_transactions", 421, "4.7.0",
+               "Too many transactions in one session; reconnect to continue"},
 };
 
 constexpr bool table_in_enum_order() {
@@ -148,7 +166,7 @@ constexpr bool table_in_enum_order() {
     return true;
 }
 static_assert(table_in_enum_order(), "kTable rows must follow the Reason enum order");
-static_assert(kTable.back().reason == Reason::proxy_header_invalid, "every Reason needs a row");
+static_assert(kTable.back().reason == Reason::too_many_transactions, "every Reason needs a row");
 
 }  // namespace
 

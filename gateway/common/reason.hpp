@@ -61,6 +61,9 @@ enum class Reason : std::uint8_t {
     address_invalid_domain,
     display_name_address,
     address_group,
+    duplicate_mime_field,
+    dkim_signature_malformed,
+    authentication_results_forged,
 
     // --- policy decisions (policy/engine) ---
     tenant_unknown,
@@ -91,6 +94,11 @@ enum class Reason : std::uint8_t {
     auth_bad_encoding,
     untrusted_proxy,
     proxy_header_invalid,
+    auth_throttled,        // 454: failures from this address/user, retry later
+    auth_throttled_close,  // 421: this address keeps guessing
+    client_disconnected,   // the client went away mid-transaction (never sent)
+    session_lifetime_exceeded,
+    too_many_transactions,
 };
 
 struct ReasonInfo {

@@ -120,6 +120,29 @@ void read_dns(Reader& r, const json& j, Dns& d) {
     r.integer(j, "dns", "cache_entries", d.cache_entries, 0, 10000000);
 }
 
+// RFC 8601 2.2: an authserv-id is an RFC 2045 value; configured ids must be
+// tokens (US-ASCII without SPACE, controls or tspecials), such as host names.
+void read_authserv_ids(Reader& r, const json& j, std::vector<std::string>& out) {
+    constexpr std::size_t kMaxIds = 64;
+    if (!j.is_array() || j.size() > kMaxIds) {
+        r.error("authserv_ids", fmt::format("must be an array of at most {} strings", kMaxIds));
+        return;
+    }
+    auto token_char = [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c > 0x20 && c < 0x7f &&
+               std::string_view("()<>@,;:\\\"/[]?=").find(ch) == std::string_view::npos;
+    };
+    for (std::size_t i = 0; i < j.size(); ++i) {
+        const std::string* id = j[i].is_string() ? &j[i].get_ref<const std::string&>() : nullptr;
+        if (!id || id->empty() || !std::all_of(id->begin(), id->end(), token_char))
+            r.error(fmt::format("authserv_ids[{}]", i),
+                    "must be an authserv-id token (RFC 8601 2.2), such as a host name");
+        else
+            out.push_back(*id);
+    }
+}
+
 void read_listener(Reader& r, const json& j, const std::string& path, Listener& l) {
     if (!r.object(j, path,
                   {"address", "port", "starttls", "implicit_tls", "request_client_certificate",
@@ -165,7 +188,8 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     const std::string path = "upstream";
     if (!r.object(j, path,
                   {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
-                   "final_reply_timeout_seconds", "starttls", "ca_file", "verify_name"}))
+                   "final_reply_timeout_seconds", "idle_timeout_seconds", "starttls", "ca_file",
+                   "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
     r.integer(j, path, "port", u.port, 1, 65535);
@@ -173,6 +197,7 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     r.seconds(j, path, "connect_timeout_seconds", u.connect_timeout, 1, 600);
     r.seconds(j, path, "reply_timeout_seconds", u.reply_timeout, 1, 3600);
     r.seconds(j, path, "final_reply_timeout_seconds", u.final_reply_timeout, 1, 3600);
+    r.seconds(j, path, "idle_timeout_seconds", u.idle_timeout, 1, 3600);
     enumeration(r, j, path, "starttls", u.starttls,
                 {{"off", UpstreamTls::off},
                  {"opportunistic", UpstreamTls::opportunistic},
@@ -183,10 +208,10 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
 
 void read_limits(Reader& r, const json& j, Limits& l) {
     const std::string path = "limits";
-    if (!r.object(
-            j, path,
-            {"max_message_bytes", "max_recipients", "max_command_line", "max_text_line",
-             "max_header_bytes", "max_errors", "max_connections", "max_connections_per_client"}))
+    if (!r.object(j, path,
+                  {"max_message_bytes", "max_recipients", "max_command_line", "max_text_line",
+                   "max_header_bytes", "max_errors", "max_connections",
+                   "max_connections_per_client", "max_transactions_per_session"}))
         return;
     // Minimums are the RFC 5321 4.5.3.1 floors; going below breaks senders.
     r.integer(j, path, "max_message_bytes", l.max_message_bytes, 65536, std::uint64_t{1} << 40);
@@ -197,18 +222,35 @@ void read_limits(Reader& r, const json& j, Limits& l) {
     r.integer(j, path, "max_errors", l.max_errors, 1, 1000);
     r.integer(j, path, "max_connections", l.max_connections, 1, 1000000);
     r.integer(j, path, "max_connections_per_client", l.max_connections_per_client, 1, 1000000);
+    r.integer(j, path, "max_transactions_per_session", l.max_transactions_per_session, 1, 1000000);
 }
 
 void read_timeouts(Reader& r, const json& j, Timeouts& t) {
     const std::string path = "timeouts";
     if (!r.object(j, path,
                   {"command_seconds", "data_block_seconds", "data_grace_seconds",
-                   "min_data_rate_bytes_per_second"}))
+                   "min_data_rate_bytes_per_second", "session_seconds"}))
         return;
     r.seconds(j, path, "command_seconds", t.command, 1, 3600);
     r.seconds(j, path, "data_block_seconds", t.data_block, 1, 3600);
     r.seconds(j, path, "data_grace_seconds", t.data_grace, 0, 3600);
     r.integer(j, path, "min_data_rate_bytes_per_second", t.min_data_rate, 0, 1u << 30);
+    r.seconds(j, path, "session_seconds", t.session, 1, 7 * 86400);
+}
+
+void read_auth_throttle(Reader& r, const json& j, AuthThrottle& a) {
+    const std::string path = "auth_throttle";
+    if (!r.object(
+            j, path,
+            {"client_failures", "user_failures", "window_seconds", "entries", "failure_delay_ms"}))
+        return;
+    r.integer(j, path, "client_failures", a.client_failures, 1, 1000000);
+    r.integer(j, path, "user_failures", a.user_failures, 1, 1000000);
+    r.seconds(j, path, "window_seconds", a.window, 1, 86400);
+    r.integer(j, path, "entries", a.entries, 16, 10000000);
+    auto delay = static_cast<std::uint64_t>(a.failure_delay.count());
+    r.integer(j, path, "failure_delay_ms", delay, 0, 10000);
+    a.failure_delay = std::chrono::milliseconds(delay);
 }
 
 }  // namespace
@@ -225,7 +267,7 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     if (!r.object(root, "",
                   {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
                    "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
-                   "policy_poll_seconds", "dns"}))
+                   "policy_poll_seconds", "dns", "auth_throttle", "authserv_ids"}))
         return unexpected(std::move(r.errors));
 
     if (root.contains("listeners")) {
@@ -257,9 +299,13 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     if (root.contains("limits")) read_limits(r, root.at("limits"), c.limits);
     if (root.contains("timeouts")) read_timeouts(r, root.at("timeouts"), c.timeouts);
     if (root.contains("dns")) read_dns(r, root.at("dns"), c.dns);
+    if (root.contains("auth_throttle"))
+        read_auth_throttle(r, root.at("auth_throttle"), c.auth_throttle);
     r.integer(root, "", "threads", c.threads, 0, 1024);
     r.string(root, "", "hostname", c.hostname);
     r.string(root, "", "verdict_header", c.verdict_header);
+    if (root.contains("authserv_ids"))
+        read_authserv_ids(r, root.at("authserv_ids"), c.authserv_ids);
     r.string(root, "", "audit_log", c.audit_log);
     r.seconds(root, "", "drain_timeout_seconds", c.drain_timeout, 1, 3600);
     r.seconds(root, "", "policy_poll_seconds", c.policy_poll, 0, 3600);
@@ -300,6 +346,31 @@ Result<Config, std::vector<ConfigError>> load_config(const std::filesystem::path
     std::ostringstream ss;
     ss << in.rdbuf();
     return parse_config(ss.str(), file.has_parent_path() ? file.parent_path() : ".");
+}
+
+std::uint64_t descriptors_needed(const Config& c) {
+    constexpr std::uint64_t kHeadroom = 64;  // stdio, logs, policy reads, DNS, admin clients
+    return std::uint64_t{c.limits.max_connections} * 2 + c.listeners.size() + kHeadroom;
+}
+
+std::vector<std::string> config_warnings(const Config& c, std::uint64_t descriptor_limit) {
+    std::vector<std::string> w;
+    if (const auto need = descriptors_needed(c); descriptor_limit < need)
+        w.push_back(fmt::format(
+            "RLIMIT_NOFILE is {} but limits.max_connections {} needs {} descriptors (a client "
+            "and an upstream socket each, plus headroom): raise the limit (systemd LimitNOFILE=, "
+            "ulimit -n, the container runtime's nofile) or lower limits.max_connections to {}",
+            descriptor_limit, c.limits.max_connections, need,
+            descriptor_limit > need - std::uint64_t{c.limits.max_connections} * 2
+                ? (descriptor_limit - (need - std::uint64_t{c.limits.max_connections} * 2)) / 2
+                : 0));
+    if (c.upstream.final_reply_timeout < std::chrono::seconds(600))
+        w.push_back(fmt::format(
+            "upstream.final_reply_timeout_seconds is {} (RFC 5321 4.5.3.2.6 says 10 minutes): a "
+            "relay slower than that may queue a message the client was told to retry, and the "
+            "message is delivered twice (RFC 1047)",
+            c.upstream.final_reply_timeout.count()));
+    return w;
 }
 
 }  // namespace relaygate::config

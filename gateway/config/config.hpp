@@ -47,8 +47,13 @@ struct Upstream {
     std::uint16_t port = 10025;
     bool xclient = true;  // use XCLIENT when offered
     std::chrono::seconds connect_timeout{30};
-    std::chrono::seconds reply_timeout{300};        // RFC 5321 4.5.3.2.2-4: 5 min
-    std::chrono::seconds final_reply_timeout{600};  // RFC 5321 4.5.3.2.6: 10 min
+    std::chrono::seconds reply_timeout{300};  // RFC 5321 4.5.3.2.2-4: 5 min
+    // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the
+    // relay may have queued a message whose reply we stopped waiting for.
+    std::chrono::seconds final_reply_timeout{600};
+    // An upstream connection idle between transactions is closed after
+    // this (it costs a descriptor and memory on both sides).
+    std::chrono::seconds idle_timeout{30};
     UpstreamTls starttls = UpstreamTls::off;
     std::string ca_file;      // verify the relay's certificate against it when set
     std::string verify_name;  // and its name (defaults to host when ca_file is set)
@@ -69,6 +74,7 @@ struct Limits {
     std::uint32_t max_errors = 10;  // then 421 and close
     std::uint32_t max_connections = 1000;
     std::uint32_t max_connections_per_client = 50;
+    std::uint32_t max_transactions_per_session = 1000;  // then 421: reconnect
 };
 
 struct Timeouts {
@@ -76,6 +82,19 @@ struct Timeouts {
     std::chrono::seconds data_block{180};  // RFC 5321 4.5.3.2.5
     std::chrono::seconds data_grace{30};   // slowloris: grace before the rate applies
     std::uint32_t min_data_rate = 1024;    // bytes per second, averaged over DATA
+    // A session's whole life: NOOPs cannot keep a slot (and an old policy
+    // snapshot's connection state) forever.
+    std::chrono::seconds session{3600};
+};
+
+// Failed SMTP AUTH attempts, counted across connections (gateway/session/
+// auth_throttle.hpp): per client address (IPv6: /64) and per user name.
+struct AuthThrottle {
+    std::uint32_t client_failures = 10;
+    std::uint32_t user_failures = 30;
+    std::chrono::seconds window{600};               // a full count drains in this time
+    std::uint32_t entries = 100000;                 // tracked keys per table (memory bound)
+    std::chrono::milliseconds failure_delay{1000};  // before a 535 (Postfix: 1 s)
 };
 
 // The resolver for DNS-verified domains and DKIM keys.
@@ -95,9 +114,15 @@ struct Config {
     Limits limits;
     Timeouts timeouts;
     Dns dns;
+    AuthThrottle auth_throttle;
     unsigned threads = 0;                      // 0 = one per core
     std::string hostname = "relaygate.local";  // greeting, EHLO and Received
     std::string verdict_header = "X-Relaygate-Verdict";
+    // RFC 8601 authserv-ids of this gateway and of the signer behind it: a
+    // message whose Authentication-Results or ARC-Authentication-Results claims
+    // one of them is refused (authentication_results_forged). `hostname` is
+    // always added by the session.
+    std::vector<std::string> authserv_ids;
     std::string audit_log = "-";             // "-" = stderr, else a file path
     std::chrono::seconds drain_timeout{30};  // SIGTERM: finish sessions within this
     std::chrono::seconds policy_poll{2};     // file-change check for hot reload (0 = off)
@@ -112,5 +137,13 @@ struct ConfigError {
 Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text,
                                                       const std::filesystem::path& base_dir);
 Result<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file);
+
+// Descriptors the gateway may need at once: a client and an upstream socket
+// per connection, plus listeners, admin, DNS, files and headroom.
+std::uint64_t descriptors_needed(const Config& c);
+// Warnings about a valid config in its environment: `run` logs them at
+// start, `check --config` prints them. `descriptor_limit` is RLIMIT_NOFILE
+// as `run` will have it (the hard limit: run raises the soft one to it).
+std::vector<std::string> config_warnings(const Config& c, std::uint64_t descriptor_limit);
 
 }  // namespace relaygate::config

@@ -182,9 +182,31 @@ Result<std::vector<Tag>, std::string> parse_tag_list(std::string_view text) {
     return tags;
 }
 
-Result<Signature, std::string> parse_signature(std::string_view value) {
+std::optional<std::string> signature_ambiguity(std::string_view value) {
     auto parsed = parse_tag_list(value);
-    if (!parsed) return fail(parsed.error());
+    if (!parsed) return parsed.error();
+    // Tag names are case-sensitive (RFC 6376 3.2), so "d=" and "D=" are two
+    // tags; a verifier that folds case would see a duplicate d= and may pick
+    // either. Refused, like an exact duplicate.
+    std::vector<std::string> folded;
+    folded.reserve(parsed->size());
+    for (const auto& t : parsed.value())
+        folded.push_back(ascii::lower(t.name));
+    std::sort(folded.begin(), folded.end());
+    if (auto dup = std::adjacent_find(folded.begin(), folded.end()); dup != folded.end())
+        return "tags differing only in case: " + *dup + "=";
+    // The signing domain and selector name the key: one spelling only.
+    for (const auto& [name, v] : parsed.value()) {
+        if (name == "d" && !is_lower_ldh_name(ascii::lower(v)))
+            return "d= is not an LDH domain name";
+        if (name == "s" && !is_lower_ldh_name(ascii::lower(v))) return "s= is not an LDH selector";
+    }
+    return std::nullopt;
+}
+
+Result<Signature, std::string> parse_signature(std::string_view value) {
+    if (auto why = signature_ambiguity(value)) return fail(std::move(*why));
+    auto parsed = parse_tag_list(value);
 
     Signature sig{};
     bool have_v = false, have_a = false, have_b = false, have_bh = false, have_d = false,

@@ -46,10 +46,16 @@ struct Tag {
 Result<std::vector<Tag>, std::string> parse_tag_list(std::string_view text);
 
 // `value`: the raw field value (everything after the colon, may contain folding CRLF WSP).
-// Strict (RFC 6376 3.2, 3.5): tag-list syntax, v=1 required, duplicate tags, unknown algorithms,
-// missing required tags (v,a,b,bh,d,h,s), non-LDH d=/s=, NUL or 8-bit bytes, bad base64,
-// q= other than dns/txt -> error string.
+// Strict (RFC 6376 3.2, 3.5): tag-list syntax, v=1 required, duplicate tags (also names that
+// differ only in case, d= and D=), unknown algorithms, missing required tags (v,a,b,bh,d,h,s),
+// non-LDH d=/s=, NUL or 8-bit bytes, bad base64, q= other than dns/txt -> error string.
 Result<Signature, std::string> parse_signature(std::string_view value);
+
+// The part of parse_signature() that decides whether two programs could read
+// the field differently: tag-list syntax, duplicate tags (also by case),
+// non-LDH d=/s=. An unsupported algorithm or a missing tag is not ambiguous
+// (every verifier fails it alike), so it passes here. nullopt = unambiguous.
+std::optional<std::string> signature_ambiguity(std::string_view value);
 
 std::string key_query_name(const Signature& s);  // "<s>._domainkey.<d>"
 

@@ -1,5 +1,6 @@
-// Header section splitting (RFC 5322 2.2, 3.2.2, 4.5.3) and the originator
-// invariants (RFC 5322 3.6 table, 3.6.2, 3.6.6). Anything two readers could
+// Header section splitting (RFC 5322 2.2, 3.2.2, 4.5.3), the originator
+// invariants (RFC 5322 3.6 table, 3.6.2, 3.6.6), the RFC 2045 singletons and
+// forged authentication results (RFC 8601 5). Anything two readers could
 // read differently ("Composition Kills", USENIX Security 2020) is rejected.
 #include "gateway/message/header_reader.hpp"
 
@@ -22,6 +23,16 @@ Result<HeaderFacts, HeaderReject> reject(Reason r, std::string detail) {
 constexpr std::array<std::string_view, 10> kSingletons{
     "Date", "Sender",     "Reply-To",    "To",         "Cc",
     "Bcc",  "Message-ID", "In-Reply-To", "References", "Subject"};
+
+// RFC 2045 3: MIME-message-headers = entity-headers fields version, and
+// entity-headers = [content] [encoding] [id] [description] *MIME-extension-field:
+// MIME-Version, Content-Type, Content-Transfer-Encoding, Content-ID and
+// Content-Description at most once each in the top-level header (a missing
+// MIME-Version is not ambiguous, so it is not required). Content-Disposition
+// (RFC 2183 2) is a MIME-extension-field, which RFC 2045 lets repeat: not listed.
+constexpr std::array<std::string_view, 5> kMimeSingletons{"MIME-Version", "Content-Type",
+                                                          "Content-Transfer-Encoding", "Content-ID",
+                                                          "Content-Description"};
 
 std::optional<OriginatorField> originator_field(std::string_view name) {
     for (auto f : {OriginatorField::from, OriginatorField::sender, OriginatorField::resent_from,
@@ -99,6 +110,191 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
     return std::nullopt;
 }
 
+// --- Authentication-Results (RFC 8601 2.2), ARC-Authentication-Results (RFC 8617 4.1.1)
+
+constexpr std::size_t kMaxCommentDepth = 32;  // as in address_parser.cpp
+
+// Skips one comment starting at s[i] == '(' (RFC 5322 3.2.2: nested, with
+// quoted-pairs). False for an unclosed comment or nesting over the bound.
+bool skip_comment(std::string_view s, std::size_t& i) {
+    std::size_t depth = 0;
+    for (; i < s.size(); ++i) {
+        if (s[i] == '\\') {
+            if (++i == s.size()) return false;
+        } else if (s[i] == '(') {
+            if (++depth > kMaxCommentDepth) return false;
+        } else if (s[i] == ')' && --depth == 0) {
+            ++i;
+            return true;
+        }
+    }
+    return false;
+}
+
+// [CFWS] over an unfolded value: WSP and comments.
+bool skip_cfws(std::string_view s, std::size_t& i) {
+    while (i < s.size()) {
+        if (ascii::is_wsp(static_cast<unsigned char>(s[i])))
+            ++i;
+        else if (s[i] != '(')
+            return true;
+        else if (!skip_comment(s, i))
+            return false;
+    }
+    return true;
+}
+
+// RFC 2045 5.1 token: US-ASCII except SPACE, CTLs and tspecials. UTF-8 octets
+// (only present under SMTPUTF8) are kept in the token so that a U-label is
+// seen whole.
+bool is_token_char(unsigned char c) {
+    if (c >= 0x80) return true;
+    return c > 0x20 && c < 0x7f &&
+           std::string_view("()<>@,;:\\\"/[]?=").find(static_cast<char>(c)) ==
+               std::string_view::npos;
+}
+
+// RFC 2045 5.1 value = token / quoted-string (RFC 5322 3.2.4), unquoted.
+std::optional<std::string> read_value(std::string_view s, std::size_t& i) {
+    if (i < s.size() && s[i] == '"') {
+        std::string out;
+        for (++i; i < s.size(); ++i) {
+            if (s[i] == '"') {
+                ++i;
+                return out;
+            }
+            if (s[i] == '\\' && ++i == s.size()) break;
+            out += s[i];
+        }
+        return std::nullopt;  // unclosed
+    }
+    std::size_t start = i;
+    while (i < s.size() && is_token_char(static_cast<unsigned char>(s[i])))
+        ++i;
+    if (i == start) return std::nullopt;
+    return std::string(s.substr(start, i - start));
+}
+
+// RFC 8601 2.2: authres-payload = [CFWS] authserv-id [CFWS authres-version]
+// (no-result / 1*resinfo), authres-version = 1*DIGIT [CFWS], and both
+// no-result and resinfo start with [CFWS] ";". Only the part up to that ";"
+// is read: it alone names the authserv-id, and a field that claims ours is
+// forged whatever its results say. nullopt when that part does not parse.
+std::optional<std::string> authserv_id(std::string_view v, std::size_t i) {
+    if (!skip_cfws(v, i)) return std::nullopt;
+    auto id = read_value(v, i);
+    if (!id) return std::nullopt;
+    const std::size_t after_id = i;
+    if (!skip_cfws(v, i)) return std::nullopt;
+    if (i > after_id && i < v.size() && ascii::is_digit(static_cast<unsigned char>(v[i]))) {
+        while (i < v.size() && ascii::is_digit(static_cast<unsigned char>(v[i])))
+            ++i;
+        if (!skip_cfws(v, i)) return std::nullopt;
+    }
+    if (i == v.size() || v[i] != ';') return std::nullopt;
+    return id;
+}
+
+// RFC 8617 4.1.1: [CFWS] "i" [CFWS] "=" [CFWS] 1*DIGIT [CFWS] ";" authres-payload.
+std::optional<std::string> arc_authserv_id(std::string_view v) {
+    std::size_t i = 0;
+    auto expect = [&](char c) {
+        if (!skip_cfws(v, i) || i == v.size() || v[i] != c) return false;
+        ++i;
+        return true;
+    };
+    if (!expect('i') || !expect('=') || !skip_cfws(v, i)) return std::nullopt;
+    const std::size_t digits = i;
+    while (i < v.size() && ascii::is_digit(static_cast<unsigned char>(v[i])))
+        ++i;
+    if (i == digits || !expect(';')) return std::nullopt;
+    return authserv_id(v, i);
+}
+
+// What a reader without the grammar (a regular expression for a host name, a
+// split on ";") takes for the authserv-id: the first run of letters, digits,
+// ".", "-", "_" or UTF-8, with comments skipped or not.
+std::string_view first_word(std::string_view v, bool skip_comments) {
+    auto word_char = [](unsigned char c) {
+        return ascii::is_alnum(c) || c == '.' || c == '-' || c == '_' || c >= 0x80;
+    };
+    std::size_t i = 0;
+    while (i < v.size()) {
+        if (skip_comments && v[i] == '(') {
+            std::size_t j = i;
+            if (skip_comment(v, j)) {
+                i = j;
+                continue;
+            }
+        }
+        if (word_char(static_cast<unsigned char>(v[i]))) {
+            const std::size_t start = i;
+            while (i < v.size() && word_char(static_cast<unsigned char>(v[i])))
+                ++i;
+            return v.substr(start, i - start);
+        }
+        ++i;
+    }
+    return {};
+}
+
+// The configured id that `claimed` names, if any. RFC 8601 2.5: authserv-ids
+// compare case-insensitively; a trailing dot and a U-label spelling of an
+// A-label id are taken as the same id too. The IDNA conversion (libidn2, the
+// costly part) runs only for a non-ASCII claim against an id with an A-label.
+std::optional<std::string> matching_id(std::string_view claimed,
+                                       const std::vector<std::string>& ids) {
+    auto strip = [](std::string_view s) {
+        return s.ends_with('.') ? s.substr(0, s.size() - 1) : s;
+    };
+    auto has_alabel = [](std::string_view s) {
+        for (std::size_t p = 0; p + 4 <= s.size(); ++p)
+            if (ascii::istarts_with(s.substr(p), "xn--")) return true;
+        return false;
+    };
+    claimed = strip(claimed);
+    if (claimed.empty()) return std::nullopt;
+    const bool unicode = !ascii::is_all_ascii(claimed);
+    std::optional<std::string> alabel;
+    for (const auto& id : ids) {
+        const std::string_view want = strip(id);
+        if (want.empty()) continue;
+        if (ascii::iequals(claimed, want)) return id;
+        if (!unicode || !has_alabel(want)) continue;
+        if (!alabel) {
+            auto a = normalize_domain(claimed, true);
+            alabel = a.ok() ? std::move(a).value() : std::string();
+        }
+        if (!alabel->empty() && ascii::iequals(*alabel, want)) return id;
+    }
+    return std::nullopt;
+}
+
+// The configured authserv-id that an Authentication-Results or
+// ARC-Authentication-Results field claims, if any. Fail-closed: the field
+// claims an id when the strict reading or a careless one finds it; a field
+// that does not parse strictly is not forged for that alone (another
+// verifier's broken field names nobody's authserv-id that we would trust).
+std::optional<std::string> claimed_authserv_id(const HeaderField& f,
+                                               const std::vector<std::string>& ids) {
+    const bool arc = ascii::iequals(f.name, "ARC-Authentication-Results");
+    if (ids.empty() || (!arc && !ascii::iequals(f.name, "Authentication-Results")))
+        return std::nullopt;
+    std::string_view v = f.value;
+    std::vector<std::string_view> candidates{first_word(v, true), first_word(v, false)};
+    const auto strict = arc ? arc_authserv_id(v) : authserv_id(v, 0);
+    if (strict) candidates.push_back(*strict);
+    if (arc && v.find(';') != std::string_view::npos) {
+        // An AAR names its authserv-id after "i=N;".
+        std::string_view rest = v.substr(v.find(';') + 1);
+        candidates.push_back(first_word(rest, true));
+        candidates.push_back(first_word(rest, false));
+    }
+    for (auto c : candidates)
+        if (auto id = matching_id(c, ids)) return id;
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view to_string(OriginatorField f) {
@@ -155,6 +351,16 @@ Result<HeaderFacts, HeaderReject> read_header(std::string_view in, const HeaderO
         if (std::size_t n = facts.count(name); n > 1)
             return reject(Reason::duplicate_singleton_field,
                           std::to_string(n) + " " + std::string(name) + " fields");
+    for (std::string_view name : kMimeSingletons)
+        if (std::size_t n = facts.count(name); n > 1)
+            return reject(Reason::duplicate_mime_field,
+                          std::to_string(n) + " " + std::string(name) + " fields");
+    // RFC 8601 5: results claiming this gateway's or the signer's
+    // authserv-id are refused, not removed (gateway/message/README.md).
+    for (const auto& f : facts.fields)
+        if (auto id = claimed_authserv_id(f, options.authserv_ids))
+            return reject(Reason::authentication_results_forged,
+                          f.name + " claims authserv-id " + *id);
 
     // Parse From first so that its reason wins, then the others; the mailboxes
     // are reported in header order.

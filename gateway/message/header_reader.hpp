@@ -54,6 +54,11 @@ struct HeaderOptions {
     std::size_t max_header_bytes = 256 * 1024;
     bool allow_multiple_from_mailboxes = false;  // RFC 5322 allows it with a Sender field
     bool allow_display_name_address = false;     // "admin@brand" <x@other>: rejected by default
+    // RFC 8601 5: authserv-ids of this gateway and of the signer behind it.
+    // An Authentication-Results or ARC-Authentication-Results field that
+    // claims one of them (case-insensitive) is refused as forged. The session
+    // always includes its own hostname.
+    std::vector<std::string> authserv_ids;
 };
 
 // Reads the header section at the start of `header_section`: up to and

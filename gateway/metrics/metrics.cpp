@@ -130,7 +130,26 @@ struct Metrics::Impl {
     prometheus::Family<Counter>& auths =
         BuildCounter()
             .Name("relaygate_auth_attempts_total")
-            .Help("SMTP AUTH attempts by result (success, failure)")
+            .Help("SMTP AUTH attempts by result (success, failure, throttled)")
+            .Register(registry);
+    prometheus::Family<Counter>& auth_throttled =
+        BuildCounter()
+            .Name("relaygate_auth_throttled_total")
+            .Help(
+                "SMTP AUTH attempts refused unchecked by the failure throttle, by scope "
+                "(client, user)")
+            .Register(registry);
+    prometheus::Family<Gauge>& auth_throttle_entries =
+        BuildGauge()
+            .Name("relaygate_auth_throttle_entries")
+            .Help("Client addresses and user names the AUTH failure throttle tracks")
+            .Register(registry);
+    prometheus::Family<Counter>& accept_errors =
+        BuildCounter()
+            .Name("relaygate_accept_errors_total")
+            .Help(
+                "Failed accept() calls by kind (descriptors: out of file descriptors or "
+                "memory, accepting paused; other)")
             .Register(registry);
     prometheus::Family<Counter>& dns_queries =
         BuildCounter()
@@ -179,6 +198,12 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         impl_->tls_handshakes.Add({{"result", r}});
         impl_->auths.Add({{"result", r}});
     }
+    impl_->auths.Add({{"result", "throttled"}});
+    for (auto s : {"client", "user"})
+        impl_->auth_throttled.Add({{"scope", s}});
+    impl_->auth_throttle_entries.Add({});
+    for (auto k : {"descriptors", "other"})
+        impl_->accept_errors.Add({{"kind", k}});
     for (auto r : {"hit", "miss"})
         impl_->dns_cache_lookups.Add({{"result", r}});
     for (auto r : {"found", "missing", "error"})
@@ -288,6 +313,18 @@ void Metrics::tls_handshake(std::string_view result) {
 
 void Metrics::auth(std::string_view result) {
     impl_->auths.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::auth_throttled(std::string_view scope) {
+    impl_->auth_throttled.Add({{"scope", std::string(scope)}}).Increment();
+}
+
+void Metrics::auth_throttle_entries(std::size_t n) {
+    impl_->auth_throttle_entries.Add({}).Set(static_cast<double>(n));
+}
+
+void Metrics::accept_error(std::string_view kind) {
+    impl_->accept_errors.Add({{"kind", std::string(kind)}}).Increment();
 }
 
 void Metrics::policy_reload(std::string_view result) {

@@ -49,6 +49,12 @@ class Metrics {
     // result: success | failure
     void tls_handshake(std::string_view result);
     void auth(std::string_view result);
+    // An AUTH refused unchecked by the failure throttle. scope: client | user
+    void auth_throttled(std::string_view scope);
+    // Keys the AUTH failure throttle tracks (both tables).
+    void auth_throttle_entries(std::size_t n);
+    // accept() failed. kind: descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) | other
+    void accept_error(std::string_view kind);
 
     void policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains);
     // result: success | failure

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/log.hpp"
 
 namespace relaygate::server {
@@ -27,12 +28,17 @@ void AdminServer::stop() {
 }
 
 awaitable<void> AdminServer::accept_loop() {
+    AcceptBackoff backoff("admin", nullptr);  // metrics_ is const here: count SMTP only
     for (;;) {
         error_code ec;
         tcp::socket socket =
             co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
-        if (ec) continue;
+        if (ec) {
+            co_await accept_pause(acceptor_, backoff.on_error(ec));
+            continue;
+        }
+        backoff.on_success();
         auto handler = [this, s = std::move(socket)]() mutable -> awaitable<void> {
             co_await serve(std::move(s));
         };

@@ -13,6 +13,7 @@
 #include "gateway/server/log.hpp"
 #include "gateway/server/smtp_stream.hpp"
 #include "gateway/server/upstream_client.hpp"
+#include "gateway/session/auth_throttle.hpp"
 #include "gateway/smtp/reply.hpp"
 #include "policy/engine/password_hash.hpp"
 
@@ -27,7 +28,8 @@ namespace {
 
 class RunnerHooks final : public session::Hooks {
   public:
-    explicit RunnerHooks(metrics::Metrics& m) : metrics_(m) {}
+    RunnerHooks(metrics::Metrics& m, PolicyHolder& policy) : metrics_(m), policy_(policy) {}
+    std::shared_ptr<const policy::Policy> current_policy() override { return policy_.get(); }
     double now() override {
         return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
     }
@@ -56,6 +58,7 @@ class RunnerHooks final : public session::Hooks {
                        {"reply", r.reply},
                        {"queue_id", r.queue_id},
                        {"dkim", r.dkim},
+                       {"commit_unknown", r.commit_unknown},
                        {"duration_seconds", r.duration}});
     }
     void on_decision(std::string_view point, double seconds) override {
@@ -65,7 +68,44 @@ class RunnerHooks final : public session::Hooks {
 
   private:
     metrics::Metrics& metrics_;
+    PolicyHolder& policy_;
 };
+
+// Runs `fn` on `pool` and resumes the calling coroutine on its own executor
+// (the connection's strand) with the result. `co_await post(pool)` alone
+// would not do: Asio 1.18 resumes an awaitable on the coroutine's executor,
+// so the work would still run on the I/O thread.
+template <class Fn>
+awaitable<bool> run_on_pool(asio::thread_pool& pool, Fn fn) {
+    auto initiate = [&pool, fn = std::move(fn)](auto handler) mutable {
+        asio::post(pool, [handler = std::move(handler), fn = std::move(fn)]() mutable {
+            const bool result = fn();
+            auto home = asio::get_associated_executor(handler);
+            asio::dispatch(home,
+                           [handler = std::move(handler), result]() mutable { handler(result); });
+        });
+    };
+    co_return co_await asio::async_initiate<decltype(use_awaitable), void(bool)>(initiate,
+                                                                                 use_awaitable);
+}
+
+// A hash for unknown users when the policy has none (no SASL users at all).
+const std::string& fallback_decoy_hash() {
+    static const std::string decoy = policy::decoy_password_hash();
+    return decoy;
+}
+
+void audit_auth(const session::ClientInfo& info, std::string_view user, std::string_view result,
+                std::string_view scope = {}) {
+    nlohmann::json j{{"type", "auth"},
+                     {"session", info.session_id},
+                     {"client", info.address},
+                     // Client-supplied: bounded, and escaped by the JSON writer.
+                     {"user", user.substr(0, 128)},
+                     {"result", result}};
+    if (!scope.empty()) j["scope"] = scope;
+    Logger::audit(std::move(j));
+}
 
 // Registers a waker for the drain; removes it when the session ends.
 class WakerRegistration {
@@ -190,7 +230,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     }
     shared.metrics.connection_opened("accepted");
 
-    RunnerHooks hooks(shared.metrics);
+    RunnerHooks hooks(shared.metrics, *shared.policy);
     auto policy = shared.policy->get();
     session::SessionMachine machine(listener.settings, policy, info, hooks);
     UpstreamClient upstream(client.tcp().get_executor(), shared.config.upstream,
@@ -240,18 +280,31 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
 
     const auto& timeouts = shared.config.timeouts;
     std::string out;
-    std::array<char, 65536> buf;
+    // Reads land in a small buffer while commands arrive; the 64 KiB one
+    // exists only during DATA, so an idle connection holds neither.
+    constexpr std::size_t kDataBuffer = 65536;
+    std::array<char, 2048> command_buf;
+    std::unique_ptr<char[]> data_buf;
     Clock::time_point data_started{};
     std::uint64_t data_bytes = 0;
     bool in_data = false;
     std::string close_reason = "quit";
+    // RFC 5321 4.5.3.2.7: the server waits this long for a command. The
+    // deadline is for the whole line, from when the wait began: bytes
+    // trickled one by one do not extend it.
+    Clock::time_point command_deadline{};
+    const auto session_end = started + timeouts.session;
+    auto upstream_used = Clock::now();
 
     auto flush = [&]() -> awaitable<bool> {
         if (out.empty()) co_return true;
         error_code wec;
         client.expires_after(timeouts.command);
         co_await client.write(asio::buffer(out), wec);
-        out.clear();
+        if (out.capacity() > 4096)
+            std::string().swap(out);
+        else
+            out.clear();
         co_return !wec;
     };
 
@@ -269,39 +322,75 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 }
                 const bool command_stage = machine.stage() == Stage::command;
                 if (shared.health.draining && command_stage) machine.on_drain();
+                const auto now = Clock::now();
                 // Deadlines: RFC 5321 4.5.3.2 per stage, plus a minimum data
                 // rate during DATA so a slowloris cannot hold a slot forever.
-                using ms = std::chrono::milliseconds;
-                auto deadline = std::chrono::duration_cast<ms>(timeouts.command);
-                bool rate_bound = false;
-                if (!command_stage) {
+                enum class Wake { command, data, data_rate, session, upstream_idle };
+                Wake wake = Wake::command;
+                Clock::time_point deadline;
+                asio::mutable_buffer target;
+                if (command_stage) {
+                    in_data = false;
+                    data_buf.reset();
+                    if (!machine.partial_command()) command_deadline = now + timeouts.command;
+                    deadline = command_deadline;
+                    if (session_end < deadline) {
+                        deadline = session_end;
+                        wake = Wake::session;
+                    }
+                    const auto idle_end = upstream_used + shared.config.upstream.idle_timeout;
+                    if (machine.upstream_idle() && idle_end < deadline) {
+                        deadline = idle_end;
+                        wake = Wake::upstream_idle;
+                    }
+                    target = asio::buffer(command_buf);
+                } else {
                     if (!in_data) {
                         in_data = true;
-                        data_started = Clock::now();
+                        data_started = now;
                         data_bytes = 0;
                     }
-                    deadline = std::chrono::duration_cast<ms>(timeouts.data_block);
+                    if (!data_buf) data_buf = std::make_unique<char[]>(kDataBuffer);
+                    target = asio::buffer(data_buf.get(), kDataBuffer);
+                    deadline = now + timeouts.data_block;
+                    wake = Wake::data;
                     if (timeouts.min_data_rate > 0) {
-                        const auto allowed =
-                            timeouts.data_grace + ms(data_bytes * 1000 / timeouts.min_data_rate);
-                        const auto left =
-                            std::chrono::duration_cast<ms>(allowed - (Clock::now() - data_started));
-                        if (left < deadline) {
-                            deadline = std::max(left, ms(1));
-                            rate_bound = true;
+                        using ms = std::chrono::milliseconds;
+                        const auto allowed = data_started + timeouts.data_grace +
+                                             ms(data_bytes * 1000 / timeouts.min_data_rate);
+                        if (allowed < deadline) {
+                            deadline = allowed;
+                            wake = Wake::data_rate;
                         }
                     }
-                } else {
-                    in_data = false;
                 }
-                client.expires_after(deadline);
+                client.expires_after(
+                    std::max(deadline - now, Clock::duration(std::chrono::milliseconds(1))));
                 error_code rec;
                 drain->idle_read = command_stage;
-                const std::size_t n = co_await client.read_some(asio::buffer(buf), rec);
+                const std::size_t n = co_await client.read_some(target, rec);
                 drain->idle_read = false;
                 if (rec == beast::error::timeout) {
-                    close_reason = rate_bound ? "data_too_slow" : "timeout";
-                    machine.on_timeout(rate_bound ? Reason::data_too_slow : Reason::timeout);
+                    switch (wake) {
+                        case Wake::upstream_idle:
+                            // Not the client's fault: close the idle relay
+                            // connection and keep waiting for the command.
+                            machine.on_upstream_idle();
+                            break;
+                        case Wake::session:
+                            close_reason = "session_lifetime";
+                            machine.on_timeout(Reason::session_lifetime_exceeded);
+                            break;
+                        case Wake::data_rate:
+                            close_reason = "data_too_slow";
+                            machine.on_timeout(Reason::data_too_slow);
+                            break;
+                        case Wake::command:
+                        case Wake::data:
+                            close_reason = "timeout";
+                            machine.on_timeout(Reason::timeout);
+                            break;
+                    }
                 } else if (rec == asio::error::operation_aborted && drain->woken) {
                     close_reason = "drain";
                     machine.on_timeout(Reason::shutting_down);
@@ -310,7 +399,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     machine.on_client_closed();
                 } else {
                     data_bytes += n;
-                    machine.on_client_data(std::string_view(buf.data(), n));
+                    machine.on_client_data(
+                        std::string_view(static_cast<const char*>(target.data()), n));
                 }
                 break;
             }
@@ -319,21 +409,25 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             case Action::Kind::upstream_connect: {
                 xclient.helo = machine.client_helo();
                 auto r = co_await upstream.connect(xclient);
+                upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
             case Action::Kind::upstream_command: {
                 auto r = co_await upstream.command(std::move(a.bytes), a.step);
+                upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
             case Action::Kind::upstream_write: {
                 auto r = co_await upstream.write(std::move(a.bytes));
+                upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
             case Action::Kind::upstream_commit: {
                 auto r = co_await upstream.commit(std::move(a.bytes));
+                upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
@@ -352,18 +446,43 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 break;
             }
             case Action::Kind::verify_auth: {
-                // PBKDF2 runs on the auth pool, then we hop back to the strand.
-                const std::string* hash = policy->sasl_hash(a.bytes);
-                bool ok = false;
-                co_await asio::post(shared.auth_pool->get_executor(), use_awaitable);
-                ok = hash && policy::verify_password(*hash, a.secret);
-                co_await asio::post(strand, use_awaitable);
+                const std::string& user = a.bytes;
+                auto& throttle = *shared.auth_throttle;
+                const double t_now = hooks.now();
+                if (auto scope = throttle.check(info.address, user, t_now);
+                    scope != session::AuthThrottle::Scope::none) {
+                    // Refused without looking at the password: a throttled
+                    // guess costs the attacker a round trip and us nothing.
+                    shared.metrics.auth("throttled");
+                    shared.metrics.auth_throttled(session::to_string(scope));
+                    audit_auth(info, user, "throttled", session::to_string(scope));
+                    machine.on_auth_throttled();
+                    break;
+                }
+                // Unknown users are checked against a decoy hash of the same
+                // cost, so the reply time does not tell which users exist.
+                auto current = shared.policy->get();
+                const std::string* known = current ? current->sasl_hash(user) : nullptr;
+                std::string hash = known ? *known
+                                   : current && !current->sasl_decoy_hash().empty()
+                                       ? current->sasl_decoy_hash()
+                                       : fallback_decoy_hash();
+                auto check = [hash = std::move(hash), password = std::move(a.secret)] {
+                    return policy::verify_password(hash, password);
+                };
+                const bool matched = co_await run_on_pool(*shared.auth_pool, std::move(check));
+                const bool ok = matched && known != nullptr;
                 if (!ok) {
-                    // A short delay slows password guessing (Postfix: 1 s).
-                    asio::steady_timer delay(strand, std::chrono::seconds(1));
-                    co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
+                    throttle.failed(info.address, user, hooks.now());
+                    shared.metrics.auth_throttle_entries(throttle.size());
+                    // A short delay slows guessing further (Postfix: 1 s).
+                    if (shared.config.auth_throttle.failure_delay.count() > 0) {
+                        asio::steady_timer delay(strand, shared.config.auth_throttle.failure_delay);
+                        co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
+                    }
                 }
                 shared.metrics.auth(ok ? "success" : "failure");
+                audit_auth(info, user, ok ? "success" : "failure");
                 machine.on_auth_result(ok);
                 break;
             }
@@ -392,6 +511,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     }
     client.close();
     shared.metrics.connection_closed();
+    ++shared.sessions_ended;
     Logger::audit(
         {{"type", "connection"},
          {"session", info.session_id},

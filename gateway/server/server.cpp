@@ -6,6 +6,7 @@
 
 #include "gateway/common/ascii.hpp"
 
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -14,8 +15,10 @@
 #include <csignal>
 #include <thread>
 
+#include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/admin_server.hpp"
 #include "gateway/server/client_session.hpp"
+#include "gateway/server/descriptors.hpp"
 #include "gateway/server/log.hpp"
 
 namespace relaygate::server {
@@ -30,7 +33,8 @@ std::string random_hex(std::size_t bytes) {
 }
 }  // namespace
 
-Server::Server(config::Config config) : signals_(io_), drain_timer_(io_), policy_timer_(io_) {
+Server::Server(config::Config config)
+    : signals_(io_), drain_timer_(io_), policy_timer_(io_), trim_timer_(io_) {
     shared_.config = std::move(config);
     for (const auto& l : shared_.config.listeners) {
         ListenerInfo info;
@@ -38,13 +42,19 @@ Server::Server(config::Config config) : signals_(io_), drain_timer_(io_), policy
         info.settings.hostname = shared_.config.hostname;
         info.settings.limits = shared_.config.limits;
         info.settings.verdict_header = shared_.config.verdict_header;
+        info.settings.authserv_ids = shared_.config.authserv_ids;
         info.settings.starttls = l.starttls;
         info.settings.auth = l.auth;
+        info.settings.session_seconds =
+            static_cast<double>(shared_.config.timeouts.session.count());
         for (const auto& c : l.trusted_proxies)
             if (auto p = policy::parse_cidr(c).cidr) info.trusted_proxies.push_back(*p);
         shared_.listeners.push_back(std::move(info));
     }
     shared_.auth_pool = std::make_unique<asio::thread_pool>(2);
+    const auto& at = shared_.config.auth_throttle;
+    shared_.auth_throttle = std::make_unique<session::AuthThrottle>(session::AuthThrottleLimits{
+        at.client_failures, at.user_failures, static_cast<double>(at.window.count()), at.entries});
     const auto& dns = shared_.config.dns;
     try {
         shared_.dns = std::make_unique<DnsResolver>(
@@ -69,6 +79,11 @@ Server::~Server() {
 
 int Server::run() {
     Logger::open_audit(shared_.config.audit_log);
+    // Two descriptors per connection: take all the kernel allows us, and
+    // say so at start if that is still too few for max_connections.
+    const auto nofile = raise_descriptor_limit();
+    for (const auto& w : config::config_warnings(shared_.config, nofile))
+        log_warn("config_warning", {{"warning", w}});
     if (!shared_.policy->reload()) {
         log_error("startup_failed", {{"reason", "policy did not load"}});
         return 1;
@@ -119,6 +134,7 @@ int Server::run() {
     }
     start_signals();
     start_policy_watch();
+    start_memory_trim();
     shared_.health.listeners_up = true;
 
     unsigned threads = shared_.config.threads;
@@ -137,6 +153,8 @@ int Server::run() {
 }
 
 awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listener) {
+    const auto& cfg = shared_.listeners[listener].config;
+    AcceptBackoff backoff(cfg.address + ":" + std::to_string(cfg.port), &shared_.metrics);
     for (;;) {
         error_code ec;
         // Each connection gets its own strand: its coroutine, client socket
@@ -145,9 +163,10 @@ awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listene
         co_await acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
         if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
         if (ec) {
-            log_warn("accept_failed", {{"error", ec.message()}});
+            co_await accept_pause(acceptor, backoff.on_error(ec));
             continue;
         }
+        backoff.on_success();
         auto ex = socket.get_executor();
         auto session = [this, s = std::move(socket), listener]() mutable -> awaitable<void> {
             co_await run_client_session(std::move(s), shared_, listener);
@@ -207,6 +226,19 @@ void Server::start_policy_watch() {
     });
 }
 
+// glibc keeps freed memory in its arenas: after a burst of connections the
+// process would hold its peak for good. Every 10 s in which sessions ended,
+// give unused pages back to the kernel (malloc_trim walks the free lists;
+// at this rate it costs nothing measurable).
+void Server::start_memory_trim() {
+    trim_timer_.expires_after(std::chrono::seconds(10));
+    trim_timer_.async_wait([this](const error_code& ec) {
+        if (ec) return;
+        if (shared_.sessions_ended.exchange(0) > 0) ::malloc_trim(0);
+        start_memory_trim();
+    });
+}
+
 void Server::begin_drain() {
     shared_.health.draining = true;
     for (auto& acc : acceptors_) {
@@ -214,6 +246,7 @@ void Server::begin_drain() {
         acc->close(ec);
     }
     policy_timer_.cancel();
+    trim_timer_.cancel();
     {
         std::lock_guard lock(shared_.sessions_mutex);
         for (auto& [id, wake] : shared_.wakers)

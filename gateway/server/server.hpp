@@ -18,6 +18,7 @@
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
 #include "gateway/server/tls_context.hpp"
+#include "gateway/session/auth_throttle.hpp"
 #include "gateway/session/session.hpp"
 
 namespace relaygate::server {
@@ -49,6 +50,8 @@ class Server {
         TlsContexts tls;
         // PBKDF2 checks are slow by design: they run here, not on I/O threads.
         std::unique_ptr<net::asio::thread_pool> auth_pool;
+        // Failed AUTH attempts across connections (per address, per user).
+        std::unique_ptr<session::AuthThrottle> auth_throttle;
         // DNS for DNS-verified domains and DKIM keys (its own cache).
         std::unique_ptr<DnsResolver> dns;
         std::atomic<std::uint64_t> next_session{0};
@@ -57,12 +60,15 @@ class Server {
         std::mutex sessions_mutex;
         std::unordered_map<std::uint64_t, std::function<void()>> wakers;
         std::atomic<std::uint64_t> next_waker{0};
+        // Sessions ended since the last malloc_trim.
+        std::atomic<std::uint64_t> sessions_ended{0};
     };
 
   private:
     net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor, std::size_t listener);
     void start_signals();
     void start_policy_watch();
+    void start_memory_trim();
     void reload_tls();
     void begin_drain();
     void drain_poll();
@@ -77,6 +83,7 @@ class Server {
     net::asio::signal_set signals_;
     net::asio::steady_timer drain_timer_;
     net::asio::steady_timer policy_timer_;
+    net::asio::steady_timer trim_timer_;
     std::string policy_stamp_;
     std::chrono::steady_clock::time_point drain_deadline_{};
 };

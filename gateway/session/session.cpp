@@ -108,6 +108,7 @@ SessionMachine::SessionMachine(const Settings& settings,
       reader_(smtp::DataLimits{settings.limits.max_message_bytes, settings.limits.max_text_line}),
       collector_(settings.limits.max_header_bytes) {
     conn_.client_ip = policy::IpAddress::parse(client_.address);
+    started_ = hooks_.now();
 }
 
 Action SessionMachine::next() {
@@ -156,7 +157,10 @@ void SessionMachine::on_client_data(std::string_view bytes) {
 }
 
 void SessionMachine::on_client_closed() {
-    if (txn_.active) release_upstream_transaction();
+    if (txn_.active) {
+        release_upstream_transaction();
+        abandon_transaction(Reason::client_disconnected);
+    }
     if (upstream_open_) push(Kind::upstream_quit);
     upstream_open_ = false;
     stage_ = Stage::closed;
@@ -166,10 +170,16 @@ void SessionMachine::on_timeout(Reason reason) {
     if (stage_ == Stage::closed) return;
     if (txn_.active) {
         release_upstream_transaction();
-        txn_ = {};
+        abandon_transaction(reason);
     }
     reply(reason);
     close_session();
+}
+
+void SessionMachine::on_upstream_idle() {
+    if (!upstream_idle()) return;
+    push(Kind::upstream_quit);
+    upstream_open_ = false;
 }
 
 // --- command stage -------------------------------------------------------
@@ -197,9 +207,16 @@ void SessionMachine::process_command_input() {
 }
 
 void SessionMachine::handle_line(std::string_view line) {
-    if (draining_) {
-        reply(Reason::shutting_down);
-        if (txn_.active) release_upstream_transaction();
+    // Draining, or the session has lived its configured life: 421 and
+    // close at the next command (RFC 5321 3.8 allows 421 at any time).
+    const bool expired = hooks_.now() - started_ >= settings_.session_seconds;
+    if (draining_ || expired) {
+        const Reason why = draining_ ? Reason::shutting_down : Reason::session_lifetime_exceeded;
+        if (txn_.active) {
+            release_upstream_transaction();
+            abandon_transaction(why);
+        }
+        reply(why);
         close_session();
         return;
     }
@@ -258,7 +275,10 @@ void SessionMachine::handle_line(std::string_view line) {
             reply(simple(250, "2.0.0", "OK"));
             return;
         case Verb::quit:
-            if (txn_.active) release_upstream_transaction();
+            if (txn_.active) {
+                release_upstream_transaction();
+                abandon_transaction(Reason::client_disconnected);
+            }
             reply(simple(221, "2.0.0", "Bye"));
             close_session();
             return;
@@ -295,6 +315,13 @@ void SessionMachine::handle_mail(smtp::Command cmd) {
         error_reply(Reason::message_too_big);  // RFC 1870 6.1
         return;
     }
+    if (transactions_ >= settings_.limits.max_transactions_per_session) {
+        reply(Reason::too_many_transactions);
+        close_session();
+        return;
+    }
+    // A reload since the last transaction applies from this one on.
+    if (auto current = hooks_.current_policy()) policy_ = std::move(current);
     txn_ = {};
     txn_.started = hooks_.now();
     txn_.envelope.null_sender = cmd.path.null;
@@ -536,6 +563,19 @@ void SessionMachine::finish_auth_exchange(std::string user, std::string password
     actions_.push_back(std::move(a));
 }
 
+void SessionMachine::on_auth_throttled() {
+    pending_auth_ = false;
+    auth_user_.clear();
+    if (auth_throttled_) {
+        // Told to wait, and still guessing: hang up (RFC 4954 leaves 421).
+        reply(Reason::auth_throttled_close);
+        close_session();
+        return;
+    }
+    auth_throttled_ = true;
+    error_reply(Reason::auth_throttled);
+}
+
 void SessionMachine::on_auth_result(bool ok) {
     pending_auth_ = false;
     if (ok) {
@@ -596,12 +636,22 @@ void SessionMachine::decide_header() {
     message::HeaderOptions opts;
     opts.smtputf8 = txn_.mail.mail.smtputf8;
     opts.max_header_bytes = settings_.limits.max_header_bytes;
+    opts.authserv_ids = settings_.authserv_ids;
+    opts.authserv_ids.push_back(settings_.hostname);
     auto header = collector_.header();
     auto facts = message::read_header(header, opts);
     if (!facts) {
         discard(facts.error().reason);
         return;
     }
+    // A DKIM-Signature the signer or a verifier could read differently is
+    // refused (gateway/message/README.md); the header reader cannot judge it
+    // because gateway/dkim depends on gateway/message, not the other way.
+    for (auto v : facts->values("DKIM-Signature"))
+        if (dkim::signature_ambiguity(v)) {
+            discard(Reason::dkim_signature_malformed);
+            return;
+        }
     header_facts_ = {};
     for (const auto& mb : facts->originators) {
         header_facts_.originators.push_back({mb.field, mb.domain});
@@ -845,6 +895,8 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
             if (!r.ok) {
                 // Fail closed: we cannot know whether the relay queued it, so
                 // the sender retries (RFC 1047 duplicates beat a lost message).
+                // The record says so, for whoever reconciles duplicates.
+                txn_.commit_unknown = true;
                 finish_transaction(smtp::make_reply(r.failure), r.failure, "end_of_data");
                 return;
             }
@@ -887,7 +939,7 @@ void SessionMachine::release_upstream_transaction() {
     txn_.upstream_data = false;
 }
 
-void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std::string_view stage,
+void SessionMachine::record_transaction(const smtp::Reply& r, Reason reason, std::string_view stage,
                                         std::string queue_id) {
     TransactionRecord rec;
     rec.session_id = client_.session_id;
@@ -897,7 +949,7 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     rec.envelope_domain = txn_.envelope.null_sender ? "<>" : txn_.envelope.domain;
     rec.header_from_domain = txn_.from_domain;
     rec.recipients = txn_.recipients;
-    rec.size = stage == "end_of_data" ? reader_.size() : 0;  // no data before it
+    rec.size = stage == "end_of_data" || stage == "data" ? reader_.size() : 0;  // no data before
     rec.reason = reason;
     rec.reply = first_line(r);
     rec.queue_id = std::move(queue_id);
@@ -906,16 +958,54 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     rec.relayed = reason == Reason::accepted;
     rec.stage = std::string(stage);
     rec.dkim = std::move(txn_.dkim_summary);
+    rec.commit_unknown = txn_.commit_unknown;
     hooks_.on_transaction(rec);
     ++transactions_;
+}
+
+void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std::string_view stage,
+                                        std::string queue_id) {
+    record_transaction(r, reason, stage, std::move(queue_id));
     if (r.code >= 400) ++errors_;
     reply(r);
     txn_ = {};
     phase_ = DataPhase::header;
+    release_buffers();
     if (errors_ >= settings_.limits.max_errors && stage_ != Stage::closed) {
         reply(Reason::too_many_errors);
         close_session();
     }
+}
+
+void SessionMachine::abandon_transaction(Reason reason) {
+    if (!txn_.active) return;
+    const std::string_view stage = stage_ == Stage::data ? "data"
+                                   : txn_.recipients > 0 ? "rcpt"
+                                                         : "mail_from";
+    record_transaction(smtp::make_reply(reason), reason, stage, {});
+    txn_ = {};
+    phase_ = DataPhase::header;
+    release_buffers();
+}
+
+void SessionMachine::release_buffers() {
+    // A 1 MiB message must not leave 1 MiB behind in an idle session:
+    // shrink what grew, keep what is small (most sessions send small mail).
+    constexpr std::size_t kKeep = 4096;
+    auto shrink = [](std::string& b) {
+        if (b.capacity() > kKeep) std::string().swap(b);
+    };
+    if (in_pos_ >= in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+    }
+    shrink(in_);
+    shrink(content_);
+    shrink(body_pending_);
+    shrink(header_out_);
+    collector_ = message::HeaderCollector(settings_.limits.max_header_bytes);
+    header_read_ = {};
+    header_facts_ = {};
 }
 
 // --- output --------------------------------------------------------------
@@ -935,7 +1025,10 @@ void SessionMachine::error_reply(Reason r) {
     if (++errors_ >= settings_.limits.max_errors) {
         // RFC 5321 4.3.2 allows 421 at any time; Postfix does the same.
         reply(Reason::too_many_errors);
-        if (txn_.active) release_upstream_transaction();
+        if (txn_.active) {
+            release_upstream_transaction();
+            abandon_transaction(Reason::too_many_errors);
+        }
         close_session();
     }
 }

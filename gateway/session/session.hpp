@@ -32,8 +32,10 @@ struct Settings {
     std::string hostname = "relaygate.local";
     config::Limits limits;
     std::string verdict_header = "X-Relaygate-Verdict";
+    std::vector<std::string> authserv_ids;  // config authserv_ids; hostname is added to them
     config::StartTls starttls = config::StartTls::off;
     config::Auth auth = config::Auth::tls_only;
+    double session_seconds = 3600;  // the session's whole life (timeouts.session_seconds)
 };
 
 struct ClientInfo {
@@ -101,6 +103,9 @@ struct TransactionRecord {
     bool relayed = false;
     std::string stage;  // mail_from | rcpt | header | end_of_data
     std::string dkim;   // verified signatures, "pass d=x s=y; fail d=..." (when required)
+    // The final "." was sent but its reply never came (RFC 1047): the relay
+    // may have queued the message although the client was told 4xx.
+    bool commit_unknown = false;
 };
 
 // The narrow interface to the outside world: a clock and event sinks.
@@ -116,6 +121,10 @@ class Hooks {
     virtual void on_domain_proof(std::string_view) {}
     // One verified DKIM signature: dkim::to_string(status).
     virtual void on_dkim_result(std::string_view) {}
+    // The policy in force now; each transaction takes it at MAIL FROM, so a
+    // grant revoked by a reload stops at the next transaction of an old
+    // session. nullptr keeps the session's current snapshot.
+    virtual std::shared_ptr<const policy::Policy> current_policy() { return nullptr; }
 };
 
 class SessionMachine {
@@ -143,6 +152,18 @@ class SessionMachine {
     void on_tls_result(bool ok, const policy::ConnectionFacts& facts);
     // The result of a verify_auth action (RFC 4954).
     void on_auth_result(bool ok);
+    // The verify_auth action was refused unchecked: this client address or
+    // user name failed too often lately (454 4.7.0; a second time 421).
+    void on_auth_throttled();
+    // The upstream connection idled past upstream.idle_timeout_seconds
+    // between transactions: close it (politely) to free its resources.
+    void on_upstream_idle();
+    // An upstream connection is open with no transaction on it.
+    bool upstream_idle() const {
+        return upstream_open_ && !txn_.active && pending_ == Pending::none;
+    }
+    // Part of a command line has arrived (its deadline runs from its start).
+    bool partial_command() const { return in_pos_ < in_.size() || framer_.buffered() > 0; }
     // The result of a dns_lookup action (TXT records of the name asked for).
     void on_dns_result(const dns::Answer& answer);
     bool tls_active() const { return tls_; }
@@ -180,7 +201,8 @@ class SessionMachine {
         std::vector<std::string> dkim_keys;  // key names to fetch, after the body
         std::size_t dkim_next = 0;           // next of dkim_keys to fetch
         bool dkim_body_done = false;
-        std::string dkim_summary;  // "pass d=x s=y; ...", for the record
+        std::string dkim_summary;     // "pass d=x s=y; ...", for the record
+        bool commit_unknown = false;  // the final "."'s reply was lost
     };
 
     void step();
@@ -210,6 +232,13 @@ class SessionMachine {
     void discard_with(smtp::Reply reply, Reason reason);
     void finish_transaction(const smtp::Reply& reply, Reason reason, std::string_view stage,
                             std::string queue_id = {});
+    // Ends an active transaction that got no final reply (timeout, client
+    // gone, drain): writes its record only.
+    void abandon_transaction(Reason reason);
+    void record_transaction(const smtp::Reply& reply, Reason reason, std::string_view stage,
+                            std::string queue_id);
+    // Gives buffers grown by the last message back between transactions.
+    void release_buffers();
     void release_upstream_transaction();
     void upstream_lost(const UpstreamResult& r);
 
@@ -245,6 +274,8 @@ class SessionMachine {
     bool pending_auth_ = false;
     std::uint32_t errors_ = 0;
     std::size_t transactions_ = 0;
+    double started_ = 0;           // hooks_.now() at construction
+    bool auth_throttled_ = false;  // a 454 was sent: the next AUTH closes
 
     bool upstream_open_ = false;
     smtp::EhloCapabilities upstream_caps_;

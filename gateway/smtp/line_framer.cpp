@@ -32,10 +32,12 @@ void LineFramer::reset() {
     line_octets_ = 0;
     pending_cr_ = false;
     release_buf_ = false;
+    skipping_ = false;
     error_.reset();
 }
 
 void LineFramer::note(LineError e) {
+    if (skipping_) return;  // the line was reported already
     if (!error_) error_ = e;
     // A bad line is never returned: stop retaining it.
     buf_.clear();
@@ -46,12 +48,20 @@ LineEvent LineFramer::feed(std::string_view input) {
         buf_.clear();
         release_buf_ = false;
     }
+    std::size_t start = 0;  // where the current line begins in `input`
     for (std::size_t i = 0; i < input.size(); ++i) {
         const auto c = static_cast<unsigned char>(input[i]);
         ++line_octets_;
         if (pending_cr_) {
             pending_cr_ = false;
-            if (c == '\n') return finish_line(input, i + 1);
+            if (c == '\n') {
+                if (!skipping_) return finish_line(input, start, i + 1);
+                // The end of a line reported early: back in sync.
+                skipping_ = false;
+                line_octets_ = 0;
+                start = i + 1;
+                continue;
+            }
             // RFC 5321 2.3.8: a CR on its own is not a line ending.
             note(LineError::bare_cr);
         }
@@ -63,15 +73,22 @@ LineEvent LineFramer::feed(std::string_view input) {
             note(LineError::nul);
         }
         // RFC 5321 4.5.3.1.4/4.5.3.1.6 limits count the CRLF: report as soon
-        // as the line can no longer fit, then discard the rest of it.
-        if (line_octets_ + (pending_cr_ ? 1 : 2) > max_) note(LineError::too_long);
+        // as the line can no longer fit (a peer that never sends CRLF gets
+        // its reply now, not at a timeout), then discard the rest of it.
+        if (!skipping_ && line_octets_ + (pending_cr_ ? 1 : 2) > max_) {
+            note(LineError::too_long);
+            LineEvent ev{LineEvent::Kind::error, i + 1, {}, *error_};
+            error_.reset();
+            skipping_ = true;
+            return ev;
+        }
     }
     // Out of input: retain the tail of a line that may still be valid.
-    if (!error_) buf_.append(input);
+    if (!error_ && !skipping_) buf_.append(input.substr(start));
     return LineEvent{LineEvent::Kind::need_more, input.size(), {}, LineError::too_long};
 }
 
-LineEvent LineFramer::finish_line(std::string_view input, std::size_t end) {
+LineEvent LineFramer::finish_line(std::string_view input, std::size_t start, std::size_t end) {
     LineEvent ev;
     ev.consumed = end;
     line_octets_ = 0;
@@ -84,10 +101,11 @@ LineEvent LineFramer::finish_line(std::string_view input, std::size_t end) {
     }
     ev.kind = LineEvent::Kind::line;
     if (buf_.empty()) {
-        ev.line = input.substr(0, end - 2);
+        ev.line = input.substr(start, end - 2 - start);
     } else {
-        // Part of the line came in an earlier call; the CR may be in buf_.
-        buf_.append(input.substr(0, end));
+        // Part of the line came in an earlier call (so it starts at 0 here);
+        // the CR may be in buf_.
+        buf_.append(input.substr(start, end - start));
         ev.line = std::string_view(buf_).substr(0, buf_.size() - 2);
         release_buf_ = true;
     }

@@ -44,10 +44,11 @@ struct LineEvent {
 //
 // feed() returns exactly one event: a complete line, a line that broke a rule
 // (`error`), or `need_more` after taking the whole input. A bad line is
-// consumed up to its real CRLF and reported once, so the session replies once
-// and is back in sync with the client. Bytes of a line that cannot be valid
-// are discarded, not buffered, so memory stays bounded by the line limit even
-// if a peer never sends CRLF (the session's timeouts bound the time).
+// reported once: a line that grows past the limit as soon as it does (the
+// rest of it, up to its real CRLF, is then discarded silently), any other bad
+// line at its CRLF. So the session replies once and is back in sync. Bytes of a line that cannot be
+// valid are discarded, not buffered, so memory stays bounded by the line limit even if a peer never
+// sends CRLF (the session's timeouts bound the time).
 class LineFramer {
   public:
     explicit LineFramer(std::size_t max_line_length = kMaxCommandLine);
@@ -70,7 +71,7 @@ class LineFramer {
     void reset();
 
   private:
-    LineEvent finish_line(std::string_view input, std::size_t end);
+    LineEvent finish_line(std::string_view input, std::size_t start, std::size_t end);
     void note(LineError e);
 
     std::size_t max_;
@@ -78,6 +79,7 @@ class LineFramer {
     std::size_t line_octets_ = 0;
     bool pending_cr_ = false;   // last octet seen was a CR
     bool release_buf_ = false;  // buf_ was returned as a line: clear on next feed
+    bool skipping_ = false;     // a too-long line was reported: discard to its CRLF
     std::optional<LineError> error_;
 };
 

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -119,6 +120,16 @@ Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash)
     info.salt = std::move(*salt);
     info.key = std::move(*key);
     return info;
+}
+
+std::string decoy_password_hash(std::uint32_t iterations) {
+    iterations = std::clamp(iterations, kMinPbkdf2Iterations, kMaxPbkdf2Iterations);
+    std::array<unsigned char, kSaltLen + kKeyLen> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
+        bytes.fill(0xA5);  // still a key no password is expected to derive
+    const std::string_view raw(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return fmt::format("{}{}${}${}", kPrefix, iterations, base64_encode(raw.substr(0, kSaltLen)),
+                       base64_encode(raw.substr(kSaltLen)));
 }
 
 Result<std::string, std::string> hash_password(std::string_view password,

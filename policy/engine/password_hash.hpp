@@ -34,6 +34,11 @@ Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash)
 Result<std::string, std::string> hash_password(std::string_view password,
                                                std::uint32_t iterations = kDefaultPbkdf2Iterations);
 
+// A well-formed hash with random salt and key that no password derives: AUTH
+// for an unknown user is checked against it, so that an unknown user name
+// costs the same PBKDF2 work as a wrong password (no user enumeration).
+std::string decoy_password_hash(std::uint32_t iterations = kDefaultPbkdf2Iterations);
+
 // True only if `hash` is well-formed and `password` derives the same key;
 // the comparison is constant-time (CRYPTO_memcmp). Never throws.
 bool verify_password(std::string_view hash, std::string_view password) noexcept;

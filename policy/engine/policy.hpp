@@ -91,6 +91,9 @@ class Policy {
 
     // The password hash for a SASL user (for AUTH), nullptr if unknown.
     const std::string* sasl_hash(std::string_view user) const;
+    // A hash no password matches, with the highest PBKDF2 cost of the
+    // policy's users: what an unknown user's AUTH is checked against.
+    const std::string& sasl_decoy_hash() const { return sasl_decoy_hash_; }
     // The tenant a SASL user belongs to, empty if unknown.
     std::string sasl_tenant(std::string_view user) const;
 
@@ -192,6 +195,7 @@ class Policy {
     // User name -> index into sasl_entries_.
     FlatStringMap<std::uint32_t> sasl_index_;
     std::vector<SaslEntry> sasl_entries_;
+    std::string sasl_decoy_hash_;
     // Key: provider number (4 bytes, native order), lower-case tenant id.
     FlatStringMap<OwnerRef> provider_tenant_index_;
     FlatStringMap<std::uint32_t> dkim_index_;  // dkim_key() -> index into dkim_

@@ -193,6 +193,7 @@ class PolicyCompiler {
     std::string scratch_;                      // reused for built patterns and probes
     std::vector<NetworkEntry> networks_;
     std::map<std::string, std::string> sasl_users_;  // user -> path of first definition
+    std::uint32_t sasl_iterations_ = 0;              // highest PBKDF2 cost of any user
     std::map<std::string, std::string> first_identity_path_;
 };
 
@@ -299,6 +300,8 @@ void PolicyCompiler::compile(const json& doc) {
             compile_tenant(id, tj, pointer("/tenants", id));
     }
     lint_cross_tenant();
+    p_.sasl_decoy_hash_ =
+        decoy_password_hash(sasl_iterations_ ? sasl_iterations_ : kDefaultPbkdf2Iterations);
 
     p_.hash_ = "sha256:" + sha256_hex(doc.dump(-1, ' ', false, json::error_handler_t::replace));
 }
@@ -748,6 +751,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         }
         p_.sasl_index_.try_emplace(user, static_cast<std::uint32_t>(p_.sasl_entries_.size()));
         p_.sasl_entries_.push_back({t, hash});
+        sasl_iterations_ = std::max(sasl_iterations_, info->iterations);
     }
 }
 

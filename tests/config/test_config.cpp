@@ -93,3 +93,90 @@ TEST_CASE("dns: servers, timeout, attempts and cache size") {
     CHECK(has_error(bad.error(), "dns.attempts"));
     CHECK(has_error(bad.error(), "dns.retries"));
 }
+
+TEST_CASE("authserv_ids: RFC 8601 authserv-id tokens, empty by default") {
+    auto c = parse_config("{}", ".");
+    REQUIRE(c.ok());
+    CHECK(c->authserv_ids.empty());
+
+    c = parse_config(R"({ "authserv_ids": ["signer.example", "MX.Gw.Example"] })", ".");
+    REQUIRE(c.ok());
+    CHECK(c->authserv_ids == std::vector<std::string>{"signer.example", "MX.Gw.Example"});
+
+    auto wrong_type = parse_config(R"({ "authserv_ids": "signer.example" })", ".");
+    REQUIRE_FALSE(wrong_type.ok());
+    CHECK(has_error(wrong_type.error(), "authserv_ids"));
+    CHECK(wrong_type.error().size() == 1);
+
+    auto bad = parse_config(
+        R"({ "authserv_ids": ["ok.example", 5, "", "a b", "x;y", "caf\u00e9", "\"q\""] })", ".");
+    REQUIRE_FALSE(bad.ok());
+    CHECK_FALSE(has_error(bad.error(), "authserv_ids[0]"));
+    for (int i = 1; i <= 6; ++i)
+        CHECK(has_error(bad.error(), "authserv_ids[" + std::to_string(i) + "]"));
+    CHECK(bad.error().size() == 6);
+
+    std::string many = R"({ "authserv_ids": [)";
+    for (int i = 0; i < 65; ++i)
+        many += std::string(i ? "," : "") + "\"id" + std::to_string(i) + ".example\"";
+    auto too_many = parse_config(many + "] }", ".");
+    REQUIRE_FALSE(too_many.ok());
+    CHECK(has_error(too_many.error(), "authserv_ids"));
+}
+
+TEST_CASE("hardening keys: auth_throttle, session and upstream idle limits") {
+    auto d = parse_config("{}", ".");
+    REQUIRE(d.ok());
+    CHECK(d->auth_throttle.client_failures == 10);
+    CHECK(d->auth_throttle.user_failures == 30);
+    CHECK(d->auth_throttle.window == std::chrono::seconds(600));
+    CHECK(d->auth_throttle.failure_delay == std::chrono::milliseconds(1000));
+    CHECK(d->timeouts.session == std::chrono::seconds(3600));
+    CHECK(d->limits.max_transactions_per_session == 1000);
+    CHECK(d->upstream.idle_timeout == std::chrono::seconds(30));
+    CHECK(d->upstream.final_reply_timeout == std::chrono::seconds(600));
+
+    auto c = parse_config(R"({ "auth_throttle": { "client_failures": 3, "user_failures": 5,
+                                 "window_seconds": 60, "entries": 1000, "failure_delay_ms": 0 },
+                               "timeouts": { "session_seconds": 120 },
+                               "limits": { "max_transactions_per_session": 7 },
+                               "upstream": { "idle_timeout_seconds": 5 } })",
+                          ".");
+    REQUIRE(c.ok());
+    CHECK(c->auth_throttle.client_failures == 3);
+    CHECK(c->auth_throttle.user_failures == 5);
+    CHECK(c->auth_throttle.window == std::chrono::seconds(60));
+    CHECK(c->auth_throttle.entries == 1000);
+    CHECK(c->auth_throttle.failure_delay == std::chrono::milliseconds(0));
+    CHECK(c->timeouts.session == std::chrono::seconds(120));
+    CHECK(c->limits.max_transactions_per_session == 7);
+    CHECK(c->upstream.idle_timeout == std::chrono::seconds(5));
+
+    auto bad = parse_config(R"({ "auth_throttle": { "client_failures": 0, "entries": 1,
+                                   "failure_delay_ms": 60000, "typo": 1 },
+                                 "limits": { "max_transactions_per_session": 0 } })",
+                            ".");
+    REQUIRE(!bad.ok());
+    CHECK(has_error(bad.error(), "auth_throttle.client_failures"));
+    CHECK(has_error(bad.error(), "auth_throttle.entries"));
+    CHECK(has_error(bad.error(), "auth_throttle.failure_delay_ms"));
+    CHECK(has_error(bad.error(), "auth_throttle.typo"));
+    CHECK(has_error(bad.error(), "limits.max_transactions_per_session"));
+}
+
+TEST_CASE("config warnings: the descriptor limit and the final-reply timeout") {
+    auto c = parse_config(R"({ "limits": { "max_connections": 1000 } })", ".");
+    REQUIRE(c.ok());
+    CHECK(descriptors_needed(*c) == 2000 + 1 + 64);
+    CHECK(config_warnings(*c, 1u << 20).empty());
+    auto w = config_warnings(*c, 1024);
+    REQUIRE(w.size() == 1);
+    CHECK(w[0].find("RLIMIT_NOFILE is 1024") != std::string::npos);
+    CHECK(w[0].find("lower limits.max_connections to 479") != std::string::npos);
+
+    auto quick = parse_config(R"({ "upstream": { "final_reply_timeout_seconds": 60 } })", ".");
+    REQUIRE(quick.ok());
+    auto w2 = config_warnings(*quick, 1u << 20);
+    REQUIRE(w2.size() == 1);
+    CHECK(w2[0].find("RFC 1047") != std::string::npos);
+}

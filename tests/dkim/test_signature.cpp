@@ -95,6 +95,9 @@ TEST_CASE("every rejection") {
         {"bad tag name _", value("; _x=2")},
         {"duplicate tag", value("; s=other")},
         {"duplicate unknown tag", value("; z=a; z=b")},
+        {"duplicate d= differing in case", value("; D=evil.example")},
+        {"duplicate s= differing in case", value("; S=other")},
+        {"duplicate d= before the others", "D=evil.example;" + value()},
         {"v=2", value().replace(1, 3, "v=2")},
         {"missing v", value().replace(1, 5, "")},
         {"missing a", value().replace(value().find("a=ed"), 17, "")},
@@ -119,6 +122,12 @@ TEST_CASE("every rejection") {
         {"d= too long", value("", "d=" + std::string(60, 'a') + "." + std::string(60, 'a') + "." +
                                       std::string(60, 'a') + "." + std::string(60, 'a') + "." +
                                       std::string(60, 'a') + ".example")},
+        {"d= inner space", value("", "d=exam ple.com")},
+        {"d= folded inside", value("", "d=exam\r\n ple.com")},
+        {"d= comma list", value("", "d=a.example,b.example")},
+        {"s= underscore", value("", "d=example.com", "s=sel_1")},
+        {"s= trailing dot", value("", "d=example.com", "s=sel.")},
+        {"s= U-label", value("", "d=example.com", "s=s\xc3\xa9l")},
         {"s= with @", value("", "d=example.com", "s=a@b")},
         {"s= empty", value("", "d=example.com", "s=")},
         {"h= without from", value().replace(value().find("h=From:To"), 9, "h=To:Subject")},
@@ -155,6 +164,7 @@ TEST_CASE("every rejection") {
 
 TEST_CASE("error strings name the problem") {
     CHECK(error_of(value("; s=x")) == "duplicate tag s=");
+    CHECK(error_of(value("; D=x")) == "tags differing only in case: d=");
     CHECK(error_of(value().replace(1, 5, "")) == "missing v=");
     CHECK(error_of(value("; q=dns")) == "unsupported query method q=dns");
     CHECK(error_of(value().replace(value().find("h=From:To"), 9, "h=To")) ==

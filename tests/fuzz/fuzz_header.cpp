@@ -38,6 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     opt.allow_multiple_from_mailboxes = data[0] & 2;
     opt.allow_display_name_address = data[0] & 4;
     opt.max_header_bytes = (data[0] & 8) ? 64 : 4096;
+    if (data[0] & 16) opt.authserv_ids = {"gw.example", "xn--bcher-kva.example"};
     std::string_view msg(reinterpret_cast<const char*>(data) + 2, size - 2);
     std::size_t cut = msg.empty() ? 0 : data[1] % (msg.size() + 1);
 

@@ -14,185 +14,7 @@
 #include <string>
 #include <vector>
 
-using namespace relaygate;
-using session::Action;
-using session::SessionMachine;
-using session::UpstreamResult;
-
-namespace {
-
-const char* kPolicy = R"({
-  "version": 1,
-  "tenants": {
-    "acme": { "domains": ["acme.example"], "allow_null_sender": true,
-              "identities": [ { "networks": ["192.0.2.0/24"] } ] },
-    "rival": { "domains": ["rival.example"],
-               "identities": [ { "networks": ["198.51.100.0/24"] } ] }
-  }
-})";
-
-std::shared_ptr<const policy::Policy> test_policy() {
-    static auto p = [] {
-        auto r = policy::Policy::load_text(kPolicy);
-        REQUIRE(r.ok());
-        return std::move(r).value();
-    }();
-    return p;
-}
-
-struct FakeHooks : session::Hooks {
-    double t = 0;
-    std::vector<session::TransactionRecord> records;
-    double now() override { return t += 0.001; }
-    std::uint64_t unix_time() override { return 1800000000; }  // 2027-01-15
-    void on_transaction(const session::TransactionRecord& r) override { records.push_back(r); }
-    void on_decision(std::string_view, double) override {}
-    void on_reply(int) override {}
-};
-
-smtp::Reply reply(int code, std::string enhanced, std::string text) {
-    return smtp::Reply{code, std::move(enhanced), {std::move(text)}};
-}
-
-// A scripted relay: answers each upstream action, records what it received.
-struct FakeUpstream {
-    std::string received;          // commands and data, as sent
-    std::vector<std::string> log;  // "connect", "abort", "quit", "commit"
-    bool connected = false;
-    // Overrides: step name -> result (for fault injection).
-    std::map<std::string, std::function<UpstreamResult()>> faults;
-
-    UpstreamResult ok(smtp::Reply r) {
-        UpstreamResult u;
-        u.ok = true;
-        u.reply = std::move(r);
-        return u;
-    }
-    UpstreamResult handle(const Action& a) {
-        const std::string step(session::to_string(a.step));
-        if (auto it = faults.find(step); it != faults.end()) {
-            auto r = it->second();
-            if (!r.ok) connected = false;
-            return r;
-        }
-        switch (a.kind) {
-            case Action::Kind::upstream_connect: {
-                log.push_back("connect");
-                connected = true;
-                auto r = ok(smtp::Reply{250, "", {"relay.test", "SIZE 100000000", "8BITMIME"}});
-                r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
-                return r;
-            }
-            case Action::Kind::upstream_command:
-                received += a.bytes;
-                if (a.bytes.starts_with("DATA")) return ok(reply(354, "", "go ahead"));
-                if (a.bytes.starts_with("RCPT TO:<bad@"))
-                    return ok(reply(550, "5.1.1", "no such user"));
-                return ok(reply(250, "2.1.0", "Ok"));
-            case Action::Kind::upstream_write:
-                received += a.bytes;
-                return ok({});
-            case Action::Kind::upstream_commit:
-                received += a.bytes;
-                log.push_back("commit");
-                return ok(reply(250, "2.0.0", "Ok: queued as ABC123"));
-            default:
-                return ok({});
-        }
-    }
-};
-
-struct Run {
-    std::string client_out;
-    FakeUpstream upstream;
-    FakeHooks hooks;
-    bool closed = false;
-    // Scripted DNS: TXT name -> answer (others: NXDOMAIN); what was asked.
-    std::map<std::string, dns::Answer> dns;
-    std::vector<std::string> dns_asked;
-    std::shared_ptr<const policy::Policy> policy;  // null: test_policy()
-};
-
-dns::Answer txt(std::vector<std::string> records, dns::Status status = dns::Status::ok) {
-    dns::Answer a;
-    a.status = status;
-    a.records = std::move(records);
-    return a;
-}
-
-// Runs a session from `client` (connection from `ip`), fed in the given
-// chunks, until the machine closes or wants input that is not there.
-void drive(Run& run, const std::vector<std::string>& chunks, const std::string& ip = "192.0.2.10",
-           session::Settings settings = {}) {
-    session::ClientInfo info{"t-1", ip, 12345};
-    SessionMachine m(settings, run.policy ? run.policy : test_policy(), info, run.hooks);
-    std::size_t next_chunk = 0;
-    for (int guard = 0; guard < 100000; ++guard) {
-        Action a = m.next();
-        switch (a.kind) {
-            case Action::Kind::send_client:
-                run.client_out += a.bytes;
-                break;
-            case Action::Kind::read_client:
-                if (next_chunk == chunks.size()) {
-                    m.on_client_closed();
-                    break;
-                }
-                m.on_client_data(chunks[next_chunk++]);
-                break;
-            case Action::Kind::upstream_abort:
-                run.upstream.log.push_back("abort");
-                break;
-            case Action::Kind::upstream_quit:
-                run.upstream.log.push_back("quit");
-                break;
-            case Action::Kind::close:
-                run.closed = true;
-                return;
-            case Action::Kind::dns_lookup: {
-                run.dns_asked.push_back(a.bytes);
-                auto it = run.dns.find(a.bytes);
-                m.on_dns_result(it != run.dns.end() ? it->second : txt({}, dns::Status::nxdomain));
-                break;
-            }
-            default:
-                m.on_upstream_result(run.upstream.handle(a));
-                break;
-        }
-    }
-    FAIL("session did not finish");
-}
-
-bool has(const std::string& hay, const std::string& needle) {
-    return hay.find(needle) != std::string::npos;
-}
-int count(const std::vector<std::string>& v, const std::string& s) {
-    return static_cast<int>(std::count(v.begin(), v.end(), s));
-}
-
-const std::string kMessage =
-    "From: Alice <alice@acme.example>\r\n"
-    "To: bob@example.org\r\n"
-    "Subject: hello\r\n"
-    "\r\n"
-    "Hello Bob.\r\n"
-    "..leading dot line\r\n"
-    "Bye.\r\n";
-
-std::string stuffed(const std::string& content) {
-    std::string out;
-    smtp::DataWriter w;
-    w.write(content, out);
-    return out;
-}
-
-// The commands of one transaction up to DATA.
-std::string transaction(const std::string& from) {
-    return "EHLO client.example\r\nMAIL FROM:<" + from +
-           ">\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n";
-}
-
-}  // namespace
+#include "tests/session/session_driver.hpp"
 
 TEST_CASE("an authorized message reaches the relay unchanged but for the verdict header") {
     const std::string input =
@@ -289,6 +111,77 @@ TEST_CASE("header ambiguity is refused before DATA goes upstream") {
         CHECK(has(r.client_out, "\r\n550 5."));
         CHECK_FALSE(has(r.upstream.received, "DATA"));
         CHECK(count(r.upstream.log, "commit") == 0);
+    }
+}
+
+TEST_CASE(
+    "Authentication-Results claiming this gateway or the signer: 550 5.7.1, nothing committed") {
+    session::Settings settings;
+    settings.authserv_ids = {"signer.example"};
+    // The hostname (relaygate.local) is always an authserv-id of ours.
+    for (const std::string field :
+         {"Authentication-Results: relaygate.local; dkim=pass header.d=acme.example\r\n",
+          "authentication-results : (ok) \"Signer.Example\" 1; spf=pass\r\n",
+          "ARC-Authentication-Results: i=1; signer.example; dkim=pass\r\n"}) {
+        CAPTURE(field);
+        Run r;
+        drive(r, {transaction("alice@acme.example"), stuffed(field + kMessage) + ".\r\nQUIT\r\n"},
+              "192.0.2.10", settings);
+        CHECK(has(r.client_out,
+                  "\r\n550 5.7.1 Authentication-Results or ARC fields claim this relay's "
+                  "authentication service; remove them before sending\r\n"));
+        CHECK_FALSE(has(r.upstream.received, "DATA"));
+        CHECK_FALSE(has(r.upstream.received, "dkim=pass"));
+        CHECK(count(r.upstream.log, "commit") == 0);
+        REQUIRE_FALSE(r.hooks.records.empty());
+        CHECK(r.hooks.records.back().reason == Reason::authentication_results_forged);
+    }
+    // Another verifier's results are relayed unchanged.
+    const std::string other = "Authentication-Results: mx.other.example; dkim=pass\r\n";
+    Run r;
+    drive(r, {transaction("alice@acme.example"), stuffed(other + kMessage) + ".\r\nQUIT\r\n"},
+          "192.0.2.10", settings);
+    CHECK(has(r.client_out, "250 2.0.0 Ok: queued"));
+    CHECK(has(r.upstream.received, other));
+}
+
+TEST_CASE(
+    "a malformed DKIM-Signature or a duplicated MIME field is refused before DATA goes upstream") {
+    const std::string sig =
+        "DKIM-Signature: v=1; a=rsa-sha256; d=acme.example; s=sel; h=from;\r\n"
+        " bh=AAAA; b=AAAA";
+    struct Case {
+        std::string field;
+        std::string reply;  // empty: relayed
+        Reason reason;
+    };
+    for (const auto& c : std::vector<Case>{
+             {sig + "; d=rival.example\r\n", "550 5.7.7 ", Reason::dkim_signature_malformed},
+             {sig + "; D=rival.example\r\n", "550 5.7.7 ", Reason::dkim_signature_malformed},
+             {"dkim-signature : v=1; a=rsa-sha256; d=acme_x.example; s=sel; h=from; bh=AAAA; "
+              "b=AAAA\r\n",
+              "550 5.7.7 ", Reason::dkim_signature_malformed},
+             {"Content-Type: text/plain\r\ncontent-type : text/html\r\n", "550 5.6.0 ",
+              Reason::duplicate_mime_field},
+             {sig + "\r\n", "", Reason::accepted},
+             // Not ambiguous, only unsupported: every verifier fails it alike.
+             {"DKIM-Signature: v=1; a=rsa-sha1; d=acme.example; s=sel; h=from; bh=AAAA; b=AAAA\r\n",
+              "", Reason::accepted},
+         }) {
+        CAPTURE(c.field);
+        Run r;
+        drive(r,
+              {transaction("alice@acme.example"), stuffed(c.field + kMessage) + ".\r\nQUIT\r\n"});
+        REQUIRE_FALSE(r.hooks.records.empty());
+        CHECK(r.hooks.records.back().reason == c.reason);
+        if (c.reply.empty()) {
+            CHECK(has(r.client_out, "250 2.0.0 Ok: queued"));
+            CHECK(count(r.upstream.log, "commit") == 1);
+        } else {
+            CHECK(has(r.client_out, "\r\n" + c.reply));
+            CHECK_FALSE(has(r.upstream.received, "DATA"));
+            CHECK(count(r.upstream.log, "commit") == 0);
+        }
     }
 }
 

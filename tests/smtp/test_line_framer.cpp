@@ -90,8 +90,8 @@ TEST_CASE("line length limit counts the CRLF (RFC 5321 4.5.3.1.4)") {
     const std::string bad(511, 'a');
     CHECK(run_whole(ok + "\r\n") == std::vector<std::string>{"L:" + ok});
     CHECK(run_whole(bad + "\r\n") == std::vector<std::string>{"E:line too long"});
-    // The over-long line is reported once, after its real CRLF, then we are
-    // back in sync.
+    // The over-long line is reported once, as soon as it is too long, and
+    // after its real CRLF we are back in sync.
     CHECK(run_whole(std::string(5000, 'x') + "\r\nQUIT\r\n") ==
           std::vector<std::string>{"E:line too long", "L:QUIT"});
     // Text lines: 1000 including CRLF.
@@ -117,17 +117,38 @@ TEST_CASE("line length limit counts the CRLF (RFC 5321 4.5.3.1.4)") {
 TEST_CASE("no CRLF means need_more, never an unbounded buffer") {
     LineFramer f;
     const std::string chunk(4096, 'z');
-    for (int i = 0; i < 256; ++i) {
+    // The error comes as soon as the line cannot fit, without its CRLF.
+    auto first = f.feed(chunk);
+    CHECK(first.kind == LineEvent::Kind::error);
+    CHECK(first.error == LineError::too_long);
+    CHECK(first.consumed == kMaxCommandLine - 1);
+    CHECK(f.feed(std::string_view(chunk).substr(first.consumed)).kind ==
+          LineEvent::Kind::need_more);
+    for (int i = 1; i < 256; ++i) {
         auto ev = f.feed(chunk);
         CHECK(ev.kind == LineEvent::Kind::need_more);
         CHECK(ev.consumed == chunk.size());
     }
+    // The rest of the line is skipped silently, without being buffered.
     CHECK(f.buffered() == 256u * 4096u);
     auto ev = f.feed("\r\nNOOP\r\n");
+    CHECK(ev.kind == LineEvent::Kind::line);
+    CHECK(ev.line == "NOOP");
+    CHECK(ev.consumed == 8);
+    CHECK(f.buffered() == 0);
+}
+
+TEST_CASE("an over-long line is reported before its CRLF arrives") {
+    LineFramer f(16);
+    auto ev = f.feed("0123456789abcde");  // 15 octets: CRLF would make 17
     CHECK(ev.kind == LineEvent::Kind::error);
     CHECK(ev.error == LineError::too_long);
-    CHECK(ev.consumed == 2);
-    CHECK(f.buffered() == 0);
+    CHECK(ev.consumed == 15);
+    // Faults inside the skipped rest are not reported a second time.
+    CHECK(f.feed("more\nand\rmore").kind == LineEvent::Kind::need_more);
+    auto next = f.feed("\r\nQUIT\r\n");
+    CHECK(next.kind == LineEvent::Kind::line);
+    CHECK(next.line == "QUIT");
 }
 
 TEST_CASE("buffered() tells the session about pipelined bytes") {
