@@ -24,6 +24,9 @@ class HeaderCollector {
     // End of data without an empty line: the whole message is the header section.
     Status finish();
 
+    // Ready for the next message, with the buffer's memory released.
+    void reset();
+
     Status status() const { return status_; }
     std::string_view header() const { return buffer_; }  // the buffered header section
 

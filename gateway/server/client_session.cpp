@@ -28,7 +28,8 @@ namespace {
 
 class RunnerHooks final : public session::Hooks {
   public:
-    RunnerHooks(metrics::Metrics& m, PolicyHolder& policy) : metrics_(m), policy_(policy) {}
+    RunnerHooks(metrics::Metrics& m, PolicyHolder& policy, std::atomic<std::uint64_t>& ended)
+        : metrics_(m), policy_(policy), ended_(ended) {}
     std::shared_ptr<const policy::Policy> current_policy() override { return policy_.get(); }
     double now() override {
         return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
@@ -41,6 +42,7 @@ class RunnerHooks final : public session::Hooks {
     void on_domain_proof(std::string_view result) override { metrics_.domain_proof(result); }
     void on_dkim_result(std::string_view result) override { metrics_.dkim_signature(result); }
     void on_transaction(const session::TransactionRecord& r) override {
+        ++ended_;
         metrics_.transaction(r.tenant, r.reason, r.report_only);
         if (r.relayed) metrics_.message_relayed(r.tenant, r.size);
         Logger::audit({{"type", "transaction"},
@@ -69,6 +71,7 @@ class RunnerHooks final : public session::Hooks {
   private:
     metrics::Metrics& metrics_;
     PolicyHolder& policy_;
+    std::atomic<std::uint64_t>& ended_;
 };
 
 // Runs `fn` on `pool` and resumes the calling coroutine on its own executor
@@ -230,7 +233,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     }
     shared.metrics.connection_opened("accepted");
 
-    RunnerHooks hooks(shared.metrics, *shared.policy);
+    RunnerHooks hooks(shared.metrics, *shared.policy, shared.ended_since_trim);
     auto policy = shared.policy->get();
     session::SessionMachine machine(listener.settings, policy, info, hooks);
     UpstreamClient upstream(client.tcp().get_executor(), shared.config.upstream,
@@ -511,7 +514,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     }
     client.close();
     shared.metrics.connection_closed();
-    ++shared.sessions_ended;
+    ++shared.ended_since_trim;
     Logger::audit(
         {{"type", "connection"},
          {"session", info.session_id},

@@ -60,8 +60,9 @@ class Server {
         std::mutex sessions_mutex;
         std::unordered_map<std::uint64_t, std::function<void()>> wakers;
         std::atomic<std::uint64_t> next_waker{0};
-        // Sessions ended since the last malloc_trim.
-        std::atomic<std::uint64_t> sessions_ended{0};
+        // Sessions and transactions ended since the last malloc_trim: each
+        // frees buffers that glibc would otherwise keep.
+        std::atomic<std::uint64_t> ended_since_trim{0};
     };
 
   private:

@@ -408,7 +408,7 @@ void SessionMachine::handle_data() {
     stage_ = Stage::data;
     phase_ = DataPhase::header;
     reader_.reset();
-    collector_ = message::HeaderCollector(settings_.limits.max_header_bytes);
+    collector_.reset();
     writer_.reset();
     body_pending_.clear();
     header_out_.clear();
@@ -1003,7 +1003,7 @@ void SessionMachine::release_buffers() {
     shrink(content_);
     shrink(body_pending_);
     shrink(header_out_);
-    collector_ = message::HeaderCollector(settings_.limits.max_header_bytes);
+    collector_.reset();
     header_read_ = {};
     header_facts_ = {};
 }
