@@ -158,6 +158,7 @@ constexpr std::array kTable{
                "Session open too long; reconnect to continue"},
     ReasonInfo{R::too_many_transactions, "too_many_transactions", 421, "4.7.0",
                "Too many transactions in one session; reconnect to continue"},
+    ReasonInfo{R::transaction_reset, "transaction_reset", 250, "2.0.0", "OK"},
 };
 
 constexpr bool table_in_enum_order() {
@@ -166,7 +167,7 @@ constexpr bool table_in_enum_order() {
     return true;
 }
 static_assert(table_in_enum_order(), "kTable rows must follow the Reason enum order");
-static_assert(kTable.back().reason == Reason::too_many_transactions, "every Reason needs a row");
+static_assert(kTable.back().reason == Reason::transaction_reset, "every Reason needs a row");
 
 }  // namespace
 

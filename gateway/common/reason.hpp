@@ -99,6 +99,7 @@ enum class Reason : std::uint8_t {
     client_disconnected,   // the client went away mid-transaction (never sent)
     session_lifetime_exceeded,
     too_many_transactions,
+    transaction_reset,  // the client's RSET or EHLO ended it (audit and metrics only)
 };
 
 struct ReasonInfo {

@@ -227,12 +227,12 @@ void Server::start_policy_watch() {
 }
 
 // glibc keeps freed memory in its arenas: after a burst of connections or
-// large messages the process would hold its peak for good. Every 10 s in
+// large messages the process would hold its peak for good. Every 5 s in
 // which sessions or transactions ended, give unused pages back to the kernel
 // (malloc_trim walks the free lists; at this rate it costs nothing
 // measurable).
 void Server::start_memory_trim() {
-    trim_timer_.expires_after(std::chrono::seconds(10));
+    trim_timer_.expires_after(std::chrono::seconds(5));
     trim_timer_.async_wait([this](const error_code& ec) {
         if (ec) return;
         if (shared_.ended_since_trim.exchange(0) > 0) ::malloc_trim(0);

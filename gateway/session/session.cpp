@@ -64,6 +64,24 @@ constexpr std::string_view kProofPrefix = "_relaygate.";
 
 }  // namespace
 
+// RFC 5321 4.3.2: DATA expects 354 (I) or a failure, every other command
+// of a transaction 2xx or a failure.
+bool SessionMachine::expected_reply(Pending p, int code) {
+    const int cls = code / 100;
+    if (cls == 4 || cls == 5) return true;
+    switch (p) {
+        case Pending::data:
+            return code == 354;
+        case Pending::mail:
+        case Pending::rcpt:
+        case Pending::dot:
+        case Pending::rset:
+            return cls == 2;
+        default:
+            return true;
+    }
+}
+
 policy::DomainProof domain_proof(std::string domain, const dns::Answer& txt) {
     policy::DomainProof proof{std::move(domain), policy::DomainProof::Status::error, {}};
     using dns::Status;
@@ -236,7 +254,7 @@ void SessionMachine::handle_line(std::string_view line) {
             // RFC 5321 4.1.4: EHLO/HELO resets any transaction in progress.
             if (txn_.active) {
                 release_upstream_transaction();
-                txn_ = {};
+                abandon_transaction(Reason::transaction_reset);
             }
             helo_ = true;
             client_helo_ = cmd.helo_domain;
@@ -267,7 +285,7 @@ void SessionMachine::handle_line(std::string_view line) {
         case Verb::rset:
             if (txn_.active) {
                 release_upstream_transaction();
-                txn_ = {};
+                abandon_transaction(Reason::transaction_reset);
             }
             reply(simple(250, "2.0.0", "OK"));
             return;
@@ -834,6 +852,15 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
         // RFC 5321 3.8: 421 means the relay is closing this connection (e.g.
         // its idle timeout). Passing it on would tell the client that *we*
         // are closing; treat it as a lost connection instead.
+        push(Kind::upstream_abort);
+        r.ok = false;
+        r.failure = Reason::upstream_failed;
+    }
+    if (r.ok && !expected_reply(p, r.reply.code)) {
+        // A reply the command cannot get (RFC 5321 4.3.2), e.g. 250 to DATA
+        // or 354 to the final ".": the relay is not in the state we think.
+        // Never relay it (a 2xx for an uncommitted message would lose it):
+        // drop the connection and tempfail.
         push(Kind::upstream_abort);
         r.ok = false;
         r.failure = Reason::upstream_failed;

@@ -241,6 +241,7 @@ class SessionMachine {
     void release_buffers();
     void release_upstream_transaction();
     void upstream_lost(const UpstreamResult& r);
+    static bool expected_reply(Pending p, int code);
 
     void reply(const smtp::Reply& r);
     void reply(Reason r);

@@ -1,6 +1,8 @@
 // Tests for PBKDF2 password hashes: format, verification, strict parsing.
 #include "policy/engine/password_hash.hpp"
 
+#include "policy/engine/policy.hpp"
+
 #include <doctest/doctest.h>
 
 #include <string>
@@ -68,4 +70,31 @@ TEST_CASE("malformed hashes are refused, never verified") {
         CHECK_FALSE(verify_password(h, "password"));
     }
     CHECK_FALSE(hash_password("x", 10));
+}
+
+TEST_CASE("the decoy hash costs what the policy's users cost and matches no password") {
+    const auto decoy = decoy_password_hash(1234);
+    auto info = parse_password_hash(decoy);
+    REQUIRE(info.ok());
+    CHECK(info->iterations == 1234);
+    CHECK_FALSE(verify_password(decoy, ""));
+    CHECK_FALSE(verify_password(decoy, "password"));
+    CHECK(decoy != decoy_password_hash(1234));  // fresh salt and key each time
+
+    // The policy's decoy takes the highest iteration count of its users,
+    // so an unknown user is never cheaper to check than a known one.
+    auto slow = hash_password("a", 3000);
+    auto fast = hash_password("b", 2000);
+    REQUIRE(slow.ok());
+    REQUIRE(fast.ok());
+    const std::string text = R"({"version": 1, "tenants": {"t": {"domains": ["t.example"],
+        "identities": [{"sasl_user": "slow", "password_hash": ")" +
+                             *slow + R"("},
+                       {"sasl_user": "fast", "password_hash": ")" +
+                             *fast + R"("}]}}})";
+    auto policy = relaygate::policy::Policy::load_text(text);
+    REQUIRE(policy.ok());
+    auto decoy_info = parse_password_hash((*policy)->sasl_decoy_hash());
+    REQUIRE(decoy_info.ok());
+    CHECK(decoy_info->iterations == 3000);
 }

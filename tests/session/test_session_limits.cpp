@@ -205,3 +205,58 @@ TEST_CASE("partial_command() tells the runner a command line has started") {
     CHECK(seen_partial);
     CHECK(has(r.client_out, "250 2.0.0 OK"));
 }
+
+TEST_CASE("a reply the command cannot get is never relayed: 250 to DATA, 354 to the dot") {
+    SUBCASE("DATA answered 250: nothing was committed, so the client gets 451") {
+        Run r;
+        r.upstream.faults["data"] = [] {
+            UpstreamResult u;
+            u.ok = true;
+            u.reply = reply(250, "2.0.0", "Ok");
+            return u;
+        };
+        drive(r, {transaction("alice@acme.example"), kData, "QUIT\r\n"});
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
+        CHECK(!r.hooks.records[0].relayed);
+        CHECK(has(r.client_out, "451 4.4.2"));
+        CHECK(!has(r.client_out, "\r\n250 2.0.0 Ok\r\n"));
+        CHECK(count(r.upstream.log, "commit") == 0);
+    }
+    SUBCASE("the final dot answered 354: outcome unknown, 451") {
+        Run r;
+        r.upstream.faults["dot"] = [] {
+            UpstreamResult u;
+            u.ok = true;
+            u.reply = reply(354, "", "go on");
+            return u;
+        };
+        drive(r, {transaction("alice@acme.example"), kData, "QUIT\r\n"});
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
+        CHECK(r.hooks.records[0].commit_unknown);
+        CHECK(!r.hooks.records[0].relayed);
+        CHECK(has(r.client_out, "451 4.4.2"));
+    }
+    SUBCASE("MAIL answered 354") {
+        Run r;
+        r.upstream.faults["mail"] = [] {
+            UpstreamResult u;
+            u.ok = true;
+            u.reply = reply(354, "", "what");
+            return u;
+        };
+        drive(r, {"EHLO c.example\r\nMAIL FROM:<alice@acme.example>\r\n"});
+        CHECK(!has(r.client_out, "354"));
+        CHECK(has(r.client_out, "451 4.4."));
+    }
+}
+
+TEST_CASE("RSET and EHLO inside a transaction leave a record too") {
+    Run r;
+    drive(r, {"EHLO c.example\r\nMAIL FROM:<alice@acme.example>\r\nRSET\r\n"
+              "MAIL FROM:<alice@acme.example>\r\nEHLO c.example\r\nQUIT\r\n"});
+    REQUIRE(r.hooks.records.size() == 2);
+    CHECK(r.hooks.records[0].reason == Reason::transaction_reset);
+    CHECK(r.hooks.records[1].reason == Reason::transaction_reset);
+}
