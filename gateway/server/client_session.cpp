@@ -452,7 +452,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 const std::string& user = a.bytes;
                 auto& throttle = *shared.auth_throttle;
                 const double t_now = hooks.now();
-                if (auto scope = throttle.check(info.address, user, t_now);
+                if (auto scope = throttle.admit(info.address, user, t_now);
                     scope != session::AuthThrottle::Scope::none) {
                     // Refused without looking at the password: a throttled
                     // guess costs the attacker a round trip and us nothing.
@@ -475,14 +475,13 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 };
                 const bool matched = co_await run_on_pool(*shared.auth_pool, std::move(check));
                 const bool ok = matched && known != nullptr;
-                if (!ok) {
-                    throttle.failed(info.address, user, hooks.now());
-                    shared.metrics.auth_throttle_entries(throttle.size());
+                shared.metrics.auth_throttle_entries(throttle.size());
+                if (ok) {
+                    throttle.succeeded(info.address, user, hooks.now());  // not a failure
+                } else if (shared.config.auth_throttle.failure_delay.count() > 0) {
                     // A short delay slows guessing further (Postfix: 1 s).
-                    if (shared.config.auth_throttle.failure_delay.count() > 0) {
-                        asio::steady_timer delay(strand, shared.config.auth_throttle.failure_delay);
-                        co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
-                    }
+                    asio::steady_timer delay(strand, shared.config.auth_throttle.failure_delay);
+                    co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
                 }
                 shared.metrics.auth(ok ? "success" : "failure");
                 audit_auth(info, user, ok ? "success" : "failure");

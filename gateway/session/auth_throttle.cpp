@@ -54,6 +54,13 @@ void AuthThrottle::Table::add(const std::string& key, double now) {
     e.updated = now;
 }
 
+void AuthThrottle::Table::refund(const std::string& key, double now) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return;
+    it->second.level = std::max(0.0, drained(it->second, now) - 1);
+    it->second.updated = now;
+}
+
 AuthThrottle::AuthThrottle(AuthThrottleLimits limits)
     : clients_(limits.client_failures, limits.window_seconds, limits.entries),
       users_(limits.user_failures, limits.window_seconds, limits.entries) {}
@@ -78,6 +85,25 @@ void AuthThrottle::failed(std::string_view client_address, std::string_view user
     std::lock_guard lock(mutex_);
     clients_.add(client, now);
     users_.add(std::string(user), now);
+}
+
+AuthThrottle::Scope AuthThrottle::admit(std::string_view client_address, std::string_view user,
+                                        double now) {
+    const std::string client = client_key(client_address);
+    const std::string name(user);
+    std::lock_guard lock(mutex_);
+    if (clients_.over(client, now)) return Scope::client;
+    if (users_.over(name, now)) return Scope::user;
+    clients_.add(client, now);
+    users_.add(name, now);
+    return Scope::none;
+}
+
+void AuthThrottle::succeeded(std::string_view client_address, std::string_view user, double now) {
+    const std::string client = client_key(client_address);
+    std::lock_guard lock(mutex_);
+    clients_.refund(client, now);
+    users_.refund(std::string(user), now);
 }
 
 std::size_t AuthThrottle::size() const {

@@ -30,8 +30,15 @@ class AuthThrottle {
 
     // Before a password is checked: is the client or the user over its limit?
     Scope check(std::string_view client_address, std::string_view user, double now);
-    // After a failed check (wrong password or unknown user).
+    // Records a failure (wrong password or unknown user).
     void failed(std::string_view client_address, std::string_view user, double now);
+
+    // What the gateway uses: check and, if admitted, count the attempt as a
+    // failure at once, under one lock, so that 50 guesses arriving together
+    // cannot all pass the check before the first one fails. A successful
+    // attempt then gives its count back with succeeded().
+    Scope admit(std::string_view client_address, std::string_view user, double now);
+    void succeeded(std::string_view client_address, std::string_view user, double now);
     // Entries held (both tables), for the metric and tests.
     std::size_t size() const;
 
@@ -47,6 +54,7 @@ class AuthThrottle {
         Table(std::uint32_t limit, double window, std::size_t max_entries);
         bool over(const std::string& key, double now);
         void add(const std::string& key, double now);
+        void refund(const std::string& key, double now);
         std::size_t size() const { return map_.size(); }
 
       private:

@@ -72,3 +72,19 @@ TEST_CASE("memory is bounded: the least recently used entries go first") {
     CHECK(t.check("192.0.2.200", "x", 1) == Scope::client);
     CHECK(t.check("10.0.0.0", "x", 1) == Scope::none);
 }
+
+TEST_CASE("admit counts the attempt at once: concurrent guesses cannot all pass") {
+    AuthThrottle t(AuthThrottleLimits{3, 100, 600, 1000});
+    int admitted = 0;
+    // 50 guesses arrive before any of them has been checked.
+    for (int i = 0; i < 50; ++i)
+        if (t.admit("192.0.2.1", "u" + std::to_string(i), 0) == Scope::none) ++admitted;
+    CHECK(admitted == 3);
+    // A success gives its count back: a legitimate user is not penalised.
+    AuthThrottle ok(AuthThrottleLimits{2, 2, 600, 1000});
+    for (int i = 0; i < 10; ++i) {
+        REQUIRE(ok.admit("192.0.2.9", "alice", i) == Scope::none);
+        ok.succeeded("192.0.2.9", "alice", i);
+    }
+    CHECK(ok.check("192.0.2.9", "alice", 10) == Scope::none);
+}
