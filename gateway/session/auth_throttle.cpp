@@ -71,20 +71,18 @@ std::string AuthThrottle::client_key(std::string_view address) {
     return ip->is_v4() ? ip->to_string() : ip->masked(64).to_string() + "/64";
 }
 
+AuthThrottle::Scope AuthThrottle::over(const std::string& client, const std::string& user,
+                                       double now) {
+    if (clients_.over(client, now)) return Scope::client;
+    if (users_.over(user, now)) return Scope::user;
+    return Scope::none;
+}
+
 AuthThrottle::Scope AuthThrottle::check(std::string_view client_address, std::string_view user,
                                         double now) {
     const std::string client = client_key(client_address);
     std::lock_guard lock(mutex_);
-    if (clients_.over(client, now)) return Scope::client;
-    if (users_.over(std::string(user), now)) return Scope::user;
-    return Scope::none;
-}
-
-void AuthThrottle::failed(std::string_view client_address, std::string_view user, double now) {
-    const std::string client = client_key(client_address);
-    std::lock_guard lock(mutex_);
-    clients_.add(client, now);
-    users_.add(std::string(user), now);
+    return over(client, std::string(user), now);
 }
 
 AuthThrottle::Scope AuthThrottle::admit(std::string_view client_address, std::string_view user,
@@ -92,11 +90,12 @@ AuthThrottle::Scope AuthThrottle::admit(std::string_view client_address, std::st
     const std::string client = client_key(client_address);
     const std::string name(user);
     std::lock_guard lock(mutex_);
-    if (clients_.over(client, now)) return Scope::client;
-    if (users_.over(name, now)) return Scope::user;
-    clients_.add(client, now);
-    users_.add(name, now);
-    return Scope::none;
+    const Scope scope = over(client, name, now);
+    if (scope == Scope::none) {
+        clients_.add(client, now);
+        users_.add(name, now);
+    }
+    return scope;
 }
 
 void AuthThrottle::succeeded(std::string_view client_address, std::string_view user, double now) {

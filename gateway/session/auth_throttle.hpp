@@ -28,15 +28,13 @@ class AuthThrottle {
 
     explicit AuthThrottle(AuthThrottleLimits limits);
 
-    // Before a password is checked: is the client or the user over its limit?
+    // Is the client or the user over its limit? (A query: counts nothing.)
     Scope check(std::string_view client_address, std::string_view user, double now);
-    // Records a failure (wrong password or unknown user).
-    void failed(std::string_view client_address, std::string_view user, double now);
 
-    // What the gateway uses: check and, if admitted, count the attempt as a
-    // failure at once, under one lock, so that 50 guesses arriving together
-    // cannot all pass the check before the first one fails. A successful
-    // attempt then gives its count back with succeeded().
+    // Before a password is checked: check and, if admitted, count the
+    // attempt as a failure at once, under one lock, so that 50 guesses
+    // arriving together cannot all pass before the first one fails. A
+    // successful attempt gives its count back with succeeded().
     Scope admit(std::string_view client_address, std::string_view user, double now);
     void succeeded(std::string_view client_address, std::string_view user, double now);
     // Entries held (both tables), for the metric and tests.
@@ -71,6 +69,8 @@ class AuthThrottle {
         std::unordered_map<std::string, Entry> map_;
         std::list<std::string> lru_;  // front = most recently used
     };
+
+    Scope over(const std::string& client, const std::string& user, double now);  // under mutex_
 
     mutable std::mutex mutex_;
     Table clients_;

@@ -56,6 +56,25 @@ smtp::Reply reply(int code, std::string enhanced, std::string text) {
     return smtp::Reply{code, std::move(enhanced), {std::move(text)}};
 }
 
+// Scripted relay faults for FakeUpstream::faults: the connection is lost
+// (`why`), or the relay answers with this reply.
+inline std::function<UpstreamResult()> lost(Reason why) {
+    return [why] {
+        UpstreamResult u;
+        u.ok = false;
+        u.failure = why;
+        return u;
+    };
+}
+inline std::function<UpstreamResult()> answers(int code, std::string enhanced, std::string text) {
+    return [=] {
+        UpstreamResult u;
+        u.ok = true;
+        u.reply = smtp::Reply{code, enhanced, {text}};
+        return u;
+    };
+}
+
 // A scripted relay: answers each upstream action, records what it received.
 struct FakeUpstream {
     std::string received;          // commands and data, as sent

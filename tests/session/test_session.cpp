@@ -218,43 +218,30 @@ TEST_CASE("data pipelined before the 354 is a synchronization error") {
 }
 
 TEST_CASE("relay faults become 4xx and never 2xx") {
-    auto fail = [](Reason why) {
-        return [why] {
-            UpstreamResult u;
-            u.ok = false;
-            u.failure = why;
-            return u;
-        };
-    };
     SUBCASE("relay down at connect") {
         Run r;
-        r.upstream.faults["connect"] = fail(Reason::upstream_unavailable);
+        r.upstream.faults["connect"] = lost(Reason::upstream_unavailable);
         drive(r, {transaction("alice@acme.example")});
         CHECK(has(r.client_out, "451 4.4.1"));
         CHECK(has(r.client_out, "503 5.5.1"));  // DATA without a transaction
     }
     SUBCASE("relay lost at the final dot: 451, never a 250") {
         Run r;
-        r.upstream.faults["dot"] = fail(Reason::upstream_failed);
+        r.upstream.faults["dot"] = lost(Reason::upstream_failed);
         drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n"});
         CHECK(has(r.client_out, "451 4.4.2"));
         CHECK_FALSE(has(r.client_out, "queued"));
     }
     SUBCASE("relay timeout while writing the body") {
         Run r;
-        r.upstream.faults["write"] = fail(Reason::upstream_timeout);
+        r.upstream.faults["write"] = lost(Reason::upstream_timeout);
         drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n"});
         CHECK(has(r.client_out, "451 4.4.2"));
         CHECK(count(r.upstream.log, "commit") == 0);
     }
     SUBCASE("relay refuses the message at the dot: its reply is relayed") {
         Run r;
-        r.upstream.faults["dot"] = [] {
-            UpstreamResult u;
-            u.ok = true;
-            u.reply = smtp::Reply{554, "5.7.1", {"signer says no"}};
-            return u;
-        };
+        r.upstream.faults["dot"] = answers(554, "5.7.1", "signer says no");
         drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n"});
         CHECK(has(r.client_out, "554 5.7.1 signer says no"));
         CHECK(r.hooks.records.back().reason == Reason::upstream_rejected);

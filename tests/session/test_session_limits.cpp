@@ -181,12 +181,7 @@ TEST_CASE("an idle upstream connection is closed and the next transaction reconn
 
 TEST_CASE("a lost final reply is a 4xx and the record marks the outcome unknown (RFC 1047)") {
     Run r;
-    r.upstream.faults["dot"] = [] {
-        UpstreamResult u;
-        u.ok = false;
-        u.failure = Reason::upstream_timeout;
-        return u;
-    };
+    r.upstream.faults["dot"] = lost(Reason::upstream_timeout);
     drive(r, {transaction("alice@acme.example"), kData, "QUIT\r\n"});
     REQUIRE(r.hooks.records.size() == 1);
     CHECK(r.hooks.records[0].reason == Reason::upstream_timeout);
@@ -209,12 +204,7 @@ TEST_CASE("partial_command() tells the runner a command line has started") {
 TEST_CASE("a reply the command cannot get is never relayed: 250 to DATA, 354 to the dot") {
     SUBCASE("DATA answered 250: nothing was committed, so the client gets 451") {
         Run r;
-        r.upstream.faults["data"] = [] {
-            UpstreamResult u;
-            u.ok = true;
-            u.reply = reply(250, "2.0.0", "Ok");
-            return u;
-        };
+        r.upstream.faults["data"] = answers(250, "2.0.0", "Ok");
         drive(r, {transaction("alice@acme.example"), kData, "QUIT\r\n"});
         REQUIRE(r.hooks.records.size() == 1);
         CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
@@ -225,12 +215,7 @@ TEST_CASE("a reply the command cannot get is never relayed: 250 to DATA, 354 to 
     }
     SUBCASE("the final dot answered 354: outcome unknown, 451") {
         Run r;
-        r.upstream.faults["dot"] = [] {
-            UpstreamResult u;
-            u.ok = true;
-            u.reply = reply(354, "", "go on");
-            return u;
-        };
+        r.upstream.faults["dot"] = answers(354, "", "go on");
         drive(r, {transaction("alice@acme.example"), kData, "QUIT\r\n"});
         REQUIRE(r.hooks.records.size() == 1);
         CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
@@ -240,12 +225,7 @@ TEST_CASE("a reply the command cannot get is never relayed: 250 to DATA, 354 to 
     }
     SUBCASE("MAIL answered 354") {
         Run r;
-        r.upstream.faults["mail"] = [] {
-            UpstreamResult u;
-            u.ok = true;
-            u.reply = reply(354, "", "what");
-            return u;
-        };
+        r.upstream.faults["mail"] = answers(354, "", "what");
         drive(r, {"EHLO c.example\r\nMAIL FROM:<alice@acme.example>\r\n"});
         CHECK(!has(r.client_out, "354"));
         CHECK(has(r.client_out, "451 4.4."));
