@@ -18,7 +18,7 @@ done
 # The RUN instruction that starts with cmake, joined over its continuations.
 script="$(awk '/^FROM .* AS runtime/{exit}
   /^RUN cmake /{on=1; sub(/^RUN /,"")}
-  on{line=$0; cont=sub(/\\$/,"",line); print line; if(!cont) exit}' "$DOCKERFILE")"
+  on{line=$0; cont=sub(/\\$/,"",line); printf "%s ", line; if(!cont) exit}' "$DOCKERFILE")"
 if [ -z "$script" ]; then
   echo "dockerfile_build: no 'RUN cmake' instruction in $DOCKERFILE" >&2
   exit 1
