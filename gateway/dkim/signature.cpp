@@ -182,31 +182,39 @@ Result<std::vector<Tag>, std::string> parse_tag_list(std::string_view text) {
     return tags;
 }
 
-std::optional<std::string> signature_ambiguity(std::string_view value) {
-    auto parsed = parse_tag_list(value);
-    if (!parsed) return parsed.error();
+namespace {
+// The ambiguity checks on an already parsed tag-list.
+std::optional<std::string> ambiguity(const std::vector<Tag>& tags) {
     // Tag names are case-sensitive (RFC 6376 3.2), so "d=" and "D=" are two
     // tags; a verifier that folds case would see a duplicate d= and may pick
     // either. Refused, like an exact duplicate.
     std::vector<std::string> folded;
-    folded.reserve(parsed->size());
-    for (const auto& t : parsed.value())
+    folded.reserve(tags.size());
+    for (const auto& t : tags)
         folded.push_back(ascii::lower(t.name));
     std::sort(folded.begin(), folded.end());
     if (auto dup = std::adjacent_find(folded.begin(), folded.end()); dup != folded.end())
         return "tags differing only in case: " + *dup + "=";
     // The signing domain and selector name the key: one spelling only.
-    for (const auto& [name, v] : parsed.value()) {
+    for (const auto& [name, v] : tags) {
         if (name == "d" && !is_lower_ldh_name(ascii::lower(v)))
             return "d= is not an LDH domain name";
         if (name == "s" && !is_lower_ldh_name(ascii::lower(v))) return "s= is not an LDH selector";
     }
     return std::nullopt;
 }
+}  // namespace
+
+std::optional<std::string> signature_ambiguity(std::string_view value) {
+    auto parsed = parse_tag_list(value);
+    if (!parsed) return parsed.error();
+    return ambiguity(parsed.value());
+}
 
 Result<Signature, std::string> parse_signature(std::string_view value) {
-    if (auto why = signature_ambiguity(value)) return fail(std::move(*why));
     auto parsed = parse_tag_list(value);
+    if (!parsed) return fail(parsed.error());
+    if (auto why = ambiguity(parsed.value())) return fail(std::move(*why));
 
     Signature sig{};
     bool have_v = false, have_a = false, have_b = false, have_bh = false, have_d = false,
