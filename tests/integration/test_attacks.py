@@ -177,9 +177,15 @@ class AuthThrottleTest(AttackTestCase):
         self.assertEqual(metric(gw, "relaygate_auth_attempts_total", result="throttled"), 1)
 
     def test_unknown_user_costs_as_much_as_a_wrong_password(self):
-        # Not a speed assertion: the two are compared. 100k PBKDF2
-        # iterations make the hash dominate the round trip; the fastest of 7
-        # each is compared, since load on the machine only ever adds time.
+        # Not a speed assertion. That the decoy hash has the same cost as the
+        # users' hashes is proven exactly in tests/policy/test_password_hash.cpp;
+        # here the running gateway must really hash for an unknown user. With
+        # 100k PBKDF2 iterations the hash dominates the round trip, so an
+        # unknown user answered without hashing would take a fraction of a
+        # millisecond. The check is one-sided (load only ever adds time, and
+        # a loaded machine once made the two differ by 35%): the fastest of 7
+        # unknown-user failures must take at least half the fastest of 7
+        # wrong-password failures.
         sink, gw = self.start({"client_failures": 1000, "user_failures": 1000,
                                "failure_delay_ms": 0},
                               users={"app": hash_password(PASSWORD, iterations=100000)},
@@ -196,9 +202,9 @@ class AuthThrottleTest(AttackTestCase):
         unknown, wrong = min(times["unknown"]), min(times["wrong"])
         sys.stderr.write(f"\n  [fastest AUTH failure: unknown user {unknown * 1000:.1f} ms, "
                          f"wrong password {wrong * 1000:.1f} ms] ")
-        self.assertLessEqual(abs(unknown - wrong), 0.3 * max(unknown, wrong),
-                             f"unknown user {unknown * 1000:.1f} ms vs wrong password "
-                             f"{wrong * 1000:.1f} ms (fastest of 7): user enumeration by timing")
+        self.assertGreaterEqual(unknown, 0.5 * wrong,
+                                f"unknown user {unknown * 1000:.1f} ms vs wrong password "
+                                f"{wrong * 1000:.1f} ms (fastest of 7): no hash for unknown users")
         self.assertNothingStored(sink)
 
 
