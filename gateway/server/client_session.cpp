@@ -28,8 +28,9 @@ namespace {
 
 class RunnerHooks final : public session::Hooks {
   public:
-    RunnerHooks(metrics::Metrics& m, PolicyHolder& policy, std::atomic<std::uint64_t>& ended)
-        : metrics_(m), policy_(policy), ended_(ended) {}
+    RunnerHooks(metrics::Metrics& m, PolicyHolder& policy, std::atomic<std::uint64_t>& ended,
+                const std::string& session_id)
+        : metrics_(m), policy_(policy), ended_(ended), session_id_(session_id) {}
     std::shared_ptr<const policy::Policy> current_policy() override { return policy_.get(); }
     double now() override {
         return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
@@ -67,11 +68,17 @@ class RunnerHooks final : public session::Hooks {
         metrics_.decision_latency(point, seconds);
     }
     void on_reply(int code) override { metrics_.smtp_reply(code); }
+    void on_transition(std::string_view what, std::string_view from, std::string_view to) override {
+        if (Logger::enabled(Level::debug))
+            Logger::log(Level::debug, "session_state",
+                        {{"session", session_id_}, {"what", what}, {"from", from}, {"to", to}});
+    }
 
   private:
     metrics::Metrics& metrics_;
     PolicyHolder& policy_;
     std::atomic<std::uint64_t>& ended_;
+    const std::string& session_id_;
 };
 
 // Runs `fn` on `pool` and resumes the calling coroutine on its own executor
@@ -233,7 +240,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     }
     shared.metrics.connection_opened("accepted");
 
-    RunnerHooks hooks(shared.metrics, *shared.policy, shared.ended_since_trim);
+    RunnerHooks hooks(shared.metrics, *shared.policy, shared.ended_since_trim, info.session_id);
     auto policy = shared.policy->get();
     session::SessionMachine machine(listener.settings, policy, info, hooks);
     UpstreamClient upstream(client.tcp().get_executor(), shared.config.upstream,
@@ -313,11 +320,11 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
 
     for (bool done = false; !done;) {
         Action a = machine.next();
-        switch (a.kind) {
-            case Action::Kind::send_client:
-                out += a.bytes;
+        switch (a.index()) {
+            case session::index_of<session::act::SendClient>:
+                out += std::get<session::act::SendClient>(a).bytes;
                 break;
-            case Action::Kind::read_client: {
+            case session::index_of<session::act::ReadClient>: {
                 if (!co_await flush()) {
                     close_reason = "write_error";
                     machine.on_client_closed();
@@ -409,38 +416,41 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             }
             // g++ 12 mishandles co_await inside a call's argument list: bind
             // each result to a named variable first.
-            case Action::Kind::upstream_connect: {
+            case session::index_of<session::act::UpstreamConnect>: {
                 xclient.helo = machine.client_helo();
                 auto r = co_await upstream.connect(xclient);
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
-            case Action::Kind::upstream_command: {
-                auto r = co_await upstream.command(std::move(a.bytes), a.step);
+            case session::index_of<session::act::UpstreamCommand>: {
+                auto& c = std::get<session::act::UpstreamCommand>(a);
+                auto r = co_await upstream.command(std::move(c.line), c.step);
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
-            case Action::Kind::upstream_write: {
-                auto r = co_await upstream.write(std::move(a.bytes));
+            case session::index_of<session::act::UpstreamWrite>: {
+                auto r = co_await upstream.write(
+                    std::move(std::get<session::act::UpstreamWrite>(a).bytes));
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
-            case Action::Kind::upstream_commit: {
-                auto r = co_await upstream.commit(std::move(a.bytes));
+            case session::index_of<session::act::UpstreamCommit>: {
+                auto r = co_await upstream.commit(
+                    std::move(std::get<session::act::UpstreamCommit>(a).terminator));
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
-            case Action::Kind::upstream_abort:
+            case session::index_of<session::act::UpstreamAbort>:
                 upstream.abort();
                 break;
-            case Action::Kind::upstream_quit:
+            case session::index_of<session::act::UpstreamQuit>:
                 co_await upstream.quit();
                 break;
-            case Action::Kind::start_tls: {
+            case session::index_of<session::act::StartTls>: {
                 if (!co_await flush()) {
                     machine.on_client_closed();
                     break;
@@ -448,8 +458,9 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 co_await handshake();
                 break;
             }
-            case Action::Kind::verify_auth: {
-                const std::string& user = a.bytes;
+            case session::index_of<session::act::VerifyAuth>: {
+                auto& v = std::get<session::act::VerifyAuth>(a);
+                const std::string& user = v.user;
                 auto& throttle = *shared.auth_throttle;
                 const double t_now = hooks.now();
                 if (auto scope = throttle.admit(info.address, user, t_now);
@@ -470,7 +481,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                                    : current && !current->sasl_decoy_hash().empty()
                                        ? current->sasl_decoy_hash()
                                        : fallback_decoy_hash();
-                auto check = [hash = std::move(hash), password = std::move(a.secret)] {
+                auto check = [hash = std::move(hash), password = std::move(v.password)] {
                     return policy::verify_password(hash, password);
                 };
                 const bool matched = co_await run_on_pool(*shared.auth_pool, std::move(check));
@@ -488,7 +499,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 machine.on_auth_result(ok);
                 break;
             }
-            case Action::Kind::dns_lookup: {
+            case session::index_of<session::act::DnsLookup>: {
                 // Flush first: replies already decided need not wait for DNS.
                 if (!co_await flush()) {
                     machine.on_client_closed();
@@ -500,12 +511,12 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     machine.on_dns_result(none);
                     break;
                 }
-                dns::Answer answer =
-                    co_await shared.dns->resolve(std::move(a.bytes), dns::RrType::txt);
+                dns::Answer answer = co_await shared.dns->resolve(
+                    std::move(std::get<session::act::DnsLookup>(a).name), dns::RrType::txt);
                 machine.on_dns_result(answer);
                 break;
             }
-            case Action::Kind::close:
+            case session::index_of<session::act::Close>:
                 co_await flush();
                 done = true;
                 break;

@@ -62,6 +62,10 @@ void Logger::open_audit(const std::string& target) {
     if (std::FILE* f = std::fopen(target.c_str(), "a")) g_audit = f;
 }
 
+bool Logger::enabled(Level level) {
+    return level >= g_min_level;
+}
+
 void Logger::set_min_level(Level level) {
     g_min_level = level;
 }

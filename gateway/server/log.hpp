@@ -19,6 +19,8 @@ class Logger {
     static void log(Level level, std::string_view event, nlohmann::json fields = {});
     static void audit(nlohmann::json record);
     static void set_min_level(Level level);
+    // Whether a line at `level` would be written (skip building it if not).
+    static bool enabled(Level level);
 };
 
 inline void log_info(std::string_view event, nlohmann::json fields = {}) {

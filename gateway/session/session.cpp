@@ -6,11 +6,10 @@
 #include <fmt/core.h>
 
 #include "gateway/common/ascii.hpp"
-#include "gateway/common/base64.hpp"
 
 namespace relaygate::session {
 
-using Kind = Action::Kind;
+using Phase = DataTransfer::Phase;
 
 std::string_view to_string(UpstreamStep s) {
     switch (s) {
@@ -32,7 +31,85 @@ std::string_view to_string(UpstreamStep s) {
     return "unknown";
 }
 
+std::string_view to_string(Stage s) {
+    switch (s) {
+        case Stage::command:
+            return "command";
+        case Stage::data:
+            return "data";
+        case Stage::closed:
+            return "closed";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(Link l) {
+    switch (l) {
+        case Link::closed:
+            return "closed";
+        case Link::idle:
+            return "idle";
+        case Link::in_transaction:
+            return "in_transaction";
+        case Link::in_data:
+            return "in_data";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(Pending p) {
+    switch (p) {
+        case Pending::none:
+            return "none";
+        case Pending::connect:
+            return "connect";
+        case Pending::mail:
+            return "mail";
+        case Pending::rcpt:
+            return "rcpt";
+        case Pending::data:
+            return "data";
+        case Pending::write:
+            return "write";
+        case Pending::dot:
+            return "dot";
+        case Pending::rset:
+            return "rset";
+        case Pending::dns:
+            return "dns";
+        case Pending::auth:
+            return "auth";
+    }
+    return "unknown";
+}
+
+std::string_view name(const Action& a) {
+    static constexpr std::string_view kNames[] = {
+        "read_client",    "send_client",     "upstream_connect", "upstream_command",
+        "upstream_write", "upstream_commit", "upstream_abort",   "upstream_quit",
+        "start_tls",      "verify_auth",     "dns_lookup",       "close"};
+    static_assert(std::size(kNames) == std::variant_size_v<Action>);
+    return kNames[a.index()];
+}
+
 namespace {
+
+// The latency label of an upstream command (Pending and UpstreamStep name
+// the same commands).
+UpstreamStep step_of(Pending p) {
+    switch (p) {
+        case Pending::mail:
+            return UpstreamStep::mail;
+        case Pending::rcpt:
+            return UpstreamStep::rcpt;
+        case Pending::data:
+            return UpstreamStep::data;
+        case Pending::rset:
+            return UpstreamStep::rset;
+        default:
+            return UpstreamStep::connect;
+    }
+}
 
 smtp::Reply simple(int code, std::string enhanced, std::string text) {
     return smtp::Reply{code, std::move(enhanced), {std::move(text)}};
@@ -123,8 +200,7 @@ SessionMachine::SessionMachine(const Settings& settings,
       client_(std::move(client)),
       hooks_(hooks),
       framer_(settings.limits.max_command_line),
-      reader_(smtp::DataLimits{settings.limits.max_message_bytes, settings.limits.max_text_line}),
-      collector_(settings.limits.max_header_bytes) {
+      data_(settings.limits) {
     conn_.client_ip = policy::IpAddress::parse(client_.address);
     started_ = hooks_.now();
 }
@@ -139,7 +215,7 @@ Action SessionMachine::next() {
 
 void SessionMachine::step() {
     if (stage_ == Stage::closed) {
-        push(Kind::close);
+        push(act::Close{});
         return;
     }
     if (!greeted_) {
@@ -147,7 +223,7 @@ void SessionMachine::step() {
         reply(simple(220, "", settings_.hostname + " ESMTP relaygate"));
         return;
     }
-    if (pending_ != Pending::none || pending_auth_) {
+    if (pending_ != Pending::none) {
         // The runner asked for an action while one is owed: a bug. Fail closed.
         reply(Reason::local_error);
         close_session();
@@ -161,7 +237,7 @@ void SessionMachine::step() {
     if (in_pos_ >= in_.size()) {
         in_.clear();
         in_pos_ = 0;
-        push(Kind::read_client);
+        push(act::ReadClient{});
         return;
     }
     if (stage_ == Stage::command)
@@ -179,9 +255,8 @@ void SessionMachine::on_client_closed() {
         release_upstream_transaction();
         abandon_transaction(Reason::client_disconnected);
     }
-    if (upstream_open_) push(Kind::upstream_quit);
-    upstream_open_ = false;
-    stage_ = Stage::closed;
+    quit_upstream();
+    enter(Stage::closed);
 }
 
 void SessionMachine::on_timeout(Reason reason) {
@@ -195,9 +270,7 @@ void SessionMachine::on_timeout(Reason reason) {
 }
 
 void SessionMachine::on_upstream_idle() {
-    if (!upstream_idle()) return;
-    push(Kind::upstream_quit);
-    upstream_open_ = false;
+    if (upstream_idle()) quit_upstream();
 }
 
 // --- command stage -------------------------------------------------------
@@ -215,7 +288,7 @@ void SessionMachine::process_command_input() {
             return;
         case smtp::LineEvent::Kind::line: {
             const std::string line(ev.line);  // the view dies with the next feed
-            if (auth_step_ != AuthStep::none)
+            if (sasl_.active())
                 handle_auth_response(line);
             else
                 handle_line(line);
@@ -358,10 +431,10 @@ void SessionMachine::decide_mail_from() {
         finish_transaction(reply_for(txn_.decision), txn_.decision.reason, "mail_from");
         return;
     }
-    if (upstream_open_)
+    if (link_ != Link::closed)
         send_upstream_mail();
     else
-        upstream(Kind::upstream_connect, Pending::connect, UpstreamStep::connect, {});
+        await(act::UpstreamConnect{}, Pending::connect);
 }
 
 void SessionMachine::send_upstream_mail() {
@@ -382,7 +455,7 @@ void SessionMachine::send_upstream_mail() {
         }
         line += " SMTPUTF8";
     }
-    upstream(Kind::upstream_command, Pending::mail, UpstreamStep::mail, line + "\r\n");
+    command(Pending::mail, line + "\r\n");
 }
 
 void SessionMachine::handle_rcpt(smtp::Command cmd) {
@@ -400,9 +473,8 @@ void SessionMachine::handle_rcpt(smtp::Command cmd) {
         return;
     }
     const auto& p = cmd.path;
-    txn_.rcpt_line =
-        "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n";
-    upstream(Kind::upstream_command, Pending::rcpt, UpstreamStep::rcpt, txn_.rcpt_line);
+    command(Pending::rcpt,
+            "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n");
 }
 
 void SessionMachine::handle_data() {
@@ -423,13 +495,9 @@ void SessionMachine::handle_data() {
         close_session();
         return;
     }
-    stage_ = Stage::data;
-    phase_ = DataPhase::header;
-    reader_.reset();
-    collector_.reset();
-    writer_.reset();
-    body_pending_.clear();
-    header_out_.clear();
+    enter(Stage::data);
+    data_.start();
+    enter(Phase::header);
     discard_reply_.reset();
     reply(simple(354, "", "End data with <CR><LF>.<CR><LF>"));
 }
@@ -451,15 +519,12 @@ void SessionMachine::handle_starttls() {
     in_pos_ = 0;
     framer_.reset();
     reply(simple(220, "2.0.0", "Ready to start TLS"));
-    push(Kind::start_tls);
+    push(act::StartTls{});
 }
 
 void SessionMachine::on_tls_result(bool ok, const policy::ConnectionFacts& facts) {
     if (!ok) {
-        if (upstream_open_) push(Kind::upstream_quit);
-        upstream_open_ = false;
-        stage_ = Stage::closed;
-        close_sent_ = true;
+        close_session();
         return;
     }
     // RFC 3207 4.2: discard all knowledge obtained from the client before TLS.
@@ -470,7 +535,7 @@ void SessionMachine::on_tls_result(bool ok, const policy::ConnectionFacts& facts
     in_.clear();
     in_pos_ = 0;
     framer_.reset();
-    auth_step_ = AuthStep::none;
+    sasl_.reset();
     conn_.client_cert_sha256 = facts.client_cert_sha256;
     conn_.client_spki_sha256 = facts.client_spki_sha256;
     conn_.sasl_user.reset();
@@ -496,93 +561,31 @@ void SessionMachine::handle_auth(const smtp::Command& cmd) {
     }
     // RFC 4954 4: responses may be up to 12288 octets.
     framer_.set_max_line_length(12288);
-    if (cmd.auth_mechanism == "PLAIN") {
-        if (cmd.auth_initial_response) {
-            handle_auth_response(*cmd.auth_initial_response == "=" ? ""
-                                                                   : *cmd.auth_initial_response);
-            return;
-        }
-        auth_step_ = AuthStep::plain;
-        reply(simple(334, "", ""));
-        return;
-    }
-    if (cmd.auth_mechanism == "LOGIN") {
-        auth_step_ = AuthStep::login_user;
-        if (cmd.auth_initial_response) {
-            handle_auth_response(*cmd.auth_initial_response);
-            return;
-        }
-        reply(simple(334, "", "VXNlcm5hbWU6"));  // "Username:"
-        return;
-    }
-    framer_.set_max_line_length(settings_.limits.max_command_line);
-    error_reply(Reason::auth_mechanism_unsupported);
+    sasl_step(sasl_.start(cmd.auth_mechanism, cmd.auth_initial_response));
 }
 
 void SessionMachine::handle_auth_response(std::string_view line) {
-    const AuthStep step = auth_step_ == AuthStep::none ? AuthStep::plain : auth_step_;
-    auth_step_ = AuthStep::none;
-    if (line == "*") {  // RFC 4954 4: the client cancels
-        framer_.set_max_line_length(settings_.limits.max_command_line);
-        error_reply(Reason::auth_cancelled);
-        return;
-    }
-    auto decoded = base64_decode(line);
-    if (!decoded) {
-        framer_.set_max_line_length(settings_.limits.max_command_line);
-        error_reply(Reason::auth_bad_encoding);
-        return;
-    }
-    switch (step) {
-        case AuthStep::plain: {
-            // RFC 4616 2: [authzid] NUL authcid NUL passwd; authzid, if any,
-            // must be the user itself (no proxy authorization).
-            const auto& d = *decoded;
-            const auto a = d.find('\0');
-            const auto b = a == std::string::npos ? a : d.find('\0', a + 1);
-            if (b == std::string::npos || d.find('\0', b + 1) != std::string::npos) {
-                framer_.set_max_line_length(settings_.limits.max_command_line);
-                error_reply(Reason::auth_bad_encoding);
-                return;
-            }
-            std::string authz = d.substr(0, a), user = d.substr(a + 1, b - a - 1);
-            if (!authz.empty() && authz != user) {
-                framer_.set_max_line_length(settings_.limits.max_command_line);
-                error_reply(Reason::auth_failed);
-                return;
-            }
-            finish_auth_exchange(std::move(user), d.substr(b + 1));
-            return;
-        }
-        case AuthStep::login_user:
-            auth_user_ = *decoded;
-            auth_step_ = AuthStep::login_password;
-            reply(simple(334, "", "UGFzc3dvcmQ6"));  // "Password:"
-            return;
-        case AuthStep::login_password:
-            finish_auth_exchange(std::move(auth_user_), *decoded);
-            return;
-        case AuthStep::none:
-        case AuthStep::verifying:
-            return;
-    }
+    sasl_step(sasl_.respond(line));
 }
 
-void SessionMachine::finish_auth_exchange(std::string user, std::string password) {
-    framer_.set_max_line_length(settings_.limits.max_command_line);
-    if (user.empty() || user.find('\0') != std::string::npos) {
-        error_reply(Reason::auth_failed);
+void SessionMachine::sasl_step(SaslExchange::Step step) {
+    using K = SaslExchange::Step::Kind;
+    if (step.kind == K::challenge) {
+        reply(simple(334, "", step.challenge));
         return;
     }
-    auth_user_ = user;
-    auth_step_ = AuthStep::none;
-    pending_auth_ = true;
-    Action a{Kind::verify_auth, std::move(user), UpstreamStep::connect, std::move(password)};
-    actions_.push_back(std::move(a));
+    framer_.set_max_line_length(settings_.limits.max_command_line);
+    if (step.kind == K::failed) {
+        error_reply(step.reason);
+        return;
+    }
+    auth_user_ = step.user;
+    await(act::VerifyAuth{std::move(step.user), std::move(step.password)}, Pending::auth);
 }
 
 void SessionMachine::on_auth_throttled() {
-    pending_auth_ = false;
+    if (pending_ != Pending::auth) return;
+    enter(Pending::none);
     auth_user_.clear();
     if (auth_throttled_) {
         // Told to wait, and still guessing: hang up (RFC 4954 leaves 421).
@@ -595,7 +598,8 @@ void SessionMachine::on_auth_throttled() {
 }
 
 void SessionMachine::on_auth_result(bool ok) {
-    pending_auth_ = false;
+    if (pending_ != Pending::auth) return;
+    enter(Pending::none);
     if (ok) {
         conn_.sasl_user = auth_user_;
         reply(simple(235, "2.7.0", "Authentication successful"));
@@ -608,45 +612,17 @@ void SessionMachine::on_auth_result(bool ok) {
 // --- data stage ----------------------------------------------------------
 
 void SessionMachine::process_data_input() {
-    content_.clear();
-    auto fr = reader_.feed(std::string_view(in_).substr(in_pos_), content_);
-    in_pos_ += fr.consumed;
-    if (!content_.empty() && reader_.error() == smtp::DataError::none) handle_content(content_);
-    if (fr.done) {
-        stage_ = Stage::command;
+    auto fed = data_.feed(std::string_view(in_).substr(in_pos_));
+    in_pos_ += fed.consumed;
+    if (fed.header_too_big) discard(Reason::header_too_big);
+    if (fed.header_complete) decide_header();
+    if (!fed.upstream.empty()) await(act::UpstreamWrite{std::move(fed.upstream)}, Pending::write);
+    if (fed.done) {
+        enter(Stage::command);
         if (pending_ != Pending::none)
             eod_pending_ = true;
         else
             end_of_data();
-    }
-}
-
-void SessionMachine::handle_content(std::string_view content) {
-    switch (phase_) {
-        case DataPhase::header: {
-            std::size_t used = 0;
-            auto st = collector_.feed(content, used);
-            if (st == message::HeaderCollector::Status::too_big) {
-                discard(Reason::header_too_big);
-            } else if (st == message::HeaderCollector::Status::complete) {
-                body_pending_.append(content.substr(used));
-                decide_header();
-            }
-            return;
-        }
-        case DataPhase::waiting_dns:
-        case DataPhase::waiting_354:
-            body_pending_.append(content);
-            return;
-        case DataPhase::body: {
-            if (txn_.dkim) txn_.dkim->on_body(content);
-            std::string out;
-            writer_.write(content, out);
-            upstream(Kind::upstream_write, Pending::write, UpstreamStep::write, std::move(out));
-            return;
-        }
-        case DataPhase::discard:
-            return;
     }
 }
 
@@ -656,8 +632,7 @@ void SessionMachine::decide_header() {
     opts.max_header_bytes = settings_.limits.max_header_bytes;
     opts.authserv_ids = settings_.authserv_ids;
     opts.authserv_ids.push_back(settings_.hostname);
-    auto header = collector_.header();
-    auto facts = message::read_header(header, opts);
+    auto facts = message::read_header(data_.header(), opts);
     if (!facts) {
         discard(facts.error().reason);
         return;
@@ -689,23 +664,19 @@ void SessionMachine::decide_header_policy() {
     hooks_.on_decision("header", hooks_.now() - t0);
     txn_.decision = d;
     if (lookup_proof(d, DnsFor::header)) {
-        phase_ = DataPhase::waiting_dns;
+        enter(Phase::waiting_dns);
         return;
     }
     if (!passes(d)) {
         discard_with(reply_for(d), d.reason);
         return;
     }
-    auto header = collector_.header();
-    if (d.dkim_required) {
-        txn_.dkim = std::make_unique<dkim::Verifier>();
-        txn_.dkim->on_header(header, header_read_.fields);
-    }
+    if (d.dkim_required) data_.verify_dkim(header_read_.fields);
     // The client's copy of the verdict header is removed; ours goes first.
-    header_out_ =
-        verdict_header() + message::without_fields(header, header_read_, settings_.verdict_header);
-    phase_ = DataPhase::waiting_354;
-    upstream(Kind::upstream_command, Pending::data, UpstreamStep::data, "DATA\r\n");
+    data_.hold_header(verdict_header() + message::without_fields(data_.header(), header_read_,
+                                                                 settings_.verdict_header));
+    enter(Phase::waiting_354);
+    command(Pending::data, "DATA\r\n");
 }
 
 std::string SessionMachine::verdict_header() const {
@@ -718,43 +689,31 @@ std::string SessionMachine::verdict_header() const {
     return v + "\r\n";
 }
 
-void SessionMachine::start_body() {
-    phase_ = DataPhase::body;
-    txn_.upstream_data = true;
-    if (txn_.dkim) txn_.dkim->on_body(body_pending_);
-    std::string out;
-    writer_.write(header_out_, out);
-    writer_.write(body_pending_, out);
-    header_out_.clear();
-    body_pending_.clear();
-    upstream(Kind::upstream_write, Pending::write, UpstreamStep::write, std::move(out));
-}
-
 void SessionMachine::end_of_data() {
-    if (reader_.error() != smtp::DataError::none) {
-        discard(smtp::reason(reader_.error()));
-    } else if (phase_ == DataPhase::header) {
+    if (data_.reader_error() != smtp::DataError::none) {
+        discard(smtp::reason(data_.reader_error()));
+    } else if (data_.phase() == Phase::header) {
         // No empty line: the whole message is its header section.
-        if (collector_.finish() == message::HeaderCollector::Status::too_big)
+        if (data_.finish_header_too_big())
             discard(Reason::header_too_big);
         else
             decide_header();
-        if (phase_ == DataPhase::waiting_354 || phase_ == DataPhase::waiting_dns) {
+        if (data_.phase() == Phase::waiting_354 || data_.phase() == Phase::waiting_dns) {
             eod_pending_ = true;  // resumes after the DNS answer, the 354 and the write
             return;
         }
     }
-    if (phase_ == DataPhase::discard) {
+    if (data_.phase() == Phase::discard) {
         release_upstream_transaction();
         finish_transaction(discard_reply_ ? *discard_reply_ : smtp::make_reply(discard_reason_),
                            discard_reason_, "end_of_data");
         return;
     }
-    // phase_ == body: every check that needs the whole message, then commit.
-    if (txn_.dkim) {
+    // Phase::body: every check that needs the whole message, then commit.
+    if (auto* dkim = data_.dkim()) {
         if (!txn_.dkim_body_done) {
-            txn_.dkim->on_body_end();
-            txn_.dkim_keys = txn_.dkim->key_queries();
+            dkim->on_body_end();
+            txn_.dkim_keys = dkim->key_queries();
             txn_.dkim_body_done = true;
         }
         if (txn_.dkim_next < txn_.dkim_keys.size()) {
@@ -767,8 +726,8 @@ void SessionMachine::end_of_data() {
 
 void SessionMachine::decide_end_of_data() {
     std::vector<policy::DkimFact> signatures;
-    if (txn_.dkim) {
-        for (auto& r : txn_.dkim->results(hooks_.unix_time())) {
+    if (auto* dkim = data_.dkim()) {
+        for (auto& r : dkim->results(hooks_.unix_time())) {
             hooks_.on_dkim_result(dkim::to_string(r.status));
             if (!txn_.dkim_summary.empty()) txn_.dkim_summary += "; ";
             txn_.dkim_summary +=
@@ -786,8 +745,7 @@ void SessionMachine::decide_end_of_data() {
         finish_transaction(reply_for(d), d.reason, "end_of_data");
         return;
     }
-    upstream(Kind::upstream_commit, Pending::dot, UpstreamStep::dot,
-             std::string(writer_.terminator()));
+    await(act::UpstreamCommit{std::string(data_.terminator())}, Pending::dot);
 }
 
 // --- DNS facts -----------------------------------------------------------
@@ -804,14 +762,14 @@ bool SessionMachine::lookup_proof(const policy::Decision& d, DnsFor what) {
 void SessionMachine::lookup(DnsFor what, std::string name) {
     dns_for_ = what;
     dns_name_ = name;
-    upstream(Kind::dns_lookup, Pending::dns, UpstreamStep::connect, std::move(name));
+    await(act::DnsLookup{std::move(name)}, Pending::dns);
 }
 
 void SessionMachine::on_dns_result(const dns::Answer& answer) {
     if (pending_ != Pending::dns) return;
-    pending_ = Pending::none;
+    enter(Pending::none);
     if (dns_for_ == DnsFor::dkim_key) {
-        if (txn_.dkim) txn_.dkim->on_key(dns_name_, key_lookup(answer));
+        if (auto* dkim = data_.dkim()) dkim->on_key(dns_name_, key_lookup(answer));
         end_of_data();
         return;
     }
@@ -837,8 +795,8 @@ void SessionMachine::discard(Reason reason) {
 }
 
 void SessionMachine::discard_with(smtp::Reply reply, Reason reason) {
-    if (phase_ == DataPhase::discard) return;  // the first fault wins
-    phase_ = DataPhase::discard;
+    if (data_.phase() == Phase::discard) return;  // the first fault wins
+    enter(Phase::discard);
     discard_reason_ = reason;
     discard_reply_ = std::move(reply);
 }
@@ -847,12 +805,13 @@ void SessionMachine::discard_with(smtp::Reply reply, Reason reason) {
 
 void SessionMachine::on_upstream_result(UpstreamResult r) {
     const Pending p = pending_;
-    pending_ = Pending::none;
+    if (p == Pending::dns || p == Pending::auth) return;  // not an upstream result
+    enter(Pending::none);
     if (r.ok && r.reply.code == 421 && p != Pending::connect) {
         // RFC 5321 3.8: 421 means the relay is closing this connection (e.g.
         // its idle timeout). Passing it on would tell the client that *we*
         // are closing; treat it as a lost connection instead.
-        push(Kind::upstream_abort);
+        push(act::UpstreamAbort{});
         r.ok = false;
         r.failure = Reason::upstream_failed;
     }
@@ -861,11 +820,13 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
         // or 354 to the final ".": the relay is not in the state we think.
         // Never relay it (a 2xx for an uncommitted message would lose it):
         // drop the connection and tempfail.
-        push(Kind::upstream_abort);
+        push(act::UpstreamAbort{});
         r.ok = false;
         r.failure = Reason::upstream_failed;
     }
-    if (!r.ok) upstream_lost(r);
+    // The runner closed the connection: nothing of this transaction is
+    // queued upstream, and the next transaction connects afresh.
+    if (!r.ok) enter(Link::closed);
     switch (p) {
         case Pending::none:
             return;
@@ -874,7 +835,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
                 return;
             }
-            upstream_open_ = true;
+            enter(Link::idle);
             upstream_caps_ = std::move(r.capabilities);
             send_upstream_mail();
             return;
@@ -884,7 +845,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 // idle: retry once on a fresh one before giving up.
                 if (!txn_.reconnected) {
                     txn_.reconnected = true;
-                    upstream(Kind::upstream_connect, Pending::connect, UpstreamStep::connect, {});
+                    await(act::UpstreamConnect{}, Pending::connect);
                     return;
                 }
                 finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
@@ -894,7 +855,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 finish_transaction(r.reply, Reason::upstream_rejected, "mail_from");
                 return;
             }
-            txn_.upstream_mail = true;
+            enter(Link::in_transaction);
             reply(r.reply);
             return;
         case Pending::rcpt:
@@ -909,9 +870,12 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
         case Pending::data:
             if (!r.ok)
                 discard(r.failure);
-            else if (r.reply.code == 354)
-                start_body();
-            else
+            else if (r.reply.code == 354) {
+                enter(Link::in_data);
+                std::string out = data_.start_body();
+                enter(Phase::body);
+                await(act::UpstreamWrite{std::move(out)}, Pending::write);
+            } else
                 discard_with(r.reply, r.reply.tempfail() ? Reason::upstream_failed
                                                          : Reason::upstream_rejected);
             return;
@@ -927,8 +891,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 finish_transaction(smtp::make_reply(r.failure), r.failure, "end_of_data");
                 return;
             }
-            txn_.upstream_data = false;
-            txn_.upstream_mail = false;  // the relay's transaction is over either way
+            enter(Link::idle);  // the relay's transaction is over either way
             if (r.reply.positive())
                 finish_transaction(r.reply, Reason::accepted, "end_of_data", queue_id_of(r.reply));
             else
@@ -940,30 +903,33 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
         }
         case Pending::rset:
         case Pending::dns:
+        case Pending::auth:
             return;
     }
 }
 
-void SessionMachine::upstream_lost(const UpstreamResult&) {
-    // The runner closed the connection: nothing of this transaction is queued
-    // upstream, and the next transaction connects afresh.
-    upstream_open_ = false;
-    txn_.upstream_mail = false;
-    txn_.upstream_data = false;
+void SessionMachine::release_upstream_transaction() {
+    switch (link_) {
+        case Link::closed:
+        case Link::idle:
+            return;
+        case Link::in_transaction:
+            command(Pending::rset, "RSET\r\n");
+            enter(Link::idle);
+            return;
+        case Link::in_data:
+            // Mid-DATA: closing without the final "." makes the relay discard
+            // the partial message (RFC 5321 4.1.1.4). This is the commit point.
+            push(act::UpstreamAbort{});
+            enter(Link::closed);
+            return;
+    }
 }
 
-void SessionMachine::release_upstream_transaction() {
-    if (!upstream_open_) return;
-    if (txn_.upstream_data) {
-        // Mid-DATA: closing without the final "." makes the relay discard the
-        // partial message (RFC 5321 4.1.1.4). This is the commit point.
-        push(Kind::upstream_abort);
-        upstream_open_ = false;
-    } else if (txn_.upstream_mail) {
-        upstream(Kind::upstream_command, Pending::rset, UpstreamStep::rset, "RSET\r\n");
-    }
-    txn_.upstream_mail = false;
-    txn_.upstream_data = false;
+void SessionMachine::quit_upstream() {
+    if (link_ == Link::closed) return;
+    push(act::UpstreamQuit{});
+    enter(Link::closed);
 }
 
 void SessionMachine::record_transaction(const smtp::Reply& r, Reason reason, std::string_view stage,
@@ -976,7 +942,7 @@ void SessionMachine::record_transaction(const smtp::Reply& r, Reason reason, std
     rec.envelope_domain = txn_.envelope.null_sender ? "<>" : txn_.envelope.domain;
     rec.header_from_domain = txn_.from_domain;
     rec.recipients = txn_.recipients;
-    rec.size = stage == "end_of_data" || stage == "data" ? reader_.size() : 0;  // no data before
+    rec.size = stage == "end_of_data" || stage == "data" ? data_.size() : 0;  // no data before
     rec.reason = reason;
     rec.reply = first_line(r);
     rec.queue_id = std::move(queue_id);
@@ -996,7 +962,6 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     if (r.code >= 400) ++errors_;
     reply(r);
     txn_ = {};
-    phase_ = DataPhase::header;
     release_buffers();
     if (errors_ >= settings_.limits.max_errors && stage_ != Stage::closed) {
         reply(Reason::too_many_errors);
@@ -1011,26 +976,18 @@ void SessionMachine::abandon_transaction(Reason reason) {
                                                          : "mail_from";
     record_transaction(smtp::make_reply(reason), reason, stage, {});
     txn_ = {};
-    phase_ = DataPhase::header;
     release_buffers();
 }
 
 void SessionMachine::release_buffers() {
-    // A 1 MiB message must not leave 1 MiB behind in an idle session:
-    // shrink what grew, keep what is small (most sessions send small mail).
-    constexpr std::size_t kKeep = 4096;
-    auto shrink = [](std::string& b) {
-        if (b.capacity() > kKeep) std::string().swap(b);
-    };
+    // A 1 MiB message must not leave 1 MiB behind in an idle session.
     if (in_pos_ >= in_.size()) {
         in_.clear();
         in_pos_ = 0;
+        if (in_.capacity() > 4096) std::string().swap(in_);
     }
-    shrink(in_);
-    shrink(content_);
-    shrink(body_pending_);
-    shrink(header_out_);
-    collector_.reset();
+    data_.finish();
+    enter(Phase::none);
     header_read_ = {};
     header_facts_ = {};
 }
@@ -1040,7 +997,7 @@ void SessionMachine::release_buffers() {
 void SessionMachine::reply(const smtp::Reply& r) {
     if (close_sent_) return;
     hooks_.on_reply(r.code);
-    push(Kind::send_client, smtp::format_reply(r));
+    push(act::SendClient{smtp::format_reply(r)});
 }
 
 void SessionMachine::reply(Reason r) {
@@ -1060,19 +1017,42 @@ void SessionMachine::error_reply(Reason r) {
     }
 }
 
-void SessionMachine::push(Kind kind, std::string bytes, UpstreamStep step) {
-    actions_.push_back(Action{kind, std::move(bytes), step, {}});
+void SessionMachine::await(Action a, Pending p) {
+    enter(p);
+    push(std::move(a));
 }
 
-void SessionMachine::upstream(Kind kind, Pending pending, UpstreamStep step, std::string bytes) {
-    pending_ = pending;
-    push(kind, std::move(bytes), step);
+void SessionMachine::command(Pending p, std::string line) {
+    await(act::UpstreamCommand{std::move(line), step_of(p)}, p);
+}
+
+void SessionMachine::enter(Stage s) {
+    if (s == stage_) return;
+    hooks_.on_transition("stage", to_string(stage_), to_string(s));
+    stage_ = s;
+}
+
+void SessionMachine::enter(Link l) {
+    if (l == link_) return;
+    hooks_.on_transition("link", to_string(link_), to_string(l));
+    link_ = l;
+}
+
+void SessionMachine::enter(Pending p) {
+    if (p == pending_) return;
+    hooks_.on_transition("pending", to_string(pending_), to_string(p));
+    pending_ = p;
+}
+
+void SessionMachine::enter(DataTransfer::Phase p) {
+    if (p == data_.phase()) return;
+    hooks_.on_transition("data", to_string(data_.phase()), to_string(p));
+    data_.set_phase(p);
 }
 
 void SessionMachine::close_session() {
-    if (upstream_open_) push(Kind::upstream_quit);
-    upstream_open_ = false;
-    stage_ = Stage::closed;
+    quit_upstream();
+    enter(Stage::closed);
     close_sent_ = true;
 }
 

@@ -16,12 +16,11 @@
 #include "gateway/config/config.hpp"
 #include "gateway/dkim/verifier.hpp"
 #include "gateway/dns/packet.hpp"
-#include "gateway/message/header_collector.hpp"
 #include "gateway/message/header_reader.hpp"
+#include "gateway/session/action.hpp"
+#include "gateway/session/data_transfer.hpp"
+#include "gateway/session/sasl.hpp"
 #include "gateway/smtp/command.hpp"
-#include "gateway/smtp/data_reader.hpp"
-#include "gateway/smtp/data_writer.hpp"
-#include "gateway/smtp/ehlo_capabilities.hpp"
 #include "gateway/smtp/line_framer.hpp"
 #include "gateway/smtp/reply.hpp"
 #include "policy/engine/policy.hpp"
@@ -42,39 +41,6 @@ struct ClientInfo {
     std::string session_id;
     std::string address;  // textual client IP (after PROXY protocol, when trusted)
     std::uint16_t port = 0;
-};
-
-// What the upstream is asked to do; also the metric label of its latency.
-enum class UpstreamStep : std::uint8_t { connect, mail, rcpt, data, write, dot, rset };
-std::string_view to_string(UpstreamStep s);
-
-struct Action {
-    enum class Kind : std::uint8_t {
-        read_client,       // flush pending client output, then read more input
-        send_client,       // bytes: a formatted reply
-        upstream_connect,  // connect, greeting, EHLO (and XCLIENT) to the relay
-        upstream_command,  // bytes: one command line; report the reply
-        upstream_write,    // bytes: dot-stuffed message data; report success
-        upstream_commit,   // bytes: the end-of-data terminator; report the final reply
-        upstream_abort,    // close the upstream connection now (mid-DATA = discard)
-        upstream_quit,     // polite QUIT and close; no result expected
-        start_tls,         // flush client output, then the TLS server handshake
-        verify_auth,       // bytes: user, secret: password; report on_auth_result
-        dns_lookup,        // bytes: a name whose TXT records to resolve; report on_dns_result
-        close,             // flush client output and close the client connection
-    };
-    Kind kind = Kind::read_client;
-    std::string bytes;
-    UpstreamStep step = UpstreamStep::connect;
-    std::string secret;  // verify_auth: the password
-};
-
-// The result of an upstream_connect, _command, _write or _commit action.
-struct UpstreamResult {
-    bool ok = false;  // false: connection failed, timed out or broke (it is closed)
-    Reason failure = Reason::upstream_failed;  // when !ok
-    smtp::Reply reply;                         // command/commit: the reply
-    smtp::EhloCapabilities capabilities;       // connect: the EHLO capabilities
 };
 
 // DNS answers as the facts policy and DKIM take (shared with `explain`).
@@ -108,6 +74,20 @@ struct TransactionRecord {
     bool commit_unknown = false;
 };
 
+// The session's states. Each change goes through SessionMachine::enter(),
+// which reports it to Hooks::on_transition (logged at debug level).
+enum class Stage : std::uint8_t { command, data, closed };
+// The upstream connection as this session sees it: not open; open with no
+// transaction; the relay accepted MAIL FROM (RSET ends it); DATA is being
+// streamed (only closing the connection discards it: the commit point).
+enum class Link : std::uint8_t { closed, idle, in_transaction, in_data };
+// The one result the machine waits for, if any; next() never returns while
+// one is owed except the action that owes it.
+enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset, dns, auth };
+std::string_view to_string(Stage s);
+std::string_view to_string(Link l);
+std::string_view to_string(Pending p);
+
 // The narrow interface to the outside world: a clock and event sinks.
 class Hooks {
   public:
@@ -117,6 +97,9 @@ class Hooks {
     virtual void on_transaction(const TransactionRecord& record) = 0;
     virtual void on_decision(std::string_view point, double seconds) = 0;
     virtual void on_reply(int code) = 0;
+    // A state change: `what` is "stage", "link", "pending" or "data".
+    virtual void on_transition(std::string_view /*what*/, std::string_view /*from*/,
+                               std::string_view /*to*/) {}
     // A _relaygate.<domain> lookup: found | missing | error.
     virtual void on_domain_proof(std::string_view) {}
     // One verified DKIM signature: dkim::to_string(status).
@@ -129,7 +112,7 @@ class Hooks {
 
 class SessionMachine {
   public:
-    enum class Stage : std::uint8_t { command, data, closed };
+    using Stage = session::Stage;
 
     SessionMachine(const Settings& settings, std::shared_ptr<const policy::Policy> policy,
                    ClientInfo client, Hooks& hooks);
@@ -160,7 +143,7 @@ class SessionMachine {
     void on_upstream_idle();
     // An upstream connection is open with no transaction on it.
     bool upstream_idle() const {
-        return upstream_open_ && !txn_.active && pending_ == Pending::none;
+        return link_ == Link::idle && !txn_.active && pending_ == Pending::none;
     }
     // Part of a command line has arrived (its deadline runs from its start).
     bool partial_command() const { return in_pos_ < in_.size() || framer_.buffered() > 0; }
@@ -169,7 +152,8 @@ class SessionMachine {
     bool tls_active() const { return tls_; }
 
     Stage stage() const { return stage_; }
-    bool awaiting_upstream() const { return pending_ != Pending::none || pending_auth_; }
+    Link link() const { return link_; }
+    Pending pending() const { return pending_; }
     const policy::ConnectionFacts& connection_facts() const { return conn_; }
     policy::ConnectionFacts& connection_facts() { return conn_; }
     std::size_t transactions() const { return transactions_; }
@@ -178,8 +162,6 @@ class SessionMachine {
     const std::string& client_helo() const { return client_helo_; }
 
   private:
-    enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset, dns };
-    enum class DataPhase : std::uint8_t { header, waiting_dns, waiting_354, body, discard };
     // What a pending dns_lookup is for.
     enum class DnsFor : std::uint8_t { mail_from, header, dkim_key };
 
@@ -190,14 +172,10 @@ class SessionMachine {
         policy::EnvelopeFacts envelope;
         policy::Decision decision;
         std::size_t recipients = 0;
-        bool upstream_mail = false;  // the upstream accepted MAIL for it
-        bool upstream_data = false;  // DATA was sent upstream (abort = discard)
-        bool reconnected = false;    // MAIL already retried on a fresh connection
+        bool reconnected = false;  // MAIL already retried on a fresh connection
         std::string from_domain;
-        std::string rcpt_line;  // the RCPT being forwarded
-        // DKIM, when the accepted identity requires it: the verifier sees
-        // the header and every body byte; its keys are fetched at the end.
-        std::unique_ptr<dkim::Verifier> dkim;
+        // DKIM, when the accepted identity requires it: the data transfer's
+        // verifier sees every byte; its keys are fetched after the body.
         std::vector<std::string> dkim_keys;  // key names to fetch, after the body
         std::size_t dkim_next = 0;           // next of dkim_keys to fetch
         bool dkim_body_done = false;
@@ -217,16 +195,14 @@ class SessionMachine {
     void handle_starttls();
     void handle_auth(const smtp::Command& cmd);
     void handle_auth_response(std::string_view line);
-    void finish_auth_exchange(std::string user, std::string password);
+    void sasl_step(SaslExchange::Step step);
     bool auth_offered() const;
     void handle_rcpt(smtp::Command cmd);
     void handle_data();
     void send_upstream_mail();
-    void handle_content(std::string_view content);
     void decide_header();
     void decide_header_policy();
     void decide_end_of_data();
-    void start_body();
     void end_of_data();
     void discard(Reason reason);
     void discard_with(smtp::Reply reply, Reason reason);
@@ -240,14 +216,22 @@ class SessionMachine {
     // Gives buffers grown by the last message back between transactions.
     void release_buffers();
     void release_upstream_transaction();
-    void upstream_lost(const UpstreamResult& r);
+    void quit_upstream();
     static bool expected_reply(Pending p, int code);
+
+    // The one place each state changes (reported to Hooks::on_transition).
+    void enter(Stage s);
+    void enter(Link l);
+    void enter(Pending p);
+    void enter(DataTransfer::Phase p);
 
     void reply(const smtp::Reply& r);
     void reply(Reason r);
     void error_reply(Reason r);
-    void push(Action::Kind kind, std::string bytes = {}, UpstreamStep step = UpstreamStep::connect);
-    void upstream(Action::Kind kind, Pending pending, UpstreamStep step, std::string bytes);
+    void push(Action a) { actions_.push_back(std::move(a)); }
+    // An action whose result the machine then waits for.
+    void await(Action a, Pending p);
+    void command(Pending p, std::string line);
     void close_session();
     std::string verdict_header() const;
     bool passes(const policy::Decision& d) const { return d.accepted() || d.report_only; }
@@ -263,33 +247,25 @@ class SessionMachine {
     std::size_t in_pos_ = 0;
     smtp::LineFramer framer_;
     Stage stage_ = Stage::command;
+    Link link_ = Link::closed;
+    Pending pending_ = Pending::none;
     bool greeted_ = false;
     bool helo_ = false;
     std::string client_helo_;
     bool draining_ = false;
     bool close_sent_ = false;
     bool tls_ = false;
-    enum class AuthStep : std::uint8_t { none, plain, login_user, login_password, verifying };
-    AuthStep auth_step_ = AuthStep::none;
-    std::string auth_user_;
-    bool pending_auth_ = false;
+    SaslExchange sasl_;
+    std::string auth_user_;  // the user being verified
     std::uint32_t errors_ = 0;
     std::size_t transactions_ = 0;
     double started_ = 0;           // hooks_.now() at construction
     bool auth_throttled_ = false;  // a 454 was sent: the next AUTH closes
 
-    bool upstream_open_ = false;
     smtp::EhloCapabilities upstream_caps_;
-    Pending pending_ = Pending::none;
 
     Transaction txn_;
-    DataPhase phase_ = DataPhase::header;
-    smtp::DataReader reader_;
-    message::HeaderCollector collector_;
-    smtp::DataWriter writer_;
-    std::string content_;       // un-stuffed content of the current input chunk
-    std::string body_pending_;  // body content received before the upstream's 354
-    std::string header_out_;    // verdict header + client header, ready to forward
+    DataTransfer data_;
     policy::HeaderFactsForPolicy header_facts_;
     message::HeaderFacts header_read_;  // the header reader's result, for DKIM
     DnsFor dns_for_ = DnsFor::mail_from;

@@ -53,6 +53,7 @@
 #include <string_view>
 
 #include "gateway/session/session.hpp"
+#include "tests/session/action_view.hpp"
 
 #ifndef FUZZ_SESSION_CHECK_RECORDS
 #define FUZZ_SESSION_CHECK_RECORDS 1
@@ -65,7 +66,9 @@ using namespace relaygate;
 using session::Action;
 using session::SessionMachine;
 using session::UpstreamResult;
-using Kind = Action::Kind;
+using session::testing::Flat;
+using session::testing::flatten;
+using Kind = session::testing::Kind;
 
 namespace {
 
@@ -106,7 +109,7 @@ void trace(const char* who, std::string_view what) {
         if (kTrace) trace((who), (what)); \
     } while (0)
 
-const char* kind_name(Action::Kind k) {
+const char* kind_name(Kind k) {
     static const char* const names[] = {"read_client",      "send_client",    "upstream_connect",
                                         "upstream_command", "upstream_write", "upstream_commit",
                                         "upstream_abort",   "upstream_quit",  "start_tls",
@@ -346,7 +349,7 @@ bool expects_result(Kind k) {
     }
 }
 
-UpstreamResult upstream_result(Input& in, const Action& a, State& s) {
+UpstreamResult upstream_result(Input& in, const Flat& a, State& s) {
     const std::uint8_t op = in.byte(0);
     UpstreamResult r;
     r.ok = true;
@@ -475,7 +478,7 @@ dns::Answer dns_answer(Input& in) {
     return a;
 }
 
-void check_upstream_action(const Action& a, State& s) {
+void check_upstream_action(const Flat& a, State& s) {
     switch (a.kind) {
         case Kind::upstream_command:
             if (s.upstream_in_data)
@@ -547,11 +550,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     bool want_result = false;  // the machine waits for a result: it must ask first
     for (std::size_t actions = 0;; ++actions) {
         if (actions > max_actions) fail("bounded", std::to_string(actions) + " actions");
-        want_result = want_result || m.awaiting_upstream();
-        Action a = m.next();
+        want_result = want_result || (m.pending() != session::Pending::none);
+        Flat a = flatten(m.next());
         TRACE(kind_name(a.kind), a.bytes);
         if (expects_result(a.kind)) {
-            if (!m.awaiting_upstream())
+            if (!(m.pending() != session::Pending::none))
                 fail("owed", "a result-expecting action while the machine waits for none");
             want_result = false;
         } else if (want_result && (a.kind == Kind::read_client || a.kind == Kind::close)) {

@@ -13,9 +13,13 @@
 #include <vector>
 
 #include "gateway/session/session.hpp"
+#include "tests/session/action_view.hpp"
 
 using namespace relaygate;
 using session::Action;
+using session::testing::Flat;
+using session::testing::flatten;
+using TK = session::testing::Kind;
 using session::SessionMachine;
 using session::UpstreamResult;
 
@@ -89,7 +93,7 @@ struct FakeUpstream {
         u.reply = std::move(r);
         return u;
     }
-    UpstreamResult handle(const Action& a) {
+    UpstreamResult handle(const Flat& a) {
         const std::string step(session::to_string(a.step));
         if (auto it = faults.find(step); it != faults.end()) {
             auto r = it->second();
@@ -97,23 +101,23 @@ struct FakeUpstream {
             return r;
         }
         switch (a.kind) {
-            case Action::Kind::upstream_connect: {
+            case TK::upstream_connect: {
                 log.push_back("connect");
                 connected = true;
                 auto r = ok(smtp::Reply{250, "", {"relay.test", "SIZE 100000000", "8BITMIME"}});
                 r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
                 return r;
             }
-            case Action::Kind::upstream_command:
+            case TK::upstream_command:
                 received += a.bytes;
                 if (a.bytes.starts_with("DATA")) return ok(reply(354, "", "go ahead"));
                 if (a.bytes.starts_with("RCPT TO:<bad@"))
                     return ok(reply(550, "5.1.1", "no such user"));
                 return ok(reply(250, "2.1.0", "Ok"));
-            case Action::Kind::upstream_write:
+            case TK::upstream_write:
                 received += a.bytes;
                 return ok({});
-            case Action::Kind::upstream_commit:
+            case TK::upstream_commit:
                 received += a.bytes;
                 log.push_back("commit");
                 return ok(reply(250, "2.0.0", "Ok: queued as ABC123"));
@@ -158,12 +162,12 @@ void drive(Run& run, const std::vector<std::string>& chunks, const std::string& 
     SessionMachine m(settings, run.policy ? run.policy : test_policy(), info, run.hooks);
     std::size_t next_chunk = 0;
     for (int guard = 0; guard < 100000; ++guard) {
-        Action a = m.next();
+        Flat a = flatten(m.next());
         switch (a.kind) {
-            case Action::Kind::send_client:
+            case TK::send_client:
                 run.client_out += a.bytes;
                 break;
-            case Action::Kind::read_client:
+            case TK::read_client:
                 if (next_chunk == chunks.size()) {
                     if (run.end_with_timeout)
                         m.on_timeout(*run.end_with_timeout);
@@ -174,16 +178,16 @@ void drive(Run& run, const std::vector<std::string>& chunks, const std::string& 
                 if (run.before_chunk) run.before_chunk(m, next_chunk);
                 m.on_client_data(chunks[next_chunk++]);
                 break;
-            case Action::Kind::upstream_abort:
+            case TK::upstream_abort:
                 run.upstream.log.push_back("abort");
                 break;
-            case Action::Kind::upstream_quit:
+            case TK::upstream_quit:
                 run.upstream.log.push_back("quit");
                 break;
-            case Action::Kind::close:
+            case TK::close:
                 run.closed = true;
                 return;
-            case Action::Kind::verify_auth: {
+            case TK::verify_auth: {
                 run.auth_asked.push_back(a.bytes);
                 const std::string answer = run.auth ? run.auth(a.bytes, a.secret) : "fail";
                 if (answer == "throttled")
@@ -192,7 +196,7 @@ void drive(Run& run, const std::vector<std::string>& chunks, const std::string& 
                     m.on_auth_result(answer == "ok");
                 break;
             }
-            case Action::Kind::dns_lookup: {
+            case TK::dns_lookup: {
                 run.dns_asked.push_back(a.bytes);
                 auto it = run.dns.find(a.bytes);
                 m.on_dns_result(it != run.dns.end() ? it->second : txt({}, dns::Status::nxdomain));

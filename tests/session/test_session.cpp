@@ -318,14 +318,14 @@ TEST_CASE("draining answers 421 4.3.2 at the next command") {
     session::Settings settings;
     SessionMachine m(settings, test_policy(), info, hooks);
     std::string out;
-    CHECK(m.next().kind == Action::Kind::send_client);  // greeting
-    CHECK(m.next().kind == Action::Kind::read_client);
+    CHECK(flatten(m.next()).kind == TK::send_client);  // greeting
+    CHECK(flatten(m.next()).kind == TK::read_client);
     m.on_drain();
     m.on_client_data("NOOP\r\n");
-    Action a = m.next();
-    REQUIRE(a.kind == Action::Kind::send_client);
+    Flat a = flatten(m.next());
+    REQUIRE(a.kind == TK::send_client);
     CHECK(a.bytes.starts_with("421 4.3.2"));
-    CHECK(m.next().kind == Action::Kind::close);
+    CHECK(flatten(m.next()).kind == TK::close);
 }
 
 TEST_CASE("a timeout mid-DATA discards the relay's partial message") {
@@ -339,22 +339,22 @@ TEST_CASE("a timeout mid-DATA discards the relay's partial message") {
     bool fed = false;
     std::vector<std::string> upstream_log;
     for (int i = 0; i < 1000; ++i) {
-        Action a = m.next();
-        if (a.kind == Action::Kind::read_client) {
+        Flat a = flatten(m.next());
+        if (a.kind == TK::read_client) {
             if (fed) break;
             m.on_client_data(partial);
             fed = true;
-        } else if (a.kind == Action::Kind::send_client || a.kind == Action::Kind::upstream_abort) {
-            if (a.kind == Action::Kind::upstream_abort) upstream_log.push_back("abort");
+        } else if (a.kind == TK::send_client || a.kind == TK::upstream_abort) {
+            if (a.kind == TK::upstream_abort) upstream_log.push_back("abort");
         } else {
             m.on_upstream_result(up.handle(a));
         }
     }
     m.on_timeout(Reason::data_too_slow);
     std::string out;
-    for (Action a = m.next(); a.kind != Action::Kind::close; a = m.next()) {
-        if (a.kind == Action::Kind::send_client) out += a.bytes;
-        if (a.kind == Action::Kind::upstream_abort) upstream_log.push_back("abort");
+    for (Flat a = flatten(m.next()); a.kind != TK::close; a = flatten(m.next())) {
+        if (a.kind == TK::send_client) out += a.bytes;
+        if (a.kind == TK::upstream_abort) upstream_log.push_back("abort");
     }
     CHECK(out.starts_with("421 4.4.2"));
     CHECK(count(upstream_log, "abort") == 1);
@@ -526,8 +526,8 @@ TEST_CASE("the client's EHLO/HELO name is kept for XCLIENT, latest wins") {
     SessionMachine m(settings, test_policy(), session::ClientInfo{"t-1", "192.0.2.10", 1}, hooks);
     auto drain = [&] {
         while (true) {
-            Action a = m.next();
-            if (a.kind == Action::Kind::read_client) return;
+            Flat a = flatten(m.next());
+            if (a.kind == TK::read_client) return;
         }
     };
     drain();

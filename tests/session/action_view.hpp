@@ -1,0 +1,63 @@
+// The session's typed actions flattened for tests and the fuzz target:
+// one kind (in the order of Action's alternatives) and its payload.
+#pragma once
+
+#include <string>
+#include <variant>
+
+#include "gateway/session/action.hpp"
+
+namespace relaygate::session::testing {
+
+enum class Kind {
+    read_client,
+    send_client,
+    upstream_connect,
+    upstream_command,
+    upstream_write,
+    upstream_commit,
+    upstream_abort,
+    upstream_quit,
+    start_tls,
+    verify_auth,
+    dns_lookup,
+    close,
+};
+
+struct Flat {
+    Kind kind = Kind::read_client;
+    std::string bytes;  // reply, command line, data, terminator, user or DNS name
+    UpstreamStep step = UpstreamStep::connect;
+    std::string secret;  // verify_auth: the password
+};
+
+inline Flat flatten(Action a) {
+    Flat f;
+    f.kind = static_cast<Kind>(a.index());
+    std::visit(
+        [&](auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, act::SendClient> ||
+                          std::is_same_v<T, act::UpstreamWrite>)
+                f.bytes = std::move(x.bytes);
+            else if constexpr (std::is_same_v<T, act::UpstreamCommand>) {
+                f.bytes = std::move(x.line);
+                f.step = x.step;
+            } else if constexpr (std::is_same_v<T, act::UpstreamCommit>) {
+                f.bytes = std::move(x.terminator);
+                f.step = UpstreamStep::dot;
+            } else if constexpr (std::is_same_v<T, act::UpstreamWrite>) {
+                f.step = UpstreamStep::write;
+            } else if constexpr (std::is_same_v<T, act::VerifyAuth>) {
+                f.bytes = std::move(x.user);
+                f.secret = std::move(x.password);
+            } else if constexpr (std::is_same_v<T, act::DnsLookup>) {
+                f.bytes = std::move(x.name);
+            }
+        },
+        a);
+    if (f.kind == Kind::upstream_write) f.step = UpstreamStep::write;
+    return f;
+}
+
+}  // namespace relaygate::session::testing
