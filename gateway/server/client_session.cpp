@@ -14,6 +14,7 @@
 #include "gateway/server/smtp_stream.hpp"
 #include "gateway/server/upstream_client.hpp"
 #include "gateway/session/auth_throttle.hpp"
+#include "gateway/session/read_deadline.hpp"
 #include "gateway/smtp/reply.hpp"
 #include "policy/engine/password_hash.hpp"
 
@@ -295,15 +296,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     constexpr std::size_t kDataBuffer = 65536;
     std::array<char, 2048> command_buf;
     std::unique_ptr<char[]> data_buf;
-    Clock::time_point data_started{};
-    std::uint64_t data_bytes = 0;
-    bool in_data = false;
     std::string close_reason = "quit";
-    // RFC 5321 4.5.3.2.7: the server waits this long for a command. The
-    // deadline is for the whole line, from when the wait began: bytes
-    // trickled one by one do not extend it.
-    Clock::time_point command_deadline{};
-    const auto session_end = started + timeouts.session;
+    session::ReadDeadline deadline(timeouts, shared.config.upstream.idle_timeout, started);
     auto upstream_used = Clock::now();
 
     auto flush = [&]() -> awaitable<bool> {
@@ -333,73 +327,31 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 const bool command_stage = machine.stage() == Stage::command;
                 if (shared.health.draining && command_stage) machine.on_drain();
                 const auto now = Clock::now();
-                // Deadlines: RFC 5321 4.5.3.2 per stage, plus a minimum data
-                // rate during DATA so a slowloris cannot hold a slot forever.
-                enum class Wake { command, data, data_rate, session, upstream_idle };
-                Wake wake = Wake::command;
-                Clock::time_point deadline;
+                const auto next =
+                    deadline.before_read(now, {command_stage, machine.partial_command(),
+                                               machine.upstream_idle(), upstream_used});
                 asio::mutable_buffer target;
                 if (command_stage) {
-                    in_data = false;
                     data_buf.reset();
-                    if (!machine.partial_command()) command_deadline = now + timeouts.command;
-                    deadline = command_deadline;
-                    if (session_end < deadline) {
-                        deadline = session_end;
-                        wake = Wake::session;
-                    }
-                    const auto idle_end = upstream_used + shared.config.upstream.idle_timeout;
-                    if (machine.upstream_idle() && idle_end < deadline) {
-                        deadline = idle_end;
-                        wake = Wake::upstream_idle;
-                    }
                     target = asio::buffer(command_buf);
                 } else {
-                    if (!in_data) {
-                        in_data = true;
-                        data_started = now;
-                        data_bytes = 0;
-                    }
                     if (!data_buf) data_buf = std::make_unique<char[]>(kDataBuffer);
                     target = asio::buffer(data_buf.get(), kDataBuffer);
-                    deadline = now + timeouts.data_block;
-                    wake = Wake::data;
-                    if (timeouts.min_data_rate > 0) {
-                        using ms = std::chrono::milliseconds;
-                        const auto allowed = data_started + timeouts.data_grace +
-                                             ms(data_bytes * 1000 / timeouts.min_data_rate);
-                        if (allowed < deadline) {
-                            deadline = allowed;
-                            wake = Wake::data_rate;
-                        }
-                    }
                 }
                 client.expires_after(
-                    std::max(deadline - now, Clock::duration(std::chrono::milliseconds(1))));
+                    std::max(next.at - now, Clock::duration(std::chrono::milliseconds(1))));
                 error_code rec;
                 drain->idle_read = command_stage;
                 const std::size_t n = co_await client.read_some(target, rec);
                 drain->idle_read = false;
                 if (rec == beast::error::timeout) {
-                    switch (wake) {
-                        case Wake::upstream_idle:
-                            // Not the client's fault: close the idle relay
-                            // connection and keep waiting for the command.
-                            machine.on_upstream_idle();
-                            break;
-                        case Wake::session:
-                            close_reason = "session_lifetime";
-                            machine.on_timeout(Reason::session_lifetime_exceeded);
-                            break;
-                        case Wake::data_rate:
-                            close_reason = "data_too_slow";
-                            machine.on_timeout(Reason::data_too_slow);
-                            break;
-                        case Wake::command:
-                        case Wake::data:
-                            close_reason = "timeout";
-                            machine.on_timeout(Reason::timeout);
-                            break;
+                    if (next.wake == session::ReadDeadline::Wake::upstream_idle) {
+                        // Not the client's fault: close the idle relay
+                        // connection and keep waiting for the command.
+                        machine.on_upstream_idle();
+                    } else {
+                        close_reason = std::string(session::close_label(next.wake));
+                        machine.on_timeout(session::reason(next.wake));
                     }
                 } else if (rec == asio::error::operation_aborted && drain->woken) {
                     close_reason = "drain";
@@ -408,7 +360,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     close_reason = "client_closed";
                     machine.on_client_closed();
                 } else {
-                    data_bytes += n;
+                    deadline.on_read(n);
                     machine.on_client_data(
                         std::string_view(static_cast<const char*>(target.data()), n));
                 }
