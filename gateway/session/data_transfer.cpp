@@ -2,25 +2,6 @@
 
 namespace relaygate::session {
 
-std::string_view to_string(DataTransfer::Phase p) {
-    using P = DataTransfer::Phase;
-    switch (p) {
-        case P::none:
-            return "none";
-        case P::header:
-            return "header";
-        case P::waiting_dns:
-            return "waiting_dns";
-        case P::waiting_354:
-            return "waiting_354";
-        case P::body:
-            return "body";
-        case P::discard:
-            return "discard";
-    }
-    return "unknown";
-}
-
 DataTransfer::DataTransfer(const config::Limits& limits)
     : reader_(smtp::DataLimits{limits.max_message_bytes, limits.max_text_line}),
       collector_(limits.max_header_bytes) {}

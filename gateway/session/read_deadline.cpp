@@ -35,25 +35,15 @@ ReadDeadline::Next ReadDeadline::before_read(Time now, const Session& s) {
 }
 
 Reason reason(ReadDeadline::Wake w) {
-    switch (w) {
-        case ReadDeadline::Wake::session:
-            return Reason::session_lifetime_exceeded;
-        case ReadDeadline::Wake::data_rate:
-            return Reason::data_too_slow;
-        default:
-            return Reason::timeout;
-    }
+    return w == ReadDeadline::Wake::session     ? Reason::session_lifetime_exceeded
+           : w == ReadDeadline::Wake::data_rate ? Reason::data_too_slow
+                                                : Reason::timeout;
 }
 
 std::string_view close_label(ReadDeadline::Wake w) {
-    switch (w) {
-        case ReadDeadline::Wake::session:
-            return "session_lifetime";
-        case ReadDeadline::Wake::data_rate:
-            return "data_too_slow";
-        default:
-            return "timeout";
-    }
+    return w == ReadDeadline::Wake::session     ? "session_lifetime"
+           : w == ReadDeadline::Wake::data_rate ? "data_too_slow"
+                                                : "timeout";
 }
 
 }  // namespace relaygate::session

@@ -11,76 +11,41 @@ namespace relaygate::session {
 
 using Phase = DataTransfer::Phase;
 
+namespace {
+// Names in the order of the enumerators.
+template <class E, std::size_t N>
+std::string_view name_of(E e, const std::string_view (&names)[N]) {
+    const auto i = static_cast<std::size_t>(e);
+    return i < N ? names[i] : "unknown";
+}
+}  // namespace
+
 std::string_view to_string(UpstreamStep s) {
-    switch (s) {
-        case UpstreamStep::connect:
-            return "connect";
-        case UpstreamStep::mail:
-            return "mail";
-        case UpstreamStep::rcpt:
-            return "rcpt";
-        case UpstreamStep::data:
-            return "data";
-        case UpstreamStep::write:
-            return "write";
-        case UpstreamStep::dot:
-            return "dot";
-        case UpstreamStep::rset:
-            return "rset";
-    }
-    return "unknown";
+    static constexpr std::string_view kNames[] = {"connect", "mail", "rcpt", "data",
+                                                  "write",   "dot",  "rset"};
+    return name_of(s, kNames);
 }
 
 std::string_view to_string(Stage s) {
-    switch (s) {
-        case Stage::command:
-            return "command";
-        case Stage::data:
-            return "data";
-        case Stage::closed:
-            return "closed";
-    }
-    return "unknown";
+    static constexpr std::string_view kNames[] = {"command", "data", "closed"};
+    return name_of(s, kNames);
 }
 
 std::string_view to_string(Link l) {
-    switch (l) {
-        case Link::closed:
-            return "closed";
-        case Link::idle:
-            return "idle";
-        case Link::in_transaction:
-            return "in_transaction";
-        case Link::in_data:
-            return "in_data";
-    }
-    return "unknown";
+    static constexpr std::string_view kNames[] = {"closed", "idle", "in_transaction", "in_data"};
+    return name_of(l, kNames);
 }
 
 std::string_view to_string(Pending p) {
-    switch (p) {
-        case Pending::none:
-            return "none";
-        case Pending::connect:
-            return "connect";
-        case Pending::mail:
-            return "mail";
-        case Pending::rcpt:
-            return "rcpt";
-        case Pending::data:
-            return "data";
-        case Pending::write:
-            return "write";
-        case Pending::dot:
-            return "dot";
-        case Pending::rset:
-            return "rset";
-        case Pending::dns:
-            return "dns";
-        case Pending::auth:
-            return "auth";
-    }
-    return "unknown";
+    static constexpr std::string_view kNames[] = {"none",  "connect", "mail", "rcpt", "data",
+                                                  "write", "dot",     "rset", "dns",  "auth"};
+    return name_of(p, kNames);
+}
+
+std::string_view to_string(DataTransfer::Phase p) {
+    static constexpr std::string_view kNames[] = {"none",        "header", "waiting_dns",
+                                                  "waiting_354", "body",   "discard"};
+    return name_of(p, kNames);
 }
 
 std::string_view name(const Action& a) {
@@ -89,7 +54,7 @@ std::string_view name(const Action& a) {
         "upstream_write", "upstream_commit", "upstream_abort",   "upstream_quit",
         "start_tls",      "verify_auth",     "dns_lookup",       "close"};
     static_assert(std::size(kNames) == std::variant_size_v<Action>);
-    return kNames[a.index()];
+    return name_of(a.index(), kNames);
 }
 
 namespace {
@@ -97,18 +62,11 @@ namespace {
 // The latency label of an upstream command (Pending and UpstreamStep name
 // the same commands).
 UpstreamStep step_of(Pending p) {
-    switch (p) {
-        case Pending::mail:
-            return UpstreamStep::mail;
-        case Pending::rcpt:
-            return UpstreamStep::rcpt;
-        case Pending::data:
-            return UpstreamStep::data;
-        case Pending::rset:
-            return UpstreamStep::rset;
-        default:
-            return UpstreamStep::connect;
-    }
+    return p == Pending::mail   ? UpstreamStep::mail
+           : p == Pending::rcpt ? UpstreamStep::rcpt
+           : p == Pending::data ? UpstreamStep::data
+           : p == Pending::rset ? UpstreamStep::rset
+                                : UpstreamStep::connect;
 }
 
 smtp::Reply simple(int code, std::string enhanced, std::string text) {
