@@ -54,6 +54,12 @@ struct FakeHooks : session::Hooks {
     void on_transaction(const session::TransactionRecord& r) override { records.push_back(r); }
     void on_decision(std::string_view, double) override {}
     void on_reply(int) override {}
+    // "link: idle -> in_transaction", in order.
+    std::vector<std::string> transitions;
+    void on_transition(std::string_view what, std::string_view from, std::string_view to) override {
+        transitions.push_back(std::string(what) + ": " + std::string(from) + " -> " +
+                              std::string(to));
+    }
 };
 
 smtp::Reply reply(int code, std::string enhanced, std::string text) {

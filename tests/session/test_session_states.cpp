@@ -1,0 +1,66 @@
+// The session's explicit states: every change goes through enter() and is
+// reported to Hooks::on_transition in order.
+#include <doctest/doctest.h>
+
+#include "tests/session/session_driver.hpp"
+
+namespace {
+std::vector<std::string> only(const std::vector<std::string>& all, const std::string& what) {
+    std::vector<std::string> out;
+    for (const auto& t : all)
+        if (t.starts_with(what + ": ")) out.push_back(t.substr(what.size() + 2));
+    return out;
+}
+}  // namespace
+
+TEST_CASE("one relayed message walks the upstream link, the pending result and the data phase") {
+    Run r;
+    drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+    REQUIRE(r.hooks.records.size() == 1);
+    CHECK(r.hooks.records[0].reason == Reason::accepted);
+    const auto& t = r.hooks.transitions;
+    CHECK(only(t, "link") == std::vector<std::string>{"closed -> idle", "idle -> in_transaction",
+                                                      "in_transaction -> in_data",
+                                                      "in_data -> idle", "idle -> closed"});
+    // Each result is consumed (none) before the next action is decided.
+    CHECK(only(t, "pending") ==
+          std::vector<std::string>{"none -> connect", "connect -> none", "none -> mail",
+                                   "mail -> none", "none -> rcpt", "rcpt -> none", "none -> data",
+                                   "data -> none", "none -> write", "write -> none", "none -> dot",
+                                   "dot -> none"});
+    CHECK(only(t, "data") == std::vector<std::string>{"none -> header", "header -> waiting_354",
+                                                      "waiting_354 -> body", "body -> none"});
+    CHECK(only(t, "stage") ==
+          std::vector<std::string>{"command -> data", "data -> command", "command -> closed"});
+}
+
+TEST_CASE("a refusal in the header ends the relay's transaction with RSET; mid-DATA loss closes") {
+    Run r;
+    drive(r, {transaction("alice@acme.example"),
+              stuffed("From: mallory@rival.example\r\n\r\nhi\r\n") + ".\r\n", "QUIT\r\n"});
+    REQUIRE(r.hooks.records.size() == 1);
+    CHECK(r.hooks.records[0].reason != Reason::accepted);
+    CHECK(only(r.hooks.transitions, "link") ==
+          std::vector<std::string>{"closed -> idle", "idle -> in_transaction",
+                                   "in_transaction -> idle", "idle -> closed"});
+    CHECK(has(r.upstream.received, "RSET\r\n"));
+
+    Run lost;
+    lost.upstream.faults["write"] = ::lost(Reason::upstream_failed);
+    drive(lost, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+    CHECK(only(lost.hooks.transitions, "link") ==
+          std::vector<std::string>{"closed -> idle", "idle -> in_transaction",
+                                   "in_transaction -> in_data", "in_data -> closed"});
+    CHECK(only(lost.hooks.transitions, "data").back() == "discard -> none");
+}
+
+TEST_CASE("AUTH waits for its verification as the one pending result") {
+    Run r;
+    r.auth = [](const std::string&, const std::string&) { return std::string("fail"); };
+    session::Settings s;
+    s.auth = config::Auth::always;
+    drive(r, {"EHLO c.example\r\nAUTH PLAIN AHUAcA==\r\nQUIT\r\n"}, "192.0.2.10", s);
+    CHECK(only(r.hooks.transitions, "pending") ==
+          std::vector<std::string>{"none -> auth", "auth -> none"});
+    CHECK(r.auth_asked == std::vector<std::string>{"u"});
+}
