@@ -174,7 +174,7 @@ class Gateway:
     """`relaygate run` on port 0 with a temporary config and policy."""
 
     def __init__(self, workdir, upstream_port, policy=None, config=None,
-                 name="gateway", audit_to_file=True):
+                 name="gateway", audit_to_file=True, args=()):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir)
         self.policy_path = os.path.join(self.dir, "policy.json")
@@ -206,7 +206,8 @@ class Gateway:
         # Leak checking is on by default for ASan; make reports fail loudly.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen([OPTIONS["relaygate"], "run", "--config", self.config_path],
+        self.proc = subprocess.Popen([OPTIONS["relaygate"], "run", "--config", self.config_path,
+                                      *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=env)
         self.port = None
@@ -435,8 +436,9 @@ class GatewayTestCase(unittest.TestCase):
         self.addCleanup(sink.stop)
         return sink
 
-    def start_gateway(self, upstream_port, policy=None, config=None, name="gateway"):
-        gw = Gateway(self.workdir, upstream_port, policy=policy, config=config, name=name)
+    def start_gateway(self, upstream_port, policy=None, config=None, name="gateway", args=()):
+        gw = Gateway(self.workdir, upstream_port, policy=policy, config=config, name=name,
+                     args=args)
         self.addCleanup(self._stop_gateway, gw)
         return gw
 

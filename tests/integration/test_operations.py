@@ -437,5 +437,37 @@ class DrainTest(GatewayTestCase):
         self.assertNothingStored(sink)
 
 
+class LogLevelTest(GatewayTestCase):
+    """`run --log-level debug` logs each session state change (the machine's
+    enter()); the default level (info) logs none of them."""
+
+    def relay_one(self, gw):
+        with Client(gw.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+            self.assertEqual(c.cmd("RCPT TO:<bob@dest.example>").code, 250)
+            self.assertEqual(c.data(harness.message()).code, 250)
+            c.cmd("QUIT")
+        gw.wait_connections_logged(1)
+
+    def test_debug_logs_the_session_state_changes(self):
+        sink = self.start_sink()
+        gw = self.start_gateway(sink.port, args=("--log-level", "debug"))
+        self.relay_one(gw)
+        states = [r for r in gw.log_records() if r.get("event") == "session_state"]
+        links = [(r["from"], r["to"]) for r in states if r["what"] == "link"]
+        self.assertEqual(links, [("closed", "idle"), ("idle", "in_transaction"),
+                                 ("in_transaction", "in_data"), ("in_data", "idle"),
+                                 ("idle", "closed")])
+        self.assertEqual(len({r["session"] for r in states}), 1)
+        self.assertEqual(states[0]["level"], "debug")
+
+    def test_info_logs_no_state_changes(self):
+        sink = self.start_sink()
+        gw = self.start_gateway(sink.port)
+        self.relay_one(gw)
+        self.assertEqual([r for r in gw.log_records() if r.get("event") == "session_state"], [])
+
+
 if __name__ == "__main__":
     harness.main()
