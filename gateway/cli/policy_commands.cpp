@@ -8,6 +8,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/dkim/verifier.hpp"
 #include "gateway/server/descriptors.hpp"
+#include "gateway/server/log.hpp"
 #include "gateway/server/tls_context.hpp"
 #include "gateway/session/session.hpp"
 
@@ -399,7 +400,9 @@ void add_policy_commands(CLI::App& app) {
                 fmt::print(stderr, "config INVALID: {}\n", *config_file);
                 exit_with(1);
             }
-            if (std::string error; !server::TlsContexts{}.load(*cfg, error)) {
+            // What `run` opens at start: the audit log, then the TLS files.
+            std::string error = server::audit_log_problem(cfg->audit_log);
+            if (!error.empty() || !server::TlsContexts{}.load(*cfg, error)) {
                 fmt::print(stderr, "error: {}\nconfig INVALID: {}\n", error, *config_file);
                 exit_with(1);
             }

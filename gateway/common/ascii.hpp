@@ -30,6 +30,29 @@ constexpr char to_upper(char c) {
     return (c >= 'a' && c <= 'z') ? static_cast<char>(c & ~0x20) : c;
 }
 
+// Strips WSP (SP, HTAB) from both ends: tag values (RFC 6376 3.2), list
+// items.
+constexpr std::string_view trim_wsp(std::string_view s) {
+    while (!s.empty() && is_wsp(static_cast<unsigned char>(s.front())))
+        s.remove_prefix(1);
+    while (!s.empty() && is_wsp(static_cast<unsigned char>(s.back())))
+        s.remove_suffix(1);
+    return s;
+}
+
+// Strips WSP, CR and LF from both ends: for values that may still carry a
+// fold or a line end (header field bodies, TXT record strings).
+constexpr std::string_view trim_wsp_crlf(std::string_view s) {
+    auto blank = [](char c) {
+        return is_wsp(static_cast<unsigned char>(c)) || c == '\r' || c == '\n';
+    };
+    while (!s.empty() && blank(s.front()))
+        s.remove_prefix(1);
+    while (!s.empty() && blank(s.back()))
+        s.remove_suffix(1);
+    return s;
+}
+
 inline std::string lower(std::string_view s) {
     std::string out(s);
     for (char& c : out)

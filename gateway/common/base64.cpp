@@ -1,5 +1,5 @@
-// Base64 codec. Decoding refuses non-canonical input (bad padding, non-zero
-// trailing bits) so that one credential has exactly one encoding.
+// Base64 codec. Both flavours share one core: the padded form is the
+// unpadded one plus the '=' that make its length a multiple of 4.
 #include "gateway/common/base64.hpp"
 
 #include <array>
@@ -21,59 +21,55 @@ constexpr std::array<int, 256> make_table() {
 constexpr auto kTable = make_table();
 }  // namespace
 
-std::string base64_encode(std::string_view in) {
+int base64_value(char c) {
+    return kTable[static_cast<unsigned char>(c)];
+}
+
+std::string base64_encode(std::string_view in, Base64Padding padding) {
     std::string out;
     out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        std::uint32_t v = (static_cast<unsigned char>(in[i]) << 16) |
-                          (static_cast<unsigned char>(in[i + 1]) << 8) |
-                          static_cast<unsigned char>(in[i + 2]);
-        for (int k = 18; k >= 0; k -= 6)
-            out += kAlphabet[(v >> k) & 63];
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        acc = (acc << 8) | static_cast<unsigned char>(c);
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out += kAlphabet[(acc >> bits) & 63];
+        }
     }
-    if (i + 1 == in.size()) {
-        std::uint32_t v = static_cast<unsigned char>(in[i]) << 16;
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        std::uint32_t v = (static_cast<unsigned char>(in[i]) << 16) |
-                          (static_cast<unsigned char>(in[i + 1]) << 8);
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += kAlphabet[(v >> 6) & 63];
-        out += '=';
-    }
+    if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
+    if (padding == Base64Padding::padded)
+        while (out.size() % 4 != 0)
+            out += '=';
     return out;
 }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-    if (in.size() % 4 != 0) return std::nullopt;
-    std::string out;
-    out.reserve(in.size() / 4 * 3);
-    for (std::size_t i = 0; i < in.size(); i += 4) {
-        const bool last = i + 4 == in.size();
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; ++k) {
-            const char c = in[i + k];
-            if (c == '=' && last && k >= 2) {
-                v[k] = 0;
-                ++pad;
-                continue;
-            }
-            if (pad > 0) return std::nullopt;  // data after padding
-            v[k] = kTable[static_cast<unsigned char>(c)];
-            if (v[k] < 0) return std::nullopt;
-        }
-        const std::uint32_t n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-        // Canonical form: the bits under the padding must be zero (RFC 4648 3.5).
-        if ((pad == 1 && (n & 0xff)) || (pad == 2 && (n & 0xffff))) return std::nullopt;
-        out += static_cast<char>((n >> 16) & 0xff);
-        if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
-        if (pad < 1) out += static_cast<char>(n & 0xff);
+std::optional<std::string> base64_decode(std::string_view in, Base64Padding padding) {
+    if (padding == Base64Padding::padded) {
+        // RFC 4648 3.2: padded to a multiple of 4 with at most two '='.
+        if (in.size() % 4 != 0) return std::nullopt;
+        for (int k = 0; k < 2 && in.ends_with('='); ++k)
+            in.remove_suffix(1);
     }
+    // One leftover character carries 6 bits: less than an octet.
+    if (in.size() % 4 == 1) return std::nullopt;
+    std::string out;
+    out.reserve(in.size() / 4 * 3 + 2);
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        const int v = base64_value(c);
+        if (v < 0) return std::nullopt;  // also a '=' before the end
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xff);
+        }
+    }
+    // Canonical form: the bits left over must be zero (RFC 4648 3.5).
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
     return out;
 }
 

@@ -46,7 +46,6 @@ constexpr std::array kTable{
     ReasonInfo{R::tls_required, "tls_required", 530, "5.7.0",
                "Must issue a STARTTLS command first"},
     ReasonInfo{R::auth_failed, "auth_failed", 535, "5.7.8", "Authentication credentials invalid"},
-    ReasonInfo{R::auth_required, "auth_required", 530, "5.7.0", "Authentication required"},
     ReasonInfo{R::too_many_connections, "too_many_connections", 421, "4.7.0",
                "Too many connections, try again later"},
     ReasonInfo{R::bad_sender_syntax, "bad_sender_syntax", 501, "5.1.7",
@@ -122,8 +121,6 @@ constexpr std::array kTable{
     ReasonInfo{R::provider_dkim_unverified, "provider_dkim_unverified", 550, "5.7.20",
                "No valid DKIM signature from your provider account's signing domain"},
 
-    ReasonInfo{R::policy_unavailable, "policy_unavailable", 451, "4.3.0",
-               "Policy temporarily unavailable, try again later"},
     ReasonInfo{R::dns_tempfail, "dns_tempfail", 451, "4.4.3",
                "Temporary DNS failure, try again later"},
     ReasonInfo{R::upstream_unavailable, "upstream_unavailable", 451, "4.4.1",

@@ -36,7 +36,6 @@ enum class Reason : std::uint8_t {
     shutting_down,
     tls_required,
     auth_failed,
-    auth_required,
     too_many_connections,
     bad_sender_syntax,
     bad_recipient_syntax,
@@ -78,7 +77,6 @@ enum class Reason : std::uint8_t {
     provider_dkim_unverified,
 
     // --- infrastructure faults: always 4xx so the sender retries ---
-    policy_unavailable,
     dns_tempfail,
     upstream_unavailable,
     upstream_failed,

@@ -29,11 +29,7 @@ Unexpected<std::string> fail(std::string why) {
 bool list_has(std::string_view v, std::initializer_list<std::string_view> wanted) {
     while (true) {
         const auto colon = v.find(':');
-        std::string_view item = v.substr(0, colon);
-        while (!item.empty() && ascii::is_wsp(static_cast<unsigned char>(item.front())))
-            item.remove_prefix(1);
-        while (!item.empty() && ascii::is_wsp(static_cast<unsigned char>(item.back())))
-            item.remove_suffix(1);
+        const std::string_view item = ascii::trim_wsp(v.substr(0, colon));
         for (auto w : wanted)
             if (item == w) return true;
         if (colon == std::string_view::npos) return false;

@@ -32,14 +32,6 @@ bool is_valchar(unsigned char c) {
     return c >= 0x21 && c <= 0x7e && c != ';';
 }
 
-std::string_view trim_wsp(std::string_view s) {
-    while (!s.empty() && ascii::is_wsp(static_cast<unsigned char>(s.front())))
-        s.remove_prefix(1);
-    while (!s.empty() && ascii::is_wsp(static_cast<unsigned char>(s.back())))
-        s.remove_suffix(1);
-    return s;
-}
-
 // RFC 5322 FWS: a CRLF is only allowed when a WSP follows. Returns the text
 // with those CRLFs removed, or nullopt for a bare CR or LF, NUL or 8-bit.
 std::optional<std::string> unfold(std::string_view in) {
@@ -88,7 +80,7 @@ std::vector<std::string_view> split_colons(std::string_view v) {
     std::vector<std::string_view> out;
     while (true) {
         const auto colon = v.find(':');
-        out.push_back(trim_wsp(v.substr(0, colon)));
+        out.push_back(ascii::trim_wsp(v.substr(0, colon)));
         if (colon == std::string_view::npos) break;
         v.remove_prefix(colon + 1);
     }
@@ -150,7 +142,7 @@ Result<std::vector<Tag>, std::string> parse_tag_list(std::string_view text) {
     std::string_view rest = *unfolded;
     while (true) {
         const auto semi = rest.find(';');
-        const std::string_view spec = trim_wsp(rest.substr(0, semi));
+        const std::string_view spec = ascii::trim_wsp(rest.substr(0, semi));
         const bool last = semi == std::string_view::npos;
         if (spec.empty()) {
             // Only a trailing ";" may leave an empty spec, and not as the sole content.
@@ -159,8 +151,8 @@ Result<std::vector<Tag>, std::string> parse_tag_list(std::string_view text) {
         }
         const auto eq = spec.find('=');
         if (eq == std::string_view::npos) return fail("tag-spec without '='");
-        const std::string_view name = trim_wsp(spec.substr(0, eq));
-        const std::string_view value = trim_wsp(spec.substr(eq + 1));
+        const std::string_view name = ascii::trim_wsp(spec.substr(0, eq));
+        const std::string_view value = ascii::trim_wsp(spec.substr(eq + 1));
         if (!is_tag_name(name)) return fail("bad tag name");
         for (char c : value) {
             const auto u = static_cast<unsigned char>(c);

@@ -75,11 +75,7 @@ bool strict_identity_violated(std::string_view txt, const Signature& s) {
         bool strict = false;
         while (true) {
             const auto colon = v.find(':');
-            std::string_view flag = v.substr(0, colon);
-            while (!flag.empty() && ascii::is_wsp(static_cast<unsigned char>(flag.front())))
-                flag.remove_prefix(1);
-            while (!flag.empty() && ascii::is_wsp(static_cast<unsigned char>(flag.back())))
-                flag.remove_suffix(1);
+            const std::string_view flag = ascii::trim_wsp(v.substr(0, colon));
             if (flag == "s") strict = true;
             if (colon == std::string_view::npos) break;
             v.remove_prefix(colon + 1);

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "gateway/common/ascii.hpp"
+#include "gateway/common/base64.hpp"
 #include "gateway/common/domain.hpp"
 #include "gateway/message/invisible.hpp"
 
@@ -49,15 +50,6 @@ int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     c = ascii::to_lower(c);
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-int base64_value(char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
     return -1;
 }
 

@@ -196,11 +196,13 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     client.tcp().socket().set_option(tcp::no_delay(true), ec);
     std::string early_input;
 
-    auto refuse = [&](std::string_view result, std::string_view reply) -> awaitable<void> {
+    // A refusal before the greeting: the reply comes from the reason table.
+    auto refuse = [&](std::string_view result, Reason why) -> awaitable<void> {
         shared.metrics.connection_opened(result);
+        const std::string reply = smtp::format_reply(smtp::make_reply(why));
         error_code wec;
         client.expires_after(std::chrono::seconds(5));
-        if (!reply.empty()) co_await client.write(asio::buffer(reply.data(), reply.size()), wec);
+        co_await client.write(asio::buffer(reply.data(), reply.size()), wec);
         client.close();
     };
 
@@ -212,9 +214,9 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             peer && std::any_of(listener.trusted_proxies.begin(), listener.trusted_proxies.end(),
                                 [&](const policy::Cidr& c) { return c.contains(*peer); });
         if (!trusted) {
-            log_warn("proxy_rejected", {{"peer", peer_addr}, {"reason", "untrusted_proxy"}});
-            co_await refuse("rejected_proxy",
-                            smtp::format_reply(smtp::make_reply(Reason::untrusted_proxy)));
+            log_warn("proxy_rejected",
+                     {{"peer", peer_addr}, {"reason", label(Reason::untrusted_proxy)}});
+            co_await refuse("rejected_proxy", Reason::untrusted_proxy);
             co_return;
         }
         std::string error;
@@ -223,8 +225,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             log_warn("proxy_rejected", {{"peer", peer_addr},
                                         {"reason", label(Reason::proxy_header_invalid)},
                                         {"detail", error}});
-            co_await refuse("rejected_proxy",
-                            smtp::format_reply(smtp::make_reply(Reason::proxy_header_invalid)));
+            co_await refuse("rejected_proxy", Reason::proxy_header_invalid);
             co_return;
         }
         info.address = *real;
@@ -235,8 +236,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
         // Refuse politely (RFC 5321 3.1: 421 in place of the greeting).
         const bool draining = shared.health.draining;
         co_await refuse(draining ? "rejected_draining" : "rejected_limit",
-                        draining ? "421 4.3.2 Service shutting down, try again later\r\n"
-                                 : "421 4.7.0 Too many connections, try again later\r\n");
+                        draining ? Reason::shutting_down : Reason::too_many_connections);
         co_return;
     }
     shared.metrics.connection_opened("accepted");
@@ -311,6 +311,14 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             out.clear();
         co_return !wec;
     };
+    // Flushes before a read, STARTTLS or a DNS lookup; a client that cannot
+    // take its replies is gone, and the connection record says why.
+    auto flush_or_close = [&]() -> awaitable<bool> {
+        if (co_await flush()) co_return true;
+        close_reason = "write_error";
+        machine.on_client_closed();
+        co_return false;
+    };
 
     for (bool done = false; !done;) {
         Action a = machine.next();
@@ -319,11 +327,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 out += std::get<session::act::SendClient>(a).bytes;
                 break;
             case session::index_of<session::act::ReadClient>: {
-                if (!co_await flush()) {
-                    close_reason = "write_error";
-                    machine.on_client_closed();
-                    break;
-                }
+                if (!co_await flush_or_close()) break;
                 const bool command_stage = machine.stage() == Stage::command;
                 if (shared.health.draining && command_stage) machine.on_drain();
                 const auto now = Clock::now();
@@ -403,10 +407,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 co_await upstream.quit();
                 break;
             case session::index_of<session::act::StartTls>: {
-                if (!co_await flush()) {
-                    machine.on_client_closed();
-                    break;
-                }
+                if (!co_await flush_or_close()) break;
                 co_await handshake();
                 break;
             }
@@ -453,10 +454,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             }
             case session::index_of<session::act::DnsLookup>: {
                 // Flush first: replies already decided need not wait for DNS.
-                if (!co_await flush()) {
-                    machine.on_client_closed();
-                    break;
-                }
+                if (!co_await flush_or_close()) break;
                 if (!shared.dns) {
                     dns::Answer none;  // status error
                     none.detail = "no DNS resolver";

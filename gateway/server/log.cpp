@@ -1,9 +1,15 @@
 // Logger implementation: a mutex per sink, timestamps in RFC 3339 UTC.
 #include "gateway/server/log.hpp"
 
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <mutex>
 
 namespace relaygate::server {
@@ -53,13 +59,35 @@ void write_line(std::FILE* f, std::mutex& m, const nlohmann::json& j) {
 
 }  // namespace
 
-void Logger::open_audit(const std::string& target) {
-    std::lock_guard lock(g_audit_mutex);
-    if (target == "-" || target.empty()) {
-        g_audit = stderr;
-        return;
+bool Logger::open_audit(const std::string& target, std::string& error) {
+    std::FILE* f = stderr;
+    if (target != "-" && !target.empty()) {
+        f = std::fopen(target.c_str(), "a");
+        if (!f) {
+            error = fmt::format("cannot open audit log {}: {}", target, std::strerror(errno));
+            return false;
+        }
     }
-    if (std::FILE* f = std::fopen(target.c_str(), "a")) g_audit = f;
+    std::lock_guard lock(g_audit_mutex);
+    g_audit = f;
+    return true;
+}
+
+std::string audit_log_problem(const std::string& target) {
+    if (target == "-" || target.empty()) return {};
+    namespace fs = std::filesystem;
+    const fs::path path(target);
+    std::error_code ec;
+    const auto st = fs::status(path, ec);
+    const bool exists = fs::exists(st);
+    if (exists && fs::is_directory(st)) return fmt::format("audit log {} is a directory", target);
+    // An existing file must be writable; a new one needs a writable directory.
+    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    const std::string probe = exists ? target : dir.string();
+    if (::access(probe.c_str(), W_OK) != 0)
+        return fmt::format("cannot open audit log {}: {}{}", target, std::strerror(errno),
+                           exists ? "" : fmt::format(" (directory {})", probe));
+    return {};
 }
 
 bool Logger::enabled(Level level) {

@@ -1,6 +1,8 @@
 // Structured logging: one JSON object per line. The operational log goes to
 // stderr; the audit log (one line per transaction and per connection) goes
-// to stderr or a file. Thread-safe; never throws into the data path.
+// to stderr or a file, and a file that cannot be opened stops the start
+// (never a silent fallback to stderr). Thread-safe; never throws into the
+// data path.
 #pragma once
 
 #include <exception>
@@ -14,14 +16,19 @@ enum class Level { debug, info, warn, error };
 
 class Logger {
   public:
-    // target: "-" for stderr, else a file opened for appending.
-    static void open_audit(const std::string& target);
+    // target: "-" for stderr, else a file opened for appending. False, with
+    // `error` set, when the file cannot be opened; the audit log is unchanged.
+    static bool open_audit(const std::string& target, std::string& error);
     static void log(Level level, std::string_view event, nlohmann::json fields = {});
     static void audit(nlohmann::json record);
     static void set_min_level(Level level);
     // Whether a line at `level` would be written (skip building it if not).
     static bool enabled(Level level);
 };
+
+// What keeps `open_audit(target)` from succeeding, without creating the
+// file (for `relaygate check`); "" when nothing does.
+std::string audit_log_problem(const std::string& target);
 
 inline void log_info(std::string_view event, nlohmann::json fields = {}) {
     Logger::log(Level::info, event, std::move(fields));

@@ -31,8 +31,6 @@ class PolicyHolder {
     // and every error is logged with its JSON path. Returns success.
     bool reload();
 
-    const std::filesystem::path& file() const { return file_; }
-
   private:
     std::filesystem::path file_;
     metrics::Metrics& metrics_;

@@ -78,7 +78,10 @@ Server::~Server() {
 }
 
 int Server::run() {
-    Logger::open_audit(shared_.config.audit_log);
+    if (std::string error; !Logger::open_audit(shared_.config.audit_log, error)) {
+        log_error("startup_failed", {{"reason", error}});
+        return 1;
+    }
     // Two descriptors per connection: take all the kernel allows us, and
     // say so at start if that is still too few for max_connections.
     const auto nofile = raise_descriptor_limit();

@@ -2,6 +2,8 @@
 // our own self-describing one so the algorithm can change without a flag day.
 #include "policy/engine/password_hash.hpp"
 
+#include "gateway/common/base64.hpp"
+
 #include <fmt/core.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,16 +16,9 @@
 namespace relaygate::policy {
 namespace {
 
-constexpr std::string_view kAlphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr std::string_view kPrefix = "$pbkdf2-sha256$i=";
 constexpr std::size_t kKeyLen = 32;
 constexpr std::size_t kMinSalt = 8, kMaxSalt = 64, kSaltLen = 16;
-
-int b64_value(char c) {
-    auto pos = kAlphabet.find(c);
-    return pos == std::string_view::npos ? -1 : static_cast<int>(pos);
-}
 
 bool derive(std::string_view password, std::string_view salt, std::uint32_t iterations,
             std::array<unsigned char, kKeyLen>& out) {
@@ -34,55 +29,6 @@ bool derive(std::string_view password, std::string_view salt, std::uint32_t iter
 }
 
 }  // namespace
-
-std::string base64_encode(std::string_view bytes) {
-    std::string out;
-    out.reserve((bytes.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        std::uint32_t v = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
-                          (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8) |
-                          std::uint8_t(bytes[i + 2]);
-        for (int s = 18; s >= 0; s -= 6)
-            out += kAlphabet[(v >> s) & 63];
-    }
-    std::size_t rest = bytes.size() - i;
-    if (rest == 1) {
-        std::uint32_t v = std::uint32_t(std::uint8_t(bytes[i])) << 16;
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-    } else if (rest == 2) {
-        std::uint32_t v = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
-                          (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8);
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += kAlphabet[(v >> 6) & 63];
-    }
-    return out;
-}
-
-Result<std::string, std::string> base64_decode(std::string_view text) {
-    if (text.size() % 4 == 1) return unexpected(std::string("base64 has an impossible length"));
-    std::string out;
-    std::uint32_t acc = 0;
-    int nbits = 0;
-    for (char c : text) {
-        int v = b64_value(c);
-        if (v < 0)
-            return unexpected(
-                fmt::format("byte 0x{:02x} is not base64", static_cast<unsigned char>(c)));
-        acc = (acc << 6) | static_cast<std::uint32_t>(v);
-        nbits += 6;
-        if (nbits >= 8) {
-            nbits -= 8;
-            out += static_cast<char>((acc >> nbits) & 0xff);
-        }
-    }
-    // Leftover bits must be zero, so each byte string has one encoding.
-    if (nbits > 0 && (acc & ((1u << nbits) - 1)) != 0)
-        return unexpected(std::string("base64 is not canonical (non-zero trailing bits)"));
-    return out;
-}
 
 Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash) {
     auto fail = [](std::string m) -> Result<PasswordHashInfo, std::string> {
@@ -110,12 +56,12 @@ Result<PasswordHashInfo, std::string> parse_password_hash(std::string_view hash)
     if (info.iterations < kMinPbkdf2Iterations || info.iterations > kMaxPbkdf2Iterations)
         return fail(fmt::format("password_hash iteration count must be {}..{}",
                                 kMinPbkdf2Iterations, kMaxPbkdf2Iterations));
-    auto salt = base64_decode(salt_text);
-    if (!salt) return fail("password_hash salt: " + salt.error());
+    auto salt = base64_decode(salt_text, Base64Padding::unpadded);
+    if (!salt) return fail("password_hash salt is not canonical base64 without padding");
     if (salt->size() < kMinSalt || salt->size() > kMaxSalt)
         return fail(fmt::format("password_hash salt must be {}..{} bytes", kMinSalt, kMaxSalt));
-    auto key = base64_decode(key_text);
-    if (!key) return fail("password_hash key: " + key.error());
+    auto key = base64_decode(key_text, Base64Padding::unpadded);
+    if (!key) return fail("password_hash key is not canonical base64 without padding");
     if (key->size() != kKeyLen) return fail("password_hash key must be 32 bytes (SHA-256)");
     info.salt = std::move(*salt);
     info.key = std::move(*key);
@@ -128,8 +74,9 @@ std::string decoy_password_hash(std::uint32_t iterations) {
     if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
         bytes.fill(0xA5);  // still a key no password is expected to derive
     const std::string_view raw(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return fmt::format("{}{}${}${}", kPrefix, iterations, base64_encode(raw.substr(0, kSaltLen)),
-                       base64_encode(raw.substr(kSaltLen)));
+    return fmt::format("{}{}${}${}", kPrefix, iterations,
+                       base64_encode(raw.substr(0, kSaltLen), Base64Padding::unpadded),
+                       base64_encode(raw.substr(kSaltLen), Base64Padding::unpadded));
 }
 
 Result<std::string, std::string> hash_password(std::string_view password,
@@ -144,8 +91,10 @@ Result<std::string, std::string> hash_password(std::string_view password,
     std::array<unsigned char, kKeyLen> key{};
     if (!derive(password, salt_view, iterations, key))
         return unexpected(std::string("OpenSSL PKCS5_PBKDF2_HMAC failed"));
-    return fmt::format("{}{}${}${}", kPrefix, iterations, base64_encode(salt_view),
-                       base64_encode({reinterpret_cast<const char*>(key.data()), key.size()}));
+    return fmt::format("{}{}${}${}", kPrefix, iterations,
+                       base64_encode(salt_view, Base64Padding::unpadded),
+                       base64_encode({reinterpret_cast<const char*>(key.data()), key.size()},
+                                     Base64Padding::unpadded));
 }
 
 bool verify_password(std::string_view hash, std::string_view password) noexcept {

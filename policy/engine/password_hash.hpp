@@ -43,8 +43,4 @@ std::string decoy_password_hash(std::uint32_t iterations = kDefaultPbkdf2Iterati
 // the comparison is constant-time (CRYPTO_memcmp). Never throws.
 bool verify_password(std::string_view hash, std::string_view password) noexcept;
 
-std::string base64_encode(std::string_view bytes);
-// Strict: standard alphabet, no padding, no whitespace, canonical final bits.
-Result<std::string, std::string> base64_decode(std::string_view text);
-
 }  // namespace relaygate::policy

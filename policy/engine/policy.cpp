@@ -15,20 +15,6 @@
 namespace relaygate::policy {
 namespace {
 
-std::string_view field_name(message::OriginatorField f) {
-    switch (f) {
-        case message::OriginatorField::from:
-            return "From";
-        case message::OriginatorField::sender:
-            return "Sender";
-        case message::OriginatorField::resent_from:
-            return "Resent-From";
-        case message::OriginatorField::resent_sender:
-            return "Resent-Sender";
-    }
-    return "originator";
-}
-
 Reason reason_for(message::OriginatorField f) {
     switch (f) {
         case message::OriginatorField::from:
@@ -40,14 +26,6 @@ Reason reason_for(message::OriginatorField f) {
             return Reason::resent_domain_unauthorized;
     }
     return Reason::from_domain_unauthorized;
-}
-
-std::string_view trim_wsp(std::string_view s) {
-    while (!s.empty() && (ascii::is_wsp(s.front()) || s.front() == '\r' || s.front() == '\n'))
-        s.remove_prefix(1);
-    while (!s.empty() && (ascii::is_wsp(s.back()) || s.back() == '\r' || s.back() == '\n'))
-        s.remove_suffix(1);
-    return s;
 }
 
 // Facts from the client (header values, user names) end up in the trace
@@ -122,11 +100,13 @@ std::optional<std::string> parse_domain_proof(std::string_view txt) {
     bool first = true;
     while (true) {
         std::size_t semi = txt.find(';');
-        std::string_view tag = trim_wsp(txt.substr(0, semi));
+        std::string_view tag = ascii::trim_wsp_crlf(txt.substr(0, semi));
         std::size_t eq = tag.find('=');
-        std::string_view name = eq == std::string_view::npos ? tag : trim_wsp(tag.substr(0, eq));
-        std::string_view value =
-            eq == std::string_view::npos ? std::string_view() : trim_wsp(tag.substr(eq + 1));
+        std::string_view name =
+            eq == std::string_view::npos ? tag : ascii::trim_wsp_crlf(tag.substr(0, eq));
+        std::string_view value = eq == std::string_view::npos
+                                     ? std::string_view()
+                                     : ascii::trim_wsp_crlf(tag.substr(eq + 1));
         if (first) {
             if (name != "v" || value != "relaygate1") return std::nullopt;
             first = false;
@@ -431,13 +411,13 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
     for (const auto& o : hdr->originators) {
         auto g = domains_.grant_for(o.domain, c.tenant);
         if (!g) {
-            note("tenant {}: {} domain {} not granted", t.id, field_name(o.field),
+            note("tenant {}: {} domain {} not granted", t.id, message::to_string(o.field),
                  o.domain.empty() ? "(empty)" : o.domain);
             return reason_for(o.field);
         }
         if (note)
-            note("tenant {}: {} domain {} granted by {}", t.id, field_name(o.field), o.domain,
-                 g->pattern());
+            note("tenant {}: {} domain {} granted by {}", t.id, message::to_string(o.field),
+                 o.domain, g->pattern());
         if (Reason r = check_proof(t, *g, env, needs, note); r != Reason::accepted) {
             if (r == Reason::domain_not_verified) grant = *g;  // for the reply's hint
             return r;
@@ -526,7 +506,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
                 note("provider attestation: {} tenant header values, exactly one required",
                      values.size());
             } else {
-                std::string_view trimmed = trim_wsp(values.front());
+                std::string_view trimmed = ascii::trim_wsp_crlf(values.front());
                 bool fits = trimmed.size() <= kMaxProviderTenantId;
                 if (fits) {
                     for (std::size_t i = 0; i < trimmed.size(); ++i)

@@ -16,6 +16,7 @@
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
+#include "policy/engine/lint_rules.hpp"
 #include "policy/engine/password_hash.hpp"
 #include "policy/engine/policy.hpp"
 
@@ -151,11 +152,12 @@ class PolicyCompiler {
         std::uint32_t provider;
     };
 
-    void error(std::string path, std::string rule, std::string msg) {
-        errors.push_back({std::move(path), std::move(rule), std::move(msg)});
+    // Rule ids are checked against kLintRules at compile time.
+    void error(std::string path, ErrorRule rule, std::string msg) {
+        errors.push_back({std::move(path), std::string(rule.id), std::move(msg)});
     }
-    void warn(std::string path, std::string rule, std::string msg) {
-        warnings.push_back({std::move(path), std::move(rule), std::move(msg)});
+    void warn(std::string path, WarningRule rule, std::string msg) {
+        warnings.push_back({std::move(path), std::string(rule.id), std::move(msg)});
     }
     // Type and key checks; false (with an error) if `j` is not an object.
     bool object_with(const json& j, const std::string& path,
@@ -354,8 +356,8 @@ void PolicyCompiler::compile_provider(const std::string& name, const json& j,
             auto parsed = parse_cidr(nj.get_ref<const std::string&>());
             if (!parsed.cidr) {
                 error(ipath,
-                      *parsed.error == CidrError::host_bits_set ? "network_host_bits"
-                                                                : "invalid_network",
+                      *parsed.error == CidrError::host_bits_set ? ErrorRule("network_host_bits")
+                                                                : ErrorRule("invalid_network"),
                       fmt::format("\"{}\": {}", nj.get<std::string>(), to_string(*parsed.error)));
                 continue;
             }

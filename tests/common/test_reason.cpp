@@ -27,9 +27,9 @@ TEST_CASE("every reason has a distinct label and a consistent reply") {
 }
 
 TEST_CASE("infrastructure faults are temporary") {
-    for (auto r : {Reason::upstream_unavailable, Reason::upstream_failed, Reason::upstream_timeout,
-                   Reason::dns_tempfail, Reason::policy_unavailable, Reason::local_error,
-                   Reason::shutting_down, Reason::timeout})
+    for (auto r :
+         {Reason::upstream_unavailable, Reason::upstream_failed, Reason::upstream_timeout,
+          Reason::dns_tempfail, Reason::local_error, Reason::shutting_down, Reason::timeout})
         CHECK(is_tempfail(r));
     CHECK_FALSE(is_tempfail(Reason::tenant_unknown));
     CHECK(info(Reason::tls_required).smtp_code == 530);

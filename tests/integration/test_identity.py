@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -138,6 +139,26 @@ class TlsTest(IdentityTestCase):
         self.swaks_refused(port, "-tls", "--tls-cert", c.cert, "--tls-key", c.key,
                            sender="alice@certco.example", status="550 5.7.1")
         self.assertNothingStored(sink)
+
+    def test_client_gone_before_the_starttls_reply_is_a_write_error(self):
+        # The 220 to STARTTLS is flushed before the handshake. A client that
+        # reset the connection makes that write fail: the connection's audit
+        # line must say write_error (as for any other failed flush), not quit.
+        sink, gw, (port,) = self.start(self.tenants(), [listener(starttls="offered")])
+        c = harness.Client(port)
+        self.assertReply(c.ehlo(), "250")
+        # Stopped, the gateway finds STARTTLS and the reset queued together:
+        # Linux still reads the command, and the write of the 220 fails.
+        os.kill(gw.proc.pid, signal.SIGSTOP)
+        try:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.sock.sendall(b"STARTTLS\r\n")
+            c.close()
+        finally:
+            os.kill(gw.proc.pid, signal.SIGCONT)
+        conn = gw.wait_connections_logged(1)[0]
+        self.assertEqual(conn["close"], "write_error", conn)
+        self.assertFalse(conn["tls"], conn)
 
     def test_starttls_required(self):
         sink, gw, (port,) = self.start(self.tenants(), [listener(starttls="required")])

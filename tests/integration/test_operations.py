@@ -11,6 +11,7 @@ import random
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -467,6 +468,38 @@ class LogLevelTest(GatewayTestCase):
         gw = self.start_gateway(sink.port)
         self.relay_one(gw)
         self.assertEqual([r for r in gw.log_records() if r.get("event") == "session_state"], [])
+
+
+class AuditLogTest(GatewayTestCase):
+    """An audit log that cannot be opened stops `run` at start and makes
+    `check --config` fail; relaygate never falls back to stderr silently."""
+
+    def test_unopenable_audit_log_is_reported(self):
+        sink, gw = self.setup_pair()
+        base = dict(gw.config)
+        for name, target in [("missing_dir", os.path.join(self.workdir, "no-such-dir", "a.jsonl")),
+                             ("directory", self.workdir)]:
+            with self.subTest(name):
+                path = os.path.join(self.workdir, f"config-{name}.json")
+                with open(path, "w", encoding="utf-8") as fh:
+                    json.dump({**base, "audit_log": target}, fh)
+                check = subprocess.run([harness.OPTIONS["relaygate"], "check", "--config", path],
+                                       capture_output=True, text=True, timeout=60)
+                self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+                self.assertIn("audit log", check.stderr)
+                self.assertIn("config INVALID", check.stderr)
+                run = subprocess.run([harness.OPTIONS["relaygate"], "run", "--config", path],
+                                     capture_output=True, text=True, timeout=60)
+                self.assertEqual(run.returncode, 1, run.stderr)
+                failed = [json.loads(line) for line in run.stderr.splitlines()
+                          if '"startup_failed"' in line]
+                self.assertTrue(failed, run.stderr)
+                self.assertIn("cannot open audit log", failed[0]["reason"])
+                self.assertNotIn('"listening"', run.stderr)
+        # The running gateway's own, writable audit log passes the check.
+        ok = subprocess.run([harness.OPTIONS["relaygate"], "check", "--config", gw.config_path],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
 
 
 if __name__ == "__main__":
