@@ -395,8 +395,7 @@ void add_policy_commands(CLI::App& app) {
             auto cfg = config::load_config(*config_file);
             if (!cfg) {
                 for (const auto& e : cfg.error())
-                    fmt::print(stderr, "error: {}: {}\n", e.path.empty() ? "(root)" : e.path,
-                               e.message);
+                    fmt::print(stderr, "error: {}\n", config::format_error(e));
                 fmt::print(stderr, "config INVALID: {}\n", *config_file);
                 exit_with(1);
             }

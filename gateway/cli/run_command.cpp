@@ -33,8 +33,7 @@ void add_run_command(CLI::App& app) {
         auto cfg = config::load_config(*file);
         if (!cfg) {
             for (const auto& e : cfg.error())
-                fmt::print(stderr, "{}: {}: {}\n", *file, e.path.empty() ? "(root)" : e.path,
-                           e.message);
+                fmt::print(stderr, "{}: {}\n", *file, config::format_error(e));
             throw CLI::RuntimeError(1);
         }
         server::Server server(std::move(cfg).value());

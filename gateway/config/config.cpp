@@ -1,21 +1,25 @@
-// Config parsing: walks the JSON once, records every error with its path,
-// and only returns a Config when there are none.
+// Config parsing: the shared JSON reader (gateway/json) parses the text,
+// then one walk records every error with its RFC 6901 path and position,
+// and only returns a Config when there are none. Bounds come from bounds.hpp.
 #include "gateway/config/config.hpp"
 
 #include "gateway/common/domain.hpp"
 #include "gateway/dns/resolv_conf.hpp"
+#include "gateway/json/document.hpp"
 #include "policy/engine/ip_address.hpp"
 
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
+#include <stdexcept>
 
 namespace relaygate::config {
+
+using json_reader::pointer;
+
 namespace {
 
 using nlohmann::json;
@@ -29,13 +33,15 @@ class Reader {
     }
 
     // Checks that `obj` is an object with only `allowed` keys.
-    bool object(const json& obj, const std::string& path, std::set<std::string> allowed) {
+    bool object(const json& obj, const std::string& path,
+                std::initializer_list<std::string_view> allowed) {
         if (!obj.is_object()) {
             error(path, "must be an object");
             return false;
         }
         for (const auto& [key, _] : obj.items())
-            if (!allowed.contains(key)) error(join(path, key), "unknown key");
+            if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+                error(pointer(path, key), json_reader::unknown_key(key, allowed));
         return true;
     }
 
@@ -43,7 +49,7 @@ class Reader {
         if (!obj.contains(key)) return;
         const auto& v = obj.at(key);
         if (!v.is_string() || v.get_ref<const std::string&>().empty())
-            error(join(path, key), "must be a non-empty string");
+            error(pointer(path, key), "must be a non-empty string");
         else
             out = v.get<std::string>();
     }
@@ -52,37 +58,41 @@ class Reader {
         if (!obj.contains(key)) return;
         const auto& v = obj.at(key);
         if (!v.is_boolean())
-            error(join(path, key), "must be true or false");
+            error(pointer(path, key), "must be true or false");
         else
             out = v.get<bool>();
     }
 
+    // A numeric key of kBounds: `name` is its row ("limits.max_recipients"),
+    // whose last part is the key in `obj`.
     template <class T>
-    void integer(const json& obj, const std::string& path, const char* key, T& out,
-                 std::uint64_t min, std::uint64_t max = std::numeric_limits<T>::max()) {
+    void integer(const json& obj, const std::string& path, std::string_view name, T& out) {
+        const Bound* bound = find_bound(name);
+        if (!bound) throw std::logic_error(fmt::format("config key {} has no bound", name));
+        const std::string key(name.substr(name.rfind('.') + 1));
         if (!obj.contains(key)) return;
         const auto& v = obj.at(key);
         if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
-            error(join(path, key), "must be a non-negative integer");
+            error(pointer(path, key), "must be a non-negative integer");
             return;
         }
         auto n = v.get<std::uint64_t>();
-        if (n < min || n > max) {
-            error(join(path, key), fmt::format("must be between {} and {}", min, max));
+        if (n < bound->min || n > bound->max) {
+            error(pointer(path, key),
+                  bound->why.empty()
+                      ? fmt::format("must be between {} and {}", bound->min, bound->max)
+                      : fmt::format("must be between {} and {} ({})", bound->min, bound->max,
+                                    bound->why));
             return;
         }
         out = static_cast<T>(n);
     }
 
-    void seconds(const json& obj, const std::string& path, const char* key,
-                 std::chrono::seconds& out, std::uint64_t min, std::uint64_t max) {
+    template <class Duration>
+    void duration(const json& obj, const std::string& path, std::string_view name, Duration& out) {
         auto n = static_cast<std::uint64_t>(out.count());
-        integer(obj, path, key, n, min, max);
-        out = std::chrono::seconds(n);
-    }
-
-    static std::string join(const std::string& path, const std::string& key) {
-        return path.empty() ? key : path + "." + key;
+        integer(obj, path, name, n);
+        out = Duration(n);
     }
 };
 
@@ -99,25 +109,25 @@ void enumeration(Reader& r, const json& j, const std::string& path, const char* 
         }
         names += names.empty() ? name : std::string(", ") + name;
     }
-    r.error(Reader::join(path, key), "must be one of: " + names);
+    r.error(pointer(path, key), "must be one of: " + names);
 }
 
 void read_dns(Reader& r, const json& j, Dns& d) {
-    if (!r.object(j, "dns", {"servers", "timeout_ms", "attempts", "cache_entries"})) return;
+    if (!r.object(j, "/dns", {"servers", "timeout_ms", "attempts", "cache_entries"})) return;
     if (j.contains("servers")) {
         const auto& s = j.at("servers");
-        if (!s.is_array()) r.error("dns.servers", "must be an array of \"ip\" or \"ip:port\"");
+        if (!s.is_array()) r.error("/dns/servers", "must be an array of \"ip\" or \"ip:port\"");
         for (std::size_t i = 0; s.is_array() && i < s.size(); ++i) {
             if (!s[i].is_string() || !dns::parse_server(s[i].get<std::string>()))
-                r.error(fmt::format("dns.servers[{}]", i),
+                r.error(pointer("/dns/servers", i),
                         "must be an IP address, \"ip:port\" or \"[ipv6]:port\"");
             else
                 d.servers.push_back(s[i].get<std::string>());
         }
     }
-    r.integer(j, "dns", "timeout_ms", d.timeout_ms, 10, 60000);
-    r.integer(j, "dns", "attempts", d.attempts, 1, 10);
-    r.integer(j, "dns", "cache_entries", d.cache_entries, 0, 10000000);
+    r.integer(j, "/dns", "dns.timeout_ms", d.timeout_ms);
+    r.integer(j, "/dns", "dns.attempts", d.attempts);
+    r.integer(j, "/dns", "dns.cache_entries", d.cache_entries);
 }
 
 // RFC 8601 2.2: an authserv-id is an RFC 2045 value; configured ids must be
@@ -125,7 +135,7 @@ void read_dns(Reader& r, const json& j, Dns& d) {
 void read_authserv_ids(Reader& r, const json& j, std::vector<std::string>& out) {
     constexpr std::size_t kMaxIds = 64;
     if (!j.is_array() || j.size() > kMaxIds) {
-        r.error("authserv_ids", fmt::format("must be an array of at most {} strings", kMaxIds));
+        r.error("/authserv_ids", fmt::format("must be an array of at most {} strings", kMaxIds));
         return;
     }
     auto token_char = [](char ch) {
@@ -136,7 +146,7 @@ void read_authserv_ids(Reader& r, const json& j, std::vector<std::string>& out) 
     for (std::size_t i = 0; i < j.size(); ++i) {
         const std::string* id = j[i].is_string() ? &j[i].get_ref<const std::string&>() : nullptr;
         if (!id || id->empty() || !std::all_of(id->begin(), id->end(), token_char))
-            r.error(fmt::format("authserv_ids[{}]", i),
+            r.error(pointer("/authserv_ids", i),
                     "must be an authserv-id token (RFC 8601 2.2), such as a host name");
         else
             out.push_back(*id);
@@ -149,7 +159,7 @@ void read_listener(Reader& r, const json& j, const std::string& path, Listener& 
                    "auth", "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"}))
         return;
     r.string(j, path, "address", l.address);
-    r.integer(j, path, "port", l.port, 0, 65535);
+    r.integer(j, path, "listeners[].port", l.port);
     enumeration(
         r, j, path, "starttls", l.starttls,
         {{"off", StartTls::off}, {"offered", StartTls::offered}, {"required", StartTls::required}});
@@ -162,14 +172,14 @@ void read_listener(Reader& r, const json& j, const std::string& path, Listener& 
                  {"v1", ProxyProtocol::v1},
                  {"v2", ProxyProtocol::v2},
                  {"any", ProxyProtocol::any}});
-    r.seconds(j, path, "proxy_timeout_seconds", l.proxy_timeout, 1, 60);
+    r.duration(j, path, "listeners[].proxy_timeout_seconds", l.proxy_timeout);
     if (j.contains("trusted_proxies")) {
         const auto& t = j.at("trusted_proxies");
         if (!t.is_array()) {
-            r.error(Reader::join(path, "trusted_proxies"), "must be an array of CIDRs");
+            r.error(pointer(path, "trusted_proxies"), "must be an array of CIDRs");
         } else {
             for (std::size_t i = 0; i < t.size(); ++i) {
-                const auto p = fmt::format("{}.trusted_proxies[{}]", path, i);
+                const auto p = pointer(pointer(path, "trusted_proxies"), i);
                 if (!t[i].is_string() || !policy::parse_cidr(t[i].get<std::string>()).cidr)
                     r.error(p, "must be a CIDR such as 10.0.0.0/8 (host bits clear)");
                 else
@@ -178,26 +188,26 @@ void read_listener(Reader& r, const json& j, const std::string& path, Listener& 
         }
     }
     if (l.proxy_protocol != ProxyProtocol::off && l.trusted_proxies.empty())
-        r.error(Reader::join(path, "trusted_proxies"),
+        r.error(pointer(path, "trusted_proxies"),
                 "required with proxy_protocol: the header is accepted only from these networks");
     if (l.implicit_tls && l.starttls != StartTls::off)
-        r.error(Reader::join(path, "starttls"), "must be off with implicit_tls");
+        r.error(pointer(path, "starttls"), "must be off with implicit_tls");
 }
 
 void read_upstream(Reader& r, const json& j, Upstream& u) {
-    const std::string path = "upstream";
+    const std::string path = "/upstream";
     if (!r.object(j, path,
                   {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
                    "final_reply_timeout_seconds", "idle_timeout_seconds", "starttls", "ca_file",
                    "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
-    r.integer(j, path, "port", u.port, 1, 65535);
+    r.integer(j, path, "upstream.port", u.port);
     r.boolean(j, path, "xclient", u.xclient);
-    r.seconds(j, path, "connect_timeout_seconds", u.connect_timeout, 1, 600);
-    r.seconds(j, path, "reply_timeout_seconds", u.reply_timeout, 1, 3600);
-    r.seconds(j, path, "final_reply_timeout_seconds", u.final_reply_timeout, 1, 3600);
-    r.seconds(j, path, "idle_timeout_seconds", u.idle_timeout, 1, 3600);
+    r.duration(j, path, "upstream.connect_timeout_seconds", u.connect_timeout);
+    r.duration(j, path, "upstream.reply_timeout_seconds", u.reply_timeout);
+    r.duration(j, path, "upstream.final_reply_timeout_seconds", u.final_reply_timeout);
+    r.duration(j, path, "upstream.idle_timeout_seconds", u.idle_timeout);
     enumeration(r, j, path, "starttls", u.starttls,
                 {{"off", UpstreamTls::off},
                  {"opportunistic", UpstreamTls::opportunistic},
@@ -207,78 +217,101 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
 }
 
 void read_limits(Reader& r, const json& j, Limits& l) {
-    const std::string path = "limits";
+    const std::string path = "/limits";
     if (!r.object(j, path,
                   {"max_message_bytes", "max_recipients", "max_command_line", "max_text_line",
                    "max_header_bytes", "max_errors", "max_connections",
                    "max_connections_per_client", "max_transactions_per_session"}))
         return;
     // Minimums are the RFC 5321 4.5.3.1 floors; going below breaks senders.
-    r.integer(j, path, "max_message_bytes", l.max_message_bytes, 65536, std::uint64_t{1} << 40);
-    r.integer(j, path, "max_recipients", l.max_recipients, 1, 100000);
-    r.integer(j, path, "max_command_line", l.max_command_line, 512, 65536);
-    r.integer(j, path, "max_text_line", l.max_text_line, 1000, 1 << 20);
-    r.integer(j, path, "max_header_bytes", l.max_header_bytes, 4096, 16 << 20);
-    r.integer(j, path, "max_errors", l.max_errors, 1, 1000);
-    r.integer(j, path, "max_connections", l.max_connections, 1, 1000000);
-    r.integer(j, path, "max_connections_per_client", l.max_connections_per_client, 1, 1000000);
-    r.integer(j, path, "max_transactions_per_session", l.max_transactions_per_session, 1, 1000000);
+    r.integer(j, path, "limits.max_message_bytes", l.max_message_bytes);
+    r.integer(j, path, "limits.max_recipients", l.max_recipients);
+    r.integer(j, path, "limits.max_command_line", l.max_command_line);
+    r.integer(j, path, "limits.max_text_line", l.max_text_line);
+    r.integer(j, path, "limits.max_header_bytes", l.max_header_bytes);
+    r.integer(j, path, "limits.max_errors", l.max_errors);
+    r.integer(j, path, "limits.max_connections", l.max_connections);
+    r.integer(j, path, "limits.max_connections_per_client", l.max_connections_per_client);
+    r.integer(j, path, "limits.max_transactions_per_session", l.max_transactions_per_session);
 }
 
 void read_timeouts(Reader& r, const json& j, Timeouts& t) {
-    const std::string path = "timeouts";
+    const std::string path = "/timeouts";
     if (!r.object(j, path,
                   {"command_seconds", "data_block_seconds", "data_grace_seconds",
                    "min_data_rate_bytes_per_second", "session_seconds"}))
         return;
-    r.seconds(j, path, "command_seconds", t.command, 1, 3600);
-    r.seconds(j, path, "data_block_seconds", t.data_block, 1, 3600);
-    r.seconds(j, path, "data_grace_seconds", t.data_grace, 0, 3600);
-    r.integer(j, path, "min_data_rate_bytes_per_second", t.min_data_rate, 0, 1u << 30);
-    r.seconds(j, path, "session_seconds", t.session, 1, 7 * 86400);
+    r.duration(j, path, "timeouts.command_seconds", t.command);
+    r.duration(j, path, "timeouts.data_block_seconds", t.data_block);
+    r.duration(j, path, "timeouts.data_grace_seconds", t.data_grace);
+    r.integer(j, path, "timeouts.min_data_rate_bytes_per_second", t.min_data_rate);
+    r.duration(j, path, "timeouts.session_seconds", t.session);
 }
 
 void read_auth_throttle(Reader& r, const json& j, AuthThrottle& a) {
-    const std::string path = "auth_throttle";
+    const std::string path = "/auth_throttle";
     if (!r.object(
             j, path,
             {"client_failures", "user_failures", "window_seconds", "entries", "failure_delay_ms"}))
         return;
-    r.integer(j, path, "client_failures", a.client_failures, 1, 1000000);
-    r.integer(j, path, "user_failures", a.user_failures, 1, 1000000);
-    r.seconds(j, path, "window_seconds", a.window, 1, 86400);
-    r.integer(j, path, "entries", a.entries, 16, 10000000);
-    auto delay = static_cast<std::uint64_t>(a.failure_delay.count());
-    r.integer(j, path, "failure_delay_ms", delay, 0, 10000);
-    a.failure_delay = std::chrono::milliseconds(delay);
+    r.integer(j, path, "auth_throttle.client_failures", a.client_failures);
+    r.integer(j, path, "auth_throttle.user_failures", a.user_failures);
+    r.duration(j, path, "auth_throttle.window_seconds", a.window);
+    r.integer(j, path, "auth_throttle.entries", a.entries);
+    r.duration(j, path, "auth_throttle.failure_delay_ms", a.failure_delay);
 }
+
+Config read_config(Reader& r, const json& root, const std::filesystem::path& base_dir);
 
 }  // namespace
 
 Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text,
                                                       const std::filesystem::path& base_dir) {
     Reader r;
-    json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-    if (root.is_discarded()) {
-        r.error("", "not valid JSON");
+    auto parsed = json_reader::parse(json_text);
+    if (!parsed) {
+        for (const auto& e : parsed.error())
+            r.errors.push_back({e.path, e.message, e.position.line, e.position.column});
         return unexpected(std::move(r.errors));
     }
+    Config c = read_config(r, *parsed, base_dir);
+    if (r.errors.empty()) return c;
+    // Every error gets the line and column of its value: one more pass over
+    // the text, only for a config that is refused anyway.
+    std::vector<std::string> paths;
+    for (const auto& e : r.errors)
+        paths.push_back(e.path);
+    const auto positions = json_reader::locate(json_text, paths);
+    for (std::size_t i = 0; i < positions.size(); ++i) {
+        r.errors[i].line = positions[i].line;
+        r.errors[i].column = positions[i].column;
+    }
+    return unexpected(std::move(r.errors));
+}
+
+std::string format_error(const ConfigError& e) {
+    return json_reader::where(e.path, {e.line, e.column}) + ": " + e.message;
+}
+
+namespace {
+
+Config read_config(Reader& r, const json& root, const std::filesystem::path& base_dir) {
     Config c;
     if (!r.object(root, "",
                   {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
                    "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
                    "policy_poll_seconds", "dns", "auth_throttle", "authserv_ids"}))
-        return unexpected(std::move(r.errors));
+        return c;
 
     if (root.contains("listeners")) {
         const auto& ls = root.at("listeners");
         if (!ls.is_array() || ls.empty()) {
-            r.error("listeners", "must be a non-empty array");
+            r.error("/listeners", "must be a non-empty array");
         } else {
             c.listeners.clear();
             for (std::size_t i = 0; i < ls.size(); ++i) {
                 Listener l;
-                read_listener(r, ls[i], fmt::format("listeners[{}]", i), l);
+                read_listener(r, ls[i], pointer("/listeners", i), l);
                 c.listeners.push_back(l);
             }
         }
@@ -290,10 +323,10 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     if (c.policy_file.is_relative()) c.policy_file = base_dir / c.policy_file;
     if (root.contains("admin")) {
         const auto& a = root.at("admin");
-        if (r.object(a, "admin", {"enabled", "address", "port"})) {
-            r.boolean(a, "admin", "enabled", c.admin.enabled);
-            r.string(a, "admin", "address", c.admin.address);
-            r.integer(a, "admin", "port", c.admin.port, 0, 65535);
+        if (r.object(a, "/admin", {"enabled", "address", "port"})) {
+            r.boolean(a, "/admin", "enabled", c.admin.enabled);
+            r.string(a, "/admin", "address", c.admin.address);
+            r.integer(a, "/admin", "admin.port", c.admin.port);
         }
     }
     if (root.contains("limits")) read_limits(r, root.at("limits"), c.limits);
@@ -301,19 +334,19 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
     if (root.contains("dns")) read_dns(r, root.at("dns"), c.dns);
     if (root.contains("auth_throttle"))
         read_auth_throttle(r, root.at("auth_throttle"), c.auth_throttle);
-    r.integer(root, "", "threads", c.threads, 0, 1024);
+    r.integer(root, "", "threads", c.threads);
     r.string(root, "", "hostname", c.hostname);
     r.string(root, "", "verdict_header", c.verdict_header);
     if (root.contains("authserv_ids"))
         read_authserv_ids(r, root.at("authserv_ids"), c.authserv_ids);
     r.string(root, "", "audit_log", c.audit_log);
-    r.seconds(root, "", "drain_timeout_seconds", c.drain_timeout, 1, 3600);
-    r.seconds(root, "", "policy_poll_seconds", c.policy_poll, 0, 3600);
+    r.duration(root, "", "drain_timeout_seconds", c.drain_timeout);
+    r.duration(root, "", "policy_poll_seconds", c.policy_poll);
     if (root.contains("tls")) {
         const auto& t = root.at("tls");
-        if (r.object(t, "tls", {"cert_file", "key_file"})) {
-            r.string(t, "tls", "cert_file", c.tls.cert_file);
-            r.string(t, "tls", "key_file", c.tls.key_file);
+        if (r.object(t, "/tls", {"cert_file", "key_file"})) {
+            r.string(t, "/tls", "cert_file", c.tls.cert_file);
+            r.string(t, "/tls", "key_file", c.tls.key_file);
         }
     }
     // Like policy_file, files named in the config are relative to it.
@@ -327,18 +360,18 @@ Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text
         const auto& l = c.listeners[i];
         if ((l.starttls != StartTls::off || l.implicit_tls) &&
             (c.tls.cert_file.empty() || c.tls.key_file.empty()))
-            r.error(fmt::format("listeners[{}]", i), "TLS needs tls.cert_file and tls.key_file");
+            r.error(pointer("/listeners", i), "TLS needs tls.cert_file and tls.key_file");
     }
 
     // RFC 5322 3.6.8: field names are printable ASCII except colon.
     if (std::any_of(c.verdict_header.begin(), c.verdict_header.end(),
                     [](char ch) { return ch <= ' ' || ch >= 127 || ch == ':'; }))
-        r.error("verdict_header", "must be a valid header field name (RFC 5322 3.6.8)");
-    if (!normalize_domain(c.hostname, false).ok()) r.error("hostname", "must be a domain name");
-
-    if (!r.errors.empty()) return unexpected(std::move(r.errors));
+        r.error("/verdict_header", "must be a valid header field name (RFC 5322 3.6.8)");
+    if (!normalize_domain(c.hostname, false).ok()) r.error("/hostname", "must be a domain name");
     return c;
 }
+
+}  // namespace
 
 Result<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
@@ -370,6 +403,18 @@ std::vector<std::string> config_warnings(const Config& c, std::uint64_t descript
             "relay slower than that may queue a message the client was told to retry, and the "
             "message is delivered twice (RFC 1047)",
             c.upstream.final_reply_timeout.count()));
+    // RFC 5321 4.5.3.2 gives these as SHOULDs from experience with busy
+    // relays; shorter cuts off senders on slow or congested paths.
+    if (c.timeouts.command < std::chrono::seconds(300))
+        w.push_back(fmt::format(
+            "timeouts.command_seconds is {} (RFC 5321 4.5.3.2.7 says at least 5 minutes): a "
+            "sender on a slow path may be disconnected in the middle of a transaction",
+            c.timeouts.command.count()));
+    if (c.timeouts.data_block < std::chrono::seconds(180))
+        w.push_back(fmt::format(
+            "timeouts.data_block_seconds is {} (RFC 5321 4.5.3.2.5 says 3 minutes): a sender "
+            "on a slow path may be disconnected in the middle of its message",
+            c.timeouts.data_block.count()));
     return w;
 }
 

@@ -1,5 +1,5 @@
 // The gateway's runtime configuration (relaygate run --config FILE): parsed
-// once into an immutable struct with every default and bound in this file.
+// once into an immutable struct; numeric defaults and bounds are bounds.hpp.
 // Pure: reads JSON text, never sockets; unknown keys are errors (typos in an
 // operator's file must not silently fall back to defaults).
 #pragma once
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gateway/common/result.hpp"
+#include "gateway/config/bounds.hpp"
 
 namespace relaygate::config {
 
@@ -24,14 +25,14 @@ enum class Auth { off, tls_only, always };
 
 struct Listener {
     std::string address = "127.0.0.1";
-    std::uint16_t port = 2525;
+    std::uint16_t port = default_of("listeners[].port");
     StartTls starttls = StartTls::off;
     bool implicit_tls = false;  // TLS from the first byte (port 465 style, RFC 8314)
     bool request_client_certificate = true;
     Auth auth = Auth::tls_only;
     ProxyProtocol proxy_protocol = ProxyProtocol::off;
     std::vector<std::string> trusted_proxies;  // CIDRs allowed to send the header
-    std::chrono::seconds proxy_timeout{5};
+    std::chrono::seconds proxy_timeout{default_of("listeners[].proxy_timeout_seconds")};
 };
 
 struct Tls {
@@ -44,16 +45,16 @@ enum class UpstreamTls { off, opportunistic, required };
 
 struct Upstream {
     std::string host = "127.0.0.1";
-    std::uint16_t port = 10025;
+    std::uint16_t port = default_of("upstream.port");
     bool xclient = true;  // use XCLIENT when offered
-    std::chrono::seconds connect_timeout{30};
-    std::chrono::seconds reply_timeout{300};  // RFC 5321 4.5.3.2.2-4: 5 min
+    std::chrono::seconds connect_timeout{default_of("upstream.connect_timeout_seconds")};
+    std::chrono::seconds reply_timeout{default_of("upstream.reply_timeout_seconds")};
     // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the
     // relay may have queued a message whose reply we stopped waiting for.
-    std::chrono::seconds final_reply_timeout{600};
+    std::chrono::seconds final_reply_timeout{default_of("upstream.final_reply_timeout_seconds")};
     // An upstream connection idle between transactions is closed after
     // this (it costs a descriptor and memory on both sides).
-    std::chrono::seconds idle_timeout{30};
+    std::chrono::seconds idle_timeout{default_of("upstream.idle_timeout_seconds")};
     UpstreamTls starttls = UpstreamTls::off;
     std::string ca_file;      // verify the relay's certificate against it when set
     std::string verify_name;  // and its name (defaults to host when ca_file is set)
@@ -62,47 +63,54 @@ struct Upstream {
 struct Admin {
     bool enabled = true;
     std::string address = "127.0.0.1";
-    std::uint16_t port = 9025;
+    std::uint16_t port = default_of("admin.port");
 };
 
 struct Limits {
-    std::uint64_t max_message_bytes = 52428800;  // advertised in SIZE (RFC 1870)
-    std::uint32_t max_recipients = 100;          // RFC 5321 4.5.3.1.8 minimum
-    std::uint32_t max_command_line = 512;        // RFC 5321 4.5.3.1.4
-    std::uint32_t max_text_line = 1000;          // RFC 5321 4.5.3.1.6
-    std::uint32_t max_header_bytes = 256 * 1024;
-    std::uint32_t max_errors = 10;  // then 421 and close
-    std::uint32_t max_connections = 1000;
-    std::uint32_t max_connections_per_client = 50;
-    std::uint32_t max_transactions_per_session = 1000;  // then 421: reconnect
+    std::uint64_t max_message_bytes = default_of("limits.max_message_bytes");  // SIZE (RFC 1870)
+    std::uint32_t max_recipients = default_of("limits.max_recipients");
+    std::uint32_t max_command_line = default_of("limits.max_command_line");
+    std::uint32_t max_text_line = default_of("limits.max_text_line");
+    std::uint32_t max_header_bytes = default_of("limits.max_header_bytes");
+    std::uint32_t max_errors = default_of("limits.max_errors");  // then 421 and close
+    std::uint32_t max_connections = default_of("limits.max_connections");
+    std::uint32_t max_connections_per_client = default_of("limits.max_connections_per_client");
+    // then 421: reconnect
+    std::uint32_t max_transactions_per_session = default_of("limits.max_transactions_per_session");
 };
 
 struct Timeouts {
-    std::chrono::seconds command{300};     // RFC 5321 4.5.3.2.7 server timeout
-    std::chrono::seconds data_block{180};  // RFC 5321 4.5.3.2.5
-    std::chrono::seconds data_grace{30};   // slowloris: grace before the rate applies
-    std::uint32_t min_data_rate = 1024;    // bytes per second, averaged over DATA
+    std::chrono::seconds command{default_of("timeouts.command_seconds")};  // RFC 5321 4.5.3.2.7
+    std::chrono::seconds data_block{
+        default_of("timeouts.data_block_seconds")};  // RFC 5321 4.5.3.2.5
+    // slowloris: grace before the rate applies
+    std::chrono::seconds data_grace{default_of("timeouts.data_grace_seconds")};
+    // bytes per second, averaged over DATA
+    std::uint32_t min_data_rate = default_of("timeouts.min_data_rate_bytes_per_second");
     // A session's whole life: NOOPs cannot keep a slot (and an old policy
     // snapshot's connection state) forever.
-    std::chrono::seconds session{3600};
+    std::chrono::seconds session{default_of("timeouts.session_seconds")};
 };
 
 // Failed SMTP AUTH attempts, counted across connections (gateway/session/
 // auth_throttle.hpp): per client address (IPv6: /64) and per user name.
 struct AuthThrottle {
-    std::uint32_t client_failures = 10;
-    std::uint32_t user_failures = 30;
-    std::chrono::seconds window{600};               // a full count drains in this time
-    std::uint32_t entries = 100000;                 // tracked keys per table (memory bound)
-    std::chrono::milliseconds failure_delay{1000};  // before a 535 (Postfix: 1 s)
+    std::uint32_t client_failures = default_of("auth_throttle.client_failures");
+    std::uint32_t user_failures = default_of("auth_throttle.user_failures");
+    // a full count drains in this time
+    std::chrono::seconds window{default_of("auth_throttle.window_seconds")};
+    // tracked keys per table (memory bound)
+    std::uint32_t entries = default_of("auth_throttle.entries");
+    // before a 535 (Postfix: 1 s)
+    std::chrono::milliseconds failure_delay{default_of("auth_throttle.failure_delay_ms")};
 };
 
 // The resolver for DNS-verified domains and DKIM keys.
 struct Dns {
     std::vector<std::string> servers;  // "ip", "ip:port", "[v6]:port"; empty = /etc/resolv.conf
-    std::uint32_t timeout_ms = 2000;   // per attempt and server
-    std::uint32_t attempts = 2;        // rounds over all servers
-    std::uint32_t cache_entries = 10000;
+    std::uint32_t timeout_ms = default_of("dns.timeout_ms");  // per attempt and server
+    std::uint32_t attempts = default_of("dns.attempts");      // rounds over all servers
+    std::uint32_t cache_entries = default_of("dns.cache_entries");
 };
 
 struct Config {
@@ -115,7 +123,7 @@ struct Config {
     Timeouts timeouts;
     Dns dns;
     AuthThrottle auth_throttle;
-    unsigned threads = 0;                      // 0 = one per core
+    unsigned threads = default_of("threads");  // 0 = one per core
     std::string hostname = "relaygate.local";  // greeting, EHLO and Received
     std::string verdict_header = "X-Relaygate-Verdict";
     // RFC 8601 authserv-ids of this gateway and of the signer behind it: a
@@ -123,15 +131,21 @@ struct Config {
     // one of them is refused (authentication_results_forged). `hostname` is
     // always added by the session.
     std::vector<std::string> authserv_ids;
-    std::string audit_log = "-";             // "-" = stderr, else a file path
-    std::chrono::seconds drain_timeout{30};  // SIGTERM: finish sessions within this
-    std::chrono::seconds policy_poll{2};     // file-change check for hot reload (0 = off)
+    std::string audit_log = "-";  // "-" = stderr, else a file path
+    // SIGTERM: finish sessions within this
+    std::chrono::seconds drain_timeout{default_of("drain_timeout_seconds")};
+    // file-change check for hot reload (0 = off)
+    std::chrono::seconds policy_poll{default_of("policy_poll_seconds")};
 };
 
 struct ConfigError {
-    std::string path;  // JSON pointer-ish path, e.g. "listeners[0].port"
+    std::string path;  // RFC 6901 pointer, e.g. "/listeners/0/port"; "" for the file
     std::string message;
+    std::size_t line = 0;  // of the value in the file (1-based); 0 when not in it
+    std::size_t column = 0;
 };
+// "/upstream/port (line 3, column 12): must be ..."
+std::string format_error(const ConfigError& e);
 
 // Parses JSON text. Relative policy_file paths are resolved against base_dir.
 Result<Config, std::vector<ConfigError>> parse_config(std::string_view json_text,

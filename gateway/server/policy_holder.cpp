@@ -12,6 +12,8 @@ bool PolicyHolder::reload() {
         for (const auto& e : loaded.error())
             log_error("policy_error", {{"file", file_.string()},
                                        {"path", e.path},
+                                       {"line", e.line},
+                                       {"column", e.column},
                                        {"rule", e.rule},
                                        {"message", e.message}});
         const bool had_one = get() != nullptr;
@@ -23,7 +25,11 @@ bool PolicyHolder::reload() {
     }
     auto p = std::move(loaded).value();
     for (const auto& w : p->warnings())
-        log_warn("policy_warning", {{"path", w.path}, {"rule", w.rule}, {"message", w.message}});
+        log_warn("policy_warning", {{"path", w.path},
+                                    {"line", w.line},
+                                    {"column", w.column},
+                                    {"rule", w.rule},
+                                    {"message", w.message}});
     metrics_.policy_loaded(p->hash(), p->tenant_count(), p->domain_count());
     metrics_.policy_reload("success");
     log_info("policy_loaded", {{"file", file_.string()},

@@ -26,15 +26,20 @@
 namespace relaygate::policy {
 
 // One load error or lint warning. `path` is an RFC 6901 JSON pointer into
-// the policy file ("" for the whole file), `rule` a stable identifier.
+// the policy file ("" for the whole file), `rule` a stable identifier;
+// `line` and `column` (1-based) locate the path's value in the text, 0 when
+// there is no text (load() of a document, a file that cannot be read).
 struct Diagnostic {
     std::string path;
     std::string rule;
     std::string message;
+    std::size_t line = 0;
+    std::size_t column = 0;
 };
 using LoadError = Diagnostic;
 using LintWarning = Diagnostic;
-std::string format_diagnostic(const Diagnostic& d);  // "<path>: <message> [<rule>]"
+// "<path> (line L, column C): <message> [<rule>]"
+std::string format_diagnostic(const Diagnostic& d);
 
 // Whether a decision carries its human-readable trace. The trace costs
 // string formatting on every decision; the gateway's hot path can skip it
@@ -99,6 +104,8 @@ class Policy {
 
   private:
     friend class PolicyCompiler;
+    // load() and load_text(): `text`, when given, locates the diagnostics.
+    static LoadResult build(const nlohmann::json& doc, std::string_view text);
     struct Tenant {
         std::string id;
         Mode mode = Mode::enforce;

@@ -16,6 +16,7 @@
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
+#include "gateway/json/document.hpp"
 #include "policy/engine/lint_rules.hpp"
 #include "policy/engine/password_hash.hpp"
 #include "policy/engine/policy.hpp"
@@ -26,23 +27,8 @@ using nlohmann::json;
 
 namespace {
 
-// RFC 6901: "~" -> "~0", "/" -> "~1".
-std::string pointer(const std::string& base, std::string_view token) {
-    std::string out = base + "/";
-    for (char c : token) {
-        if (c == '~') {
-            out += "~0";
-        } else if (c == '/') {
-            out += "~1";
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
-std::string pointer(const std::string& base, std::size_t index) {
-    return base + "/" + std::to_string(index);
-}
+using json_reader::describe;
+using json_reader::pointer;
 
 // Tenant and provider names become metric label values and verdict header
 // fields, so they are restricted to a safe, unambiguous alphabet.
@@ -96,31 +82,11 @@ std::string sha256_hex(std::string_view bytes) {
     return ascii::hex(md, len);
 }
 
-std::string describe(const json& j) {
-    switch (j.type()) {
-        case json::value_t::null:
-            return "null";
-        case json::value_t::object:
-            return "an object";
-        case json::value_t::array:
-            return "an array";
-        case json::value_t::string:
-            return "a string";
-        case json::value_t::boolean:
-            return "a boolean";
-        case json::value_t::number_integer:
-        case json::value_t::number_unsigned:
-        case json::value_t::number_float:
-            return "a number";
-        default:
-            return "an unsupported value";
-    }
-}
-
 }  // namespace
 
 std::string format_diagnostic(const Diagnostic& d) {
-    return fmt::format("{}: {} [{}]", d.path.empty() ? "/" : d.path, d.message, d.rule);
+    return fmt::format("{}: {} [{}]", json_reader::where(d.path, {d.line, d.column}), d.message,
+                       d.rule);
 }
 
 // Builds a Policy. One instance per load; not reusable.
@@ -207,8 +173,7 @@ bool PolicyCompiler::object_with(const json& j, const std::string& path,
     }
     for (const auto& [key, value] : j.items()) {
         if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-            error(pointer(path, key), "schema",
-                  fmt::format("unknown key \"{}\" (allowed: {})", key, fmt::join(allowed, ", ")));
+            error(pointer(path, key), "schema", json_reader::unknown_key(key, allowed));
     }
     return true;
 }
@@ -864,7 +829,30 @@ void PolicyCompiler::lint_cross_tenant() {
                  fmt::format("provider \"{}\" is not used by any tenant", p_.providers_[i].name));
 }
 
+namespace {
+
+// Every diagnostic gets the line and column of its path: one more pass over
+// the text, only when there is something to report.
+void locate(std::string_view text, std::vector<Diagnostic>& ds) {
+    if (text.empty() || ds.empty()) return;
+    std::vector<std::string> paths;
+    paths.reserve(ds.size());
+    for (const auto& d : ds)
+        paths.push_back(d.path);
+    const auto positions = json_reader::locate(text, paths);
+    for (std::size_t i = 0; i < ds.size(); ++i) {
+        ds[i].line = positions[i].line;
+        ds[i].column = positions[i].column;
+    }
+}
+
+}  // namespace
+
 LoadResult Policy::load(const json& doc) {
+    return build(doc, {});
+}
+
+LoadResult Policy::build(const json& doc, std::string_view text) {
     auto policy = std::shared_ptr<Policy>(new Policy());
     PolicyCompiler compiler(*policy);
     try {
@@ -872,135 +860,24 @@ LoadResult Policy::load(const json& doc) {
     } catch (const json::exception& e) {
         compiler.errors.push_back({"", "schema", e.what()});
     }
-    if (!compiler.errors.empty()) return unexpected(std::move(compiler.errors));
+    if (!compiler.errors.empty()) {
+        locate(text, compiler.errors);
+        return unexpected(std::move(compiler.errors));
+    }
+    locate(text, compiler.warnings);
     policy->warnings_ = std::move(compiler.warnings);
     return std::shared_ptr<const Policy>(std::move(policy));
 }
 
-namespace {
-
-// Builds the document in one SAX pass and reports duplicate object keys
-// with their path (nlohmann's DOM parser silently keeps the last one; its
-// parser callback could catch them but rescans the parent object at every
-// object end: quadratic on 100k tenants). The duplicate check is the lookup
-// that inserting the key into the object's std::map does anyway.
-class DocumentBuilder : public json::json_sax_t {
-  public:
-    explicit DocumentBuilder(json& root) : root_(root) {}
-
-    std::vector<Diagnostic> errors;
-    std::string syntax_error;
-
-    bool null() override { return value(nullptr); }
-    bool boolean(bool v) override { return value(v); }
-    bool number_integer(number_integer_t v) override { return value(v); }
-    bool number_unsigned(number_unsigned_t v) override { return value(v); }
-    bool number_float(number_float_t v, const string_t&) override { return value(v); }
-    bool string(string_t& v) override { return value(v); }
-    bool binary(binary_t& v) override { return value(std::move(v)); }
-    bool start_object(std::size_t) override {
-        frames_.push_back({value_ref(json::value_t::object), nullptr});
-        return true;
-    }
-    bool key(string_t& k) override {
-        auto& object = frames_.back().container->get_ref<json::object_t&>();
-        auto [it, fresh] = object.try_emplace(k);
-        frames_.back().key = &it->first;
-        if (!fresh) {
-            // The later value replaces the earlier one; the load fails anyway.
-            it->second = nullptr;
-            if (errors.size() < 100)
-                errors.push_back({path(), "duplicate_key",
-                                  fmt::format("key \"{}\" appears twice in the same object; JSON "
-                                              "parsers disagree on which one counts",
-                                              k)});
-        }
-        element_ = &it->second;
-        return true;
-    }
-    bool end_object() override {
-        frames_.pop_back();
-        return true;
-    }
-    bool start_array(std::size_t) override {
-        frames_.push_back({value_ref(json::value_t::array), nullptr});
-        return true;
-    }
-    bool end_array() override {
-        frames_.pop_back();
-        return true;
-    }
-    bool parse_error(std::size_t, const std::string&,
-                     const nlohmann::detail::exception& e) override {
-        syntax_error = e.what();
-        if (auto pos = syntax_error.find("] ");
-            syntax_error.starts_with("[json.exception") && pos != std::string::npos)
-            syntax_error = syntax_error.substr(pos + 2);
-        return false;
-    }
-
-  private:
-    struct Frame {
-        json* container;
-        const std::string* key;  // object: the key whose value is being read
-    };
-    template <class V>
-    bool value(V&& v) {
-        value_ref(std::forward<V>(v));
-        return true;
-    }
-    // Stores a value where the parser is (root, next array element, or the
-    // current key's slot) and returns it.
-    template <class V>
-    json* value_ref(V&& v) {
-        if (frames_.empty()) {
-            root_ = json(std::forward<V>(v));
-            return &root_;
-        }
-        json* c = frames_.back().container;
-        if (c->is_array()) {
-            auto& array = c->get_ref<json::array_t&>();
-            array.emplace_back(std::forward<V>(v));
-            return &array.back();
-        }
-        *element_ = json(std::forward<V>(v));
-        return element_;
-    }
-    std::string path() const {
-        std::string out;
-        for (const auto& f : frames_) {
-            if (f.container->is_array()) {
-                // The element being read is the last one appended.
-                out = pointer(out, f.container->size() - 1);
-            } else {
-                out = pointer(out, f.key ? std::string_view(*f.key) : std::string_view());
-            }
-        }
-        return out;
-    }
-
-    json& root_;
-    json* element_ = nullptr;
-    std::vector<Frame> frames_;
-};
-
-}  // namespace
-
 LoadResult Policy::load_text(std::string_view text) {
-    json doc;
-    DocumentBuilder builder(doc);
-    bool ok = false;
-    try {
-        ok = json::sax_parse(text.begin(), text.end(), &builder);
-    } catch (const json::exception& e) {
-        return unexpected(std::vector<Diagnostic>{{"", "json_syntax", e.what()}});
+    auto doc = json_reader::parse(text);
+    if (!doc) {
+        std::vector<Diagnostic> errors;
+        for (const auto& e : doc.error())
+            errors.push_back({e.path, e.rule, e.message, e.position.line, e.position.column});
+        return unexpected(std::move(errors));
     }
-    if (!ok || !builder.syntax_error.empty())
-        return unexpected(std::vector<Diagnostic>{
-            {"", "json_syntax",
-             builder.syntax_error.empty() ? "invalid JSON" : builder.syntax_error}});
-    if (!builder.errors.empty()) return unexpected(std::move(builder.errors));
-    return load(doc);
+    return build(*doc, text);
 }
 
 LoadResult Policy::load_file(const std::filesystem::path& file) {

@@ -50,12 +50,12 @@ TEST_CASE("every error is reported with its path") {
                           ".");
     REQUIRE_FALSE(c.ok());
     const auto& e = c.error();
-    CHECK(has_error(e, "listeners[0].port"));
-    CHECK(has_error(e, "listeners[1].adress"));
-    CHECK(has_error(e, "upstream.port"));
-    CHECK(has_error(e, "limits.max_command_line"));
-    CHECK(has_error(e, "verdict_header"));
-    CHECK(has_error(e, "bogus"));
+    CHECK(has_error(e, "/listeners/0/port"));
+    CHECK(has_error(e, "/listeners/1/adress"));
+    CHECK(has_error(e, "/upstream/port"));
+    CHECK(has_error(e, "/limits/max_command_line"));
+    CHECK(has_error(e, "/verdict_header"));
+    CHECK(has_error(e, "/bogus"));
     CHECK(e.size() == 6);
 }
 
@@ -86,12 +86,12 @@ TEST_CASE("dns: servers, timeout, attempts and cache size") {
                                           "timeout_ms": 0, "attempts": 11, "retries": 1 } })",
                             ".");
     REQUIRE_FALSE(bad.ok());
-    CHECK(has_error(bad.error(), "dns.servers[0]"));
-    CHECK(has_error(bad.error(), "dns.servers[1]"));
-    CHECK(has_error(bad.error(), "dns.servers[2]"));
-    CHECK(has_error(bad.error(), "dns.timeout_ms"));
-    CHECK(has_error(bad.error(), "dns.attempts"));
-    CHECK(has_error(bad.error(), "dns.retries"));
+    CHECK(has_error(bad.error(), "/dns/servers/0"));
+    CHECK(has_error(bad.error(), "/dns/servers/1"));
+    CHECK(has_error(bad.error(), "/dns/servers/2"));
+    CHECK(has_error(bad.error(), "/dns/timeout_ms"));
+    CHECK(has_error(bad.error(), "/dns/attempts"));
+    CHECK(has_error(bad.error(), "/dns/retries"));
 }
 
 TEST_CASE("authserv_ids: RFC 8601 authserv-id tokens, empty by default") {
@@ -105,15 +105,15 @@ TEST_CASE("authserv_ids: RFC 8601 authserv-id tokens, empty by default") {
 
     auto wrong_type = parse_config(R"({ "authserv_ids": "signer.example" })", ".");
     REQUIRE_FALSE(wrong_type.ok());
-    CHECK(has_error(wrong_type.error(), "authserv_ids"));
+    CHECK(has_error(wrong_type.error(), "/authserv_ids"));
     CHECK(wrong_type.error().size() == 1);
 
     auto bad = parse_config(
         R"({ "authserv_ids": ["ok.example", 5, "", "a b", "x;y", "caf\u00e9", "\"q\""] })", ".");
     REQUIRE_FALSE(bad.ok());
-    CHECK_FALSE(has_error(bad.error(), "authserv_ids[0]"));
+    CHECK_FALSE(has_error(bad.error(), "/authserv_ids/0"));
     for (int i = 1; i <= 6; ++i)
-        CHECK(has_error(bad.error(), "authserv_ids[" + std::to_string(i) + "]"));
+        CHECK(has_error(bad.error(), "/authserv_ids/" + std::to_string(i)));
     CHECK(bad.error().size() == 6);
 
     std::string many = R"({ "authserv_ids": [)";
@@ -121,7 +121,7 @@ TEST_CASE("authserv_ids: RFC 8601 authserv-id tokens, empty by default") {
         many += std::string(i ? "," : "") + "\"id" + std::to_string(i) + ".example\"";
     auto too_many = parse_config(many + "] }", ".");
     REQUIRE_FALSE(too_many.ok());
-    CHECK(has_error(too_many.error(), "authserv_ids"));
+    CHECK(has_error(too_many.error(), "/authserv_ids"));
 }
 
 TEST_CASE("hardening keys: auth_throttle, session and upstream idle limits") {
@@ -157,11 +157,11 @@ TEST_CASE("hardening keys: auth_throttle, session and upstream idle limits") {
                                  "limits": { "max_transactions_per_session": 0 } })",
                             ".");
     REQUIRE(!bad.ok());
-    CHECK(has_error(bad.error(), "auth_throttle.client_failures"));
-    CHECK(has_error(bad.error(), "auth_throttle.entries"));
-    CHECK(has_error(bad.error(), "auth_throttle.failure_delay_ms"));
-    CHECK(has_error(bad.error(), "auth_throttle.typo"));
-    CHECK(has_error(bad.error(), "limits.max_transactions_per_session"));
+    CHECK(has_error(bad.error(), "/auth_throttle/client_failures"));
+    CHECK(has_error(bad.error(), "/auth_throttle/entries"));
+    CHECK(has_error(bad.error(), "/auth_throttle/failure_delay_ms"));
+    CHECK(has_error(bad.error(), "/auth_throttle/typo"));
+    CHECK(has_error(bad.error(), "/limits/max_transactions_per_session"));
 }
 
 TEST_CASE("config warnings: the descriptor limit and the final-reply timeout") {
@@ -179,4 +179,127 @@ TEST_CASE("config warnings: the descriptor limit and the final-reply timeout") {
     auto w2 = config_warnings(*quick, 1u << 20);
     REQUIRE(w2.size() == 1);
     CHECK(w2[0].find("RFC 1047") != std::string::npos);
+}
+
+TEST_CASE("errors carry line and column, also for type errors deep in the file") {
+    auto c = parse_config(R"({
+  "listeners": [ { "port": 2525 },
+                 { "address": "::1",
+                   "proxy_timeout_seconds": "5" } ],
+  "upstream": { "prot": 25 }
+})",
+                          ".");
+    REQUIRE_FALSE(c.ok());
+    REQUIRE(c.error().size() == 2);
+    const auto& type = c.error()[0];
+    CHECK(type.path == "/listeners/1/proxy_timeout_seconds");
+    CHECK(type.line == 4);
+    CHECK(type.column == 45);
+    CHECK(format_error(type) ==
+          "/listeners/1/proxy_timeout_seconds (line 4, column 45): must be a non-negative integer");
+    // An unknown key names the keys that are allowed.
+    const auto& unknown = c.error()[1];
+    CHECK(unknown.path == "/upstream/prot");
+    CHECK(unknown.line == 5);
+    CHECK(unknown.message.starts_with("unknown key \"prot\" (allowed: host, port, xclient,"));
+
+    auto syntax = parse_config("{\n  \"threads\": 1,\n  oops\n}", ".");
+    REQUIRE_FALSE(syntax.ok());
+    CHECK(syntax.error()[0].line == 3);
+}
+
+TEST_CASE("duplicate keys are refused, not the last one kept") {
+    auto c = parse_config(R"({ "limits": { "max_errors": 5, "max_errors": 50 }, "threads": 1,
+                               "threads": 2 })",
+                          ".");
+    REQUIRE_FALSE(c.ok());
+    REQUIRE(c.error().size() == 2);
+    CHECK(has_error(c.error(), "/limits/max_errors"));
+    CHECK(has_error(c.error(), "/threads"));
+    CHECK(c.error()[0].message.find("appears twice") != std::string::npos);
+    CHECK(c.error()[1].line == 2);
+}
+
+TEST_CASE("the RFC 5321 floors: max_recipients and command_seconds of 1 are refused") {
+    auto c = parse_config(R"({ "limits": { "max_recipients": 1 },
+                               "timeouts": { "command_seconds": 1 } })",
+                          ".");
+    REQUIRE_FALSE(c.ok());
+    CHECK(has_error(c.error(), "/limits/max_recipients"));
+    CHECK(has_error(c.error(), "/timeouts/command_seconds"));
+    CHECK(c.error()[0].message.find("RFC 5321 4.5.3.1.8") != std::string::npos);
+
+    // Below the RFC's recommendation but above the floor: accepted, warned.
+    auto quick =
+        parse_config(R"({ "timeouts": { "command_seconds": 10, "data_block_seconds": 10 } })", ".");
+    REQUIRE(quick.ok());
+    auto w = config_warnings(*quick, 1u << 20);
+    REQUIRE(w.size() == 2);
+    CHECK(w[0].find("RFC 5321 4.5.3.2.7") != std::string::npos);
+    CHECK(w[1].find("RFC 5321 4.5.3.2.5") != std::string::npos);
+}
+
+namespace {
+
+// {"a": {"b": v}} for "a.b", {"listeners": [{"x": v}]} for "listeners[].x".
+std::string config_with(std::string_view name, std::uint64_t v) {
+    std::string open = "{", close = "}";
+    for (auto dot = name.find('.'); dot != std::string_view::npos; dot = name.find('.')) {
+        auto part = name.substr(0, dot);
+        const bool array = part.ends_with("[]");
+        if (array) part.remove_suffix(2);
+        open += "\"" + std::string(part) + (array ? "\": [{" : "\": {");
+        close = (array ? "}]" : "}") + close;
+        name.remove_prefix(dot + 1);
+    }
+    return open + "\"" + std::string(name) + "\": " + std::to_string(v) + close;
+}
+
+std::string pointer_of(std::string_view name) {
+    std::string out = "/";
+    for (char ch : name)
+        out += ch == '.'                ? std::string("/")
+               : ch == '[' || ch == ']' ? std::string()
+                                        : std::string(1, ch);
+    // "listeners[]/port" -> "/listeners/0/port"
+    if (auto at = out.find("listeners/"); at != std::string::npos) out.insert(at + 10, "0/");
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("every bound of kBounds: min-1 and max+1 refused at their path, min and max accepted") {
+    CHECK(std::size(kBounds) >= 30);
+    for (const auto& b : kBounds) {
+        CAPTURE(b.name);
+        CHECK(b.min <= b.default_value);
+        CHECK(b.default_value <= b.max);
+        const std::string path = pointer_of(b.name);
+        auto at = [&](std::uint64_t v) { return parse_config(config_with(b.name, v), "."); };
+        CHECK(at(b.min).ok());
+        CHECK(at(b.max).ok());
+        CHECK(at(b.default_value).ok());
+        if (b.min > 0) {
+            auto low = at(b.min - 1);
+            REQUIRE_FALSE(low.ok());
+            CHECK(low.error().size() == 1);
+            CHECK(low.error()[0].path == path);
+            CHECK(low.error()[0].message.starts_with("must be between"));
+            CHECK(low.error()[0].line == 1);
+        }
+        auto high = at(b.max + 1);
+        REQUIRE_FALSE(high.ok());
+        CHECK(high.error().size() == 1);
+        CHECK(high.error()[0].path == path);
+    }
+}
+
+TEST_CASE("the struct defaults are the table's") {
+    const Config c;
+    CHECK(c.limits.max_recipients == find_bound("limits.max_recipients")->default_value);
+    CHECK(static_cast<std::uint64_t>(c.timeouts.command.count()) ==
+          find_bound("timeouts.command_seconds")->default_value);
+    CHECK(static_cast<std::uint64_t>(c.auth_throttle.failure_delay.count()) ==
+          find_bound("auth_throttle.failure_delay_ms")->default_value);
+    CHECK(c.listeners.at(0).port == find_bound("listeners[].port")->default_value);
 }

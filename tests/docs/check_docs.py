@@ -10,14 +10,26 @@ rows, with the same values:
   the table (a few reasons whose reply is not the table's own say so in
   parentheses, listed in NOT_SENT_FROM_TABLE);
 - README.md "Metrics": one row per metric, with its type;
-- policy/README.md "The linter": every rule id once, with its severity.
+- policy/README.md "The linter": every rule id once, with its severity;
+- README.md config bounds (gateway/config/bounds.hpp) between its markers,
+  row for row (`check_docs.py ROOT --print-bounds` prints it), and the
+  defaults of the README's config example equal to the table's.
 """
+import json
 import pathlib
 import re
 import sys
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 problems = []
+
+BOUND = re.compile(r'^\s*\{"([a-z_.\[\]]+)", (\d+), (\d+), (\d+), "([^"]*)"\},$', re.M)
+bounds = BOUND.findall((root / "gateway/config/bounds.hpp").read_text())
+bounds_table = ["| Key | Default | Min | Max | Why |", "|---|---|---|---|---|"]
+bounds_table += [f"| `{n}` | {d} | {lo} | {hi} | {why} |" for n, d, lo, hi, why in bounds]
+if "--print-bounds" in sys.argv:
+    print("\n".join(bounds_table))
+    sys.exit(0)
 
 # Reasons whose reply the client never sees as the table's own text: the
 # relay's reply is passed on, nothing is sent, or RSET's 250 is the reply.
@@ -118,7 +130,29 @@ for cells in section_table(policy_readme, "## The linter", "policy/README.md"):
     documented += [(n, cells[1]) for n in ticked(cells[0])]
 compare("lint rule", "policy/README.md", documented, rules)
 
+# --- config bounds -------------------------------------------------------------
+minimum("config bounds", bounds, 30)
+section = re.search(r"<!-- bounds:begin -->\n(.*?)<!-- bounds:end -->", readme, re.S)
+if not section or section.group(1).strip().splitlines() != bounds_table:
+    problems.append("README.md does not show the config bounds table as gateway/config/bounds.hpp "
+                    "has it (tests/docs/check_docs.py . --print-bounds prints it)")
+example = re.search(r"### Config .*?```json\n(.*?)```", readme, re.S)
+try:
+    config = json.loads(example.group(1)) if example else None
+except ValueError as e:
+    config = None
+    problems.append(f"README.md config example is not valid JSON ({e})")
+for name, default, _, _, _ in bounds if config else []:
+    node = config
+    for part in name.split("."):
+        node = node[0] if isinstance(node, list) else node
+        node = node.get(part.removesuffix("[]")) if isinstance(node, dict) else None
+    if node != int(default):
+        problems.append(f"README.md config example does not show {name} with its default "
+                        f"{default} (it shows {node})")
+
 for p in problems:
     print(p)
-print(f"checked {len(reasons)} reason codes, {len(metrics)} metrics and {len(rules)} lint rules")
+print(f"checked {len(reasons)} reason codes, {len(metrics)} metrics, {len(rules)} lint rules "
+      f"and {len(bounds)} config bounds")
 sys.exit(1 if problems else 0)

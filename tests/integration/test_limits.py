@@ -51,16 +51,17 @@ class LimitsTest(GatewayTestCase):
 
     # ---- recipients and sizes -----------------------------------------
     def test_too_many_recipients(self):
-        sink, gw = self.setup_pair(config={"limits": {"max_recipients": 2}})
+        # 100 is the lowest max_recipients (RFC 5321 4.5.3.1.8).
+        sink, gw = self.setup_pair(config={"limits": {"max_recipients": 100}})
         with Client(gw.port) as c:
-            self.begin(c, rcpts=2)
-            self.assertReply(c.cmd("RCPT TO:<r3@dest.example>"), "452 4.5.3")
-            self.assertReply(c.cmd("RCPT TO:<r4@dest.example>"), "452 4.5.3")
+            self.begin(c, rcpts=100)
+            self.assertReply(c.cmd("RCPT TO:<r100@dest.example>"), "452 4.5.3")
+            self.assertReply(c.cmd("RCPT TO:<r101@dest.example>"), "452 4.5.3")
             self.assertReply(c.data(message()), "250 2.0.0", "queued as")
         stored = sink.stored()
         self.assertEqual(len(stored), 1)
-        self.assertEqual(stored[0][0]["rcpt_tos"], ["r0@dest.example", "r1@dest.example"])
-        self.assertEqual(len(sink.commands("RCPT")), 2)
+        self.assertEqual(stored[0][0]["rcpt_tos"], [f"r{i}@dest.example" for i in range(100)])
+        self.assertEqual(len(sink.commands("RCPT")), 100)
 
     def test_size_parameter_over_limit(self):
         sink, gw = self.setup_pair(config={"limits": {"max_message_bytes": 65536}})
@@ -257,12 +258,13 @@ class LimitsTest(GatewayTestCase):
         self.assertEqual(len(sink.stored()), 1)
 
     def test_command_timeout(self):
-        sink, gw = self.setup_pair(config={"timeouts": {"command_seconds": 1}})
+        # 10 s is the lowest command_seconds (see README: Config).
+        sink, gw = self.setup_pair(config={"timeouts": {"command_seconds": 10}})
         with Client(gw.port) as c:
             self.begin(c)  # a transaction open upstream, then silence
             started = time.monotonic()
-            reply = reply_or_eof(c, 10)
-            self.assertLess(time.monotonic() - started, 5)
+            reply = reply_or_eof(c, 20)
+            self.assertLess(time.monotonic() - started, 14)
             self.assertTrue(reply is None or c.is_closed())
         self.assertEqual(gw.wait_connections_logged(1)[0]["close"], "timeout")
         sink.wait_idle()
@@ -271,14 +273,14 @@ class LimitsTest(GatewayTestCase):
         self.assertReply(reply, "421 4.4.2", "Timeout")
 
     def test_data_block_timeout(self):
-        sink, gw = self.setup_pair(config={"timeouts": {"data_block_seconds": 1,
+        sink, gw = self.setup_pair(config={"timeouts": {"data_block_seconds": 10,
                                                         "min_data_rate_bytes_per_second": 0}})
         with Client(gw.port) as c:
             self.begin(c)
             self.assertReply(c.cmd("DATA"), "354")
             c.send(message(body="partial\r\n"))
             sink.wait_events("data_start")
-            reply = reply_or_eof(c, 10)
+            reply = reply_or_eof(c, 20)
             self.assertTrue(reply is None or c.is_closed())
         self.assertEqual(gw.wait_connections_logged(1)[0]["close"], "timeout")
         sink.wait_events("aborted_mid_data")

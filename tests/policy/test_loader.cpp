@@ -65,6 +65,36 @@ TEST_CASE("syntax errors, duplicate keys and unreadable files") {
     CHECK(has_rule(f.error(), "io"));
 }
 
+TEST_CASE("every diagnostic has the line and column of its value") {
+    auto e = load_errors(
+        "{\"version\": 1,\n \"tenants\": {\"t\": {\"domains\": [\"a.example\"],\n"
+        "   \"identities\": [{\"networks\": [\"192.0.2.0/24\"]}],\n"
+        "   \"allow_null_sender\": \"yes\", \"typo\": 1}}}");
+    REQUIRE(e.size() == 2);
+    for (const auto& d : e) {
+        CAPTURE(d.path);
+        CHECK(d.line == 4);
+    }
+    CHECK(has_rule(e, "schema", "/tenants/t/allow_null_sender"));
+    CHECK(format_diagnostic(e[0]).find("(line 4, column ") != std::string::npos);
+    // An unknown key names the keys that are allowed.
+    for (const auto& d : e)
+        if (d.path == "/tenants/t/typo") CHECK(d.message.find("(allowed: ") != std::string::npos);
+
+    // Duplicates: the second occurrence.
+    e = load_errors("{\"version\": 1,\n \"version\": 1, \"tenants\": {}}");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].rule == "duplicate_key");
+    CHECK(e[0].line == 2);
+    CHECK(e[0].column == 13);
+
+    // A document loaded without its text has no positions.
+    auto doc = Policy::load(nlohmann::json::parse(R"({"version": 2, "tenants": {}})"));
+    REQUIRE_FALSE(doc);
+    CHECK(doc.error()[0].line == 0);
+    CHECK(format_diagnostic(doc.error()[0]).starts_with("/version: "));
+}
+
 TEST_CASE("structure errors carry JSON paths and are all reported") {
     auto e = load_errors(R"({"version": 2, "mode": "audit", "extra": 1,
         "providers": {"p": {"networks": "1.2.3.0/24", "tenant_header": "Bad Header:"}},

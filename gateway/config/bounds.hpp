@@ -1,0 +1,72 @@
+// Every numeric config key with its default, minimum and maximum: the one
+// table the struct defaults (config.hpp), the reader's checks (config.cpp)
+// and README.md's config table (tests/docs/check_docs.py) all come from.
+// Rows are one line each with literal numbers, so the docs test can read them.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace relaygate::config {
+
+struct Bound {
+    std::string_view name;  // "limits.max_recipients"; "listeners[].port" for each listener
+    std::uint64_t default_value;
+    std::uint64_t min;
+    std::uint64_t max;
+    std::string_view why;  // the reason for the minimum, shown with a refused value
+};
+
+// clang-format off
+inline constexpr Bound kBounds[] = {
+    {"listeners[].port", 2525, 0, 65535, "0 binds an ephemeral port"},
+    {"listeners[].proxy_timeout_seconds", 5, 1, 60, ""},
+    {"upstream.port", 10025, 1, 65535, ""},
+    {"upstream.connect_timeout_seconds", 30, 1, 600, ""},
+    {"upstream.reply_timeout_seconds", 300, 1, 3600, "RFC 5321 4.5.3.2.2-4 recommend 5 minutes"},
+    {"upstream.final_reply_timeout_seconds", 600, 1, 3600, "RFC 5321 4.5.3.2.6 recommends 10 minutes; warned below"},
+    {"upstream.idle_timeout_seconds", 30, 1, 3600, ""},
+    {"admin.port", 9025, 0, 65535, "0 binds an ephemeral port"},
+    {"limits.max_message_bytes", 52428800, 65536, 1099511627776, "RFC 5321 4.5.3.1.7: at least 64K octets"},
+    {"limits.max_recipients", 100, 100, 100000, "RFC 5321 4.5.3.1.8: at least 100 recipients"},
+    {"limits.max_command_line", 512, 512, 65536, "RFC 5321 4.5.3.1.4: 512 octets"},
+    {"limits.max_text_line", 1000, 1000, 1048576, "RFC 5321 4.5.3.1.6: 1000 octets"},
+    {"limits.max_header_bytes", 262144, 4096, 16777216, ""},
+    {"limits.max_errors", 10, 1, 1000, ""},
+    {"limits.max_connections", 1000, 1, 1000000, ""},
+    {"limits.max_connections_per_client", 50, 1, 1000000, ""},
+    {"limits.max_transactions_per_session", 1000, 1, 1000000, ""},
+    {"timeouts.command_seconds", 300, 10, 3600, "RFC 5321 4.5.3.2.7 recommends 5 minutes, warned below; 10 s is Postfix's overload value"},
+    {"timeouts.data_block_seconds", 180, 10, 3600, "RFC 5321 4.5.3.2.5 recommends 3 minutes, warned below; 10 s is Postfix's overload value"},
+    {"timeouts.data_grace_seconds", 30, 0, 3600, ""},
+    {"timeouts.min_data_rate_bytes_per_second", 1024, 0, 1073741824, "0 turns the rate check off"},
+    {"timeouts.session_seconds", 3600, 1, 604800, ""},
+    {"auth_throttle.client_failures", 10, 1, 1000000, ""},
+    {"auth_throttle.user_failures", 30, 1, 1000000, ""},
+    {"auth_throttle.window_seconds", 600, 1, 86400, ""},
+    {"auth_throttle.entries", 100000, 16, 10000000, ""},
+    {"auth_throttle.failure_delay_ms", 1000, 0, 10000, ""},
+    {"dns.timeout_ms", 2000, 10, 60000, ""},
+    {"dns.attempts", 2, 1, 10, ""},
+    {"dns.cache_entries", 10000, 0, 10000000, "0 turns the cache off"},
+    {"threads", 0, 0, 1024, "0 means one per core"},
+    {"drain_timeout_seconds", 30, 1, 3600, ""},
+    {"policy_poll_seconds", 2, 0, 3600, "0 turns polling off"},
+};
+// clang-format on
+
+// The row of `name`; a name not in the table is a compile error when used
+// in a constant expression (the struct defaults) and nullptr otherwise.
+constexpr const Bound* find_bound(std::string_view name) {
+    for (const auto& b : kBounds)
+        if (b.name == name) return &b;
+    return nullptr;
+}
+
+consteval std::uint64_t default_of(std::string_view name) {
+    const Bound* b = find_bound(name);
+    if (!b) throw "no such row in kBounds";  // not a constant expression: compile error
+    return b->default_value;
+}
+
+}  // namespace relaygate::config

@@ -1,0 +1,110 @@
+// Tests for gateway/json: RFC 6901 pointers, duplicate keys, and the line
+// and column of any value, at any depth and split across lines.
+#include "gateway/json/document.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace relaygate::json_reader;
+
+TEST_CASE("pointers escape ~ and / (RFC 6901 3)") {
+    CHECK(pointer("", "a") == "/a");
+    CHECK(pointer("/a", "b/c") == "/a/b~1c");
+    CHECK(pointer("", "~x~/") == "/~0x~0~1");
+    CHECK(pointer("", "") == "/");
+    CHECK(pointer("/list", std::size_t{12}) == "/list/12");
+}
+
+TEST_CASE("a valid document parses") {
+    auto doc = parse(R"({"a": [1, {"b": null}], "c": "d"})");
+    REQUIRE(doc);
+    CHECK((*doc)["a"][1].contains("b"));
+    CHECK((*doc)["c"] == "d");
+}
+
+TEST_CASE("syntax errors have a line and column") {
+    auto doc = parse("{\n  \"a\": 1,\n  \"b\": tru\n}");
+    REQUIRE_FALSE(doc);
+    REQUIRE(doc.error().size() == 1);
+    const auto& e = doc.error()[0];
+    CHECK(e.rule == "json_syntax");
+    CHECK(e.path.empty());
+    CHECK(e.position.line == 3);
+    CHECK(e.position.column >= 8);
+}
+
+TEST_CASE("duplicate keys are refused with the path and position of the second") {
+    auto doc = parse("{\"x\": {\"k\": 1,\n       \"k\": 2}, \"y\": [{\"a/b\": 0, \"a/b\": 1}]}");
+    REQUIRE_FALSE(doc);
+    REQUIRE(doc.error().size() == 2);
+    CHECK(doc.error()[0].rule == "duplicate_key");
+    CHECK(doc.error()[0].path == "/x/k");
+    CHECK(doc.error()[0].position.line == 2);
+    CHECK(doc.error()[0].position.column == 13);
+    CHECK(doc.error()[1].path == "/y/0/a~1b");
+    CHECK(doc.error()[1].position.line == 2);
+    CHECK(doc.error()[1].position.column == 41);
+}
+
+TEST_CASE("locate: every kind of value, deep, after numbers and across lines") {
+    const std::string text =
+        "{\n"
+        "  \"n\": 12,\"s\" : \"x\",\n"
+        "  \"deep\": {\"list\": [10, 20 ,\n"
+        "     {\"t\": true, \"f\": false, \"z\": null, \"e\": {}, \"a\": []}]},\n"
+        "  \"~/\": -1.5e3\n"
+        "}\n";
+    const std::vector<std::string> paths = {"",
+                                            "/n",
+                                            "/s",
+                                            "/deep",
+                                            "/deep/list",
+                                            "/deep/list/0",
+                                            "/deep/list/1",
+                                            "/deep/list/2",
+                                            "/deep/list/2/t",
+                                            "/deep/list/2/f",
+                                            "/deep/list/2/z",
+                                            "/deep/list/2/e",
+                                            "/deep/list/2/a",
+                                            "/~0~1",
+                                            "/missing",
+                                            "/deep/list/3"};
+    const auto p = locate(text, paths);
+    REQUIRE(p.size() == paths.size());
+    auto at = [&](std::size_t i) { return std::pair(p[i].line, p[i].column); };
+    CHECK(at(0) == std::pair<std::size_t, std::size_t>(1, 1));
+    CHECK(at(1) == std::pair<std::size_t, std::size_t>(2, 8));
+    CHECK(at(2) == std::pair<std::size_t, std::size_t>(2, 17));
+    CHECK(at(3) == std::pair<std::size_t, std::size_t>(3, 11));
+    CHECK(at(4) == std::pair<std::size_t, std::size_t>(3, 20));
+    CHECK(at(5) == std::pair<std::size_t, std::size_t>(3, 21));
+    CHECK(at(6) == std::pair<std::size_t, std::size_t>(3, 25));
+    CHECK(at(7) == std::pair<std::size_t, std::size_t>(4, 6));
+    CHECK(at(8) == std::pair<std::size_t, std::size_t>(4, 12));
+    CHECK(at(9) == std::pair<std::size_t, std::size_t>(4, 23));
+    CHECK(at(10) == std::pair<std::size_t, std::size_t>(4, 35));
+    CHECK(at(11) == std::pair<std::size_t, std::size_t>(4, 46));
+    CHECK(at(12) == std::pair<std::size_t, std::size_t>(4, 55));
+    CHECK(at(13) == std::pair<std::size_t, std::size_t>(5, 9));
+    CHECK_FALSE(p[14].known());
+    CHECK_FALSE(p[15].known());
+}
+
+TEST_CASE("columns count characters, not bytes") {
+    const auto p = locate("{\"caf\xC3\xA9\": 1, \"b\": 2}", {"/b"});
+    CHECK(p[0].line == 1);
+    CHECK(p[0].column == 18);
+}
+
+TEST_CASE("locate on invalid text finds nothing and does not throw") {
+    const auto p = locate("{\"a\": [1, 2", {"/a/0", "/a"});
+    CHECK(p.size() == 2);
+}
+
+TEST_CASE("where, describe and unknown_key") {
+    CHECK(where("", {}) == "/");
+    CHECK(where("/a", {3, 7}) == "/a (line 3, column 7)");
+    CHECK(describe(nlohmann::json::array()) == "an array");
+    CHECK(describe(nlohmann::json(1.5)) == "a number");
+    CHECK(unknown_key("prot", {"host", "port"}) == "unknown key \"prot\" (allowed: host, port)");
+}
