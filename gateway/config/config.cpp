@@ -188,8 +188,8 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     const std::string path = "upstream";
     if (!r.object(j, path,
                   {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
-                   "final_reply_timeout_seconds", "idle_timeout_seconds", "starttls", "ca_file",
-                   "verify_name"}))
+                   "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds",
+                   "idle_timeout_seconds", "starttls", "ca_file", "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
     r.integer(j, path, "port", u.port, 1, 65535);
@@ -197,6 +197,8 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     r.seconds(j, path, "connect_timeout_seconds", u.connect_timeout, 1, 600);
     r.seconds(j, path, "reply_timeout_seconds", u.reply_timeout, 1, 3600);
     r.seconds(j, path, "final_reply_timeout_seconds", u.final_reply_timeout, 1, 3600);
+    r.seconds(j, path, "data_block_seconds", u.data_block_timeout, 1, 3600);
+    r.seconds(j, path, "quit_seconds", u.quit_timeout, 1, 600);
     r.seconds(j, path, "idle_timeout_seconds", u.idle_timeout, 1, 3600);
     enumeration(r, j, path, "starttls", u.starttls,
                 {{"off", UpstreamTls::off},

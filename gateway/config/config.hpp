@@ -51,6 +51,10 @@ struct Upstream {
     // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the
     // relay may have queued a message whose reply we stopped waiting for.
     std::chrono::seconds final_reply_timeout{600};
+    // RFC 5321 4.5.3.2.5: 3 minutes to send each block of message data.
+    std::chrono::seconds data_block_timeout{180};
+    // The polite QUIT at the end; its 221 is never waited for.
+    std::chrono::seconds quit_timeout{5};
     // An upstream connection idle between transactions is closed after
     // this (it costs a descriptor and memory on both sides).
     std::chrono::seconds idle_timeout{30};

@@ -180,3 +180,22 @@ TEST_CASE("config warnings: the descriptor limit and the final-reply timeout") {
     REQUIRE(w2.size() == 1);
     CHECK(w2[0].find("RFC 1047") != std::string::npos);
 }
+
+TEST_CASE("upstream data block and QUIT timeouts") {
+    auto d = parse_config("{}", ".");
+    REQUIRE(d.ok());
+    CHECK(d->upstream.data_block_timeout == std::chrono::seconds(180));  // RFC 5321 4.5.3.2.5
+    CHECK(d->upstream.quit_timeout == std::chrono::seconds(5));
+
+    auto c =
+        parse_config(R"({ "upstream": { "data_block_seconds": 60, "quit_seconds": 2 } })", ".");
+    REQUIRE(c.ok());
+    CHECK(c->upstream.data_block_timeout == std::chrono::seconds(60));
+    CHECK(c->upstream.quit_timeout == std::chrono::seconds(2));
+
+    auto bad =
+        parse_config(R"({ "upstream": { "data_block_seconds": 0, "quit_seconds": 601 } })", ".");
+    REQUIRE(!bad.ok());
+    CHECK(has_error(bad.error(), "upstream.data_block_seconds"));
+    CHECK(has_error(bad.error(), "upstream.quit_seconds"));
+}
