@@ -166,7 +166,8 @@ const KNOWN = {
   listener: ["address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
     "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"],
   upstream: ["host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
-    "final_reply_timeout_seconds", "starttls", "ca_file", "verify_name"],
+    "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds", "starttls", "ca_file",
+    "verify_name"],
   admin: ["enabled", "address", "port"],
   tls: ["cert_file", "key_file"],
 };

@@ -25,6 +25,8 @@ inline constexpr Bound kBounds[] = {
     {"upstream.connect_timeout_seconds", 30, 1, 600, ""},
     {"upstream.reply_timeout_seconds", 300, 1, 3600, "RFC 5321 4.5.3.2.2-4 recommend 5 minutes"},
     {"upstream.final_reply_timeout_seconds", 600, 1, 3600, "RFC 5321 4.5.3.2.6 recommends 10 minutes; warned below"},
+    {"upstream.data_block_seconds", 180, 1, 3600, "RFC 5321 4.5.3.2.5 recommends 3 minutes"},
+    {"upstream.quit_seconds", 5, 1, 600, ""},
     {"upstream.idle_timeout_seconds", 30, 1, 3600, ""},
     {"admin.port", 9025, 0, 65535, "0 binds an ephemeral port"},
     {"limits.max_message_bytes", 52428800, 65536, 1099511627776, "RFC 5321 4.5.3.1.7: at least 64K octets"},

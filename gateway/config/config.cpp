@@ -198,8 +198,8 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     const std::string path = "/upstream";
     if (!r.object(j, path,
                   {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
-                   "final_reply_timeout_seconds", "idle_timeout_seconds", "starttls", "ca_file",
-                   "verify_name"}))
+                   "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds",
+                   "idle_timeout_seconds", "starttls", "ca_file", "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
     r.integer(j, path, "upstream.port", u.port);
@@ -207,6 +207,8 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     r.duration(j, path, "upstream.connect_timeout_seconds", u.connect_timeout);
     r.duration(j, path, "upstream.reply_timeout_seconds", u.reply_timeout);
     r.duration(j, path, "upstream.final_reply_timeout_seconds", u.final_reply_timeout);
+    r.duration(j, path, "upstream.data_block_seconds", u.data_block_timeout);
+    r.duration(j, path, "upstream.quit_seconds", u.quit_timeout);
     r.duration(j, path, "upstream.idle_timeout_seconds", u.idle_timeout);
     enumeration(r, j, path, "starttls", u.starttls,
                 {{"off", UpstreamTls::off},

@@ -52,6 +52,10 @@ struct Upstream {
     // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the
     // relay may have queued a message whose reply we stopped waiting for.
     std::chrono::seconds final_reply_timeout{default_of("upstream.final_reply_timeout_seconds")};
+    // RFC 5321 4.5.3.2.5: 3 minutes to send each block of message data.
+    std::chrono::seconds data_block_timeout{default_of("upstream.data_block_seconds")};
+    // The polite QUIT at the end; its 221 is never waited for.
+    std::chrono::seconds quit_timeout{default_of("upstream.quit_seconds")};
     // An upstream connection idle between transactions is closed after
     // this (it costs a descriptor and memory on both sides).
     std::chrono::seconds idle_timeout{default_of("upstream.idle_timeout_seconds")};

@@ -41,7 +41,7 @@ class Metrics {
     // point: mail_from | header | end_of_data
     void decision_latency(std::string_view point, double seconds);
     void upstream_connect_latency(double seconds);
-    // command: mail | rcpt | data | dot | ehlo | xclient
+    // command: greeting | ehlo | starttls | xclient | mail | rcpt | data | dot | rset
     void upstream_reply_latency(std::string_view command, double seconds);
     // kind: connect | timeout | reset | protocol | refused | tls
     void upstream_error(std::string_view kind);

@@ -1,17 +1,16 @@
-// UpstreamClient implementation. Every operation has a deadline (beast
-// tcp_stream); a timeout or any error closes the connection, because an SMTP
-// stream in an unknown state must never carry another command.
+// UpstreamClient implementation: the I/O half of upstream::UpstreamMachine.
+// Every operation has the machine's deadline (beast tcp_stream); every
+// outcome goes back to the machine, which closes on any fault.
 #include "gateway/server/upstream_client.hpp"
 
-#include <algorithm>
-
 #include "gateway/metrics/metrics.hpp"
-#include "gateway/smtp/ehlo_capabilities.hpp"
 
 namespace relaygate::server {
 
 using namespace net;
 using session::UpstreamResult;
+using upstream::Action;
+using upstream::IoStatus;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -19,125 +18,79 @@ double since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// XCLIENT attribute values are xtext (RFC 1891 5, Postfix XCLIENT_README).
-std::string xtext(std::string_view s) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (c < 33 || c > 126 || c == '+' || c == '=') {
-            out += '+';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
+UpstreamResult to_session(upstream::Result r) {
+    UpstreamResult out;
+    out.ok = r.ok;
+    out.failure = r.failure;
+    out.reply = std::move(r.reply);
+    out.capabilities = std::move(r.capabilities);
     return out;
 }
+
+// The session's step names the reply's latency label; connect and write
+// never reach command().
+upstream::Step reply_step(session::UpstreamStep s) {
+    switch (s) {
+        case session::UpstreamStep::mail:
+            return upstream::Step::mail;
+        case session::UpstreamStep::rcpt:
+            return upstream::Step::rcpt;
+        case session::UpstreamStep::data:
+        case session::UpstreamStep::write:
+            return upstream::Step::data;
+        case session::UpstreamStep::dot:
+            return upstream::Step::dot;
+        case session::UpstreamStep::rset:
+            return upstream::Step::rset;
+        case session::UpstreamStep::connect:
+            return upstream::Step::ehlo;
+    }
+    return upstream::Step::rset;
+}
+
+IoStatus status_of(const error_code& ec) {
+    if (!ec) return IoStatus::ok;
+    return ec == beast::error::timeout ? IoStatus::timeout : IoStatus::error;
+}
 }  // namespace
+
+void UpstreamClient::Reporter::reply_wait(upstream::Step) {
+    wait_start_ = Clock::now();
+}
+
+void UpstreamClient::Reporter::reply_received(upstream::Step step) {
+    metrics_.upstream_reply_latency(upstream::to_string(step), since(wait_start_));
+}
+
+void UpstreamClient::Reporter::failed(std::string_view kind) {
+    metrics_.upstream_error(kind);
+}
 
 UpstreamClient::UpstreamClient(asio::any_io_executor ex, const config::Upstream& cfg,
                                std::string helo_name, metrics::Metrics& metrics,
                                std::shared_ptr<asio::ssl::context> tls)
     : ex_(ex),
       cfg_(cfg),
-      helo_name_(std::move(helo_name)),
+      tls_(std::move(tls)),
+      reporter_(metrics),
       metrics_(metrics),
-      tls_(std::move(tls)) {}
+      machine_(cfg, std::move(helo_name), tls_ != nullptr, reporter_) {}
 
-UpstreamResult UpstreamClient::fail(Reason reason, std::string_view kind) {
-    metrics_.upstream_error(kind);
-    abort();
-    UpstreamResult r;
-    r.ok = false;
-    r.failure = reason;
-    return r;
+void UpstreamClient::close_socket() {
+    if (stream_) stream_->close();
+    stream_.reset();
 }
 
 void UpstreamClient::abort() {
-    if (stream_) stream_->close();
-    stream_.reset();
-    open_ = false;
-    rbuf_.clear();
-    parser_.reset();
+    close_socket();
+    machine_.abort();
 }
 
-awaitable<bool> UpstreamClient::send(std::string_view bytes, std::chrono::seconds timeout) {
-    if (!stream_) co_return false;
-    error_code ec;
-    stream_->expires_after(timeout);
-    co_await stream_->write(asio::buffer(bytes.data(), bytes.size()), ec);
-    co_return !ec;
-}
-
-awaitable<UpstreamResult> UpstreamClient::read_reply(std::chrono::seconds timeout,
-                                                     std::string_view step) {
-    const auto t0 = Clock::now();
-    std::array<char, 4096> buf;
-    for (;;) {
-        if (!rbuf_.empty()) {
-            auto ev = parser_.feed(rbuf_);
-            rbuf_.erase(0, ev.consumed);
-            if (ev.kind == smtp::ReplyEvent::Kind::reply) {
-                metrics_.upstream_reply_latency(step, since(t0));
-                UpstreamResult r;
-                r.ok = true;
-                r.reply = std::move(ev.reply);
-                co_return r;
-            }
-            if (ev.kind == smtp::ReplyEvent::Kind::error)
-                co_return fail(Reason::upstream_failed, "protocol");
-        }
-        if (!stream_) co_return fail(Reason::upstream_failed, "reset");
-        error_code ec;
-        stream_->expires_after(timeout);
-        const std::size_t n = co_await stream_->read_some(asio::buffer(buf), ec);
-        if (ec == beast::error::timeout) co_return fail(Reason::upstream_timeout, "timeout");
-        if (ec) co_return fail(Reason::upstream_failed, "reset");
-        rbuf_.append(buf.data(), n);
-    }
-}
-
-awaitable<UpstreamResult> UpstreamClient::ehlo() {
-    if (!co_await send("EHLO " + helo_name_ + "\r\n", cfg_.reply_timeout))
-        co_return fail(Reason::upstream_failed, "reset");
-    auto r = co_await read_reply(cfg_.reply_timeout, "ehlo");
-    if (r.ok && r.reply.code != 250) co_return fail(Reason::upstream_unavailable, "refused");
-    if (r.ok) r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
-    co_return r;
-}
-
-awaitable<UpstreamResult> UpstreamClient::starttls(UpstreamResult ehlo_result) {
-    const bool required = cfg_.starttls == config::UpstreamTls::required;
-    if (!ehlo_result.capabilities.has("STARTTLS")) {
-        if (required) co_return fail(Reason::upstream_unavailable, "tls");
-        co_return ehlo_result;  // opportunistic: stay in clear text
-    }
-    if (!co_await send("STARTTLS\r\n", cfg_.reply_timeout))
-        co_return fail(Reason::upstream_failed, "reset");
-    auto r = co_await read_reply(cfg_.reply_timeout, "starttls");
-    if (!r.ok) co_return r;
-    if (r.reply.code != 220) {
-        if (required) co_return fail(Reason::upstream_unavailable, "tls");
-        co_return ehlo_result;
-    }
-    // Nothing may be buffered past the 220 (RFC 3207 6).
-    if (!rbuf_.empty()) co_return fail(Reason::upstream_failed, "protocol");
-    error_code ec;
-    stream_->expires_after(cfg_.connect_timeout);
-    const std::string name = cfg_.verify_name.empty() ? cfg_.host : cfg_.verify_name;
-    co_await stream_->handshake(*tls_, false, name, ec);
-    if (ec) co_return fail(Reason::upstream_unavailable, "tls");
-    auto again = co_await ehlo();  // RFC 3207 4.2: start over
-    co_return again;
-}
-
-awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
-    const auto t0 = Clock::now();
-    abort();
+awaitable<IoStatus> UpstreamClient::open_socket(std::chrono::seconds timeout) {
+    close_socket();
     error_code ec;
     stream_.emplace(ex_);
-    stream_->expires_after(cfg_.connect_timeout);
+    stream_->expires_after(timeout);
     // An IP literal needs no resolver (which would hop to Asio's resolver
     // thread on every connection).
     const auto literal = asio::ip::make_address(cfg_.host, ec);
@@ -153,74 +106,91 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
             co_await stream_->tcp().async_connect(endpoints,
                                                   asio::redirect_error(use_awaitable, ec));
     }
-    if (ec) co_return fail(Reason::upstream_unavailable, "connect");
-    open_ = true;
+    if (ec) co_return IoStatus::error;
     stream_->tcp().socket().set_option(tcp::no_delay(true), ec);
+    co_return IoStatus::ok;
+}
 
-    auto greeting = co_await read_reply(cfg_.connect_timeout, "greeting");
-    if (!greeting.ok) co_return greeting;
-    if (greeting.reply.code != 220) co_return fail(Reason::upstream_unavailable, "refused");
+awaitable<upstream::Result> UpstreamClient::run(Action a) {
+    for (;;) {
+        switch (a.kind) {
+            case Action::Kind::connect: {
+                const IoStatus st = co_await open_socket(a.timeout);
+                a = machine_.resume(st);
+                break;
+            }
+            case Action::Kind::send: {
+                error_code ec = asio::error::not_connected;
+                if (stream_) {
+                    ec.clear();
+                    stream_->expires_after(a.timeout);
+                    co_await stream_->write(asio::buffer(a.bytes.data(), a.bytes.size()), ec);
+                }
+                a = machine_.resume(status_of(ec));
+                break;
+            }
+            case Action::Kind::read: {
+                error_code ec = asio::error::not_connected;
+                std::size_t n = 0;
+                if (stream_) {
+                    ec.clear();
+                    stream_->expires_after(a.timeout);
+                    n = co_await stream_->read_some(asio::buffer(rbuf_), ec);
+                }
+                a = machine_.resume(status_of(ec), std::string_view(rbuf_.data(), n));
+                break;
+            }
+            case Action::Kind::tls_handshake: {
+                error_code ec = asio::error::not_connected;
+                if (stream_ && tls_) {
+                    ec.clear();
+                    stream_->expires_after(a.timeout);
+                    co_await stream_->handshake(*tls_, false, std::string(a.server_name), ec);
+                }
+                a = machine_.resume(status_of(ec));
+                break;
+            }
+            case Action::Kind::close:
+                close_socket();
+                a = machine_.resume(IoStatus::ok);
+                break;
+            case Action::Kind::done:
+                co_return std::move(a.result);
+        }
+    }
+}
 
-    auto r = co_await ehlo();
-    if (!r.ok) co_return r;
-    if (tls_ && cfg_.starttls != config::UpstreamTls::off) {
-        r = co_await starttls(std::move(r));
-        if (!r.ok) co_return r;
-    }
-    // XCLIENT (Postfix XCLIENT_README) tells the signer the real client, so
-    // its logs and its own checks see it. Only announced attributes are sent,
-    // and without ADDR there is nothing worth sending.
-    const auto* attrs = r.capabilities.params("XCLIENT");
-    auto offers = [&](std::string_view a) {
-        return attrs && std::find(attrs->begin(), attrs->end(), a) != attrs->end();
-    };
-    if (cfg_.xclient && offers("ADDR") && !client.addr.empty()) {
-        std::string line = "XCLIENT ADDR=" + xtext(client.addr);
-        if (offers("HELO") && !client.helo.empty()) line += " HELO=" + xtext(client.helo);
-        if (offers("PROTO")) line += " PROTO=ESMTP";
-        line += "\r\n";
-        if (!co_await send(line, cfg_.reply_timeout))
-            co_return fail(Reason::upstream_failed, "reset");
-        auto x = co_await read_reply(cfg_.reply_timeout, "xclient");
-        if (!x.ok) co_return x;
-        // Postfix restarts with 220; smtp-sink answers 250. Either way: EHLO again.
-        if (x.reply.code / 100 != 2) co_return fail(Reason::upstream_unavailable, "refused");
-        r = co_await ehlo();
-        if (!r.ok) co_return r;
-    }
-    metrics_.upstream_connect_latency(since(t0));
-    co_return r;
+// Each request's first action is bound to a name before co_await (g++ 12
+// mishandles temporaries inside a co_await expression).
+awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
+    const auto t0 = Clock::now();
+    Action first = machine_.open(client);
+    auto r = co_await run(std::move(first));
+    if (r.ok) metrics_.upstream_connect_latency(since(t0));
+    co_return to_session(std::move(r));
 }
 
 awaitable<UpstreamResult> UpstreamClient::command(std::string line, session::UpstreamStep step) {
-    if (!open_) co_return fail(Reason::upstream_failed, "reset");
-    if (!co_await send(line, cfg_.reply_timeout)) co_return fail(Reason::upstream_failed, "reset");
-    auto r = co_await read_reply(cfg_.reply_timeout, session::to_string(step));
-    co_return r;
+    Action first = machine_.command(std::move(line), reply_step(step));
+    auto r = co_await run(std::move(first));
+    co_return to_session(std::move(r));
 }
 
 awaitable<UpstreamResult> UpstreamClient::write(std::string bytes) {
-    if (!open_) co_return fail(Reason::upstream_failed, "reset");
-    // RFC 5321 4.5.3.2.5: 3 minutes per data block.
-    if (!co_await send(bytes, std::chrono::seconds(180)))
-        co_return fail(Reason::upstream_failed, "reset");
-    UpstreamResult r;
-    r.ok = true;
-    co_return r;
+    Action first = machine_.write(std::move(bytes));
+    auto r = co_await run(std::move(first));
+    co_return to_session(std::move(r));
 }
 
 awaitable<UpstreamResult> UpstreamClient::commit(std::string terminator) {
-    if (!open_) co_return fail(Reason::upstream_failed, "reset");
-    if (!co_await send(terminator, cfg_.reply_timeout))
-        co_return fail(Reason::upstream_failed, "reset");
-    auto r = co_await read_reply(cfg_.final_reply_timeout, "dot");
-    co_return r;
+    Action first = machine_.commit(std::move(terminator));
+    auto r = co_await run(std::move(first));
+    co_return to_session(std::move(r));
 }
 
 awaitable<void> UpstreamClient::quit() {
-    // The relay's 221 carries nothing we need; do not wait for it.
-    if (open_) co_await send("QUIT\r\n", std::chrono::seconds(5));
-    abort();
+    Action first = machine_.quit();
+    co_await run(std::move(first));
 }
 
 }  // namespace relaygate::server

@@ -1,10 +1,12 @@
 // UpstreamClient: the gateway's SMTP client connection to the signing relay.
 // It performs one upstream step at a time for the session runner (connect +
-// greeting + EHLO + XCLIENT, a command, a data write, the commit) with a
-// deadline on each, and turns every network fault into an UpstreamResult.
-// It decides nothing about the message; the session machine does.
+// greeting + EHLO + XCLIENT, a command, a data write, the commit) by running
+// the actions of upstream::UpstreamMachine, which decides every step and
+// timeout; this class only moves bytes (with a beast deadline on each
+// operation) and records metrics from what the machine reports.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <string>
 
@@ -12,7 +14,7 @@
 #include "gateway/net/asio.hpp"
 #include "gateway/server/smtp_stream.hpp"
 #include "gateway/session/session.hpp"
-#include "gateway/smtp/reply_parser.hpp"
+#include "gateway/upstream/upstream_machine.hpp"
 
 namespace relaygate::metrics {
 class Metrics;
@@ -20,11 +22,7 @@ class Metrics;
 
 namespace relaygate::server {
 
-// What XCLIENT tells the relay about the real client (Postfix XCLIENT_README).
-struct XclientInfo {
-    std::string addr;
-    std::string helo;
-};
+using XclientInfo = upstream::XclientInfo;
 
 class UpstreamClient {
   public:
@@ -32,6 +30,8 @@ class UpstreamClient {
     UpstreamClient(net::asio::any_io_executor ex, const config::Upstream& cfg,
                    std::string helo_name, metrics::Metrics& metrics,
                    std::shared_ptr<net::asio::ssl::context> tls);
+    UpstreamClient(const UpstreamClient&) = delete;
+    UpstreamClient& operator=(const UpstreamClient&) = delete;
 
     net::awaitable<session::UpstreamResult> connect(const XclientInfo& client);
     net::awaitable<session::UpstreamResult> command(std::string line, session::UpstreamStep step);
@@ -43,22 +43,32 @@ class UpstreamClient {
     net::awaitable<void> quit();
 
   private:
-    net::awaitable<session::UpstreamResult> read_reply(std::chrono::seconds timeout,
-                                                       std::string_view step);
-    net::awaitable<bool> send(std::string_view bytes, std::chrono::seconds timeout);
-    session::UpstreamResult fail(Reason reason, std::string_view kind);
-    net::awaitable<session::UpstreamResult> ehlo();
-    net::awaitable<session::UpstreamResult> starttls(session::UpstreamResult ehlo_result);
+    // Metrics from the machine's reports; the clock is read here.
+    class Reporter : public upstream::Observer {
+      public:
+        explicit Reporter(metrics::Metrics& metrics) : metrics_(metrics) {}
+        void reply_wait(upstream::Step step) override;
+        void reply_received(upstream::Step step) override;
+        void failed(std::string_view kind) override;
+
+      private:
+        metrics::Metrics& metrics_;
+        std::chrono::steady_clock::time_point wait_start_;
+    };
+
+    // Performs actions until the machine is done.
+    net::awaitable<upstream::Result> run(upstream::Action action);
+    net::awaitable<upstream::IoStatus> open_socket(std::chrono::seconds timeout);
+    void close_socket();
 
     net::asio::any_io_executor ex_;
     const config::Upstream& cfg_;
-    std::string helo_name_;
-    metrics::Metrics& metrics_;
     std::shared_ptr<net::asio::ssl::context> tls_;
+    Reporter reporter_;
+    metrics::Metrics& metrics_;
+    upstream::UpstreamMachine machine_;
     std::optional<SmtpStream> stream_;
-    smtp::ReplyParser parser_;
-    std::string rbuf_;  // received, not yet parsed
-    bool open_ = false;
+    std::array<char, 4096> rbuf_;
 };
 
 }  // namespace relaygate::server

@@ -303,3 +303,22 @@ TEST_CASE("the struct defaults are the table's") {
           find_bound("auth_throttle.failure_delay_ms")->default_value);
     CHECK(c.listeners.at(0).port == find_bound("listeners[].port")->default_value);
 }
+
+TEST_CASE("upstream data block and QUIT timeouts") {
+    auto d = parse_config("{}", ".");
+    REQUIRE(d.ok());
+    CHECK(d->upstream.data_block_timeout == std::chrono::seconds(180));  // RFC 5321 4.5.3.2.5
+    CHECK(d->upstream.quit_timeout == std::chrono::seconds(5));
+
+    auto c =
+        parse_config(R"({ "upstream": { "data_block_seconds": 60, "quit_seconds": 2 } })", ".");
+    REQUIRE(c.ok());
+    CHECK(c->upstream.data_block_timeout == std::chrono::seconds(60));
+    CHECK(c->upstream.quit_timeout == std::chrono::seconds(2));
+
+    auto bad =
+        parse_config(R"({ "upstream": { "data_block_seconds": 0, "quit_seconds": 601 } })", ".");
+    REQUIRE(!bad.ok());
+    CHECK(has_error(bad.error(), "/upstream/data_block_seconds"));
+    CHECK(has_error(bad.error(), "/upstream/quit_seconds"));
+}

@@ -1,0 +1,158 @@
+// UpstreamMachine: the gateway's SMTP client side (to the signing relay) as a
+// pure state machine, in the style of Boost.MySQL's sans-I/O next_action loop.
+// It decides every step (greeting, EHLO, STARTTLS, XCLIENT, commands, data,
+// the commit, QUIT) and every timeout; it must never include Asio, read a
+// clock or touch a socket: the I/O layer performs each Action and resumes it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "gateway/common/reason.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/smtp/ehlo_capabilities.hpp"
+#include "gateway/smtp/reply.hpp"
+#include "gateway/smtp/reply_parser.hpp"
+
+namespace relaygate::upstream {
+
+// What XCLIENT tells the relay about the real client (Postfix XCLIENT_README).
+struct XclientInfo {
+    std::string addr;
+    std::string helo;
+};
+
+// The reply being waited for; also the metric label of its latency.
+enum class Step : std::uint8_t { greeting, ehlo, starttls, xclient, mail, rcpt, data, dot, rset };
+std::string_view to_string(Step s);
+
+// The outcome of one request (open, command, write, commit, quit).
+struct Result {
+    bool ok = false;  // false: connection failed, timed out or broke (it is closed)
+    Reason failure = Reason::upstream_failed;  // when !ok
+    smtp::Reply reply;                    // open: the last EHLO reply; command/commit: the reply
+    smtp::EhloCapabilities capabilities;  // open: the last EHLO's capabilities
+};
+
+// The next thing the I/O layer must do, then report with resume().
+struct Action {
+    enum class Kind : std::uint8_t {
+        connect,        // open a new connection to upstream.host:port (replacing any old one)
+        send,           // write all of `bytes`
+        read,           // read some bytes; resume() with them
+        tls_handshake,  // TLS client handshake, SNI and verified name `server_name`
+        close,          // close the connection now; resume() with IoStatus::ok
+        done,           // the request is finished: `result`
+    };
+    Kind kind = Kind::done;
+    std::chrono::seconds timeout{0};  // connect, send, read, tls_handshake
+    // send: the octets, tls_handshake: the name. Views into the machine,
+    // valid until the next call into it.
+    std::string_view bytes;
+    std::string_view server_name;
+    Result result;  // done
+};
+
+// How the I/O layer's last operation ended.
+enum class IoStatus : std::uint8_t { ok, timeout, error };
+
+enum class State : std::uint8_t {
+    closed,         // no connection
+    connecting,     // connect handed out
+    greeting,       // waiting for the relay's 220
+    ehlo,           // first EHLO sent
+    starttls,       // STARTTLS sent, waiting for 220
+    tls_handshake,  // TLS handshake handed out
+    tls_ehlo,       // EHLO again inside TLS (RFC 3207 4.2)
+    xclient,        // XCLIENT sent
+    xclient_ehlo,   // EHLO again after XCLIENT (the relay restarted the session)
+    ready,          // open, nothing outstanding
+    command,        // MAIL/RCPT/DATA/RSET sent, waiting for its reply
+    data_write,     // a block of message data being written
+    commit,         // the final "." sent, waiting for the final reply
+    quitting,       // QUIT being written
+    closing,        // close handed out; then done
+};
+std::string_view to_string(State s);
+
+// What the machine reports, for metrics and logs; the I/O layer timestamps.
+// Defaults do nothing.
+class Observer {
+  public:
+    virtual ~Observer() = default;
+    // A reply for `step` is awaited from now on (its latency starts).
+    virtual void reply_wait(Step /*step*/) {}
+    virtual void reply_received(Step /*step*/) {}
+    // kind: connect | timeout | reset | protocol | refused | tls
+    virtual void failed(std::string_view /*kind*/) {}
+    virtual void transition(State /*from*/, State /*to*/) {}
+};
+
+// One upstream connection. A request (open, command, write, commit, quit)
+// returns the first Action; every Action except `done` is performed by the
+// I/O layer and reported with resume(), until `done`. One request at a time.
+class UpstreamMachine {
+  public:
+    // `tls_available`: a TLS client context exists (STARTTLS is attempted
+    // only with one and upstream.starttls not off).
+    UpstreamMachine(const config::Upstream& cfg, std::string helo_name, bool tls_available,
+                    Observer& observer);
+    UpstreamMachine(const UpstreamMachine&) = delete;
+    UpstreamMachine& operator=(const UpstreamMachine&) = delete;
+
+    // Connect, greeting, EHLO, STARTTLS and XCLIENT as configured and offered.
+    Action open(XclientInfo client);
+    // One command line (with CRLF); done carries the reply. Needs ready().
+    Action command(std::string line, Step step);
+    // Dot-stuffed message data; done carries ok only.
+    Action write(std::string bytes);
+    // The end-of-data terminator; done carries the final reply.
+    Action commit(std::string terminator);
+    // Best-effort QUIT (the 221 carries nothing we need), then close.
+    Action quit();
+    // The I/O layer closed the connection at once (mid-DATA: the relay
+    // discards the partial message). No action follows.
+    void abort();
+
+    // The outcome of the last Action; `received` for a read.
+    Action resume(IoStatus status, std::string_view received = {});
+
+    State state() const { return state_; }
+    bool ready() const { return state_ == State::ready; }
+
+  private:
+    void enter(State next);
+    Action send(std::string bytes, std::chrono::seconds timeout);
+    Action await_reply();
+    Action parse();
+    Action on_reply(smtp::Reply reply);
+    Action on_ehlo(smtp::Reply reply);
+    Action after_ehlo();
+    Action maybe_xclient();
+    Action finish(Result result);
+    Action fail(Reason reason, std::string_view kind);
+    Action not_ready();
+    Step reply_step() const;
+    std::chrono::seconds reply_timeout() const;
+
+    const config::Upstream& cfg_;
+    std::string helo_name_;
+    bool tls_wanted_;
+    Observer& observer_;
+
+    State state_ = State::closed;
+    Action::Kind pending_ = Action::Kind::done;  // the Action handed out last
+    Step step_ = Step::greeting;                 // the command's reply step
+    XclientInfo client_;
+    std::string out_;          // the octets of the current send
+    std::string server_name_;  // of the current tls_handshake
+    smtp::ReplyParser parser_;
+    std::string rbuf_;  // received, not yet parsed
+    smtp::Reply ehlo_reply_;
+    smtp::EhloCapabilities caps_;
+    Result result_;  // delivered after a close
+};
+
+}  // namespace relaygate::upstream
