@@ -5,6 +5,7 @@
 #include "gateway/cli/policy_commands.hpp"
 
 #include "gateway/cli/dns_command.hpp"
+#include "gateway/cli/explain_session.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/dkim/verifier.hpp"
 #include "gateway/server/descriptors.hpp"
@@ -26,8 +27,6 @@
 #include <string>
 #include <vector>
 
-#include "gateway/common/domain.hpp"
-#include "gateway/message/header_reader.hpp"
 #include "policy/engine/password_hash.hpp"
 #include "policy/engine/policy.hpp"
 
@@ -53,30 +52,6 @@ std::shared_ptr<const Policy> load_or_report(const std::string& file) {
     for (const auto& w : (*loaded)->warnings())
         fmt::print(stderr, "warning: {}\n", policy::format_diagnostic(w));
     return *loaded;
-}
-
-// "user@domain", "<user@domain>", "<>" or "" -> envelope facts; the domain
-// is normalized the way the SMTP layer does it (A-labels, lower case).
-std::optional<policy::EnvelopeFacts> envelope_from(std::string addr, std::string& error) {
-    if (addr.size() >= 2 && addr.front() == '<' && addr.back() == '>')
-        addr = addr.substr(1, addr.size() - 2);
-    policy::EnvelopeFacts env;
-    if (addr.empty()) {
-        env.null_sender = true;
-        return env;
-    }
-    auto at = addr.rfind('@');
-    if (at == std::string::npos) {
-        error = fmt::format("\"{}\" is not an address (user@domain or <>)", addr);
-        return std::nullopt;
-    }
-    auto domain = normalize_domain(addr.substr(at + 1), true);
-    if (!domain) {
-        error = fmt::format("\"{}\": {}", addr, to_string(domain.error()));
-        return std::nullopt;
-    }
-    env.domain = *domain;
-    return env;
 }
 
 nlohmann::json to_json(const Decision& d) {
@@ -138,13 +113,111 @@ struct ExplainOptions {
     bool json = false;
 };
 
-// The DNS and DKIM facts explain gathered, in the order it gathered them.
-struct GatheredFacts {
-    std::optional<CliResolver> resolver;
-    nlohmann::json dns = nlohmann::json::array();
-    nlohmann::json dkim = nlohmann::json::array();
+// A value that becomes part of an SMTP command or a header line.
+void require_one_line(std::string_view flag, const std::string& value) {
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        fmt::print(stderr, "error: {} must be one line without CR, LF or NUL\n", flag);
+        exit_with(2);
+    }
+}
 
-    CliResolver& dns_client(const ExplainOptions& o) {
+// "user@domain", "<user@domain>", "<>" or "" -> the reverse-path of MAIL FROM.
+std::string reverse_path(const std::string& mail_from) {
+    if (mail_from.size() >= 2 && mail_from.front() == '<' && mail_from.back() == '>')
+        return mail_from;
+    return "<" + mail_from + ">";
+}
+
+// The header section a client would send for --from/--sender/--tenant-header.
+// Tenant header values go under the policy's provider tenant header (the
+// only field the gateway reads them from; without one they cannot matter).
+std::string synthesized_header(const ExplainOptions& o, const Policy& pol) {
+    std::string h;
+    if (!o.from.empty()) h += fmt::format("From: {}\r\n", fmt::join(o.from, ", "));
+    if (!o.sender.empty()) h += fmt::format("Sender: {}\r\n", fmt::join(o.sender, ", "));
+    if (const auto names = pol.provider_tenant_headers(); !names.empty())
+        for (const auto& v : o.tenant_header)
+            h += fmt::format("{}: {}\r\n", names.front(), v);
+    return h + "\r\n";
+}
+
+std::uint64_t unix_now() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
+
+nlohmann::json dns_json(const std::string& name, const dns::Answer& answer) {
+    return {{"name", name},
+            {"status", dns::to_string(answer.status)},
+            {"records", answer.records},
+            {"cname_target", answer.cname_target},
+            {"detail", answer.detail}};
+}
+
+nlohmann::json dkim_json(const dkim::VerifyResult& r) {
+    return {{"domain", r.domain},
+            {"selector", r.selector},
+            {"status", dkim::to_string(r.status)},
+            {"key_name", r.key_name},
+            {"key_cname_target", r.key_cname_target},
+            {"length_limited", r.length_limited},
+            {"detail", r.detail}};
+}
+
+// Runs the gateway's own session machine over the options (explain_session.hpp),
+// so explain and `run` take the same facts the same way: the SMTP path
+// parser, the header reader, the DNS proof loop and the DKIM verifier.
+void run_explain(const ExplainOptions& o) {
+    auto pol = load_or_report(o.policy_file);
+    if (!pol) exit_with(2);
+
+    ExplainInput in;
+    if (!o.client_ip.empty() && !policy::IpAddress::parse(o.client_ip)) {
+        fmt::print(stderr, "error: --client-ip \"{}\" is not an IP address\n", o.client_ip);
+        exit_with(2);
+    }
+    in.client_ip = o.client_ip;
+    if (!o.auth_user.empty()) in.conn.sasl_user = o.auth_user;
+    if (!o.cert_sha256.empty()) in.conn.client_cert_sha256 = o.cert_sha256;
+    if (!o.spki_sha256.empty()) in.conn.client_spki_sha256 = o.spki_sha256;
+    require_one_line("--mail-from", o.mail_from);
+    for (const auto& v : o.from)
+        require_one_line("--from", v);
+    for (const auto& v : o.sender)
+        require_one_line("--sender", v);
+    for (const auto& v : o.tenant_header)
+        require_one_line("--tenant-header", v);
+    in.reverse_path = reverse_path(o.mail_from);
+
+    // The message: the file's bytes exactly as given (a file with LF-only
+    // line endings is refused, as the gateway refuses such DATA), or a
+    // header made of --from/--sender/--tenant-header.
+    const bool synthesized = o.message_file.empty() &&
+                             (!o.from.empty() || !o.sender.empty() || !o.tenant_header.empty());
+    if (!o.message_file.empty()) {
+        std::ifstream file(o.message_file, std::ios::binary);
+        if (!file) {
+            fmt::print(stderr, "error: cannot open --message {}\n", o.message_file);
+            exit_with(2);
+        }
+        std::ostringstream buf;
+        buf << file.rdbuf();
+        in.message = buf.str();
+    } else if (synthesized) {
+        in.message = synthesized_header(o, *pol);
+    }
+    in.unix_time = o.now != 0 ? o.now : unix_now();
+
+    session::Settings settings;
+    settings.trace_decisions = true;
+    // The gateway verifies DKIM only when the identity requires it;
+    // explain shows the signatures of any message it is given.
+    settings.verify_dkim_always = true;
+
+    // Without --dns-server the resolver reads /etc/resolv.conf, on first use.
+    std::optional<CliResolver> resolver;
+    auto resolve = [&](const std::string& name) {
         if (!resolver) {
             try {
                 resolver.emplace(o.dns_servers, o.dns_timeout);
@@ -153,175 +226,76 @@ struct GatheredFacts {
                 exit_with(2);
             }
         }
-        return *resolver;
-    }
-    dns::Answer txt(const ExplainOptions& o, const std::string& name) {
-        auto answer = dns_client(o).resolve(name, dns::RrType::txt);
-        dns.push_back({{"name", name},
-                       {"status", dns::to_string(answer.status)},
-                       {"records", answer.records},
-                       {"cname_target", answer.cname_target},
-                       {"detail", answer.detail}});
-        return answer;
-    }
-};
-
-// Evaluates, then looks up each _relaygate.<domain> record the decision
-// asks for and evaluates again, as the gateway does.
-template <class Evaluate>
-Decision with_domain_proofs(const ExplainOptions& o, GatheredFacts& g, policy::EnvelopeFacts& env,
-                            Evaluate&& evaluate) {
-    Decision d = evaluate();
-    for (int i = 0; i < 8 && !d.dns_needed.empty(); ++i) {
-        const std::string& domain = d.dns_needed.front();
-        env.domain_proofs.push_back(
-            session::domain_proof(domain, g.txt(o, "_relaygate." + domain)));
-        d = evaluate();
-    }
-    return d;
-}
-
-// Verifies every DKIM-Signature of the message, fetching keys over DNS.
-std::vector<policy::DkimFact> verify_dkim(const ExplainOptions& o, GatheredFacts& g,
-                                          std::string_view text,
-                                          const message::HeaderFacts& facts) {
-    dkim::Verifier verifier;
-    verifier.on_header(text.substr(0, facts.header_size), facts.fields);
-    verifier.on_body(text.substr(std::min(facts.header_size, text.size())));
-    verifier.on_body_end();
-    for (const auto& name : verifier.key_queries())
-        verifier.on_key(name, session::key_lookup(g.txt(o, name)));
-    std::uint64_t now =
-        o.now != 0
-            ? o.now
-            : static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
-    std::vector<policy::DkimFact> out;
-    for (auto& r : verifier.results(now)) {
-        g.dkim.push_back({{"domain", r.domain},
-                          {"selector", r.selector},
-                          {"status", dkim::to_string(r.status)},
-                          {"key_name", r.key_name},
-                          {"key_cname_target", r.key_cname_target},
-                          {"length_limited", r.length_limited},
-                          {"detail", r.detail}});
-        out.push_back(session::dkim_fact(std::move(r)));
-    }
-    return out;
-}
-
-void run_explain(const ExplainOptions& o) {
-    auto pol = load_or_report(o.policy_file);
-    if (!pol) exit_with(2);
-
-    policy::ConnectionFacts conn;
-    if (!o.client_ip.empty()) {
-        conn.client_ip = policy::IpAddress::parse(o.client_ip);
-        if (!conn.client_ip) {
-            fmt::print(stderr, "error: --client-ip \"{}\" is not an IP address\n", o.client_ip);
-            exit_with(2);
-        }
-    }
-    if (!o.auth_user.empty()) conn.sasl_user = o.auth_user;
-    if (!o.cert_sha256.empty()) conn.client_cert_sha256 = o.cert_sha256;
-    if (!o.spki_sha256.empty()) conn.client_spki_sha256 = o.spki_sha256;
-
-    std::string err;
-    auto env = envelope_from(o.mail_from, err);
-    if (!env) {
-        fmt::print(stderr, "error: --mail-from {}\n", err);
+        return resolver->resolve(name, dns::RrType::txt);
+    };
+    ExplainRun run;
+    try {
+        run = run_explain_session(settings, pol, in, resolve);
+    } catch (const CLI::Error&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        fmt::print(stderr, "error: explain: {}\n", e.what());
         exit_with(2);
     }
 
-    // Header facts: from --message (read by the same header reader the
-    // gateway uses), and/or --from/--sender/--tenant-header.
-    std::optional<policy::HeaderFactsForPolicy> hdr;
-    std::string text;                          // the message, if given
-    std::optional<message::HeaderFacts> read;  // its header, as the gateway reads it
-    if (!o.message_file.empty()) {
-        std::ifstream in(o.message_file, std::ios::binary);
-        if (!in) {
-            fmt::print(stderr, "error: cannot open --message {}\n", o.message_file);
-            exit_with(2);
-        }
-        std::ostringstream buf;
-        buf << in.rdbuf();
-        text = buf.str();
-        message::HeaderOptions opts;
-        opts.smtputf8 = true;  // explain cannot know; the SMTP layer decides this
-        auto facts = message::read_header(text, opts);
-        if (!facts) {
-            const auto& r = info(facts.error().reason);
-            fmt::print("message refused by the header reader: {} ({})\n  reply: {} {} {}\n",
-                       r.label, facts.error().detail, r.smtp_code, r.enhanced, r.text);
-            exit_with(1);
-        }
-        hdr.emplace();
-        for (const auto& m : facts->originators)
-            hdr->originators.push_back({m.field, m.domain});
-        for (const auto& name : pol->provider_tenant_headers())
-            for (auto v : facts->values(name))
-                hdr->provider_header_values.emplace_back(v);
-        read = std::move(facts).value();
-    }
-    auto add_originators = [&](const std::vector<std::string>& addrs,
-                               message::OriginatorField field, std::string_view flag) {
-        for (const auto& a : addrs) {
-            std::string e;
-            auto parsed = envelope_from(a, e);
-            if (!parsed || parsed->null_sender) {
-                fmt::print(stderr, "error: {} {}\n", flag, parsed ? "must not be empty" : e);
-                exit_with(2);
-            }
-            if (!hdr) hdr.emplace();
-            hdr->originators.push_back({field, parsed->domain});
-        }
+    auto decision = [&](std::string_view point) -> const Decision* {
+        auto it = run.decisions.find(point);
+        return it == run.decisions.end() ? nullptr : &it->second;
     };
-    add_originators(o.from, message::OriginatorField::from, "--from");
-    add_originators(o.sender, message::OriginatorField::sender, "--sender");
-    if (!o.tenant_header.empty()) {
-        if (!hdr) hdr.emplace();
-        hdr->provider_header_values.insert(hdr->provider_header_values.end(),
-                                           o.tenant_header.begin(), o.tenant_header.end());
+    const Decision* mail = decision("mail_from");
+    const Decision* header = decision("header");
+    const Decision* eod = decision("end_of_data");
+    if (mail == nullptr) {
+        // The SMTP layer refused the command before the policy saw it.
+        fmt::print(stderr, "error: --mail-from \"{}\": the gateway refuses MAIL FROM:{}: {}\n",
+                   o.mail_from, in.reverse_path, run.mail_reply);
+        exit_with(2);
     }
-
-    GatheredFacts gathered;
-    Decision mail =
-        with_domain_proofs(o, gathered, *env, [&] { return pol->at_mail_from(conn, *env); });
-    std::optional<Decision> header, eod;
-    if (mail.accepted() && hdr) {
-        header =
-            with_domain_proofs(o, gathered, *env, [&] { return pol->at_header(conn, *env, *hdr); });
-        if (header->accepted()) {
-            // The gateway verifies DKIM only when the identity requires it;
-            // explain shows the signatures of any message it is given.
-            std::vector<policy::DkimFact> signatures;
-            if (read) signatures = verify_dkim(o, gathered, text, *read);
-            eod = pol->at_end_of_data(conn, *env, *hdr, signatures);
-        }
+    const Decision& last = eod ? *eod : header ? *header : *mail;
+    // Refused by the session after the policy accepted: the SMTP data
+    // reader, the header reader, an ambiguous DKIM-Signature, a limit.
+    const session::TransactionRecord* refused =
+        last.accepted() && run.record && run.record->reason != Reason::accepted ? &*run.record
+                                                                                : nullptr;
+    if (refused && synthesized && header == nullptr) {
+        fmt::print(stderr,
+                   "error: --from/--sender/--tenant-header: the gateway refuses this header: {} "
+                   "({})\n",
+                   label(refused->reason), refused->reply);
+        exit_with(2);
     }
-    const Decision& last = eod ? *eod : header ? *header : mail;
-    bool accepted = last.accepted() && !(last.pending_header);
+    const bool accepted = !refused && last.accepted() && !last.pending_header;
 
-    const std::string_view final_word = accepted              ? "accept"
+    const std::string_view final_word = accepted ? "accept"
+                                        : refused
+                                            ? (is_tempfail(refused->reason) ? "tempfail" : "reject")
                                         : last.pending_header ? "pending_header"
                                         : last.verdict == policy::Verdict::tempfail ? "tempfail"
                                                                                     : "reject";
+    nlohmann::json dns = nlohmann::json::array();
+    for (const auto& [name, answer] : run.dns)
+        dns.push_back(dns_json(name, answer));
+    nlohmann::json dkim = nlohmann::json::array();
+    for (const auto& r : run.dkim)
+        dkim.push_back(dkim_json(r));
     if (o.json) {
         nlohmann::json out = {
             {"policy_hash", pol->hash()},
-            {"mail_from", to_json(mail)},
+            {"mail_from", to_json(*mail)},
             {"header", header ? to_json(*header) : nlohmann::json()},
             {"end_of_data", eod ? to_json(*eod) : nlohmann::json()},
-            {"dns", gathered.dns},
-            {"dkim", gathered.dkim},
+            {"refused", refused ? nlohmann::json{{"stage", refused->stage},
+                                                 {"reason", label(refused->reason)},
+                                                 {"smtp_reply", refused->reply}}
+                                : nlohmann::json()},
+            {"dns", dns},
+            {"dkim", dkim},
             {"final", final_word},
         };
         fmt::print("{}\n", out.dump(2));
     } else {
         fmt::print("policy {} ({})\n", o.policy_file, pol->hash());
-        for (const auto& q : gathered.dns)
+        for (const auto& q : dns)
             fmt::print("dns: TXT {} -> {}{}{}\n", q["name"].get<std::string>(),
                        q["status"].get<std::string>(),
                        q["cname_target"].get<std::string>().empty()
@@ -331,22 +305,28 @@ void run_explain(const ExplainOptions& o) {
                            ? ""
                            : " " + q["records"].dump(-1, ' ', false,
                                                      nlohmann::json::error_handler_t::replace));
-        for (const auto& s : gathered.dkim)
+        for (const auto& s : dkim)
             fmt::print("dkim: {} d={} s={}{}{}\n", s["status"].get<std::string>(),
                        s["domain"].get<std::string>(), s["selector"].get<std::string>(),
                        s["length_limited"].get<bool>() ? " (l= set)" : "",
                        s["detail"].get<std::string>().empty()
                            ? ""
                            : " -- " + s["detail"].get<std::string>());
-        print_decision("MAIL FROM", mail);
+        print_decision("MAIL FROM", *mail);
         if (header) {
             print_decision("end of header", *header);
-        } else if (mail.accepted()) {
+        } else if (mail->accepted() && !in.message) {
             fmt::print(
                 "end of header: not evaluated (give --message or "
                 "--from/--sender/--tenant-header)\n");
         }
         if (eod) print_decision("end of data", *eod);
+        if (refused) {
+            fmt::print("message refused at {}: {}\n  reply: {}\n", refused->stage,
+                       label(refused->reason), refused->reply);
+            if (refused->reason == Reason::data_bare_line_ending && !o.message_file.empty())
+                fmt::print("  note: --message is sent byte for byte; its lines must end in CRLF\n");
+        }
         fmt::print("final: {}\n", final_word);
     }
     if (!accepted) exit_with(1);
@@ -424,11 +404,16 @@ void add_policy_commands(CLI::App& app) {
     explain->add_option("--policy", o->policy_file, "Policy file (JSON)")->required();
     explain->add_option("--client-ip", o->client_ip, "Client address (after PROXY protocol)")
         ->required();
-    explain->add_option("--mail-from", o->mail_from, "Envelope sender: user@domain, or <> for null")
+    explain
+        ->add_option("--mail-from", o->mail_from,
+                     "Envelope sender: user@domain, or <> for null (judged by the gateway's "
+                     "SMTP path parser; a path it refuses exits 2)")
         ->required();
     explain->add_option("--message", o->message_file,
-                        "Message file (.eml, CRLF lines): originators, tenant header, and its "
-                        "DKIM signatures (keys fetched over DNS)");
+                        "Message file (.eml) sent as DATA byte for byte: lines must end in CRLF "
+                        "(LF-only files are refused, as the gateway refuses them; convert with "
+                        "unix2dos); originators, tenant header, and its DKIM signatures (keys "
+                        "fetched over DNS)");
     explain->add_option("--auth-user", o->auth_user, "Authenticated SMTP AUTH user");
     explain->add_option("--client-cert-sha256", o->cert_sha256,
                         "SHA-256 of the client certificate (hex)");
@@ -445,6 +430,12 @@ void add_policy_commands(CLI::App& app) {
     explain->add_option("--now", o->now,
                         "Unix time to check DKIM expiry (x=) against (default: the clock)");
     explain->add_flag("--json", o->json, "Print the decisions and the DNS/DKIM facts as JSON");
+    explain->footer(
+        "explain runs the gateway's own session (EHLO, MAIL FROM, RCPT TO, DATA, the message,\n"
+        "QUIT) against a relay that accepts everything and sends nothing. Without --message,\n"
+        "--from/--sender/--tenant-header make the header (From is required, as by the\n"
+        "gateway); without either, it stops after MAIL FROM. Exit 0 accepted, 1 refused or\n"
+        "pending the header, 2 bad input.");
     explain->callback([o] { run_explain(*o); });
 
     auto* hash = app.add_subcommand("hash-password",

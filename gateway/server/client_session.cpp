@@ -42,7 +42,9 @@ class RunnerHooks final : public session::Hooks {
                                               .count());
     }
     void on_domain_proof(std::string_view result) override { metrics_.domain_proof(result); }
-    void on_dkim_result(std::string_view result) override { metrics_.dkim_signature(result); }
+    void on_dkim_result(const dkim::VerifyResult& r) override {
+        metrics_.dkim_signature(dkim::to_string(r.status));
+    }
     void on_transaction(const session::TransactionRecord& r) override {
         ++ended_;
         metrics_.transaction(r.tenant, r.reason, r.report_only);

@@ -382,8 +382,9 @@ void SessionMachine::handle_mail(smtp::Command cmd) {
 
 void SessionMachine::decide_mail_from() {
     const double t0 = hooks_.now();
-    txn_.decision = policy_->at_mail_from(conn_, txn_.envelope, policy::Trace::off);
+    txn_.decision = policy_->at_mail_from(conn_, txn_.envelope, trace());
     hooks_.on_decision("mail_from", hooks_.now() - t0);
+    hooks_.on_policy_decision("mail_from", txn_.decision);
     if (lookup_proof(txn_.decision, DnsFor::mail_from)) return;
     if (!passes(txn_.decision)) {
         finish_transaction(reply_for(txn_.decision), txn_.decision.reason, "mail_from");
@@ -618,8 +619,9 @@ void SessionMachine::decide_header() {
 
 void SessionMachine::decide_header_policy() {
     const double t0 = hooks_.now();
-    auto d = policy_->at_header(conn_, txn_.envelope, header_facts_, policy::Trace::off);
+    auto d = policy_->at_header(conn_, txn_.envelope, header_facts_, trace());
     hooks_.on_decision("header", hooks_.now() - t0);
+    hooks_.on_policy_decision("header", d);
     txn_.decision = d;
     if (lookup_proof(d, DnsFor::header)) {
         enter(Phase::waiting_dns);
@@ -629,7 +631,7 @@ void SessionMachine::decide_header_policy() {
         discard_with(reply_for(d), d.reason);
         return;
     }
-    if (d.dkim_required) data_.verify_dkim(header_read_.fields);
+    if (d.dkim_required || settings_.verify_dkim_always) data_.verify_dkim(header_read_.fields);
     // The client's copy of the verdict header is removed; ours goes first.
     data_.hold_header(verdict_header() + message::without_fields(data_.header(), header_read_,
                                                                  settings_.verdict_header));
@@ -686,7 +688,7 @@ void SessionMachine::decide_end_of_data() {
     std::vector<policy::DkimFact> signatures;
     if (auto* dkim = data_.dkim()) {
         for (auto& r : dkim->results(hooks_.unix_time())) {
-            hooks_.on_dkim_result(dkim::to_string(r.status));
+            hooks_.on_dkim_result(r);
             if (!txn_.dkim_summary.empty()) txn_.dkim_summary += "; ";
             txn_.dkim_summary +=
                 fmt::format("{} d={} s={}", dkim::to_string(r.status), r.domain, r.selector);
@@ -694,9 +696,9 @@ void SessionMachine::decide_end_of_data() {
         }
     }
     const double t0 = hooks_.now();
-    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, signatures,
-                                     policy::Trace::off);
+    auto d = policy_->at_end_of_data(conn_, txn_.envelope, header_facts_, signatures, trace());
     hooks_.on_decision("end_of_data", hooks_.now() - t0);
+    hooks_.on_policy_decision("end_of_data", d);
     if (!passes(d)) {
         txn_.decision = d;
         release_upstream_transaction();

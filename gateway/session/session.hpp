@@ -35,6 +35,11 @@ struct Settings {
     config::StartTls starttls = config::StartTls::off;
     config::Auth auth = config::Auth::tls_only;
     double session_seconds = 3600;  // the session's whole life (timeouts.session_seconds)
+    // For `relaygate explain`: decisions carry their trace (policy::Trace::on),
+    // and every DKIM-Signature is verified, not only when the accepted
+    // identity requires it. The gateway leaves both off (hot path).
+    bool trace_decisions = false;
+    bool verify_dkim_always = false;
 };
 
 struct ClientInfo {
@@ -43,7 +48,7 @@ struct ClientInfo {
     std::uint16_t port = 0;
 };
 
-// DNS answers as the facts policy and DKIM take (shared with `explain`).
+// DNS answers as the facts policy and DKIM take.
 // The TXT records at _relaygate.<domain>: which tenants they name.
 policy::DomainProof domain_proof(std::string domain, const dns::Answer& txt);
 // The TXT records at a DKIM key name.
@@ -102,8 +107,11 @@ class Hooks {
                                std::string_view /*to*/) {}
     // A _relaygate.<domain> lookup: found | missing | error.
     virtual void on_domain_proof(std::string_view) {}
-    // One verified DKIM signature: dkim::to_string(status).
-    virtual void on_dkim_result(std::string_view) {}
+    // One verified DKIM signature, before the end-of-data decision.
+    virtual void on_dkim_result(const dkim::VerifyResult&) {}
+    // Every policy evaluation ("mail_from", "header", "end_of_data"; again
+    // after each DNS proof), with its trace when Settings::trace_decisions.
+    virtual void on_policy_decision(std::string_view /*point*/, const policy::Decision&) {}
     // The policy in force now; each transaction takes it at MAIL FROM, so a
     // grant revoked by a reload stops at the next transaction of an old
     // session. nullptr keeps the session's current snapshot.
@@ -235,6 +243,9 @@ class SessionMachine {
     void close_session();
     std::string verdict_header() const;
     bool passes(const policy::Decision& d) const { return d.accepted() || d.report_only; }
+    policy::Trace trace() const {
+        return settings_.trace_decisions ? policy::Trace::on : policy::Trace::off;
+    }
 
     const Settings& settings_;
     std::shared_ptr<const policy::Policy> policy_;

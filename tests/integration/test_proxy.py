@@ -3,6 +3,7 @@
 from the verdict header; unauthorized mail never reaches the upstream's
 store; pipelining and upstream connection reuse."""
 
+import json
 import os
 import re
 import subprocess
@@ -404,6 +405,84 @@ class PipeliningTest(GatewayTestCase):
         self.assertEqual({m["connection"] for m, _ in stored}, {1})
         self.assertEqual(len(sink.commands("RSET")), 1)
         self.assertEqual(len(sink.commands("EHLO")), 1)
+
+
+class ExplainAgreesWithRunTest(GatewayTestCase):
+    """`relaygate explain` runs the gateway's own session, so it refuses what
+    `relaygate run` refuses, for the same reason and with the same reply.
+    Each case here is one where explain's own fact code (before issue 14)
+    accepted what run refused."""
+
+    def setUp(self):
+        super().setUp()
+        self.sink, self.gw = self.setup_pair()
+
+    def explain(self, mail_from, content=None):
+        args = [harness.OPTIONS["relaygate"], "explain", "--policy", self.gw.policy_path,
+                "--client-ip", "127.0.0.1", "--mail-from", mail_from, "--json"]
+        if content is not None:
+            path = os.path.join(self.workdir, "explain.eml")
+            with open(path, "wb") as fh:
+                fh.write(content)
+            args += ["--message", path]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+    def run_message(self, raw_data):
+        """MAIL, RCPT, DATA, `raw_data` as sent (dot-stuffed, terminated);
+        the final reply and the audit line."""
+        with Client(self.gw.port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+            self.assertReply(c.cmd("RCPT TO:<bob@dest.example>"), "250 2.1.5")
+            self.assertReply(c.cmd("DATA"), "354")
+            c.send(raw_data)
+            final = c.read_reply()
+            self.assertReply(c.cmd("QUIT"), "221 2.0.0")
+        return final, self.gw.wait_transactions(1)[0]
+
+    def assertSameRefusal(self, content, raw_data, reason):
+        final, t = self.run_message(raw_data)
+        self.assertEqual(t["reason"], reason)
+        p = self.explain("alice@demo.example", content)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        out = json.loads(p.stdout)
+        self.assertEqual(out["final"], "reject")
+        self.assertTrue(out["mail_from"]["verdict"] == "accept")
+        self.assertEqual(out["refused"]["reason"], reason)
+        self.assertEqual(out["refused"]["smtp_reply"], t["reply"])
+        self.assertTrue(final.text.startswith(t["reply"]), final.text)
+        self.assertNothingStored(self.sink)
+
+    def test_ambiguous_dkim_signature(self):
+        # Two d= tags differing in case: a verifier may pick either. explain
+        # used to verify it (permerror) and accept the message.
+        content = message(extra_headers=[
+            "DKIM-Signature: v=1; a=rsa-sha256; d=demo.example; D=other.example; s=sel;"
+            " h=from; bh=AAAA; b=AAAA"])
+        self.assertSameRefusal(content, harness.dot_stuff(content) + b".\r\n",
+                               "dkim_signature_malformed")
+
+    def test_lf_only_message_file(self):
+        # The file's bytes are sent as they are: LF-only line endings are
+        # refused like the gateway refuses them (explain used to name the
+        # header reader's header_malformed).
+        content = message().replace(b"\r\n", b"\n")
+        self.assertSameRefusal(content, content + b"\r\n.\r\n", "data_bare_line_ending")
+
+    def test_mail_from_the_path_parser_refuses(self):
+        # explain used to take the domain after the last "@" and accept.
+        with Client(self.gw.port) as c:
+            c.ehlo()
+            refused = c.cmd("MAIL FROM:<alice smith@demo.example>")
+        self.assertEqual(refused.code // 100, 5, refused.text)
+        p = self.explain("alice smith@demo.example")
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn(refused.text.splitlines()[-1], p.stderr)
+        self.assertEqual(p.stdout, "")
+        # A path it accepts is decided by the policy, as before.
+        p = self.explain("<alice@demo.example>")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(json.loads(p.stdout)["final"], "accept")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,13 @@ struct FakeHooks : session::Hooks {
         transitions.push_back(std::string(what) + ": " + std::string(from) + " -> " +
                               std::string(to));
     }
+    // Every policy evaluation and DKIM result, in order.
+    std::vector<std::pair<std::string, policy::Decision>> decisions;
+    std::vector<dkim::VerifyResult> dkim;
+    void on_policy_decision(std::string_view point, const policy::Decision& d) override {
+        decisions.emplace_back(point, d);
+    }
+    void on_dkim_result(const dkim::VerifyResult& r) override { dkim.push_back(r); }
 };
 
 smtp::Reply reply(int code, std::string enhanced, std::string text) {
