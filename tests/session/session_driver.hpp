@@ -169,8 +169,8 @@ dns::Answer txt(std::vector<std::string> records, dns::Status status = dns::Stat
 
 // Runs a session from `client` (connection from `ip`), fed in the given
 // chunks, until the machine closes or wants input that is not there.
-void drive(Run& run, const std::vector<std::string>& chunks, const std::string& ip = "192.0.2.10",
-           session::Settings settings = {}) {
+inline void drive(Run& run, const std::vector<std::string>& chunks,
+                  const std::string& ip = "192.0.2.10", session::Settings settings = {}) {
     session::ClientInfo info{"t-1", ip, 12345};
     SessionMachine m(settings, run.policy ? run.policy : test_policy(), info, run.hooks);
     std::size_t next_chunk = 0;
@@ -223,10 +223,10 @@ void drive(Run& run, const std::vector<std::string>& chunks, const std::string& 
     FAIL("session did not finish");
 }
 
-bool has(const std::string& hay, const std::string& needle) {
+inline bool has(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
 }
-int count(const std::vector<std::string>& v, const std::string& s) {
+inline int count(const std::vector<std::string>& v, const std::string& s) {
     return static_cast<int>(std::count(v.begin(), v.end(), s));
 }
 
@@ -239,7 +239,7 @@ const std::string kMessage =
     "..leading dot line\r\n"
     "Bye.\r\n";
 
-std::string stuffed(const std::string& content) {
+inline std::string stuffed(const std::string& content) {
     std::string out;
     smtp::DataWriter w;
     w.write(content, out);
@@ -247,7 +247,7 @@ std::string stuffed(const std::string& content) {
 }
 
 // The commands of one transaction up to DATA.
-std::string transaction(const std::string& from) {
+inline std::string transaction(const std::string& from) {
     return "EHLO client.example\r\nMAIL FROM:<" + from +
            ">\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n";
 }
