@@ -1014,9 +1014,6 @@ const std::map<Reason, const char*> kNotSessionReasons{
      "gateway/server reads the PROXY header before the session machine is created"},
     {Reason::proxy_header_invalid,
      "gateway/server reads the PROXY header before the session machine is created"},
-    {Reason::auth_required, "no code produces it (a table row without a use; issue 14 item 6)"},
-    {Reason::policy_unavailable,
-     "no code produces it: a session always holds a loaded policy (issue 14 item 6)"},
 };
 
 // The reason a reply line names: its code, enhanced code and table text.
