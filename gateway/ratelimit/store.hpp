@@ -1,0 +1,81 @@
+// The volume-control store: one atomic decision per request, against
+// counters that may be shared by several gateway replicas. Sans-I/O at
+// this level: a Store answers through a callback, the memory store at
+// once, the Redis store (gateway/server/redis_store) when Redis replied.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace relaygate::ratelimit {
+
+// One GCRA check (see gcra.hpp): `cost` units against `key`.
+struct Check {
+    std::string key;       // with the tenant's hash tag: "rl:{acme}:tenant:acme:messages:3600"
+    double interval = 1;   // seconds of budget one unit costs (per / count)
+    double tolerance = 1;  // burst tolerance in seconds (interval * burst)
+    std::uint64_t cost = 1;
+    bool consume = true;  // false: only ask whether `cost` would fit (SIZE= at MAIL FROM)
+};
+
+// Anomaly settings that ride on a request (config "anomalies").
+struct SpikeSettings {
+    double bucket_seconds = 3600;  // one volume bucket (an hour)
+    std::uint32_t slots = 24;      // baselines kept: one per hour of the day
+    double alpha = 0.3;            // EWMA weight of a completed bucket
+    double multiple = 10;          // spike: count > multiple * max(baseline, 1)
+    std::uint64_t min_messages = 100;  // and count >= this
+};
+
+struct Request {
+    // All or nothing: the consuming checks are taken only when every check
+    // passes (a message passing its hourly limit but not its daily one
+    // costs neither).
+    std::vector<Check> checks;
+    // Count one message into this tenant volume key and report a spike
+    // ("vol:{acme}"); empty: no volume observation.
+    std::string volume_key;
+    SpikeSettings spike;
+    // First-seen keys to mark ("seen:{acme}:net:198.51.100.0/24"); the
+    // outcome says which were new. Each expires after first_seen_ttl.
+    std::vector<std::string> first_seen;
+    double first_seen_ttl = 30 * 86400.0;
+};
+
+struct Outcome {
+    enum class Status : std::uint8_t { ok, store_error };
+    Status status = Status::ok;
+    std::string error;  // store_error: what failed (for the log)
+    // fail_open: the shared store failed and this came from the process's
+    // own fallback counters (limits divided by the expected replica count).
+    bool fallback = false;
+    bool allowed = true;
+    std::size_t denied = 0;  // !allowed: index of the first check that did not fit
+    double retry_after = 0;  // !allowed: seconds until it would fit (inf: never)
+    // Per check, in request order: whole units left after this decision.
+    std::vector<std::uint64_t> remaining;
+    // Volume observation (when volume_key was set).
+    bool spike = false;      // this request made the bucket cross the threshold (once per bucket)
+    bool held = false;       // the tenant's current bucket is in a spike not cleared by an operator
+    std::uint64_t volume = 0;    // messages in the current bucket, this one included
+    double baseline = -1;        // the bucket slot's EWMA baseline; -1: no history yet
+    std::vector<bool> first_seen_new;  // per Request::first_seen entry
+};
+
+class Store {
+  public:
+    virtual ~Store() = default;
+    // Decides `request` atomically and calls `done` exactly once, never
+    // from inside a lock the caller holds; may call it before returning.
+    // Never throws. Thread-safe.
+    virtual void submit(Request request, std::function<void(Outcome)> done) = 0;
+    // An operator cleared the tenant's spike hold (admin endpoint).
+    virtual void clear_hold(std::string volume_key, std::function<void(bool ok)> done) = 0;
+    virtual std::string_view name() const = 0;  // "memory" | "redis"
+};
+
+}  // namespace relaygate::ratelimit
