@@ -11,6 +11,7 @@
 
 #include "gateway/common/reason.hpp"
 #include "policy/engine/ip_address.hpp"
+#include "policy/engine/limits.hpp"
 
 // OriginatorField is owned by the header reader.
 #include "gateway/message/header_reader.hpp"
@@ -105,6 +106,14 @@ struct Decision {
     // publish for domain_not_verified. Empty for most decisions.
     std::string reply_detail;
     std::vector<std::string> trace;  // human-readable, one step per line
+
+    // Volume control: the limits that apply to this transaction (tenant
+    // defaults or overrides, the proving identity's, the granting domain's),
+    // set when the decision passes (accepted or report-only) with one
+    // tenant; empty otherwise. The session asks the store about them.
+    std::vector<AppliedLimit> limits;
+    LimitMode limits_mode = LimitMode::enforce;  // the tenant's limits "mode"
+    SpikeAction on_spike = SpikeAction::log;     // the tenant's limits "on_spike"
 
     bool accepted() const { return verdict == Verdict::accept; }
 };
