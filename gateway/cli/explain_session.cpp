@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <variant>
 
+#include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/smtp/data_writer.hpp"
 #include "gateway/smtp/ehlo_capabilities.hpp"
 
@@ -116,6 +117,7 @@ ExplainRun run_explain_session(const session::Settings& settings,
     conn.client_cert_sha256 = input.conn.client_cert_sha256;
     conn.client_spki_sha256 = input.conn.client_spki_sha256;
 
+    ratelimit::MemoryStore store([] { return 0.0; }, 10000);
     std::size_t sent = 0;    // steps fed to the machine
     std::string last_reply;  // the last reply since the last step was fed
     for (int guard = 0; guard < 1'000'000; ++guard) {
@@ -138,6 +140,10 @@ ExplainRun run_explain_session(const session::Settings& settings,
             if (sent == quit_step) hooks.quitting = true;
             last_reply.clear();
             m.on_client_data(steps[sent++].bytes);
+        } else if (auto* c = std::get_if<act::CheckLimits>(&a)) {
+            auto outcome = store.decide(c->request);
+            run.limits.emplace_back(std::move(c->request), outcome);
+            m.on_limits_result(outcome);
         } else if (const auto* q = std::get_if<act::DnsLookup>(&a)) {
             dns::Answer answer = resolve(q->name);
             run.dns.emplace_back(q->name, answer);

@@ -42,6 +42,9 @@ struct ExplainRun {
     // How the transaction ended, when the session recorded it before the
     // client's QUIT (always when a message was sent).
     std::optional<session::TransactionRecord> record;
+    // Volume-control requests and what a fresh store of this process
+    // answered (a running gateway's counters live in its own store).
+    std::vector<std::pair<ratelimit::Request, ratelimit::Outcome>> limits;
 };
 
 using TxtResolver = std::function<dns::Answer(const std::string& name)>;

@@ -214,6 +214,7 @@ void run_explain(const ExplainOptions& o) {
     // The gateway verifies DKIM only when the identity requires it;
     // explain shows the signatures of any message it is given.
     settings.verify_dkim_always = true;
+    settings.volume.anomalies = false;  // explain observes nothing
 
     // Without --dns-server the resolver reads /etc/resolv.conf, on first use.
     std::optional<CliResolver> resolver;

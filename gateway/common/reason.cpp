@@ -121,6 +121,15 @@ constexpr std::array kTable{
     ReasonInfo{R::provider_dkim_unverified, "provider_dkim_unverified", 550, "5.7.20",
                "No valid DKIM signature from your provider account's signing domain"},
 
+    ReasonInfo{R::rate_limited_messages, "rate_limited_messages", 450, "4.7.1",
+               "Message rate limit reached for your account; try again later"},
+    ReasonInfo{R::rate_limited_recipients, "rate_limited_recipients", 452, "4.5.3",
+               "Recipient rate limit reached for your account; send the rest later"},
+    ReasonInfo{R::rate_limited_bytes, "rate_limited_bytes", 450, "4.7.1",
+               "Data volume limit reached for your account; try again later"},
+    ReasonInfo{R::anomaly_hold, "anomaly_hold", 450, "4.7.1",
+               "Unusual sending volume for your account is held for review; try again later"},
+
     ReasonInfo{R::dns_tempfail, "dns_tempfail", 451, "4.4.3",
                "Temporary DNS failure, try again later"},
     ReasonInfo{R::upstream_unavailable, "upstream_unavailable", 451, "4.4.1",
@@ -131,6 +140,8 @@ constexpr std::array kTable{
                "Relay did not answer in time, try again later"},
     ReasonInfo{R::local_error, "local_error", 451, "4.3.0",
                "Local error in processing, try again later"},
+    ReasonInfo{R::rate_limit_unavailable, "rate_limit_unavailable", 451, "4.3.0",
+               "Rate limit service temporarily unavailable, try again later"},
 
     ReasonInfo{R::no_valid_recipients, "no_valid_recipients", 554, "5.5.1", "No valid recipients"},
     ReasonInfo{R::upstream_rejected, "upstream_rejected", 550, "5.0.0", "Rejected by the relay"},

@@ -76,12 +76,19 @@ enum class Reason : std::uint8_t {
     domain_not_verified,
     provider_dkim_unverified,
 
+    // --- volume control (gateway/ratelimit): never 5xx, the sender retries ---
+    rate_limited_messages,
+    rate_limited_recipients,
+    rate_limited_bytes,
+    anomaly_hold,  // on_spike "hold": the tenant's unusual volume waits for an operator
+
     // --- infrastructure faults: always 4xx so the sender retries ---
     dns_tempfail,
     upstream_unavailable,
     upstream_failed,
     upstream_timeout,
     local_error,
+    rate_limit_unavailable,  // the shared limit store failed (on_error fail_closed)
 
     // --- session outcomes (gateway/session) ---
     no_valid_recipients,

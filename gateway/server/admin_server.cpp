@@ -2,10 +2,15 @@
 // bounded requests, deadlines on every read.
 #include "gateway/server/admin_server.hpp"
 
+#include <algorithm>
 #include <chrono>
 
+#include "gateway/common/ascii.hpp"
 #include "gateway/metrics/metrics.hpp"
+#include "gateway/ratelimit/store.hpp"
 #include "gateway/server/accept_backoff.hpp"
+#include "gateway/server/callback_awaitable.hpp"
+#include "gateway/session/volume.hpp"
 #include "gateway/server/log.hpp"
 
 namespace relaygate::server {
@@ -14,8 +19,12 @@ using namespace net;
 
 AdminServer::AdminServer(asio::io_context& io, tcp::endpoint endpoint,
                          const metrics::Metrics& metrics, const Health& health,
-                         std::function<std::string()> status)
-    : acceptor_(io, endpoint), metrics_(metrics), health_(health), status_(std::move(status)) {}
+                         std::function<std::string()> status, ratelimit::Store* limits)
+    : acceptor_(io, endpoint),
+      metrics_(metrics),
+      health_(health),
+      status_(std::move(status)),
+      limits_(limits) {}
 
 void AdminServer::start() {
     auto loop = [this]() -> awaitable<void> { co_await accept_loop(); };
@@ -65,7 +74,9 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
         res.set(http::field::server, "relaygate");
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
-        if (req.method() != http::verb::get) {
+        if (path == "/limits/clear-hold" && req.method() == http::verb::post) {
+            co_await clear_hold(stream, target, res);
+        } else if (req.method() != http::verb::get) {
             res.result(http::status::method_not_allowed);
             res.set(http::field::content_type, "text/plain");
             res.body() = "method not allowed\n";
@@ -89,7 +100,7 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
         } else {
             res.result(http::status::not_found);
             res.set(http::field::content_type, "text/plain");
-            res.body() = "not found; try /metrics, /livez, /readyz\n";
+            res.body() = "not found; try /metrics, /livez, /readyz, POST /limits/clear-hold\n";
         }
         res.prepare_payload();
         const bool keep = res.keep_alive();
@@ -98,6 +109,37 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
     }
     error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+awaitable<void> AdminServer::clear_hold(beast::tcp_stream& stream, const std::string& target,
+                                        http::response<http::string_body>& res) {
+    res.set(http::field::content_type, "text/plain");
+    error_code ec;
+    const auto peer = stream.socket().remote_endpoint(ec);
+    // An action, unlike a scrape: only from this host (kubectl exec, ssh),
+    // whatever address the admin port listens on.
+    if (ec || !peer.address().is_loopback()) {
+        res.result(http::status::forbidden);
+        res.body() = "operator actions are accepted from loopback only\n";
+        co_return;
+    }
+    const auto q = target.find("?tenant=");
+    const std::string tenant = q == std::string::npos ? std::string() : target.substr(q + 8);
+    // Tenant ids are 1-64 of [A-Za-z0-9._-] (policy/README.md).
+    const bool valid = !tenant.empty() && tenant.size() <= 64 &&
+                       std::all_of(tenant.begin(), tenant.end(), [](unsigned char c) {
+                           return ascii::is_alnum(c) || c == '.' || c == '_' || c == '-';
+                       });
+    if (!valid || !limits_) {
+        res.result(http::status::bad_request);
+        res.body() = "usage: POST /limits/clear-hold?tenant=<tenant id>\n";
+        co_return;
+    }
+    const bool cleared = co_await await_callback<bool>(
+        [&](auto done) { limits_->clear_hold(session::volume_key(tenant), std::move(done)); });
+    Logger::audit({{"type", "anomaly_hold_cleared"}, {"tenant", tenant}, {"cleared", cleared}});
+    res.result(http::status::ok);
+    res.body() = cleared ? "cleared\n" : "no hold\n";
 }
 
 }  // namespace relaygate::server

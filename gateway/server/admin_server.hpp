@@ -1,6 +1,8 @@
 // Admin HTTP endpoint (Boost.Beast on the gateway's io_context):
-// /metrics (Prometheus text format), /livez, /readyz. Read-only; it never
-// touches sessions or policy beyond what Health and the callbacks expose.
+// /metrics (Prometheus text format), /livez, /readyz, and one operator
+// action, POST /limits/clear-hold?tenant=ID (ends a tenant's spike hold),
+// accepted only from a loopback peer. It never touches sessions or policy
+// beyond what Health and the callbacks expose.
 #pragma once
 
 #include <functional>
@@ -12,6 +14,9 @@
 namespace relaygate::metrics {
 class Metrics;
 }
+namespace relaygate::ratelimit {
+class Store;
+}
 
 namespace relaygate::server {
 
@@ -20,7 +25,7 @@ class AdminServer {
     // `status` returns extra JSON for /readyz bodies (policy hash etc.).
     AdminServer(net::asio::io_context& io, net::tcp::endpoint endpoint,
                 const metrics::Metrics& metrics, const Health& health,
-                std::function<std::string()> status);
+                std::function<std::string()> status, ratelimit::Store* limits = nullptr);
 
     net::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     void start();
@@ -29,11 +34,14 @@ class AdminServer {
   private:
     net::awaitable<void> accept_loop();
     net::awaitable<void> serve(net::tcp::socket socket);
+    net::awaitable<void> clear_hold(net::beast::tcp_stream& stream, const std::string& target,
+                                    net::http::response<net::http::string_body>& res);
 
     net::tcp::acceptor acceptor_;
     const metrics::Metrics& metrics_;
     const Health& health_;
     std::function<std::string()> status_;
+    ratelimit::Store* limits_;
 };
 
 }  // namespace relaygate::server

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "gateway/proxy/proxy_protocol.hpp"
+#include "gateway/server/callback_awaitable.hpp"
 #include "gateway/server/dns_resolver.hpp"
 #include "gateway/server/log.hpp"
 #include "gateway/server/smtp_stream.hpp"
@@ -65,7 +66,32 @@ class RunnerHooks final : public session::Hooks {
                        {"queue_id", r.queue_id},
                        {"dkim", r.dkim},
                        {"commit_unknown", r.commit_unknown},
+                       {"limit", r.limit},
                        {"duration_seconds", r.duration}});
+    }
+    void on_limits_outcome(std::string_view, const ratelimit::Outcome& o) override {
+        metrics_.rate_limit_decision(o.status == ratelimit::Outcome::Status::store_error ? "store_error"
+                                     : o.allowed                                       ? "allowed"
+                                                                                       : "limited");
+    }
+    void on_rate_limited(std::string_view limit, bool reported, std::string_view tenant,
+                         std::string_view detail) override {
+        metrics_.rate_limited(limit, reported);
+        Logger::audit({{"type", "rate_limit"},
+                       {"session", session_id_},
+                       {"tenant", tenant},
+                       {"limit", limit},
+                       {"action", reported ? "reported" : "refused"},
+                       {"detail", detail}});
+    }
+    void on_anomaly(std::string_view kind, std::string_view tenant,
+                    std::string_view detail) override {
+        metrics_.anomaly(kind, tenant);
+        Logger::audit({{"type", "anomaly"},
+                       {"session", session_id_},
+                       {"kind", kind},
+                       {"tenant", tenant},
+                       {"detail", detail}});
     }
     void on_decision(std::string_view point, double seconds) override {
         metrics_.decision_latency(point, seconds);
@@ -466,6 +492,13 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 dns::Answer answer = co_await shared.dns->resolve(
                     std::move(std::get<session::act::DnsLookup>(a).name), dns::RrType::txt);
                 machine.on_dns_result(answer);
+                break;
+            }
+            case session::index_of<session::act::CheckLimits>: {
+                auto& request = std::get<session::act::CheckLimits>(a).request;
+                ratelimit::Outcome outcome = co_await await_callback<ratelimit::Outcome>(
+                    [&](auto done) { shared.limits->submit(std::move(request), std::move(done)); });
+                machine.on_limits_result(outcome);
                 break;
             }
             case session::index_of<session::act::Close>:

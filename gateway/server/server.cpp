@@ -4,6 +4,8 @@
 // are gone or the drain deadline passes.
 #include "gateway/server/server.hpp"
 
+#include "gateway/ratelimit/memory_store.hpp"
+
 #include "gateway/common/ascii.hpp"
 
 #include <malloc.h>
@@ -67,6 +69,7 @@ Server::Server(config::Config config)
         // those transactions get 451 (dns_tempfail), everything else works.
         log_warn("dns_unavailable", {{"error", e.what()}});
     }
+    shared_.limits = make_limits_store();
     shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
@@ -75,6 +78,15 @@ Server::Server(config::Config config)
 
 Server::~Server() {
     shared_.dns.reset();  // before the io_context its sockets belong to
+    shared_.limits.reset();
+}
+
+std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
+    auto clock = [] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    };
+    return std::make_unique<ratelimit::MemoryStore>(clock, 1000000);
 }
 
 int Server::run() {
@@ -118,7 +130,7 @@ int Server::run() {
                 std::make_unique<AdminServer>(io_, ep, shared_.metrics, shared_.health, [this] {
                     auto p = shared_.policy->get();
                     return std::string("\"policy_hash\":\"") + (p ? p->hash() : "") + "\"";
-                });
+                }, shared_.limits.get());
             log_info("listening", {{"kind", "admin"},
                                    {"address", admin_->local_endpoint().address().to_string()},
                                    {"port", admin_->local_endpoint().port()}});

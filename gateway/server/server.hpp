@@ -18,6 +18,7 @@
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
 #include "gateway/server/tls_context.hpp"
+#include "gateway/ratelimit/store.hpp"
 #include "gateway/session/auth_throttle.hpp"
 #include "gateway/session/session.hpp"
 
@@ -54,6 +55,8 @@ class Server {
         std::unique_ptr<session::AuthThrottle> auth_throttle;
         // DNS for DNS-verified domains and DKIM keys (its own cache).
         std::unique_ptr<DnsResolver> dns;
+        // Volume control: rate limits and anomaly state (memory or Redis).
+        std::unique_ptr<ratelimit::Store> limits;
         std::atomic<std::uint64_t> next_session{0};
         std::string session_prefix;
         // Drain: wakes sessions idle in a read so they can answer 421 now.
@@ -67,6 +70,7 @@ class Server {
 
   private:
     net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor, std::size_t listener);
+    std::unique_ptr<ratelimit::Store> make_limits_store();
     void start_signals();
     void start_policy_watch();
     void start_memory_trim();

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "gateway/common/reason.hpp"
+#include "gateway/ratelimit/store.hpp"
 #include "gateway/smtp/ehlo_capabilities.hpp"
 #include "gateway/smtp/reply.hpp"
 
@@ -57,6 +58,11 @@ struct VerifyAuth {
 struct DnsLookup {
     std::string name;
 };
+// Ask the volume-control store (rate limits, anomaly signals) ->
+// on_limits_result.
+struct CheckLimits {
+    ratelimit::Request request;
+};
 // Flush client output and close the client connection. Always the last.
 struct Close {};
 }  // namespace act
@@ -64,7 +70,7 @@ struct Close {};
 using Action =
     std::variant<act::ReadClient, act::SendClient, act::UpstreamConnect, act::UpstreamCommand,
                  act::UpstreamWrite, act::UpstreamCommit, act::UpstreamAbort, act::UpstreamQuit,
-                 act::StartTls, act::VerifyAuth, act::DnsLookup, act::Close>;
+                 act::StartTls, act::VerifyAuth, act::DnsLookup, act::CheckLimits, act::Close>;
 
 // The position of action type T in Action, for a switch over a.index() (a
 // coroutine runner cannot co_await inside std::visit):

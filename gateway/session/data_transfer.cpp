@@ -36,6 +36,7 @@ DataTransfer::Fed DataTransfer::feed(std::string_view input) {
             break;
         }
         case Phase::waiting_dns:
+        case Phase::waiting_limits:
         case Phase::waiting_354:
             body_pending_.append(content);
             break;

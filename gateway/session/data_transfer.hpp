@@ -26,6 +26,7 @@ class DataTransfer {
         none,         // no DATA in progress
         header,       // collecting the header section
         waiting_dns,  // header complete, the policy waits for a DNS proof
+        waiting_limits,  // header accepted, the volume-control store decides
         waiting_354,  // header accepted, DATA sent upstream
         body,         // streaming to the relay
         discard,      // refused: read to the end, forward nothing

@@ -37,14 +37,16 @@ std::string_view to_string(Link l) {
 }
 
 std::string_view to_string(Pending p) {
-    static constexpr std::string_view kNames[] = {"none",  "connect", "mail", "rcpt", "data",
-                                                  "write", "dot",     "rset", "dns",  "auth"};
+    static constexpr std::string_view kNames[] = {"none", "connect", "mail", "rcpt",
+                                                  "data", "write",   "dot",  "rset",
+                                                  "dns",  "auth",    "limits"};
     return name_of(p, kNames);
 }
 
 std::string_view to_string(DataTransfer::Phase p) {
-    static constexpr std::string_view kNames[] = {"none",        "header", "waiting_dns",
-                                                  "waiting_354", "body",   "discard"};
+    static constexpr std::string_view kNames[] = {"none",           "header",      "waiting_dns",
+                                                  "waiting_limits", "waiting_354", "body",
+                                                  "discard"};
     return name_of(p, kNames);
 }
 
@@ -52,7 +54,8 @@ std::string_view name(const Action& a) {
     static constexpr std::string_view kNames[] = {
         "read_client",    "send_client",     "upstream_connect", "upstream_command",
         "upstream_write", "upstream_commit", "upstream_abort",   "upstream_quit",
-        "start_tls",      "verify_auth",     "dns_lookup",       "close"};
+        "start_tls",      "verify_auth",     "dns_lookup",       "check_limits",
+        "close"};
     static_assert(std::size(kNames) == std::variant_size_v<Action>);
     return name_of(a.index(), kNames);
 }
@@ -390,6 +393,13 @@ void SessionMachine::decide_mail_from() {
         finish_transaction(reply_for(txn_.decision), txn_.decision.reason, "mail_from");
         return;
     }
+    // A provider identity is proven only by the header: its volume is
+    // counted there, once the tenant is certain.
+    if (!txn_.decision.pending_header && check_volume(LimitsFor::mail_from)) return;
+    proceed_mail_from();
+}
+
+void SessionMachine::proceed_mail_from() {
     if (link_ != Link::closed)
         send_upstream_mail();
     else
@@ -432,8 +442,10 @@ void SessionMachine::handle_rcpt(smtp::Command cmd) {
         return;
     }
     const auto& p = cmd.path;
-    command(Pending::rcpt,
-            "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n");
+    txn_.rcpt_line =
+        "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n";
+    if (check_volume(LimitsFor::rcpt)) return;
+    command(Pending::rcpt, std::move(txn_.rcpt_line));
 }
 
 void SessionMachine::handle_data() {
@@ -631,6 +643,15 @@ void SessionMachine::decide_header_policy() {
         discard_with(reply_for(d), d.reason);
         return;
     }
+    if (check_volume(LimitsFor::header)) {
+        enter(Phase::waiting_limits);
+        return;
+    }
+    proceed_header();
+}
+
+void SessionMachine::proceed_header() {
+    const auto& d = txn_.decision;
     if (d.dkim_required || settings_.verify_dkim_always) data_.verify_dkim(header_read_.fields);
     // The client's copy of the verdict header is removed; ours goes first.
     data_.hold_header(verdict_header() + message::without_fields(data_.header(), header_read_,
@@ -658,7 +679,8 @@ void SessionMachine::end_of_data() {
             discard(Reason::header_too_big);
         else
             decide_header();
-        if (data_.phase() == Phase::waiting_354 || data_.phase() == Phase::waiting_dns) {
+        if (data_.phase() == Phase::waiting_354 || data_.phase() == Phase::waiting_dns ||
+            data_.phase() == Phase::waiting_limits) {
             eod_pending_ = true;  // resumes after the DNS answer, the 354 and the write
             return;
         }
@@ -705,7 +727,126 @@ void SessionMachine::decide_end_of_data() {
         finish_transaction(reply_for(d), d.reason, "end_of_data");
         return;
     }
+    if (check_volume(LimitsFor::end_of_data)) return;
     await(act::UpstreamCommit{std::string(data_.terminator())}, Pending::dot);
+}
+
+// --- volume control ------------------------------------------------------
+
+bool SessionMachine::check_volume(LimitsFor point) {
+    const auto& d = txn_.decision;
+    if (d.tenant.empty()) return false;  // no single tenant: nothing to count against
+    using K = policy::LimitKind;
+    const auto& vs = settings_.volume;
+    VolumeAsk ask;
+    switch (point) {
+        case LimitsFor::mail_from:
+        case LimitsFor::header:
+            if (!txn_.volume_counted) {
+                txn_.volume_counted = true;
+                ask.add(d.limits, K::messages, 1, true);
+                // Recipients accepted before the tenant was certain (a
+                // provider identity) count now.
+                if (txn_.recipients > 0) ask.add(d.limits, K::recipients, txn_.recipients, true);
+                // RFC 1870 SIZE: a message that cannot fit is refused before
+                // its data is sent; the real size is counted at end of data.
+                if (txn_.mail.mail.size) ask.add(d.limits, K::bytes, *txn_.mail.mail.size, false);
+                ask.observe_volume(d.tenant, vs);
+                if (conn_.client_ip) ask.mark_seen(d.tenant, "net", client_network(*conn_.client_ip), vs);
+            }
+            if (point == LimitsFor::header && !txn_.from_domain.empty())
+                ask.mark_seen(d.tenant, "from",
+                              fmt::format("{}|{}", d.identity_detail.empty()
+                                                       ? std::string(policy::to_string(d.identity))
+                                                       : d.identity_detail,
+                                          txn_.from_domain),
+                              vs);
+            break;
+        case LimitsFor::rcpt:
+            // Not yet certain for a provider identity: counted at the header.
+            if (d.pending_header) return false;
+            ask.add(d.limits, K::recipients, 1, true);
+            break;
+        case LimitsFor::end_of_data:
+            ask.add(d.limits, K::bytes, data_.size(), true);
+            break;
+    }
+    if (ask.empty()) return false;
+    txn_.limits_for = point;
+    ratelimit::Request request = ask.request;
+    txn_.ask = std::move(ask);
+    await(act::CheckLimits{std::move(request)}, Pending::limits);
+    return true;
+}
+
+void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
+    if (pending_ != Pending::limits) return;
+    enter(Pending::none);
+    static constexpr std::string_view kPoints[] = {"mail_from", "rcpt", "header", "end_of_data"};
+    const auto point = kPoints[static_cast<std::size_t>(txn_.limits_for)];
+    hooks_.on_limits_outcome(point, o);
+    const auto& d = txn_.decision;
+    const auto& ask = txn_.ask;
+    if (o.spike)
+        hooks_.on_anomaly("volume_spike", d.tenant,
+                          o.baseline < 0 ? fmt::format("{} messages in this bucket, no history yet",
+                                                       o.volume)
+                                         : fmt::format("{} messages in this bucket, baseline {:.1f}",
+                                                       o.volume, o.baseline));
+    for (std::size_t i = 0; i < o.first_seen_new.size() && i < ask.seen_kinds.size(); ++i)
+        if (o.first_seen_new[i]) hooks_.on_anomaly(ask.seen_kinds[i], d.tenant, ask.seen_what[i]);
+
+    const bool report = settings_.volume.report_only || d.limits_mode == policy::LimitMode::report;
+    Reason refuse = Reason::accepted;
+    std::string detail;
+    if (o.status == ratelimit::Outcome::Status::store_error) {
+        refuse = Reason::rate_limit_unavailable;  // fail_closed: the sender retries
+    } else if (!o.allowed && o.denied < ask.limits.size()) {
+        const auto& limit = ask.limits[o.denied];
+        detail = fmt::format("{}; {}", limit.describe(), retry_text(o.retry_after));
+        txn_.limit = limit.describe();
+        hooks_.on_rate_limited(policy::to_string(limit.kind), report, d.tenant, detail);
+        if (!report) refuse = limit_reason(limit.kind);
+    } else if (o.held && d.on_spike == policy::SpikeAction::hold) {
+        detail = "held until an operator clears it or the hour passes";
+        txn_.limit = "volume spike hold";
+        hooks_.on_rate_limited("spike_hold", report, d.tenant, detail);
+        if (!report) refuse = Reason::anomaly_hold;
+    }
+    smtp::Reply refusal = smtp::make_reply(refuse);
+    if (!detail.empty() && !refusal.lines.empty()) refusal.lines.back() += ": " + detail;
+
+    switch (txn_.limits_for) {
+        case LimitsFor::mail_from:
+            if (refuse != Reason::accepted)
+                finish_transaction(refusal, refuse, "mail_from");
+            else
+                proceed_mail_from();
+            return;
+        case LimitsFor::rcpt:
+            // This recipient only: the ones accepted before stay (RFC 5321
+            // 4.5.3.1.10 lets the client send the rest later).
+            if (refuse != Reason::accepted)
+                reply(refusal);
+            else
+                command(Pending::rcpt, std::move(txn_.rcpt_line));
+            return;
+        case LimitsFor::header:
+            if (refuse != Reason::accepted)
+                discard_with(refusal, refuse);
+            else
+                proceed_header();
+            return;
+        case LimitsFor::end_of_data:
+            if (refuse != Reason::accepted) {
+                // Before the commit point: the relay discards what it got.
+                release_upstream_transaction();
+                finish_transaction(refusal, refuse, "end_of_data");
+            } else {
+                await(act::UpstreamCommit{std::string(data_.terminator())}, Pending::dot);
+            }
+            return;
+    }
 }
 
 // --- DNS facts -----------------------------------------------------------
@@ -765,7 +906,8 @@ void SessionMachine::discard_with(smtp::Reply reply, Reason reason) {
 
 void SessionMachine::on_upstream_result(UpstreamResult r) {
     const Pending p = pending_;
-    if (p == Pending::dns || p == Pending::auth) return;  // not an upstream result
+    if (p == Pending::dns || p == Pending::auth || p == Pending::limits)
+        return;  // not an upstream result
     enter(Pending::none);
     if (r.ok && r.reply.code == 421 && p != Pending::connect) {
         // RFC 5321 3.8: 421 means the relay is closing this connection (e.g.
@@ -864,6 +1006,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
         case Pending::rset:
         case Pending::dns:
         case Pending::auth:
+        case Pending::limits:
             return;
     }
 }
@@ -912,6 +1055,7 @@ void SessionMachine::record_transaction(const smtp::Reply& r, Reason reason, std
     rec.stage = std::string(stage);
     rec.dkim = std::move(txn_.dkim_summary);
     rec.commit_unknown = txn_.commit_unknown;
+    rec.limit = txn_.limit;
     hooks_.on_transaction(rec);
     ++transactions_;
 }

@@ -20,6 +20,7 @@
 #include "gateway/session/action.hpp"
 #include "gateway/session/data_transfer.hpp"
 #include "gateway/session/sasl.hpp"
+#include "gateway/session/volume.hpp"
 #include "gateway/smtp/command.hpp"
 #include "gateway/smtp/line_framer.hpp"
 #include "gateway/smtp/reply.hpp"
@@ -40,6 +41,7 @@ struct Settings {
     // identity requires it. The gateway leaves both off (hot path).
     bool trace_decisions = false;
     bool verify_dkim_always = false;
+    VolumeSettings volume;  // rate limits and anomaly signals
 };
 
 struct ClientInfo {
@@ -77,6 +79,9 @@ struct TransactionRecord {
     // The final "." was sent but its reply never came (RFC 1047): the relay
     // may have queued the message although the client was told 4xx.
     bool commit_unknown = false;
+    // The volume limit that refused the transaction or, report-only, would
+    // have: "messages 1000 per 1h (tenant acme)"; empty when none.
+    std::string limit;
 };
 
 // The session's states. Each change goes through SessionMachine::enter(),
@@ -88,7 +93,9 @@ enum class Stage : std::uint8_t { command, data, closed };
 enum class Link : std::uint8_t { closed, idle, in_transaction, in_data };
 // The one result the machine waits for, if any; next() never returns while
 // one is owed except the action that owes it.
-enum class Pending : std::uint8_t { none, connect, mail, rcpt, data, write, dot, rset, dns, auth };
+enum class Pending : std::uint8_t {
+    none, connect, mail, rcpt, data, write, dot, rset, dns, auth, limits
+};
 std::string_view to_string(Stage s);
 std::string_view to_string(Link l);
 std::string_view to_string(Pending p);
@@ -116,6 +123,16 @@ class Hooks {
     // grant revoked by a reload stops at the next transaction of an old
     // session. nullptr keeps the session's current snapshot.
     virtual std::shared_ptr<const policy::Policy> current_policy() { return nullptr; }
+    // Every volume-control store outcome (point: mail_from | rcpt | header |
+    // end_of_data).
+    virtual void on_limits_outcome(std::string_view /*point*/, const ratelimit::Outcome&) {}
+    // A volume limit refused, or (reported) would have refused: `limit` is
+    // messages | recipients | bytes | spike_hold; `detail` names it.
+    virtual void on_rate_limited(std::string_view /*limit*/, bool /*reported*/,
+                                 std::string_view /*tenant*/, std::string_view /*detail*/) {}
+    // An anomaly signal: first_seen_domain | first_seen_network | volume_spike.
+    virtual void on_anomaly(std::string_view /*kind*/, std::string_view /*tenant*/,
+                            std::string_view /*detail*/) {}
 };
 
 class SessionMachine {
@@ -157,6 +174,8 @@ class SessionMachine {
     bool partial_command() const { return in_pos_ < in_.size() || framer_.buffered() > 0; }
     // The result of a dns_lookup action (TXT records of the name asked for).
     void on_dns_result(const dns::Answer& answer);
+    // The result of a check_limits action.
+    void on_limits_result(const ratelimit::Outcome& outcome);
     bool tls_active() const { return tls_; }
 
     Stage stage() const { return stage_; }
@@ -172,6 +191,8 @@ class SessionMachine {
   private:
     // What a pending dns_lookup is for.
     enum class DnsFor : std::uint8_t { mail_from, header, dkim_key };
+    // What a pending check_limits is for.
+    enum class LimitsFor : std::uint8_t { mail_from, rcpt, header, end_of_data };
 
     struct Transaction {
         bool active = false;
@@ -189,6 +210,13 @@ class SessionMachine {
         bool dkim_body_done = false;
         std::string dkim_summary;     // "pass d=x s=y; ...", for the record
         bool commit_unknown = false;  // the final "."'s reply was lost
+        // Volume control: the message was counted (at MAIL FROM, or at the
+        // header for identities proven only there); the pending request.
+        bool volume_counted = false;
+        VolumeAsk ask;
+        LimitsFor limits_for = LimitsFor::mail_from;
+        std::string rcpt_line;  // the RCPT waiting for its recipients check
+        std::string limit;      // the limit that refused or was reported
     };
 
     void step();
@@ -197,6 +225,11 @@ class SessionMachine {
     void handle_line(std::string_view line);
     void handle_mail(smtp::Command cmd);
     void decide_mail_from();
+    void proceed_mail_from();
+    // Asks the store about the transaction's limits at `point`; false when
+    // there is nothing to ask (then the caller proceeds at once).
+    bool check_volume(LimitsFor point);
+    void proceed_header();
     bool lookup_proof(const policy::Decision& d, DnsFor what);
     void lookup(DnsFor what, std::string name);
     smtp::Reply reply_for(const policy::Decision& d) const;

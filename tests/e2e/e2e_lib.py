@@ -300,7 +300,7 @@ class Gateway:
 
     def __init__(self, binary, directory, policy, upstream_port, listen="127.0.0.1",
                  upstream_host="127.0.0.1", xclient=True, prefix=(), admin_address=None,
-                 dns_servers=()):
+                 dns_servers=(), extra_config=None):
         self.dir = directory
         self.audit = os.path.join(directory, "audit.jsonl")
         self.errlog = os.path.join(directory, "relaygate.log")
@@ -317,6 +317,7 @@ class Gateway:
         }
         if dns_servers:
             cfg["dns"] = {"servers": list(dns_servers), "timeout_ms": 1000}
+        cfg.update(extra_config or {})
         self.config = os.path.join(directory, "relaygate.json")
         with open(self.config, "w", encoding="utf-8") as fh:
             json.dump(cfg, fh, indent=2)
@@ -364,6 +365,27 @@ class Gateway:
         except OSError:
             pass
         return [j for j in out if j.get("type") == "transaction"]
+
+    def audit_events(self, type_):
+        out = []
+        try:
+            with open(self.audit, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        j = json.loads(line)
+                    except ValueError:
+                        continue
+                    if j.get("type") == type_:
+                        out.append(j)
+        except OSError:
+            pass
+        return out
+
+    def metrics(self):
+        import urllib.request  # pylint: disable=import-outside-toplevel
+        with urllib.request.urlopen(f"http://{self.host}:{self.admin_port}/metrics",
+                                    timeout=10) as resp:
+            return resp.read().decode()
 
     def stop(self):
         if self.proc.poll() is None:

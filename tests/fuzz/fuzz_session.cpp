@@ -22,6 +22,8 @@
 //                     timeout, the ed25519 DKIM key, NODATA, junk
 //   start_tls         op%4: 0 handshake fails, 2 with the pinned client
 //                     certificate, else without one
+//   check_limits      op%5: allowed, the last limit denied, store error
+//                     (fail_closed), a volume spike (held), first seen
 // When the input runs out the client closes and every result is natural.
 //
 // Invariants (each trap prints which one first):
@@ -113,7 +115,8 @@ const char* kind_name(Kind k) {
     static const char* const names[] = {"read_client",      "send_client",    "upstream_connect",
                                         "upstream_command", "upstream_write", "upstream_commit",
                                         "upstream_abort",   "upstream_quit",  "start_tls",
-                                        "verify_auth",      "dns_lookup",     "close"};
+                                        "verify_auth",      "dns_lookup",     "check_limits",
+                                        "close"};
     return names[static_cast<int>(k)];
 }
 
@@ -343,6 +346,7 @@ bool expects_result(Kind k) {
         case Kind::upstream_commit:
         case Kind::verify_auth:
         case Kind::dns_lookup:
+        case Kind::check_limits:
             return true;
         default:
             return false;
@@ -701,6 +705,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 TRACE("dns", std::string(dns::to_string(answer.status)) +
                                  (answer.records.empty() ? "" : " " + answer.records.back()));
                 m.on_dns_result(answer);
+                break;
+            }
+            case Kind::check_limits: {
+                const std::uint8_t op = in.byte(1) % 5;
+                ratelimit::Outcome o;
+                o.remaining.assign(a.request.checks.size(), 0);
+                o.first_seen_new.assign(a.request.first_seen.size(), op == 4);
+                if (op == 1 && !a.request.checks.empty()) {
+                    o.allowed = false;
+                    o.denied = a.request.checks.size() - 1;
+                    o.retry_after = 30;
+                } else if (op == 2) {
+                    o.status = ratelimit::Outcome::Status::store_error;
+                    o.error = "fuzz";
+                } else if (op == 3 && !a.request.volume_key.empty()) {
+                    o.spike = o.held = true;
+                    o.volume = 500;
+                }
+                TRACE("limits", op == 0 ? "allowed" : op == 1 ? "denied" : op == 2 ? "store error"
+                                                      : op == 3 ? "spike, held"
+                                                                : "first seen");
+                m.on_limits_result(o);
                 break;
             }
             case Kind::close:

@@ -413,6 +413,84 @@ def message(from_hdr="Alice <alice@demo.example>", extra_headers=(), body=None,
 # --------------------------------------------------------------------------
 # Base test case
 
+def free_port():
+    """A loopback TCP port nobody listens on now (for servers that cannot
+    bind port 0 and report it, like redis-server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server (Debian's package, installed by scripts/setup) on
+    a free loopback port, without persistence; stopped by PID. kill() and
+    restart() simulate an outage; pause()/resume() (SIGSTOP/SIGCONT) a
+    server that accepts connections but never answers."""
+
+    BINARY = "/usr/bin/redis-server"
+
+    def __init__(self, workdir, name="redis", port=None):
+        if not os.path.exists(self.BINARY):
+            raise AssertionError("redis-server is missing: run scripts/setup")
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.BINARY, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--protected-mode", "no"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+
+        def answers():
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited: " + self.log()[-2000:])
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    return c.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+        wait_for(answers, 20, what="redis-server answering")
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), encoding="utf-8",
+                      errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self):
+        self.kill()
+        self.start()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            stop_pid(self.proc)
+
+
 class GatewayTestCase(unittest.TestCase):
     """Per test: a temp dir; start_sink()/start_gateway() register cleanups
     that stop the processes by PID and fail the test on a sanitizer report
@@ -452,6 +530,11 @@ class GatewayTestCase(unittest.TestCase):
         self.assertTrue(was_alive, "relaygate died during the test:\n" + gw.stderr()[-4000:])
         self.assertEqual(code, 0, "relaygate did not exit cleanly on SIGTERM:\n"
                          + gw.stderr()[-4000:])
+
+    def start_redis(self, name="redis"):
+        redis = RedisServer(self.workdir, name=name)
+        self.addCleanup(redis.stop)
+        return redis
 
     def setup_pair(self, *sink_args, policy=None, config=None):
         sink = self.start_sink(*sink_args)

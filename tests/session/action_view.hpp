@@ -21,6 +21,7 @@ enum class Kind {
     start_tls,
     verify_auth,
     dns_lookup,
+    check_limits,
     close,
 };
 
@@ -29,6 +30,7 @@ struct Flat {
     std::string bytes;  // reply, command line, data, terminator, user or DNS name
     UpstreamStep step = UpstreamStep::connect;
     std::string secret;  // verify_auth: the password
+    ratelimit::Request request;  // check_limits
 };
 
 inline Flat flatten(Action a) {
@@ -53,6 +55,8 @@ inline Flat flatten(Action a) {
                 f.secret = std::move(x.password);
             } else if constexpr (std::is_same_v<T, act::DnsLookup>) {
                 f.bytes = std::move(x.name);
+            } else if constexpr (std::is_same_v<T, act::CheckLimits>) {
+                f.request = std::move(x.request);
             }
         },
         a);

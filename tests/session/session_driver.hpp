@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/session/session.hpp"
 #include "tests/session/action_view.hpp"
 
@@ -158,6 +159,11 @@ struct Run {
     // When the chunks run out: the client closes (default), or this deadline
     // passes (on_timeout).
     std::optional<Reason> end_with_timeout;
+    // Volume control: a real memory store on the hooks' clock; every
+    // request it answered, in order; `store_down` makes it fail.
+    ratelimit::MemoryStore store{[this] { return hooks.t; }, 100000};
+    std::vector<ratelimit::Request> limits_asked;
+    bool store_down = false;
 };
 
 dns::Answer txt(std::vector<std::string> records, dns::Status status = dns::Status::ok) {
@@ -207,6 +213,18 @@ inline void drive(Run& run, const std::vector<std::string>& chunks,
                     m.on_auth_throttled();
                 else
                     m.on_auth_result(answer == "ok");
+                break;
+            }
+            case TK::check_limits: {
+                ratelimit::Outcome o;
+                if (run.store_down) {
+                    o.status = ratelimit::Outcome::Status::store_error;
+                    o.error = "store down";
+                } else {
+                    o = run.store.decide(a.request);
+                }
+                run.limits_asked.push_back(std::move(a.request));
+                m.on_limits_result(o);
                 break;
             }
             case TK::dns_lookup: {

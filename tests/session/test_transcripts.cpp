@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -144,8 +146,8 @@ std::string line_of(std::string_view prefix, std::string_view text) {
 
 // One input, consumed when the session asks for it.
 struct ClientItem {
-    enum Kind { bytes, eof, timeout, drain, clock, reload, upstream_idle } kind = bytes;
-    std::string data;                 // bytes: the chunk; reload: policy name
+    enum Kind { bytes, eof, timeout, drain, clock, reload, upstream_idle, store } kind = bytes;
+    std::string data;                 // bytes: the chunk; reload: policy name; store: up|down
     Reason reason = Reason::timeout;  // timeout
     double seconds = 0;               // clock
     std::vector<std::string> lines;   // as written, rendered where consumed
@@ -171,7 +173,11 @@ struct Transcript {
     std::string policy = "default";
     std::string policy_json;  // an inline policy
     std::string client_ip = "192.0.2.10";
-    session::Settings settings;
+    session::Settings settings = [] {
+        session::Settings s;
+        s.volume.anomalies = false;  // `settings: anomalies=on` where a transcript is about them
+        return s;
+    }();
     Split split = Split::every_byte;
     std::vector<ClientItem> client;
     std::vector<UpstreamAnswer> upstream;
@@ -219,6 +225,14 @@ void apply_setting(session::Settings& s, const std::string& key, const std::stri
         s.limits.max_transactions_per_session = num();
     else if (key == "session_seconds")
         s.session_seconds = std::stod(v);
+    else if (key == "anomalies")  // off unless a transcript is about them
+        s.volume.anomalies = v == "on";
+    else if (key == "limits_report_only")
+        s.volume.report_only = v == "on";
+    else if (key == "spike")  // multiple,min_messages,bucket_seconds,slots
+        std::sscanf(v.c_str(), "%lf,%lu,%lf,%u", &s.volume.spike.multiple,
+                    &s.volume.spike.min_messages, &s.volume.spike.bucket_seconds,
+                    &s.volume.spike.slots);
     else if (key == "authserv_ids") {
         std::stringstream ss(v);
         for (std::string id; std::getline(ss, id, ',');)
@@ -366,6 +380,8 @@ Transcript parse(const fs::path& path) {
             t.client.push_back({ClientItem::drain, {}, {}, 0, {l}});
         } else if (l == "UPSTREAM-IDLE") {
             t.client.push_back({ClientItem::upstream_idle, {}, {}, 0, {l}});
+        } else if (l == "STORE down" || l == "STORE up") {
+            t.client.push_back({ClientItem::store, rest(l, 5), {}, 0, {l}});
         } else if (starts(l, "CLOCK +")) {
             t.client.push_back({ClientItem::clock, {}, {}, std::stod(rest(l, 7)), {l}});
         } else if (starts(l, "RELOAD")) {
@@ -392,7 +408,7 @@ Transcript parse(const fs::path& path) {
         } else if (starts(l, "TLS -> ")) {
             t.tls.push_back(l.substr(7));
         } else if (starts(l, "S:") || starts(l, "S+") || starts(l, "U>") || starts(l, "U+") ||
-                   starts(l, "AUDIT:") || l == "CLOSE") {
+                   starts(l, "AUDIT:") || starts(l, "LIMITS?") || l == "CLOSE") {
             // output: compared, never fed
         } else {
             FAIL(where << ": unknown line: " << l);
@@ -476,6 +492,34 @@ std::string audit_line(const session::TransactionRecord& r) {
     return l + " reply=" + quoted(r.reply);
 }
 
+// "LIMITS? rl:{acme}:...:3600+1 bytes...+5000? vol:{acme} seen:{acme}:net:... -> allowed new=1":
+// a check_limits request (a `?` marks a check that only asks) and what the
+// runner's real MemoryStore (on the transcript's clock) answered.
+std::string limits_line(const ratelimit::Request& r, const ratelimit::Outcome& o) {
+    std::string l = "LIMITS?";
+    for (const auto& c : r.checks)
+        l += " " + c.key + "+" + std::to_string(c.cost) + (c.consume ? "" : "?");
+    if (!r.volume_key.empty()) l += " " + r.volume_key;
+    for (const auto& k : r.first_seen)
+        l += " " + k;
+    if (o.status == ratelimit::Outcome::Status::store_error) return l + " -> store_error";
+    if (o.allowed)
+        l += " -> allowed";
+    else
+        l += " -> denied " + std::to_string(o.denied) + " retry " +
+             (std::isfinite(o.retry_after) ? std::to_string(static_cast<long>(std::ceil(o.retry_after))) + "s"
+                                           : std::string("never"));
+    if (o.spike) l += " spike";
+    if (o.held) l += " held";
+    if (!r.volume_key.empty()) l += " volume=" + std::to_string(o.volume);
+    if (!o.first_seen_new.empty()) {
+        l += " new=";
+        for (std::size_t i = 0; i < o.first_seen_new.size(); ++i)
+            l += (i ? "," : "") + std::string(o.first_seen_new[i] ? "1" : "0");
+    }
+    return l;
+}
+
 class Replay {
   public:
     Replay(const Transcript& t, const Options& o) : t_(t), o_(o) {
@@ -555,6 +599,16 @@ class Replay {
                 case TK::dns_lookup: {
                     emit(line_of("DNS?", esc(a.bytes)));
                     m.on_dns_result(dns(a.bytes));
+                    break;
+                }
+                case TK::check_limits: {
+                    ratelimit::Outcome o;
+                    if (store_down_)
+                        o.status = ratelimit::Outcome::Status::store_error;
+                    else
+                        o = store_.decide(a.request);
+                    emit(limits_line(a.request, o));
+                    m.on_limits_result(o);
                     break;
                 }
                 case TK::close:
@@ -737,6 +791,9 @@ class Replay {
                 case ClientItem::upstream_idle:
                     m.on_upstream_idle();
                     break;
+                case ClientItem::store:
+                    store_down_ = c.data == "down";
+                    break;
             }
         }
         if (o_.compare) {
@@ -876,6 +933,9 @@ class Replay {
     std::vector<int> expected_lineno_;
     Outcome out_;
     RenderHooks hooks_;
+    // Volume control: a real store on the transcript's clock (STORE down: fails).
+    ratelimit::MemoryStore store_{[this] { return hooks_.t; }, 100000};
+    bool store_down_ = false;
     std::shared_ptr<const policy::Policy> policy_;
     std::vector<std::pair<std::string, std::string>> hashes_;
     std::size_t client_next_ = 0, upstream_next_ = 0, dns_next_ = 0, auth_next_ = 0, tls_next_ = 0,
