@@ -184,8 +184,8 @@ local first = n + (has_vol and 1 or 0)
 for j = 1, m do
   local key = KEYS[first + j]
   local v = redis.call('GET', key)
-  local e = v and tonumber(v)
-  reply[#reply + 1] = (e == nil or now >= e) and '1' or '0'
+  local e = v and tonumber(v)  -- GET gives false for a missing key
+  reply[#reply + 1] = (not e or now >= e) and '1' or '0'
   redis.call('SET', key, fmt(now + seen_ttl), 'PX', ttl_ms(seen_ttl))
 end
 return reply
