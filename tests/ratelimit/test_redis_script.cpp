@@ -171,7 +171,8 @@ std::optional<Outcome> decide_in_redis(redisContext* c, const Request& r,
                                        std::optional<double> now) {
     const Reply reply = eval(c, decide_script(), encode_decide(r, now));
     REQUIRE(reply);
-    if (reply->type == REDIS_REPLY_ERROR) FAIL("script error: " << std::string(reply->str, reply->len));
+    if (reply->type == REDIS_REPLY_ERROR)
+        FAIL("script error: " << std::string(reply->str, reply->len));
     const auto t = texts(reply.get());
     REQUIRE(t);
     return decode_decide(r, *t);
