@@ -911,8 +911,15 @@ std::optional<std::uint64_t> PolicyCompiler::limit_count(LimitKind kind, const j
     } else if (v.is_number_unsigned()) {
         n = v.get<std::uint64_t>();
     } else if (v.is_number_integer()) {
-        error(path, "invalid_rate", fmt::format("{} must be at least 1, found {}", what, v.dump()));
-        return std::nullopt;
+        // Parsed text gives unsigned for non-negative integers; a built
+        // document may hold them signed.
+        auto signed_n = v.get<std::int64_t>();
+        if (signed_n < 1) {
+            error(path, "invalid_rate",
+                  fmt::format("{} must be at least 1, found {}", what, signed_n));
+            return std::nullopt;
+        }
+        n = static_cast<std::uint64_t>(signed_n);
     } else {
         error(path, "invalid_rate",
               fmt::format("{} must be an integer{}, found {}", what,
