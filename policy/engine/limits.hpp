@@ -4,6 +4,7 @@
 // checks (gateway/ratelimit). See policy/README.md "Limits".
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,7 +47,14 @@ struct LimitSet {
     std::vector<Rate> recipients;
     std::vector<Rate> bytes;
     const std::vector<Rate>& of(LimitKind k) const {
-        return k == LimitKind::messages ? messages : k == LimitKind::recipients ? recipients : bytes;
+        return k == LimitKind::messages     ? messages
+               : k == LimitKind::recipients ? recipients
+                                            : bytes;
+    }
+    std::vector<Rate>& of(LimitKind k) {
+        return k == LimitKind::messages     ? messages
+               : k == LimitKind::recipients ? recipients
+                                            : bytes;
     }
     bool empty() const { return messages.empty() && recipients.empty() && bytes.empty(); }
 };
@@ -57,7 +65,8 @@ struct AppliedLimit {
     LimitScope scope = LimitScope::tenant;
     std::string tenant;   // the tenant id (the store key's hash tag)
     std::string subject;  // tenant: the id; identity: "sasl:<user>", "network:<cidr>",
-                          // "cert:<sha256>", "spki:<sha256>"; domain: the grant pattern
+                          // "cert:<sha256>", "spki:<sha256>", "provider:<name>:<tenant_id>";
+                          // domain: the grant pattern (lower-case A-labels)
     Rate rate;
     // The store key: "rl:{<tenant>}:<scope>:<subject>:<kind>:<per_seconds>".
     // The braces are a Redis Cluster hash tag: every key of one tenant is
@@ -67,12 +76,23 @@ struct AppliedLimit {
     std::string describe() const;
 };
 
+// Bounds of one "limits" block, checked by the loader.
+inline constexpr std::size_t kMaxRatesPerKind = 8;
+inline constexpr std::uint32_t kMaxPeriodSeconds = 30 * 86400;  // "30d"
+// Counts and bursts: at most 2^50 (1 PiB of bytes), so that the store's
+// arithmetic (doubles, in Redis Lua too) stays exact.
+inline constexpr std::uint64_t kMaxLimitCount = std::uint64_t(1) << 50;
+
 // "45s", "30m", "1h", "1d", "1w" (a positive integer and one unit) -> seconds.
+// Syntax only: the loader applies kMaxPeriodSeconds.
 std::optional<std::uint32_t> parse_period(std::string_view s);
 // The shortest exact form: 3600 -> "1h", 90 -> "90s".
 std::string format_period(std::uint32_t seconds);
 // A count: a JSON integer, or for bytes a string "512", "10KiB", "2GiB",
 // "1MB" (KiB/MiB/GiB/TiB = 1024^n, KB/MB/GB/TB = 1000^n).
 std::optional<std::uint64_t> parse_byte_count(std::string_view s);
+// A count for humans: bytes in the largest exact unit ("2GiB", "500MB",
+// "1000"), others as the number.
+std::string format_count(LimitKind k, std::uint64_t count);
 
 }  // namespace relaygate::policy

@@ -42,6 +42,7 @@ inline constexpr std::array kLintRules{
     LintRule{"duplicate_identity", Severity::error},
     LintRule{"dkim_domain_suffix", Severity::error},
     LintRule{"dkim_domains_missing", Severity::error},
+    LintRule{"invalid_rate", Severity::error},
     // Warnings: printed by `check`, the policy loads.
     LintRule{"report_mode", Severity::warning},
     LintRule{"network_overlap", Severity::warning},
@@ -51,6 +52,10 @@ inline constexpr std::array kLintRules{
     LintRule{"network_too_broad", Severity::warning},
     LintRule{"unused_provider", Severity::warning},
     LintRule{"dkim_domains_unused", Severity::warning},
+    LintRule{"rate_shadowed", Severity::warning},
+    LintRule{"duplicate_rate", Severity::warning},
+    LintRule{"burst_unusable", Severity::warning},
+    LintRule{"bytes_burst_small", Severity::warning},
 };
 
 constexpr const LintRule* find_lint_rule(std::string_view id) {

@@ -454,6 +454,72 @@ void Policy::finish(Decision& d, Mode mode, const Tracer& note) const {
     note("decision: {} ({})", to_string(d.verdict), label(d.reason));
 }
 
+void Policy::attach_limits(Decision& d, const Candidate& c, const Facts& facts,
+                           const Tracer& note) const {
+    if (d.verdict != Verdict::accept || d.pending_header || d.tenant.empty()) return;
+    const TenantLimits& own = tenant_limits_[tenants_[c.tenant].limits];
+    d.limits_mode = own.mode;
+    d.on_spike = own.on_spike;
+    if (!uses_limits_) return;
+    auto add = [&](const LimitSet& set, LimitScope scope, const std::string& subject) {
+        for (auto kind : {LimitKind::messages, LimitKind::recipients, LimitKind::bytes})
+            for (const Rate& r : set.of(kind))
+                d.limits.push_back(AppliedLimit{kind, scope, d.tenant, subject, r});
+    };
+    add(own.set, LimitScope::tenant, d.tenant);
+    if (!scoped_limits_.empty()) {
+        // The identity that proved the tenant, then the grant that
+        // authorized the envelope domain.
+        std::string id;
+        char tag = 0;
+        switch (c.kind) {
+            case IdentityKind::network:
+                tag = 'n';
+                id = network_id(c.cidr);
+                break;
+            case IdentityKind::client_cert: {
+                const auto& fp =
+                    c.spki ? facts.conn.client_spki_sha256 : facts.conn.client_cert_sha256;
+                tag = c.spki ? 's' : 'c';
+                if (fp) id = ascii::lower(*fp);
+                break;
+            }
+            case IdentityKind::sasl:
+                tag = 'u';
+                if (facts.conn.sasl_user) id = *facts.conn.sasl_user;
+                break;
+            case IdentityKind::provider:
+                tag = 'p';
+                id.assign(sizeof c.provider, '\0');
+                std::memcpy(id.data(), &c.provider, sizeof c.provider);
+                id += facts.provider_value;
+                break;
+            case IdentityKind::none:
+                break;
+        }
+        if (tag != 0)
+            if (auto r = scoped_index_.find(scoped_key(tag, c.tenant, id));
+                r != FlatStringMap<std::uint32_t>::npos) {
+                const ScopedLimits& s = scoped_limits_[scoped_index_.value(r)];
+                add(s.set, s.scope, s.subject);
+            }
+        if (!d.grant.empty())
+            if (auto r = scoped_index_.find(scoped_key('d', c.tenant, d.grant));
+                r != FlatStringMap<std::uint32_t>::npos) {
+                const ScopedLimits& s = scoped_limits_[scoped_index_.value(r)];
+                add(s.set, s.scope, s.subject);
+            }
+    }
+    if (note) {
+        for (const auto& l : d.limits)
+            note("limit: {}", l.describe());
+        if (!d.limits.empty())
+            note("limits: mode {}, on_spike {}",
+                 d.limits_mode == LimitMode::report ? "report" : "enforce",
+                 d.on_spike == SpikeAction::hold ? "hold" : "log");
+    }
+}
+
 Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const EnvelopeFacts& env,
                           const HeaderFactsForPolicy* hdr, const std::vector<DkimFact>* dkim,
                           Trace trace) const {
@@ -671,6 +737,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
         d.reason = Reason::accepted;
         d.grant = ok.front().grant.pattern();
         finish(d, tenants_[c.tenant].mode, note);
+        attach_limits(d, c, facts, note);
         return d;
     }
     if (ok.size() > 1) {
@@ -690,6 +757,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
     if (cands.size() == 1) {
         fill(cands.front());
         finish(d, tenants_[cands.front().tenant].mode, note);
+        attach_limits(d, cands.front(), facts, note);
         return d;
     }
     d.identity = cands.front().kind;

@@ -86,6 +86,9 @@ class Policy {
                             const HeaderFactsForPolicy& hdr, const std::vector<DkimFact>& dkim,
                             Trace trace = Trace::on) const;
 
+    // True when some "limits" block sets a rate: the session needs a store.
+    bool uses_limits() const { return uses_limits_; }
+
     // True when some identity requires DKIM / some grant requires DNS.
     bool uses_dkim() const { return !dkim_.empty(); }
     bool uses_dns_verification() const { return dns_verified_grants_ > 0; }
@@ -113,7 +116,39 @@ class Policy {
         // Providers it has identities with: tenant_providers_[begin, +count).
         std::uint32_t providers_begin = 0;
         std::uint32_t providers_count = 0;
+        std::uint32_t limits = 0;  // index into tenant_limits_ (0: the top-level block)
     };
+    // A tenant's effective limits: the top-level block with the tenant's
+    // overrides applied. Only tenants with their own "limits" have an entry
+    // of their own; every other tenant shares entry 0, so 100k tenants
+    // without overrides cost nothing.
+    struct TenantLimits {
+        LimitSet set;
+        LimitMode mode = LimitMode::enforce;
+        SpikeAction on_spike = SpikeAction::log;
+    };
+    // Limits of one identity or one domain grant, added to the tenant's.
+    struct ScopedLimits {
+        LimitScope scope = LimitScope::identity;
+        std::string subject;  // AppliedLimit::subject
+        LimitSet set;
+    };
+    // scoped_index_ key: a tag ('n' network, 'c' certificate, 's' SPKI,
+    // 'u' SASL user, 'p' provider tenant id, 'd' domain grant), the tenant
+    // number (4 bytes, native order), then the identity or the pattern.
+    static std::string scoped_key(char tag, std::uint32_t tenant, std::string_view id) {
+        std::string k(1 + sizeof tenant, tag);
+        std::memcpy(k.data() + 1, &tenant, sizeof tenant);
+        k += id;
+        return k;
+    }
+    // The network part of a 'n' key: address bytes, prefix length, family.
+    static std::string network_id(const Cidr& c) {
+        std::string id(c.address.bytes().begin(), c.address.bytes().end());
+        id += static_cast<char>(c.prefix_len);
+        id += c.address.is_v4() ? '4' : '6';
+        return id;
+    }
     struct Provider {
         std::string name;
         bool shared = true;
@@ -175,6 +210,10 @@ class Policy {
                       const Tracer& note) const;
     std::string detail_of(const Candidate& c, const Facts& facts) const;
     void finish(Decision& d, Mode mode, const Tracer& note) const;
+    // Fills Decision::limits, limits_mode and on_spike for a passing
+    // decision with one tenant proven by `c`.
+    void attach_limits(Decision& d, const Candidate& c, const Facts& facts,
+                       const Tracer& note) const;
     // f(owner) for each owner.
     template <class F>
     void each_owner(OwnerRef o, F&& f) const {
@@ -208,6 +247,10 @@ class Policy {
     FlatStringMap<std::uint32_t> dkim_index_;  // dkim_key() -> index into dkim_
     std::vector<DkimRequirement> dkim_;
     std::size_t dns_verified_grants_ = 0;
+    std::vector<TenantLimits> tenant_limits_{1};  // see Tenant::limits
+    FlatStringMap<std::uint32_t> scoped_index_;   // scoped_key() -> index into scoped_limits_
+    std::vector<ScopedLimits> scoped_limits_;
+    bool uses_limits_ = false;
     std::vector<LintWarning> warnings_;
 };
 

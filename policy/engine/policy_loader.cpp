@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstring>
 #include <fstream>
@@ -137,9 +138,35 @@ class PolicyCompiler {
     void compile_tenant(const std::string& id, const json& j, const std::string& path);
     void compile_domains(std::uint32_t t, const json& j, const std::string& path);
     void compile_identity(std::uint32_t t, const json& j, const std::string& path);
-    void compile_networks(std::uint32_t t, const json& j, const std::string& path);
+    // The networks accepted (in file order).
+    std::vector<Cidr> compile_networks(std::uint32_t t, const json& j, const std::string& path);
     void compile_corroboration(std::uint32_t t, std::uint32_t provider, const std::string& key,
                                const json& j, const std::string& path);
+    // "limits" blocks (see limits.hpp and README.md "Limits").
+    enum class LimitLevel { top, tenant, scoped };
+    struct LimitBlock {
+        std::array<std::optional<std::vector<Rate>>, 3> kinds;  // by LimitKind; nullopt: absent
+        std::optional<LimitMode> mode;
+        std::optional<SpikeAction> on_spike;
+    };
+    std::optional<LimitBlock> compile_limits(const json& j, const std::string& path,
+                                             LimitLevel level);
+    std::optional<std::vector<Rate>> compile_rates(LimitKind kind, const json& j,
+                                                   const std::string& path);
+    std::optional<Rate> compile_rate(LimitKind kind, const json& j, const std::string& path);
+    std::optional<std::uint64_t> limit_count(LimitKind kind, const json& v, const std::string& path,
+                                             std::string_view what);
+    void lint_rates(LimitKind kind, const std::vector<Rate>& rates, const std::string& path);
+    void lint_against_tenant(LimitKind kind, const std::vector<Rate>& rates,
+                             const std::string& path, std::uint32_t t);
+    void compile_tenant_limits(std::uint32_t t, const json& j, const std::string& path);
+    // The "limits" of an identity or domain object (nullopt when absent or
+    // invalid), registered under each key by add_scoped_limits.
+    std::optional<LimitSet> scoped_limits_of(std::uint32_t t, const json& obj,
+                                             const std::string& path);
+    std::uint32_t add_scoped_limits(LimitScope scope, std::string subject, const LimitSet& set);
+    void index_scoped_limits(char tag, std::uint32_t t, std::string_view id, std::uint32_t index,
+                             const std::string& path);
     void lint_cross_tenant();
     bool add_owner(Policy::OwnerRef& o, std::uint32_t x);
     std::uint32_t first_owner(Policy::OwnerRef o) const {
@@ -217,8 +244,9 @@ std::optional<Mode> PolicyCompiler::mode_at(const json& obj, const std::string& 
 }
 
 void PolicyCompiler::compile(const json& doc) {
-    if (!object_with(doc, "",
-                     {"$schema", "version", "description", "mode", "providers", "tenants"}))
+    if (!object_with(
+            doc, "",
+            {"$schema", "version", "description", "mode", "limits", "providers", "tenants"}))
         return;
     auto version = doc.find("version");
     if (version == doc.end()) {
@@ -233,6 +261,18 @@ void PolicyCompiler::compile(const json& doc) {
         if (*m == Mode::report)
             warn("/mode", "report_mode",
                  "default mode is report: tenants without their own \"mode\" are not enforced");
+    }
+
+    if (auto lj = doc.find("limits"); lj != doc.end()) {
+        if (auto block = compile_limits(*lj, "/limits", LimitLevel::top)) {
+            auto& defaults = p_.tenant_limits_[0];
+            for (auto k : {LimitKind::messages, LimitKind::recipients, LimitKind::bytes})
+                if (auto& rates = block->kinds[static_cast<std::size_t>(k)])
+                    defaults.set.of(k) = std::move(*rates);
+            defaults.mode = block->mode.value_or(LimitMode::enforce);
+            defaults.on_spike = block->on_spike.value_or(SpikeAction::log);
+            p_.uses_limits_ = !defaults.set.empty();
+        }
     }
 
     if (auto providers = doc.find("providers"); providers != doc.end()) {
@@ -346,8 +386,9 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
     auto t = static_cast<std::uint32_t>(p_.tenants_.size());
     p_.tenants_.push_back(
         {id, p_.default_mode_, false, static_cast<std::uint32_t>(p_.tenant_providers_.size()), 0});
-    if (!object_with(j, path,
-                     {"mode", "domains", "allow_null_sender", "identities", "description"}))
+    if (!object_with(
+            j, path,
+            {"mode", "domains", "allow_null_sender", "identities", "limits", "description"}))
         return;
     string_at(j, "description", path, false);
     if (auto m = mode_at(j, path)) p_.tenants_[t].mode = *m;
@@ -356,6 +397,9 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
              fmt::format("tenant \"{}\" is in report mode: its violations are logged, not refused",
                          id));
     p_.tenants_[t].allow_null_sender = bool_at(j, "allow_null_sender", path).value_or(false);
+    // Before domains and identities: their limits are linted against these.
+    if (auto lj = j.find("limits"); lj != j.end())
+        compile_tenant_limits(t, *lj, pointer(path, "limits"));
 
     auto domains = j.find("domains");
     if (domains == j.end() || (domains->is_array() && domains->empty())) {
@@ -401,10 +445,13 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
         const json* name = &dj;
         bool shared = false;
         bool verify_dns = false;
+        std::optional<LimitSet> limits;
         if (dj.is_object()) {
             std::string dpath = pointer(path, i);
-            if (!object_with(dj, dpath, {"domain", "shared_domain", "verify", "description"}))
+            if (!object_with(dj, dpath,
+                             {"domain", "shared_domain", "verify", "limits", "description"}))
                 continue;
+            limits = scoped_limits_of(t, dj, dpath);
             string_at(dj, "description", dpath, false);
             shared = bool_at(dj, "shared_domain", dpath).value_or(false);
             if (const json* v = string_at(dj, "verify", dpath, false)) {
@@ -487,6 +534,12 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
             continue;
         }
         domain_entries_.push_back({entry, &written, t, static_cast<std::uint32_t>(i), shared});
+        if (limits) {
+            std::string subject(pattern);
+            index_scoped_limits('d', t, subject,
+                                add_scoped_limits(LimitScope::domain, subject, *limits),
+                                pointer(path, i));
+        }
         if (verify_dns) ++p_.dns_verified_grants_;
         ++p_.domain_count_;
     }
@@ -599,9 +652,10 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
     if (!object_with(
             j, path,
             {"provider", "tenant_id", "require", "dkim_domains", "networks", "client_cert_sha256",
-             "client_spki_sha256", "sasl_user", "password_hash", "description"}))
+             "client_spki_sha256", "sasl_user", "password_hash", "limits", "description"}))
         return;
     string_at(j, "description", path, false);
+    const std::optional<LimitSet> limits = scoped_limits_of(t, j, path);
     int kinds = int(j.contains("provider")) + int(j.contains("networks")) +
                 int(j.contains("client_cert_sha256")) + int(j.contains("client_spki_sha256")) +
                 int(j.contains("sasl_user"));
@@ -624,7 +678,15 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
     if (j.contains("networks")) {
         stray("tenant_id", "provider");
         stray("password_hash", "sasl_user");
-        compile_networks(t, j.at("networks"), pointer(path, "networks"));
+        auto cidrs = compile_networks(t, j.at("networks"), pointer(path, "networks"));
+        if (limits && !cidrs.empty()) {
+            // Named by the entry's first network: stable when entries are
+            // reordered or networks appended (an index would shift).
+            auto index = add_scoped_limits(LimitScope::identity,
+                                           "network:" + cidrs.front().to_string(), *limits);
+            for (const auto& c : cidrs)
+                index_scoped_limits('n', t, Policy::network_id(c), index, path);
+        }
     } else if (j.contains("provider")) {
         stray("password_hash", "sasl_user");
         const json* pj = string_at(j, "provider", path, true);
@@ -664,6 +726,12 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         key += ascii::lower(tid);
         add_identity_owner(p_.provider_tenant_index_, key, t,
                            fmt::format("provider {} tenant_id {}", name, tid), path);
+        if (limits)
+            index_scoped_limits(
+                'p', t, key,
+                add_scoped_limits(LimitScope::identity,
+                                  fmt::format("provider:{}:{}", name, ascii::lower(tid)), *limits),
+                path);
         compile_corroboration(t, it->second, key, j, path);
     } else if (j.contains("client_cert_sha256") || j.contains("client_spki_sha256")) {
         stray("tenant_id", "provider");
@@ -681,6 +749,11 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         }
         auto& index = cert ? p_.cert_index_ : p_.spki_index_;
         add_identity_owner(index, *fp, t, fmt::format("{} {}", key, *fp), path);
+        if (limits)
+            index_scoped_limits(
+                cert ? 'c' : 's', t, *fp,
+                add_scoped_limits(LimitScope::identity, (cert ? "cert:" : "spki:") + *fp, *limits),
+                path);
     } else {
         stray("tenant_id", "provider");
         const json* uj = string_at(j, "sasl_user", path, true);
@@ -718,14 +791,20 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         }
         p_.sasl_index_.try_emplace(user, static_cast<std::uint32_t>(p_.sasl_entries_.size()));
         p_.sasl_entries_.push_back({t, hash});
+        if (limits)
+            index_scoped_limits('u', t, user,
+                                add_scoped_limits(LimitScope::identity, "sasl:" + user, *limits),
+                                path);
         sasl_iterations_ = std::max(sasl_iterations_, info->iterations);
     }
 }
 
-void PolicyCompiler::compile_networks(std::uint32_t t, const json& j, const std::string& path) {
+std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& j,
+                                                   const std::string& path) {
+    std::vector<Cidr> accepted;
     if (!j.is_array() || j.empty()) {
         error(path, "schema", "\"networks\" must be a non-empty array of CIDR strings");
-        return;
+        return accepted;
     }
     for (std::size_t i = 0; i < j.size(); ++i) {
         const json& nj = j[i];
@@ -771,7 +850,343 @@ void PolicyCompiler::compile_networks(std::uint32_t t, const json& j, const std:
         Policy::OwnerRef owners = p_.network_index_.insert(cidr, t);
         if (owners != t && add_owner(owners, t)) p_.network_index_.assign(cidr, owners);
         networks_.push_back({cidr, t, ipath});
+        accepted.push_back(cidr);
     }
+    return accepted;
+}
+
+namespace {
+
+constexpr std::array kLimitKinds{LimitKind::messages, LimitKind::recipients, LimitKind::bytes};
+
+std::string rate_text(LimitKind k, const Rate& r) {
+    std::string out =
+        fmt::format("{} per {}", format_count(k, r.count), format_period(r.per_seconds));
+    if (r.burst != r.count) out += fmt::format(" (burst {})", format_count(k, r.burst));
+    return out;
+}
+
+// GCRA: `a` admits every sequence `b` admits (and so never refuses what
+// `b` lets through) when b's long-run rate and b's burst are both no
+// larger. Rates compared exactly: b.count / b.per <= a.count / a.per.
+// (count <= 2^50 times per <= 2^22 needs more than 64 bits.)
+__extension__ using Wide = unsigned __int128;
+bool at_least_as_strict(const Rate& b, const Rate& a) {
+    Wide lhs = Wide(b.count) * a.per_seconds;
+    Wide rhs = Wide(a.count) * b.per_seconds;
+    return lhs <= rhs && b.burst <= a.burst;
+}
+
+bool same_rate(const Rate& a, const Rate& b) {
+    return a.count == b.count && a.per_seconds == b.per_seconds && a.burst == b.burst;
+}
+
+// Below this a bytes burst refuses ordinary messages with attachments
+// outright: a GCRA admits at most the burst at once.
+constexpr std::uint64_t kSmallBytesBurst = std::uint64_t(10) << 20;
+
+}  // namespace
+
+std::optional<std::uint64_t> PolicyCompiler::limit_count(LimitKind kind, const json& v,
+                                                         const std::string& path,
+                                                         std::string_view what) {
+    std::uint64_t n = 0;
+    if (v.is_string()) {
+        const auto& s = v.get_ref<const std::string&>();
+        if (kind != LimitKind::bytes) {
+            error(path, "invalid_rate",
+                  fmt::format("a {} {} is a JSON integer; units like \"{}\" are for bytes",
+                              to_string(kind), what, s));
+            return std::nullopt;
+        }
+        auto parsed = parse_byte_count(s);
+        if (!parsed) {
+            error(path, "invalid_rate",
+                  fmt::format("\"{}\": a byte count is an integer with an optional unit KiB, "
+                              "MiB, GiB, TiB (1024^n) or KB, MB, GB, TB (1000^n)",
+                              s));
+            return std::nullopt;
+        }
+        n = *parsed;
+    } else if (v.is_number_unsigned()) {
+        n = v.get<std::uint64_t>();
+    } else if (v.is_number_integer()) {
+        // Parsed text gives unsigned for non-negative integers; a built
+        // document may hold them signed.
+        auto signed_n = v.get<std::int64_t>();
+        if (signed_n < 1) {
+            error(path, "invalid_rate",
+                  fmt::format("{} must be at least 1, found {}", what, signed_n));
+            return std::nullopt;
+        }
+        n = static_cast<std::uint64_t>(signed_n);
+    } else {
+        error(path, "invalid_rate",
+              fmt::format("{} must be an integer{}, found {}", what,
+                          kind == LimitKind::bytes ? " or a byte count like \"2GiB\"" : "",
+                          describe(v)));
+        return std::nullopt;
+    }
+    if (n < 1 || n > kMaxLimitCount) {
+        error(path, "invalid_rate", fmt::format("{} must be from 1 to 2^50, found {}", what, n));
+        return std::nullopt;
+    }
+    return n;
+}
+
+std::optional<Rate> PolicyCompiler::compile_rate(LimitKind kind, const json& j,
+                                                 const std::string& path) {
+    if (!object_with(j, path, {"count", "per", "burst", "description"})) return std::nullopt;
+    string_at(j, "description", path, false);
+    Rate r;
+    bool ok = true;
+    if (auto c = j.find("count"); c == j.end()) {
+        error(path, "schema", "missing required key \"count\"");
+        ok = false;
+    } else if (auto n = limit_count(kind, *c, pointer(path, "count"), "count")) {
+        r.count = *n;
+    } else {
+        ok = false;
+    }
+    if (const json* per = string_at(j, "per", path, true)) {
+        const auto& text = per->get_ref<const std::string&>();
+        auto seconds = parse_period(text);
+        if (!seconds || *seconds > kMaxPeriodSeconds) {
+            error(pointer(path, "per"), "invalid_rate",
+                  fmt::format("\"{}\": a period is a positive integer and one unit (s, m, h, d, "
+                              "w), from 1s to 30d",
+                              text));
+            ok = false;
+        } else {
+            r.per_seconds = *seconds;
+        }
+    } else {
+        ok = false;
+    }
+    r.burst = r.count;
+    if (auto b = j.find("burst"); b != j.end()) {
+        if (auto n = limit_count(kind, *b, pointer(path, "burst"), "burst"))
+            r.burst = *n;
+        else
+            ok = false;
+    }
+    return ok ? std::optional<Rate>(r) : std::nullopt;
+}
+
+std::optional<std::vector<Rate>> PolicyCompiler::compile_rates(LimitKind kind, const json& j,
+                                                               const std::string& path) {
+    if (!j.is_array()) {
+        error(path, "schema",
+              fmt::format("expected an array of rates ({{\"count\": ..., \"per\": ...}}), found {}",
+                          describe(j)));
+        return std::nullopt;
+    }
+    bool ok = true;
+    if (j.size() > kMaxRatesPerKind) {
+        error(path, "schema",
+              fmt::format("{} rates of {}: at most {} per kind", j.size(), to_string(kind),
+                          kMaxRatesPerKind));
+        ok = false;
+    }
+    std::vector<Rate> rates;
+    for (std::size_t i = 0; i < j.size() && i < kMaxRatesPerKind; ++i) {
+        if (auto r = compile_rate(kind, j[i], pointer(path, i)))
+            rates.push_back(*r);
+        else
+            ok = false;
+    }
+    if (!ok) return std::nullopt;
+    lint_rates(kind, rates, path);
+    return rates;
+}
+
+void PolicyCompiler::lint_rates(LimitKind kind, const std::vector<Rate>& rates,
+                                const std::string& path) {
+    for (std::size_t i = 0; i < rates.size(); ++i) {
+        const Rate& a = rates[i];
+        std::string apath = pointer(path, i);
+        bool reported = false;
+        for (std::size_t k = 0; k < rates.size() && !reported; ++k) {
+            if (k == i) continue;
+            const Rate& b = rates[k];
+            if (same_rate(a, b)) {
+                // Reported once, at the later copy.
+                if (k < i) {
+                    warn(apath, "duplicate_rate",
+                         fmt::format("{} {} is listed twice (also at {})", to_string(kind),
+                                     rate_text(kind, a), pointer(path, k)));
+                    reported = true;
+                }
+            } else if (at_least_as_strict(b, a)) {
+                warn(apath, "rate_shadowed",
+                     fmt::format("{} {} never binds: {} at {} is at least as strict (no higher "
+                                 "rate, no larger burst)",
+                                 to_string(kind), rate_text(kind, a), rate_text(kind, b),
+                                 pointer(path, k)));
+                reported = true;
+            }
+        }
+        for (std::size_t k = 0; k < rates.size() && !reported; ++k) {
+            const Rate& b = rates[k];
+            if (b.per_seconds > a.per_seconds && a.burst > b.burst) {
+                warn(
+                    apath, "burst_unusable",
+                    fmt::format("the burst of {} {} is more than the {} that {} at {} admits at "
+                                "once: at most {} pass at once",
+                                to_string(kind), rate_text(kind, a), format_count(kind, b.burst),
+                                rate_text(kind, b), pointer(path, k), format_count(kind, b.burst)));
+                reported = true;
+            }
+        }
+        if (kind == LimitKind::bytes && a.burst < kSmallBytesBurst)
+            warn(apath, "bytes_burst_small",
+                 fmt::format("bytes {}: a message larger than {} can never pass (a GCRA admits at "
+                             "most the burst at once)",
+                             rate_text(kind, a), format_count(kind, a.burst)));
+    }
+}
+
+// An identity's or a domain's traffic is part of its tenant's, so a rate
+// the tenant's own limits already enforce never binds.
+void PolicyCompiler::lint_against_tenant(LimitKind kind, const std::vector<Rate>& rates,
+                                         const std::string& path, std::uint32_t t) {
+    const auto& own = p_.tenant_limits_[p_.tenants_[t].limits].set.of(kind);
+    for (std::size_t i = 0; i < rates.size(); ++i)
+        for (const Rate& b : own)
+            if (at_least_as_strict(b, rates[i])) {
+                warn(pointer(path, i), "rate_shadowed",
+                     fmt::format("{} {} never binds: the tenant's {} {} is at least as strict",
+                                 to_string(kind), rate_text(kind, rates[i]), to_string(kind),
+                                 rate_text(kind, b)));
+                break;
+            }
+}
+
+std::optional<PolicyCompiler::LimitBlock> PolicyCompiler::compile_limits(const json& j,
+                                                                         const std::string& path,
+                                                                         LimitLevel level) {
+    if (!object_with(j, path,
+                     {"messages", "recipients", "bytes", "mode", "on_spike", "description"}))
+        return std::nullopt;
+    string_at(j, "description", path, false);
+    LimitBlock block;
+    bool ok = true;
+    for (auto k : kLimitKinds) {
+        auto it = j.find(to_string(k));
+        if (it == j.end()) continue;
+        block.kinds[static_cast<std::size_t>(k)] =
+            compile_rates(k, *it, pointer(path, to_string(k)));
+        ok = ok && block.kinds[static_cast<std::size_t>(k)].has_value();
+    }
+    // Every message has at least one recipient: a recipients rate at least
+    // as strict as a messages rate bounds the messages too.
+    const auto& msgs = block.kinds[static_cast<std::size_t>(LimitKind::messages)];
+    const auto& rcpts = block.kinds[static_cast<std::size_t>(LimitKind::recipients)];
+    if (msgs && rcpts)
+        for (std::size_t i = 0; i < msgs->size(); ++i)
+            for (std::size_t k = 0; k < rcpts->size(); ++k)
+                if (at_least_as_strict((*rcpts)[k], (*msgs)[i])) {
+                    warn(pointer(pointer(path, "messages"), i), "rate_shadowed",
+                         fmt::format("messages {} never binds: recipients {} at {} is at least as "
+                                     "strict, and every message has a recipient",
+                                     rate_text(LimitKind::messages, (*msgs)[i]),
+                                     rate_text(LimitKind::recipients, (*rcpts)[k]),
+                                     pointer(pointer(path, "recipients"), k)));
+                    break;
+                }
+    for (std::string_view key : {"mode", "on_spike"}) {
+        if (!j.contains(key) || level != LimitLevel::scoped) continue;
+        error(pointer(path, key), "schema",
+              fmt::format("\"{}\" is set in the top-level \"limits\" or a tenant's: it applies "
+                          "to all of the tenant's limits, not to one identity's or domain's",
+                          key));
+        ok = false;
+    }
+    if (level != LimitLevel::scoped) {
+        if (const json* m = string_at(j, "mode", path, false)) {
+            const auto& s = m->get_ref<const std::string&>();
+            if (s == "enforce") {
+                block.mode = LimitMode::enforce;
+            } else if (s == "report") {
+                block.mode = LimitMode::report;
+                warn(pointer(path, "mode"), "report_mode",
+                     level == LimitLevel::top
+                         ? "limits mode is report: limits are logged and counted, not enforced"
+                         : "this tenant's limits are in report mode: logged and counted, not "
+                           "enforced");
+            } else {
+                error(pointer(path, "mode"), "schema",
+                      fmt::format("limits mode must be \"enforce\" or \"report\", not \"{}\"", s));
+                ok = false;
+            }
+        } else if (j.contains("mode")) {
+            ok = false;
+        }
+        if (const json* a = string_at(j, "on_spike", path, false)) {
+            const auto& s = a->get_ref<const std::string&>();
+            if (s == "log") {
+                block.on_spike = SpikeAction::log;
+            } else if (s == "hold") {
+                block.on_spike = SpikeAction::hold;
+            } else {
+                error(pointer(path, "on_spike"), "schema",
+                      fmt::format("on_spike must be \"log\" or \"hold\", not \"{}\"", s));
+                ok = false;
+            }
+        } else if (j.contains("on_spike")) {
+            ok = false;
+        }
+    }
+    if (!ok) return std::nullopt;
+    return block;
+}
+
+void PolicyCompiler::compile_tenant_limits(std::uint32_t t, const json& j,
+                                           const std::string& path) {
+    auto block = compile_limits(j, path, LimitLevel::tenant);
+    if (!block) return;
+    // The defaults, with each kind the tenant names replaced ("[]" removes it).
+    Policy::TenantLimits own = p_.tenant_limits_[0];
+    for (auto k : kLimitKinds)
+        if (auto& rates = block->kinds[static_cast<std::size_t>(k)])
+            own.set.of(k) = std::move(*rates);
+    if (block->mode) own.mode = *block->mode;
+    if (block->on_spike) own.on_spike = *block->on_spike;
+    p_.uses_limits_ = p_.uses_limits_ || !own.set.empty();
+    p_.tenants_[t].limits = static_cast<std::uint32_t>(p_.tenant_limits_.size());
+    p_.tenant_limits_.push_back(std::move(own));
+}
+
+std::optional<LimitSet> PolicyCompiler::scoped_limits_of(std::uint32_t t, const json& obj,
+                                                         const std::string& path) {
+    auto lj = obj.find("limits");
+    if (lj == obj.end()) return std::nullopt;
+    std::string lpath = pointer(path, "limits");
+    auto block = compile_limits(*lj, lpath, LimitLevel::scoped);
+    if (!block) return std::nullopt;
+    LimitSet set;
+    for (auto k : kLimitKinds)
+        if (auto& rates = block->kinds[static_cast<std::size_t>(k)]) {
+            lint_against_tenant(k, *rates, pointer(lpath, to_string(k)), t);
+            set.of(k) = std::move(*rates);
+        }
+    if (set.empty()) return std::nullopt;
+    return set;
+}
+
+std::uint32_t PolicyCompiler::add_scoped_limits(LimitScope scope, std::string subject,
+                                                const LimitSet& set) {
+    p_.uses_limits_ = true;
+    p_.scoped_limits_.push_back({scope, std::move(subject), set});
+    return static_cast<std::uint32_t>(p_.scoped_limits_.size() - 1);
+}
+
+void PolicyCompiler::index_scoped_limits(char tag, std::uint32_t t, std::string_view id,
+                                         std::uint32_t index, const std::string& path) {
+    if (!p_.scoped_index_.try_emplace(Policy::scoped_key(tag, t, id), index).second)
+        error(path, "duplicate_identity",
+              fmt::format("{} is listed twice for tenant \"{}\" and has limits: list it once",
+                          p_.scoped_limits_[index].subject, p_.tenants_[t].id));
 }
 
 void PolicyCompiler::lint_cross_tenant() {
