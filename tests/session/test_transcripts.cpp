@@ -489,6 +489,7 @@ std::string audit_line(const session::TransactionRecord& r) {
     if (r.commit_unknown) l += " commit_unknown";
     if (!r.queue_id.empty()) l += " queue_id=" + r.queue_id;
     if (!r.dkim.empty()) l += " dkim=" + quoted(r.dkim);
+    if (!r.limit.empty()) l += " limit=" + quoted(r.limit);
     return l + " reply=" + quoted(r.reply);
 }
 
