@@ -42,7 +42,7 @@ std::string client_network(const policy::IpAddress& ip) {
 }
 
 std::string retry_text(double seconds) {
-    if (!std::isfinite(seconds)) return "the message is larger than the whole limit";
+    if (!std::isfinite(seconds)) return "more than the whole limit allows at once";
     const auto s = static_cast<std::uint64_t>(std::ceil(std::max(seconds, 1.0)));
     if (s < 120) return fmt::format("retry in {}s", s);
     if (s < 7200) return fmt::format("retry in {}m", (s + 59) / 60);

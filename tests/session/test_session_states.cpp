@@ -15,7 +15,10 @@ std::vector<std::string> only(const std::vector<std::string>& all, const std::st
 
 TEST_CASE("one relayed message walks the upstream link, the pending result and the data phase") {
     Run r;
-    drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+    session::Settings quiet;
+    quiet.volume.anomalies = false;  // with no limits either: no store request
+    drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+          "192.0.2.10", quiet);
     REQUIRE(r.hooks.records.size() == 1);
     CHECK(r.hooks.records[0].reason == Reason::accepted);
     const auto& t = r.hooks.transitions;
@@ -32,6 +35,28 @@ TEST_CASE("one relayed message walks the upstream link, the pending result and t
                                                       "waiting_354 -> body", "body -> none"});
     CHECK(only(t, "stage") ==
           std::vector<std::string>{"command -> data", "data -> command", "command -> closed"});
+}
+
+TEST_CASE("volume control waits for the store at MAIL FROM and at the end of the header") {
+    Run r;  // default settings: anomaly signals on (volume at MAIL FROM, first-seen at the header)
+    drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+    REQUIRE(r.hooks.records.size() == 1);
+    CHECK(r.hooks.records[0].reason == Reason::accepted);
+    const auto& t = r.hooks.transitions;
+    const auto pending = only(t, "pending");
+    REQUIRE(pending.size() >= 4);
+    // The store answers before the relay is even connected.
+    CHECK(std::vector<std::string>(pending.begin(), pending.begin() + 3) ==
+          std::vector<std::string>{"none -> limits", "limits -> none", "none -> connect"});
+    CHECK(only(t, "data") ==
+          std::vector<std::string>{"none -> header", "header -> waiting_limits",
+                                   "waiting_limits -> waiting_354", "waiting_354 -> body",
+                                   "body -> none"});
+    REQUIRE(r.limits_asked.size() == 2);
+    CHECK(r.limits_asked[0].volume_key == "vol:{acme}");
+    CHECK(r.limits_asked[0].first_seen == std::vector<std::string>{"seen:{acme}:net:192.0.2.0/24"});
+    CHECK(r.limits_asked[1].first_seen ==
+          std::vector<std::string>{"seen:{acme}:from:network 192.0.2.0/24|acme.example"});
 }
 
 TEST_CASE("a refusal in the header ends the relay's transaction with RSET; mid-DATA loss closes") {

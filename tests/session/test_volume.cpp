@@ -78,7 +78,7 @@ TEST_CASE("retry texts round up and say when a message can never fit") {
     CHECK(session::retry_text(121) == "retry in 3m");
     CHECK(session::retry_text(7300) == "retry in 3h");
     CHECK(session::retry_text(std::numeric_limits<double>::infinity()) ==
-          "the message is larger than the whole limit");
+          "more than the whole limit allows at once");
 }
 
 TEST_CASE("each limit kind has its reason") {
