@@ -72,6 +72,13 @@ class Metrics {
     // it). result: pass | fail | temperror | permerror
     void dkim_signature(std::string_view result);
 
+    // Volume control. result: allowed | limited | store_error
+    void rate_limit_decision(std::string_view result);
+    // limit: messages | recipients | bytes | spike_hold
+    void rate_limited(std::string_view limit, bool reported);
+    // kind: first_seen_domain | first_seen_network | volume_spike
+    void anomaly(std::string_view kind, std::string_view tenant);
+
     // Prometheus text exposition format (version 0.0.4).
     std::string serialize() const;
 

@@ -122,13 +122,18 @@ const char* kind_name(Kind k) {
 
 const char* kPolicy = R"({
   "version": 1,
+  "limits": { "messages": [ { "count": 5, "per": "1h" } ],
+              "recipients": [ { "count": 20, "per": "1h" } ],
+              "bytes": [ { "count": "1MiB", "per": "1d" } ] },
   "providers": {
     "m365": { "networks": ["40.92.0.0/15"], "tenant_header": "X-Tenant" }
   },
   "tenants": {
     "acme": { "domains": ["acme.example"], "allow_null_sender": true,
-              "identities": [ { "networks": ["192.0.2.0/24", "2001:db8::/32"] } ] },
+              "identities": [ { "networks": ["192.0.2.0/24", "2001:db8::/32"] } ],
+              "limits": { "on_spike": "hold" } },
     "rival": { "domains": ["rival.example"], "mode": "report",
+               "limits": { "mode": "report" },
                "identities": [ { "networks": ["198.51.100.0/24"] } ] },
     "verified": { "domains": [{"domain": "verified.example", "verify": "dns"}],
                   "identities": [ { "networks": ["192.0.2.0/24"] } ] },
