@@ -54,6 +54,27 @@ std::shared_ptr<const Policy> load_or_report(const std::string& file) {
     return *loaded;
 }
 
+// Explain has no rate-limit store: every counter it shows is a fresh one.
+constexpr std::string_view kFreshCounter =
+    "a fresh counter; a running gateway's counters live in its store";
+
+nlohmann::json limits_json(const Decision& d) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& l : d.limits)
+        out.push_back({{"kind", policy::to_string(l.kind)},
+                       {"count", l.rate.count},
+                       {"per", policy::format_period(l.rate.per_seconds)},
+                       {"per_seconds", l.rate.per_seconds},
+                       {"burst", l.rate.burst},
+                       {"scope", policy::to_string(l.scope)},
+                       {"subject", l.subject},
+                       {"key", l.key()},
+                       {"describe", l.describe()},
+                       {"left", l.rate.burst},
+                       {"left_note", kFreshCounter}});
+    return out;
+}
+
 nlohmann::json to_json(const Decision& d) {
     const auto& r = info(d.reason);
     return {
@@ -72,6 +93,9 @@ nlohmann::json to_json(const Decision& d) {
         {"candidates", d.candidates},
         {"dkim_required", d.dkim_required},
         {"reply_detail", d.reply_detail},
+        {"limits", limits_json(d)},
+        {"limits_mode", d.limits_mode == policy::LimitMode::report ? "report" : "enforce"},
+        {"on_spike", d.on_spike == policy::SpikeAction::hold ? "hold" : "log"},
         {"trace", d.trace},
     };
 }
@@ -92,6 +116,17 @@ void print_decision(std::string_view point, const Decision& d) {
         fmt::print("  reply: {} {} {}{}\n", r.smtp_code, r.enhanced, r.text,
                    d.reply_detail.empty() ? "" : ": " + d.reply_detail);
     }
+    for (const auto& l : d.limits)
+        fmt::print("  limit: {} {} per {}, burst {}, {} {}, key {}; left: {} of {} ({})\n",
+                   policy::to_string(l.kind), policy::format_count(l.kind, l.rate.count),
+                   policy::format_period(l.rate.per_seconds),
+                   policy::format_count(l.kind, l.rate.burst), policy::to_string(l.scope),
+                   l.subject, l.key(), policy::format_count(l.kind, l.rate.burst),
+                   policy::format_count(l.kind, l.rate.burst), kFreshCounter);
+    if (!d.limits.empty())
+        fmt::print("  limits: mode {}, on_spike {}\n",
+                   d.limits_mode == policy::LimitMode::report ? "report" : "enforce",
+                   d.on_spike == policy::SpikeAction::hold ? "hold" : "log");
     for (const auto& line : d.trace)
         fmt::print("  | {}\n", line);
 }

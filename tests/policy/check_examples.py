@@ -35,4 +35,24 @@ for mail_from, expect_rc, expect in [("a@demo.example", 0, '"accept"'), ("a@othe
     ok = run.returncode == expect_rc and expect in run.stdout
     print(f"{'ok ' if ok else 'FAIL'} explain {mail_from}: exit {run.returncode}")
     failures += not ok
+
+# explain lists the limits that apply, each with its store key and a fresh
+# counter's budget (explain has no store).
+vl = os.path.join(source, "policy/examples/volume-limits.json")
+run = subprocess.run([relaygate, "explain", "--policy", vl, "--client-ip", "203.0.113.9",
+                      "--auth-user", "acme-app", "--mail-from", "a@news.acme.example", "--json"],
+                     capture_output=True, text=True)
+try:
+    limits = json.loads(run.stdout)["mail_from"]["limits"]
+except (ValueError, KeyError, TypeError):
+    limits = []
+keys = [(l["key"], l["left"], l["burst"]) for l in limits]
+ok = run.returncode == 0 and keys == [
+    ("rl:{acme}:tenant:acme:messages:60", 20, 20),
+    ("rl:{acme}:tenant:acme:recipients:3600", 5000, 5000),
+    ("rl:{acme}:tenant:acme:bytes:86400", 2 << 30, 2 << 30),
+    ("rl:{acme}:identity:sasl:acme-app:recipients:3600", 200, 200),
+    ("rl:{acme}:domain:news.acme.example:messages:3600", 100, 100)]
+print(f"{'ok ' if ok else 'FAIL'} explain volume-limits: exit {run.returncode}: {keys}")
+failures += not ok
 sys.exit(1 if failures else 0)
