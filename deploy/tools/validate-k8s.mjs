@@ -1,12 +1,20 @@
 // Validates Kubernetes manifests offline.
 //
-//   node validate-k8s.mjs --shape standalone|sidecar [--extract DIR] rendered.yaml
+//   node validate-k8s.mjs --shape standalone|sidecar|standalone+redis [--extract DIR]
+//                         [--config-like CONFIG.json] rendered.yaml
 //       A `kubectl kustomize` render of an overlay: every object against the
 //       Kubernetes / prometheus-operator schemas (kubernetes-models), then the
 //       deployment rules relaygate depends on (probes, securityContext, drain
 //       and grace period, config <-> ports <-> mounts, Services, HPA, PDB,
 //       NetworkPolicy, ServiceMonitor). --extract writes the rendered
-//       config.json and policy.json to DIR for `relaygate check`.
+//       config.json and policy.json to DIR for `relaygate check` (and, with
+//       Redis, redis-args.txt: the Redis container's arguments, one a line).
+//       standalone+redis is the standalone overlay with components/redis
+//       (overlays/standalone-redis): the standalone rules plus the Redis
+//       rate-limit store's (Deployment, Service, NetworkPolicies, the
+//       rate_limit block pointing at them). --config-like: the rendered
+//       config.json minus "rate_limit" must equal CONFIG.json (the component
+//       carries a copy of the standalone config; this catches drift).
 //   node validate-k8s.mjs --files FILE...
 //       Schema checks of individual manifests (no renderer available):
 //       complete objects are validated, patches only parsed.
@@ -95,16 +103,22 @@ if (args[0] === "--files") {
 // ---- rendered overlay -------------------------------------------------------
 let shape = null;
 let extract = null;
+let configLike = null;
 let rendered = null;
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--shape") shape = args[++i];
   else if (args[i] === "--extract") extract = args[++i];
+  else if (args[i] === "--config-like") configLike = args[++i];
   else rendered = args[i];
 }
-if (!["standalone", "sidecar"].includes(shape) || !rendered) {
-  console.error("usage: validate-k8s.mjs --shape standalone|sidecar [--extract DIR] rendered.yaml");
+if (!["standalone", "sidecar", "standalone+redis"].includes(shape) || !rendered) {
+  console.error("usage: validate-k8s.mjs --shape standalone|sidecar|standalone+redis [--extract DIR] " +
+    "[--config-like CONFIG.json] rendered.yaml");
   process.exit(2);
 }
+// standalone+redis: the standalone shape's rules, plus the Redis store's.
+const withRedis = shape.endsWith("+redis");
+const baseShape = shape.replace(/\+redis$/, "");
 const objs = loadDocs(rendered);
 const W = `[${shape}]`;
 for (const o of objs) schemaCheck(o, W);
@@ -115,9 +129,12 @@ const labelsMatch = (selector, labels) =>
   selector && Object.keys(selector).length > 0 &&
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
-// The workload and the relaygate container.
-const deployments = byKind("Deployment");
-check(deployments.length === 1, W, `expected one Deployment, found ${deployments.length}`);
+// The workload and the relaygate container; with the Redis component also
+// the relaygate-redis Deployment, checked further down.
+const REDIS_NAME = "relaygate-redis";
+const isRedis = (o) => o.metadata?.name === REDIS_NAME;
+const deployments = byKind("Deployment").filter((o) => !(withRedis && isRedis(o)));
+check(deployments.length === 1, W, `expected one relaygate Deployment, found ${deployments.length}`);
 const dep = deployments[0] ?? { metadata: {}, spec: { template: { metadata: {}, spec: {} } } };
 const pod = dep.spec.template.spec;
 const podLabels = dep.spec.template.metadata?.labels ?? {};
@@ -126,10 +143,10 @@ check(labelsMatch(dep.spec.selector?.matchLabels, podLabels), D, "selector does 
 const inits = pod.initContainers ?? [];
 const mains = pod.containers ?? [];
 const rg =
-  shape === "sidecar"
+  baseShape === "sidecar"
     ? inits.find((c) => c.name === "relaygate")
     : mains.find((c) => c.name === "relaygate");
-if (!check(rg, D, `relaygate container not found in ${shape === "sidecar" ? "initContainers" : "containers"}`))
+if (!check(rg, D, `relaygate container not found in ${baseShape === "sidecar" ? "initContainers" : "containers"}`))
   report();
 const C = `${D} container relaygate`;
 
@@ -162,7 +179,8 @@ if (check(configMount, C, "no mount at /etc/relaygate/config.json (the image's E
 }
 const KNOWN = {
   "": ["listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads", "hostname",
-    "verdict_header", "audit_log", "drain_timeout_seconds", "tls", "policy_poll_seconds"],
+    "verdict_header", "audit_log", "drain_timeout_seconds", "tls", "policy_poll_seconds", "rate_limit",
+    "anomalies"],
   listener: ["address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
     "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"],
   upstream: ["host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
@@ -170,6 +188,8 @@ const KNOWN = {
     "verify_name"],
   admin: ["enabled", "address", "port"],
   tls: ["cert_file", "key_file"],
+  rate_limit: ["store", "address", "username", "password_file", "key_prefix", "tls", "timeout_ms",
+    "connect_timeout_ms", "on_error", "replicas", "report_only"],
 };
 const keysKnown = (o, known, where) => {
   for (const k of Object.keys(o ?? {})) check(known.includes(k), `${W} config.json${where}`, `unknown key "${k}"`);
@@ -179,6 +199,32 @@ keysKnown(config, KNOWN[""], "");
 keysKnown(config.upstream, KNOWN.upstream, ".upstream");
 keysKnown(config.admin, KNOWN.admin, ".admin");
 keysKnown(config.tls, KNOWN.tls, ".tls");
+keysKnown(config.rate_limit, KNOWN.rate_limit, ".rate_limit");
+if (config.rate_limit) {
+  const rl = config.rate_limit;
+  check(["memory", "redis"].includes(rl.store ?? "memory"), `${W} config.json.rate_limit`,
+    `store must be memory or redis, not ${rl.store}`);
+  check(["fail_open", "fail_closed"].includes(rl.on_error ?? "fail_open"), `${W} config.json.rate_limit`,
+    `on_error must be fail_open or fail_closed, not ${rl.on_error}`);
+}
+if (configLike) {
+  // Key order does not matter; values must be equal.
+  const canon = (v) => JSON.stringify(v, (k, x) =>
+    x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x);
+  const { rate_limit: _ignored, ...rest } = config;
+  let like = null;
+  try {
+    like = JSON.parse(readFileSync(configLike, "utf8"));
+  } catch (e) {
+    fail(W, `--config-like ${configLike}: ${e.message}`);
+  }
+  if (like) {
+    delete like.rate_limit;
+    for (const k of new Set([...Object.keys(rest), ...Object.keys(like)]))
+      check(canon(rest[k]) === canon(like[k]), `${W} config.json`,
+        `"${k}" differs from ${configLike} (the component's config.json must be that config plus rate_limit)`);
+  }
+}
 
 const drain = config.drain_timeout_seconds ?? 30;
 const port = (c, name) => (c.ports ?? []).find((p) => p.name === name);
@@ -254,7 +300,7 @@ const sleepOf = (c) => {
   return /sleep$/.test(cmd[0] ?? "") ? Number(cmd[1]) : 0;
 };
 const grace = pod.terminationGracePeriodSeconds ?? 30;
-if (shape === "standalone") {
+if (baseShape === "standalone") {
   const pre = sleepOf(rg);
   check(pre > 0, C, "needs a preStop sleep so endpoints drop it before SIGTERM");
   check(grace >= pre + drain + 5 && grace <= pre + drain + 30, D,
@@ -281,8 +327,8 @@ if (shape === "standalone") {
     "signer master.cf must bind smtpd to 127.0.0.1:10025");
 }
 
-// Services.
-const services = byKind("Service");
+// Services (the Redis one is checked with the Redis store below).
+const services = byKind("Service").filter((o) => !(withRedis && isRedis(o)));
 for (const s of services) {
   const S = `${W} Service/${s.metadata.name}`;
   check(labelsMatch(s.spec.selector, podLabels), S, "selector does not match the relaygate pod");
@@ -293,7 +339,7 @@ const smtpSvc = services.find((s) => (s.spec.ports ?? []).some((p) => p.targetPo
 const adminSvc = services.find((s) => (s.spec.ports ?? []).some((p) => p.targetPort === "admin"));
 check(smtpSvc && adminSvc && smtpSvc !== adminSvc, W, "needs separate SMTP and admin Services");
 check(adminSvc?.spec?.type !== "LoadBalancer", W, "the admin port must never be on a load balancer");
-if (shape === "standalone") {
+if (baseShape === "standalone") {
   const a = smtpSvc?.metadata?.annotations ?? {};
   check(smtpSvc?.spec?.type === "LoadBalancer", W, "SMTP Service must be type LoadBalancer");
   check(a["service.beta.kubernetes.io/aws-load-balancer-type"] === "nlb", W, "NLB annotation missing");
@@ -327,7 +373,7 @@ if (check(rgPolicy, W, "no NetworkPolicy selects the relaygate pod")) {
   check(openPorts.every((p) => ["smtp", "admin", 2525, 9025].includes(p)), W,
     `relaygate pod ingress opens ports other than smtp/admin: ${openPorts}`);
 }
-if (shape === "standalone") {
+if (baseShape === "standalone") {
   const signerLabels = { "app.kubernetes.io/name": "signer" };
   const sp = nps.find((np) => selects(np, signerLabels));
   if (check(sp, W, "no NetworkPolicy protects the signer")) {
@@ -353,10 +399,92 @@ if (shape === "standalone") {
   check(pod.affinity?.podAntiAffinity, D, "pod anti-affinity missing");
 }
 
+// The Redis rate-limit store (components/redis).
+if (withRedis) {
+  const R = `${W} ${REDIS_NAME}`;
+  const rdep = one("Deployment", isRedis);
+  const rsvc = one("Service", isRedis);
+  const rl = config.rate_limit ?? {};
+  check(rl.store === "redis", `${W} config.json`, `rate_limit.store must be "redis" with the Redis component`);
+  check(rl.replicas === (dep.spec.replicas ?? 1), `${W} config.json`,
+    `rate_limit.replicas ${rl.replicas} must be the relaygate Deployment's replicas ${dep.spec.replicas ?? 1} ` +
+    "(fail_open divides each limit by it)");
+  const hpa = one("HorizontalPodAutoscaler");
+  if (hpa)
+    check(rl.replicas >= hpa.spec.minReplicas && rl.replicas <= hpa.spec.maxReplicas, `${W} config.json`,
+      `rate_limit.replicas ${rl.replicas} outside the HPA's ${hpa.spec.minReplicas}..${hpa.spec.maxReplicas}`);
+  if (check(rdep, R, "no relaygate-redis Deployment")) {
+    const rpod = rdep.spec.template.spec;
+    const rlabels = rdep.spec.template.metadata?.labels ?? {};
+    check(labelsMatch(rdep.spec.selector?.matchLabels, rlabels), R, "selector does not match the pod labels");
+    check(!labelsMatch(dep.spec.selector?.matchLabels, rlabels), R,
+      "Redis pods must not carry the relaygate pod labels (Services, PDB and NetworkPolicies select by them)");
+    check((rdep.spec.replicas ?? 1) === 1, R, "one Redis replica (two would split the counts behind the Service)");
+    check(rdep.spec.strategy?.type === "Recreate", R, "strategy Recreate: never two Redis pods at once");
+    check(rpod.automountServiceAccountToken === false, R, "Redis needs no service account token");
+    check(rpod.securityContext?.seccompProfile?.type === "RuntimeDefault", R, "pod seccompProfile RuntimeDefault");
+    const rc = (rpod.containers ?? []).find((c) => c.name === "redis");
+    if (check(rc && (rpod.containers ?? []).length === 1, R, "one container named redis")) {
+      const RC = `${R} container redis`;
+      check(/^(docker\.io\/(library\/)?)?redis:\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?(@sha256:[0-9a-f]{64})?$/.test(rc.image ?? ""),
+        RC, `image ${rc.image}: the official redis image with a version tag (never latest)`);
+      strict(rc, RC, true);
+      const rport = port(rc, "redis");
+      check(rport?.containerPort === 6379, RC, "needs a container port named redis, 6379");
+      const a = [...(rc.command ?? []), ...(rc.args ?? [])];
+      const opt = (name) => { const i = a.indexOf(name); return i >= 0 ? a[i + 1] : undefined; };
+      check(opt("--save") === "" && opt("--appendonly") === "no", RC,
+        "no persistence (--save \"\" --appendonly no): rate state is short-lived (deploy/README.md)");
+      check(opt("--maxmemory") && opt("--maxmemory-policy") && opt("--maxmemory-policy") !== "noeviction", RC,
+        "--maxmemory with an evicting --maxmemory-policy (a full store must not fail every decision)");
+      const pings = (p) => /redis-cli\b.*\bping\b/.test((p?.exec?.command ?? []).join(" "));
+      check(pings(rc.livenessProbe), RC, "livenessProbe must exec redis-cli ping");
+      check(pings(rc.readinessProbe), RC, "readinessProbe must exec redis-cli ping");
+      const writable = new Set((rpod.volumes ?? []).filter((v) => v.emptyDir).map((v) => v.name));
+      check((rc.volumeMounts ?? []).some((m) => m.mountPath === "/data" && writable.has(m.name)), RC,
+        "the image's WORKDIR /data must be an emptyDir (read-only root filesystem)");
+    }
+    if (check(rsvc, R, "no relaygate-redis Service")) {
+      check((rsvc.spec.type ?? "ClusterIP") === "ClusterIP", R, "the Redis Service must be ClusterIP");
+      check(labelsMatch(rsvc.spec.selector, rlabels), R, "the Service does not select the Redis pod");
+      const sp = (rsvc.spec.ports ?? [])[0];
+      check((rsvc.spec.ports ?? []).length === 1 && sp.port === 6379 && sp.targetPort === "redis", R,
+        "the Service must expose only 6379 -> the named port redis");
+      // rate_limit.address: the Service by name (short or FQDN) and port.
+      const [host, p] = String(rl.address ?? "").split(/:(?=\d+$)/);
+      const ns = rsvc.metadata.namespace;
+      const names = [REDIS_NAME, `${REDIS_NAME}.${ns}`, `${REDIS_NAME}.${ns}.svc`, `${REDIS_NAME}.${ns}.svc.cluster.local`];
+      check(names.includes(host) && Number(p) === sp?.port, `${W} config.json`,
+        `rate_limit.address ${rl.address} must name the Service ${REDIS_NAME}:${sp?.port}`);
+    }
+    // Only relaygate reaches Redis; relaygate may reach it.
+    const rnp = nps.find((np) => selects(np, rlabels));
+    if (check(rnp, R, "no NetworkPolicy selects the Redis pod")) {
+      check(rnp.spec.policyTypes?.includes("Ingress") && rnp.spec.policyTypes?.includes("Egress"), R,
+        "the Redis NetworkPolicy must restrict Ingress and Egress");
+      check((rnp.spec.ingress ?? []).length > 0 && rnp.spec.ingress.every((r) =>
+        (r.from ?? []).length > 0 && r.from.every((f) => !f.ipBlock && !f.namespaceSelector &&
+          labelsMatch(f.podSelector?.matchLabels, podLabels)) &&
+        (r.ports ?? []).length > 0 && r.ports.every((p) => [6379, "redis"].includes(p.port))), R,
+      "only relaygate pods may reach Redis, and only on 6379");
+      check((rnp.spec.egress ?? []).length === 0, R, "Redis opens no connection: deny all egress");
+    }
+    check(nps.filter((np) => selects(np, rlabels)).length === 1, R,
+      "exactly one NetworkPolicy selects the Redis pod (policies add up: a second could open it)");
+    check((rgPolicy?.spec?.egress ?? []).some((r) =>
+      (r.to ?? []).some((t) => !t.namespaceSelector && labelsMatch(t.podSelector?.matchLabels, rlabels)) &&
+      (r.ports ?? []).some((p) => p.port === 6379)), W,
+    "the relaygate NetworkPolicy must allow egress to the Redis pods on 6379");
+  }
+}
+
 if (extract) {
   mkdirSync(extract, { recursive: true });
   writeFileSync(join(extract, "config.json"), JSON.stringify(config, null, 2));
   if (policyText) writeFileSync(join(extract, "policy.json"), policyText);
+  // The Redis container's arguments, one a line, for a real redis-server.
+  const rc = withRedis && one("Deployment", isRedis)?.spec?.template?.spec?.containers?.find((c) => c.name === "redis");
+  if (rc) writeFileSync(join(extract, "redis-args.txt"), [...(rc.command ?? []), ...(rc.args ?? [])].join("\n") + "\n");
 }
 report();
 
