@@ -64,14 +64,11 @@ def send(port, sender="alice@demo.example", rcpts=("bob@example.org",), source="
         c.ehlo()
         mail = f"MAIL FROM:<{sender}>" + (f" SIZE={size}" if size else "")
         r = c.cmd(mail)
-        if r.status != 250:
+        if r.code != 250:
             return r, []
         rr = [c.cmd(f"RCPT TO:<{x}>") for x in rcpts]
-        if not any(x.status == 250 for x in rr):
+        if not any(x.code == 250 for x in rr):
             return rr[-1], rr
-        r = c.cmd("DATA")
-        if r.status != 354:
-            return r, rr
         domain = sender.split("@")[1]
         return c.data(message(from_hdr=f"Alice <alice@{domain}>", body=body)), rr
     finally:
@@ -82,7 +79,7 @@ def clear_hold(gw, tenant):
     req = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}/limits/clear-hold?tenant={tenant}",
                                  method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
-        return resp.status, resp.read().decode()
+        return resp.code, resp.read().decode()
 
 
 NO_ANOMALIES = {"anomalies": {"enabled": False}}
@@ -93,7 +90,7 @@ class MemoryStoreTest(GatewayTestCase):
         sink, gw = self.setup_pair(policy=policy_with(
             tenant_limits={"messages": [{"count": 3, "per": "1h"}]}), config=NO_ANOMALIES)
         replies = [send(gw.port)[0] for _ in range(5)]
-        self.assertEqual([r.status for r in replies], [250, 250, 250, 450, 450])
+        self.assertEqual([r.code for r in replies], [250, 250, 250, 450, 450])
         for r in replies[3:]:
             self.assertIn("4.7.1", r.text)
             self.assertIn("messages 3 per 1h (tenant demo)", r.text)
@@ -113,45 +110,45 @@ class MemoryStoreTest(GatewayTestCase):
         self.assertEqual(metric(gw, "relaygate_rate_limit_decisions_total", result="allowed"), 3)
         # Another tenant is not affected.
         r, _ = send(gw.port, sender="ann@legit.example", source="127.0.0.2")
-        self.assertEqual(r.status, 250)
+        self.assertEqual(r.code, 250)
 
     def test_recipients_limit_refuses_the_rcpt_with_452_and_keeps_the_others(self):
         sink, gw = self.setup_pair(policy=policy_with(
             limits={"recipients": [{"count": 2, "per": "1h"}]}), config=NO_ANOMALIES)
         r, rr = send(gw.port, rcpts=("a@example.org", "b@example.org", "c@example.org"))
-        self.assertEqual([x.status for x in rr], [250, 250, 452])
+        self.assertEqual([x.code for x in rr], [250, 250, 452])
         self.assertIn("4.5.3", rr[2].text)
         self.assertIn("recipients 2 per 1h (tenant demo)", rr[2].text)
-        self.assertEqual(r.status, 250)
+        self.assertEqual(r.code, 250)
         sink.wait_events("stored")
         meta, _ = sink.stored()[0]
-        self.assertEqual(sorted(meta["rcpt_to"]), ["a@example.org", "b@example.org"])
+        self.assertEqual(sorted(meta["rcpt_tos"]), ["a@example.org", "b@example.org"])
 
     def test_bytes_limit_at_mail_from_with_size_and_at_end_of_data(self):
         sink, gw = self.setup_pair(policy=policy_with(
             tenant_limits={"bytes": [{"count": "4KiB", "per": "1h"}]}), config=NO_ANOMALIES)
         # SIZE= that can never fit: refused before any data is sent.
         r, _ = send(gw.port, size=10000)
-        self.assertEqual(r.status, 450)
-        self.assertIn("bytes 4096 per 1h (tenant demo)", r.text)
+        self.assertEqual(r.code, 450)
+        self.assertIn("bytes 4KiB per 1h (tenant demo)", r.text)
         # Without SIZE= the real size is counted at end of data, before the
         # commit point: the relay never queues it.
         r, _ = send(gw.port, body="x" * 6000 + "\r\n")
-        self.assertEqual(r.status, 450)
+        self.assertEqual(r.code, 450)
         self.assertIn("4.7.1", r.text)
         gw.wait_transactions(2)
         self.assertEqual([t["stage"] for t in gw.transactions()], ["mail_from", "end_of_data"])
         self.assertNothingStored(sink)
         # A small one still fits.
         r, _ = send(gw.port, body="small\r\n")
-        self.assertEqual(r.status, 250)
+        self.assertEqual(r.code, 250)
 
     def test_report_mode_refuses_nothing_and_logs_every_excess(self):
         sink, gw = self.setup_pair(policy=policy_with(
             tenant_limits={"messages": [{"count": 2, "per": "1h"}], "mode": "report"}),
             config=NO_ANOMALIES)
         replies = [send(gw.port)[0] for _ in range(4)]
-        self.assertEqual([r.status for r in replies], [250] * 4)
+        self.assertEqual([r.code for r in replies], [250] * 4)
         gw.wait_transactions(4)
         self.assertEqual(len(sink.stored()), 4)
         events = gw.audit("rate_limit")
@@ -168,7 +165,7 @@ class MemoryStoreTest(GatewayTestCase):
         replies = [send(gw.port)[0] for _ in range(5)]
         # No history: the 4th message in the hour crosses min_messages and
         # 2 x max(baseline, 1); from it on the tenant is held.
-        self.assertEqual([r.status for r in replies], [250, 250, 250, 450, 450])
+        self.assertEqual([r.code for r in replies], [250, 250, 250, 450, 450])
         self.assertIn("held for review", replies[3].text)
         spikes = [e for e in gw.audit("anomaly") if e["kind"] == "volume_spike"]
         self.assertEqual(len(spikes), 1)
@@ -176,11 +173,11 @@ class MemoryStoreTest(GatewayTestCase):
         self.assertEqual(metric(gw, "relaygate_anomalies_total", kind="volume_spike"), 1)
         # The other tenant sends on.
         r, _ = send(gw.port, sender="ann@legit.example", source="127.0.0.2")
-        self.assertEqual(r.status, 250)
+        self.assertEqual(r.code, 250)
         # Only from loopback; cleared, the tenant sends again.
         self.assertEqual(clear_hold(gw, "demo"), (200, "cleared\n"))
         r, _ = send(gw.port)
-        self.assertEqual(r.status, 250)
+        self.assertEqual(r.code, 250)
         self.assertEqual(clear_hold(gw, "demo"), (200, "no hold\n"))
         gw.wait_transactions(8)
         self.assertEqual(len(sink.stored()), 5)
@@ -191,7 +188,7 @@ class MemoryStoreTest(GatewayTestCase):
         sink, gw = self.setup_pair(policy=policy)
         for sender in ("a@demo.example", "b@demo.example", "c@news.demo.example"):
             r, _ = send(gw.port, sender=sender)
-            self.assertEqual(r.status, 250)
+            self.assertEqual(r.code, 250)
         gw.wait_transactions(3)
         kinds = sorted(e["kind"] for e in gw.audit("anomaly"))
         self.assertEqual(kinds, ["first_seen_domain", "first_seen_domain", "first_seen_network"])
@@ -224,7 +221,7 @@ class RedisStoreTest(GatewayTestCase):
             for _ in range(n):
                 r, _ = send(gw.port)
                 with lock:
-                    statuses.append(r.status)
+                    statuses.append(r.code)
         threads = [threading.Thread(target=worker, args=(gw, 8)) for gw in (a, b, a, b)]
         for t in threads:
             t.start()
@@ -243,13 +240,13 @@ class RedisStoreTest(GatewayTestCase):
         a, b = self.two_replicas(sink, policy_with(
             tenant_limits={"messages": [{"count": 10, "per": "1h"}]}),
             self.redis_config(redis, on_error="fail_open", replicas=2))
-        self.assertEqual(send(a.port)[0].status, 250)
+        self.assertEqual(send(a.port)[0].code, 250)
         redis.kill()
         statuses = []
         for gw in (a, b):
             for _ in range(7):
                 t0 = time.monotonic()
-                statuses.append(send(gw.port)[0].status)
+                statuses.append(send(gw.port)[0].code)
                 self.assertLess(time.monotonic() - t0, 5, "a reply waited on a dead Redis")
         # Each replica's fallback allows 10 / 2 = 5 per hour.
         self.assertEqual(statuses, [250] * 5 + [450] * 2 + [250] * 5 + [450] * 2)
@@ -260,7 +257,7 @@ class RedisStoreTest(GatewayTestCase):
         self.assertEqual(metric(a, "relaygate_rate_limit_store_up"), 0)
         # Redis back: the shared counters decide again.
         redis.start()
-        harness.wait_for(lambda: send(a.port)[0].status == 250
+        harness.wait_for(lambda: send(a.port)[0].code == 250
                          and metric(a, "relaygate_rate_limit_store_up") == 1, 20,
                          what="the replica deciding on Redis again")
 
@@ -269,21 +266,21 @@ class RedisStoreTest(GatewayTestCase):
         sink, gw = self.setup_pair(policy=policy_with(
             tenant_limits={"messages": [{"count": 100, "per": "1h"}]}),
             config=self.redis_config(redis, on_error="fail_closed"))
-        self.assertEqual(send(gw.port)[0].status, 250)
+        self.assertEqual(send(gw.port)[0].code, 250)
         redis.kill()
         r, _ = send(gw.port)
-        self.assertEqual(r.status, 451)
+        self.assertEqual(r.code, 451)
         self.assertIn("4.3.0", r.text)
         # A Redis that accepts but never answers: the timeout decides.
         redis.start()
-        harness.wait_for(lambda: send(gw.port)[0].status == 250, 20, what="recovered")
+        harness.wait_for(lambda: send(gw.port)[0].code == 250, 20, what="recovered")
         redis.pause()
         t0 = time.monotonic()
         r, _ = send(gw.port)
-        self.assertEqual(r.status, 451)
+        self.assertEqual(r.code, 451)
         self.assertLess(time.monotonic() - t0, 5)
         redis.resume()
-        harness.wait_for(lambda: send(gw.port)[0].status == 250, 20, what="recovered again")
+        harness.wait_for(lambda: send(gw.port)[0].code == 250, 20, what="recovered again")
         self.assertTrue(gw.alive())
         unavailable = [t for t in gw.transactions() if t["reason"] == "rate_limit_unavailable"]
         self.assertGreaterEqual(len(unavailable), 2)
