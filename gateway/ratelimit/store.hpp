@@ -41,7 +41,8 @@ struct Request {
     std::string volume_key;
     SpikeSettings spike;
     // First-seen keys to mark ("seen:{acme}:net:198.51.100.0/24"); the
-    // outcome says which were new. Each expires after first_seen_ttl.
+    // outcome says which were new. Each expires first_seen_ttl after its
+    // last sighting (every sighting extends it): new = not seen for that long.
     std::vector<std::string> first_seen;
     double first_seen_ttl = 30 * 86400.0;
 };
@@ -55,7 +56,8 @@ struct Outcome {
     bool fallback = false;
     bool allowed = true;
     std::size_t denied = 0;  // !allowed: index of the first check that did not fit
-    double retry_after = 0;  // !allowed: seconds until it would fit (inf: never)
+    double retry_after = 0;  // !allowed: seconds until it would fit (inf: never);
+                             // the longest wait of the checks that did not fit
     // Per check, in request order: whole units left after this decision.
     std::vector<std::uint64_t> remaining;
     // Volume observation (when volume_key was set).

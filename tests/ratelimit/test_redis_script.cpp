@@ -1,0 +1,351 @@
+// The Redis decide script against the memory store: the same random
+// request sequences through EVAL on a real redis-server and through a
+// MemoryStore on a fake clock at the same times must give the same
+// Outcomes, field by field. Integration test: starts /usr/bin/redis-server
+// on a free loopback port and stops it by its pid. hiredis's synchronous
+// client is used here only; the gateway does its Redis I/O with Asio.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gateway/ratelimit/memory_store.hpp"
+#include "gateway/ratelimit/redis_script.hpp"
+
+extern char** environ;
+
+using namespace relaygate::ratelimit;
+
+namespace {
+
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct ReplyDeleter {
+    void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+struct ContextDeleter {
+    void operator()(redisContext* c) const { redisFree(c); }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+Reply command(redisContext* c, const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    return Reply(static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
+}
+
+// A private redis-server, stopped by its pid when the test ends (also
+// when it fails: RAII).
+class RedisServer {
+  public:
+    RedisServer() {
+        for (int attempt = 0; attempt < 5 && !ctx_; ++attempt)
+            start();
+        if (!ctx_) throw std::runtime_error("redis-server did not start");
+    }
+    ~RedisServer() {
+        ctx_.reset();
+        if (pid_ > 0) stop();
+    }
+    RedisServer(const RedisServer&) = delete;
+    RedisServer& operator=(const RedisServer&) = delete;
+
+    redisContext* ctx() { return ctx_.get(); }
+
+  private:
+    void start() {
+        port_ = free_port();
+        const std::string port = std::to_string(port_);
+        std::vector<std::string> args = {
+            "/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+            "--appendonly",          "no"};
+        std::vector<char*> argv;
+        for (auto& a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (rc != 0) throw std::runtime_error("cannot spawn /usr/bin/redis-server");
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // exited: port taken?
+                pid_ = -1;
+                return;
+            }
+            Context c(redisConnect("127.0.0.1", port_));
+            if (c && !c->err) {
+                Reply pong = command(c.get(), {"PING"});
+                if (pong && pong->type == REDIS_REPLY_STATUS) {
+                    ctx_ = std::move(c);
+                    return;
+                }
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        stop();
+    }
+    void stop() {
+        ::kill(pid_, SIGTERM);
+        for (int i = 0; i < 250; ++i) {
+            if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+                pid_ = -1;
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+
+    pid_t pid_ = -1;
+    int port_ = 0;
+    Context ctx_;
+};
+
+// The reply as decode_decide wants it: each element as text.
+std::optional<std::vector<std::string>> texts(const redisReply* r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY) return std::nullopt;
+    std::vector<std::string> out;
+    for (size_t i = 0; i < r->elements; ++i) {
+        const redisReply* e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS)
+            out.emplace_back(e->str, e->len);
+        else if (e->type == REDIS_REPLY_INTEGER)
+            out.push_back(std::to_string(e->integer));
+        else if (e->type == REDIS_REPLY_NIL)
+            out.emplace_back();
+        else
+            return std::nullopt;
+    }
+    return out;
+}
+
+Reply eval(redisContext* c, std::string_view script, const ScriptCall& call) {
+    std::vector<std::string> args = {"EVAL", std::string(script), std::to_string(call.keys.size())};
+    args.insert(args.end(), call.keys.begin(), call.keys.end());
+    args.insert(args.end(), call.args.begin(), call.args.end());
+    return command(c, args);
+}
+
+std::optional<Outcome> decide_in_redis(redisContext* c, const Request& r,
+                                       std::optional<double> now) {
+    const Reply reply = eval(c, decide_script(), encode_decide(r, now));
+    REQUIRE(reply);
+    if (reply->type == REDIS_REPLY_ERROR)
+        FAIL("script error: " << std::string(reply->str, reply->len));
+    const auto t = texts(reply.get());
+    REQUIRE(t);
+    return decode_decide(r, *t);
+}
+
+bool close_enough(double a, double b) {
+    if (std::isinf(a) || std::isinf(b)) return a == b;
+    return std::fabs(a - b) <= 1e-6;
+}
+
+struct Limit {
+    const char* name;
+    double count, per, burst;
+    std::uint64_t max_cost;
+};
+
+// One random sequence; returns the number of requests the two allowed.
+int run_sequence(redisContext* c, unsigned seed, int steps) {
+    std::mt19937_64 rng(seed);
+    auto uniform = [&](double lo, double hi) {
+        return std::uniform_real_distribution<double>(lo, hi)(rng);
+    };
+    auto below = [&](std::uint64_t n) {
+        return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng);
+    };
+
+    Reply flushed = command(c, {"FLUSHALL"});
+    REQUIRE(flushed);
+    double now = 1.7e9 + uniform(0, 86400);  // epoch scale, as TIME gives
+    MemoryStore memory([&] { return now; }, 1000000);
+
+    const Limit limits[] = {{"messages:10", 5, 10, 5, 2},
+                            {"messages:60", 12, 60, 4, 3},
+                            {"recipients:5", 3, 5, 1, 2},
+                            {"bytes:30", 1000, 30, 1000, 1300}};
+    const char* tenants[] = {"acme", "globex", "initech"};
+    int allowed = 0, spikes = 0, news = 0, holds_cleared = 0;
+
+    for (int step = 0; step < steps; ++step) {
+        CAPTURE(seed);
+        CAPTURE(step);
+        const double p = uniform(0, 1);
+        now += p < 0.4 ? 0 : p < 0.8 ? uniform(0, 2) : p < 0.95 ? uniform(0, 20) : uniform(0, 200);
+        const std::string tenant = tenants[below(3)];
+        const std::string tag = "{" + tenant + "}";
+
+        if (uniform(0, 1) < 0.03) {
+            const Reply r = eval(c, clear_hold_script(), encode_clear_hold("vol:" + tag));
+            REQUIRE(r);
+            REQUIRE(r->type == REDIS_REPLY_INTEGER);
+            bool in_memory = false;
+            memory.clear_hold("vol:" + tag, [&](bool ok) { in_memory = ok; });
+            CHECK(in_memory == (r->integer == 1));
+            holds_cleared += in_memory;
+            continue;
+        }
+
+        Request req;
+        const std::uint64_t n = below(4);
+        for (std::uint64_t i = 0; i < n; ++i) {
+            const Limit& l = limits[below(4)];  // a key may come twice
+            Check ch;
+            ch.key = "rl:" + tag + ":tenant:" + tenant + ":" + l.name;
+            ch.interval = l.per / l.count;
+            ch.tolerance = ch.interval * l.burst;
+            ch.cost = 1 + below(l.max_cost);
+            ch.consume = uniform(0, 1) < 0.85;
+            req.checks.push_back(ch);
+        }
+        if (uniform(0, 1) < 0.7) {
+            req.volume_key = "vol:" + tag;
+            req.spike.bucket_seconds = 5;
+            req.spike.slots = 3;
+            req.spike.alpha = 0.3;
+            req.spike.multiple = 2;
+            req.spike.min_messages = 3;
+        }
+        const std::uint64_t m = below(3);
+        for (std::uint64_t j = 0; j < m; ++j)
+            req.first_seen.push_back("seen:" + tag + ":from:" + std::to_string(below(5)));
+        req.first_seen_ttl = 15;
+
+        const Outcome mem = memory.decide(req);
+        const std::optional<Outcome> red = decide_in_redis(c, req, now);
+        REQUIRE(red.has_value());
+        REQUIRE(mem.status == Outcome::Status::ok);
+        CHECK(red->allowed == mem.allowed);
+        CHECK(red->denied == mem.denied);
+        CHECK(close_enough(red->retry_after, mem.retry_after));
+        CHECK(red->remaining == mem.remaining);
+        CHECK(red->spike == mem.spike);
+        CHECK(red->held == mem.held);
+        CHECK(red->volume == mem.volume);
+        CHECK(close_enough(red->baseline, mem.baseline));
+        CHECK(red->first_seen_new == mem.first_seen_new);
+        allowed += mem.allowed && n > 0;
+        spikes += mem.spike;
+        for (bool b : mem.first_seen_new)
+            news += b;
+    }
+    // The sequence exercised what it should compare.
+    CHECK(spikes > 0);
+    CHECK(news > 0);
+    CHECK(allowed > 0);
+    MESSAGE("seed " << seed << ": " << allowed << " allowed, " << spikes << " spikes, " << news
+                    << " first-seen, " << holds_cleared << " holds cleared");
+
+    // Every key the script wrote expires by itself.
+    const Reply keys = command(c, {"KEYS", "*"});
+    REQUIRE(keys);
+    REQUIRE(keys->type == REDIS_REPLY_ARRAY);
+    CHECK(keys->elements > 0);
+    for (size_t i = 0; i < keys->elements; ++i) {
+        const std::string key(keys->element[i]->str, keys->element[i]->len);
+        const Reply ttl = command(c, {"PTTL", key});
+        REQUIRE(ttl);
+        CAPTURE(key);
+        CHECK(ttl->integer > 0);
+    }
+    return allowed;
+}
+
+}  // namespace
+
+TEST_CASE("the decide script decides exactly as the memory store") {
+    RedisServer redis;
+    for (unsigned seed : {1u, 2u, 3u, 4u, 5u})
+        run_sequence(redis.ctx(), seed, 1500);
+}
+
+TEST_CASE("the server's TIME is the clock when no `now` is given") {
+    RedisServer redis;
+    Request r;
+    Check ch;
+    ch.key = "rl:{acme}:tenant:acme:messages:60";
+    ch.interval = 60.0 / 2;
+    ch.tolerance = 60;
+    r.checks = {ch, ch, ch};  // the third does not fit
+    r.volume_key = "vol:{acme}";
+    r.first_seen = {"seen:{acme}:net:192.0.2.0/24"};
+    std::optional<Outcome> o = decide_in_redis(redis.ctx(), r, std::nullopt);
+    REQUIRE(o);
+    CHECK_FALSE(o->allowed);
+    CHECK(o->denied == 2);
+    CHECK(o->retry_after == doctest::Approx(30).epsilon(1e-3));
+    CHECK(o->volume == 1);
+    CHECK(o->first_seen_new == std::vector<bool>{true});
+    r.checks.pop_back();
+    o = decide_in_redis(redis.ctx(), r, std::nullopt);
+    REQUIRE(o);
+    CHECK(o->allowed);
+    CHECK(o->remaining == std::vector<std::uint64_t>{0, 0});
+    CHECK(o->volume == 2);
+    CHECK(o->first_seen_new == std::vector<bool>{false});
+    // The cell's TTL is its TAT (two intervals ahead) plus the margin.
+    const Reply ttl = command(redis.ctx(), {"PTTL", ch.key});
+    REQUIRE(ttl);
+    CHECK(ttl->integer > 60000);
+    CHECK(ttl->integer <= 61000);
+}
+
+TEST_CASE("bad arguments are script errors, written nothing") {
+    RedisServer redis;
+    Request r;
+    Check ch;
+    ch.key = "rl:{acme}:x";
+    ch.interval = 0;
+    r.checks = {ch};
+    r.first_seen = {"seen:{acme}:y"};
+    const Reply reply = eval(redis.ctx(), decide_script(), encode_decide(r, 100.0));
+    REQUIRE(reply);
+    CHECK(reply->type == REDIS_REPLY_ERROR);
+    const Reply size = command(redis.ctx(), {"DBSIZE"});
+    REQUIRE(size);
+    CHECK(size->integer == 0);
+}
