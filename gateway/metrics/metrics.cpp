@@ -148,20 +148,6 @@ struct Metrics::Impl {
             .Name("relaygate_auth_throttle_entries")
             .Help("Client addresses and user names the AUTH failure throttle tracks")
             .Register(registry);
-    prometheus::Family<Counter>& rate_limit_decisions =
-        BuildCounter()
-            .Name("relaygate_rate_limit_decisions_total")
-            .Help("Volume-control store decisions by result")
-            .Register(registry);
-    prometheus::Family<Counter>& rate_limited =
-        BuildCounter()
-            .Name("relaygate_rate_limited_total")
-            .Help("Transactions over a volume limit, refused or reported")
-            .Register(registry);
-    prometheus::Family<Counter>& anomalies = BuildCounter()
-                                                 .Name("relaygate_anomalies_total")
-                                                 .Help("Anomaly signals by kind")
-                                                 .Register(registry);
     prometheus::Family<Counter>& accept_errors =
         BuildCounter()
             .Name("relaygate_accept_errors_total")
@@ -393,20 +379,6 @@ void Metrics::auth_throttled(std::string_view scope) {
 
 void Metrics::auth_throttle_entries(std::size_t n) {
     impl_->auth_throttle_entries.Add({}).Set(static_cast<double>(n));
-}
-
-void Metrics::rate_limit_decision(std::string_view result) {
-    impl_->rate_limit_decisions.Add({{"result", std::string(result)}}).Increment();
-}
-
-void Metrics::rate_limited(std::string_view limit, bool reported) {
-    impl_->rate_limited
-        .Add({{"limit", std::string(limit)}, {"action", reported ? "reported" : "refused"}})
-        .Increment();
-}
-
-void Metrics::anomaly(std::string_view kind, std::string_view) {
-    impl_->anomalies.Add({{"kind", std::string(kind)}}).Increment();
 }
 
 void Metrics::accept_error(std::string_view kind) {
