@@ -133,7 +133,7 @@ class MemoryStoreTest(GatewayTestCase):
         self.assertIn("bytes 4KiB per 1h (tenant demo)", r.text)
         # Without SIZE= the real size is counted at end of data, before the
         # commit point: the relay never queues it.
-        r, _ = send(gw.port, body="x" * 6000 + "\r\n")
+        r, _ = send(gw.port, body=("x" * 70 + "\r\n") * 90)
         self.assertEqual(r.code, 450)
         self.assertIn("4.7.1", r.text)
         gw.wait_transactions(2)
@@ -179,7 +179,7 @@ class MemoryStoreTest(GatewayTestCase):
         r, _ = send(gw.port)
         self.assertEqual(r.code, 250)
         self.assertEqual(clear_hold(gw, "demo"), (200, "no hold\n"))
-        gw.wait_transactions(8)
+        gw.wait_transactions(7)
         self.assertEqual(len(sink.stored()), 5)
 
     def test_first_seen_network_and_from_domain_are_signalled_once(self):
