@@ -6,12 +6,11 @@
 //       window but $__range) and writes every query (targets, template
 //       variable queries, annotations) as a recording rule into OUT, with
 //       Grafana's variables replaced, for `promtool check rules`.
-//   node promql-refs.mjs scrape SCRAPE.txt RULES.yml DASHBOARD.json [--pending NAME...]
+//   node promql-refs.mjs scrape SCRAPE.txt RULES.yml DASHBOARD.json
 //       Every relaygate_* metric and every label matcher name the rules and
 //       the dashboard use exists in SCRAPE (a real /metrics of relaygate);
 //       every recorded relaygate:* series the dashboard reads is defined by
-//       RULES. --pending names metrics announced but not exported yet: a
-//       notice instead of a failure.
+//       RULES.
 import { readFileSync, writeFileSync } from "node:fs";
 import YAML from "yaml";
 
@@ -98,8 +97,7 @@ if (mode === "dashboard") {
 }
 
 if (mode === "scrape") {
-  const [scrapeFile, rulesFile, dashFile, ...more] = rest;
-  const pending = more[0] === "--pending" ? new Set(more.slice(1)) : new Set();
+  const [scrapeFile, rulesFile, dashFile] = rest;
   // Sample name -> set of label names, from the exposition text.
   const scraped = new Map();
   for (const line of readFileSync(scrapeFile, "utf8").split("\n")) {
@@ -120,20 +118,11 @@ if (mode === "scrape") {
   ];
   // Target labels Prometheus adds; "le" of buckets is checked via the scrape.
   const targetLabels = new Set(["job", "instance", "namespace", "pod", "service", "container", "endpoint"]);
-  const notices = new Set();
   for (const u of uses) {
     for (const s of selectors(u.expr)) {
       if (s.metric.includes(":")) {
         check(recorded.has(s.metric), `${u.where}: recorded series ${s.metric} is defined by no rule`);
         continue;
-      }
-      const base = s.metric.replace(/_(bucket|sum|count)$/, "");
-      if (pending.has(s.metric) || pending.has(base)) {
-        if (!scraped.has(s.metric)) {
-          notices.add(`NOTICE: ${s.metric} is pending (announced, not exported by this binary yet): not checked`);
-          continue;
-        }
-        notices.add(`NOTICE: ${s.metric} is exported now: remove it from the pending list`);
       }
       if (!check(scraped.has(s.metric), `${u.where}: metric ${s.metric} is not in the scrape`)) continue;
       for (const l of s.labels)
@@ -141,9 +130,8 @@ if (mode === "scrape") {
           check(scraped.get(s.metric).has(l), `${u.where}: ${s.metric} has no label "${l}" in the scrape`);
     }
   }
-  for (const n of notices) console.log(n);
   done("metric/label reference");
 }
 
-console.error("usage: promql-refs.mjs dashboard DASH OUT | scrape SCRAPE RULES DASH [--pending NAME...]");
+console.error("usage: promql-refs.mjs dashboard DASH OUT | scrape SCRAPE RULES DASH");
 process.exit(2);

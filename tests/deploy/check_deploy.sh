@@ -34,22 +34,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEPLOY="$ROOT/deploy"
 TOOLS="$DEPLOY/tools"
 RELAYGATE="${1:-$ROOT/build/gateway/relaygate}"
-# Metrics announced by the lead and used by alerts, not exported yet by
-# every binary: reported, not failed, while missing from the scrape.
-# Volume control (issue 15): remove each once the binary exports it (the
-# check then says so).
-PENDING_METRICS=(
-  relaygate_rate_limit_decisions_total
-  relaygate_rate_limited_total
-  relaygate_rate_limit_store_errors_total
-  relaygate_rate_limit_store_duration_seconds
-  relaygate_rate_limit_store_up
-  relaygate_rate_limit_fallback_total
-  relaygate_anomalies_total
-)
-# Top-level config keys of the manifests a binary may predate: `relaygate
-# run` refusing exactly such a key as unknown is reported, not failed.
-PENDING_CONFIG_KEYS=(rate_limit)
 
 PASSED=0
 FAILED=0
@@ -238,7 +222,7 @@ free_port() {
 
 # The policy and config that would be deployed, checked by the real binary.
 run_config() {  # run_config <dir with config.json + policy.json [+ redis-args.txt]>
-  local dir="$1" tls="$WORK/tls" log pid redis_addr="" redis_pid="" key
+  local dir="$1" tls="$WORK/tls" log pid redis_addr="" redis_pid=""
   mkdir -p "$tls"
   [ -f "$tls/tls.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
       -keyout "$tls/tls.key" -out "$tls/tls.crt" -days 2 -subj /CN=relaygate.test 2>/dev/null
@@ -292,13 +276,6 @@ EOF
   if ! grep -q '"event":"started"' "$log"; then
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     [ -n "$redis_pid" ] && { kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; }
-    for key in "${PENDING_CONFIG_KEYS[@]}"; do
-      if grep -q "unknown key \"$key\"" "$log" \
-         && ! grep "unknown key" "$log" | grep -qv "unknown key \"$key\""; then
-        echo "NOTICE: this binary predates the config key \"$key\" (pending): config not run"
-        return 0
-      fi
-    done
     cat "$log"
     return 1
   fi
@@ -421,8 +398,7 @@ EOF
   grep -q 'relaygate_messages_relayed_total{tenant="demo"} 1' "$WORK/scrape.txt" \
     || { echo "the test message was not relayed"; cat "$log"; return 1; }
   promtool check metrics <"$WORK/scrape.txt" || { echo "promtool check metrics complained"; return 1; }
-  node "$TOOLS/promql-refs.mjs" scrape "$WORK/scrape.txt" "$PROM/relaygate.rules.yml" "$DASH" \
-    --pending "${PENDING_METRICS[@]}"
+  node "$TOOLS/promql-refs.mjs" scrape "$WORK/scrape.txt" "$PROM/relaygate.rules.yml" "$DASH"
 }
 step "real scrape: every metric and label of rules + dashboard exists" real_scrape
 
