@@ -54,6 +54,16 @@ inline constexpr Bound kBounds[] = {
     {"threads", 0, 0, 1024, "0 means one per core"},
     {"drain_timeout_seconds", 30, 1, 3600, ""},
     {"policy_poll_seconds", 2, 0, 3600, "0 turns polling off"},
+    {"rate_limit.memory_entries", 250000, 1000, 100000000, "about 380 bytes each"},
+    {"rate_limit.connect_timeout_ms", 1000, 10, 60000, ""},
+    {"rate_limit.timeout_ms", 250, 10, 60000, ""},
+    {"rate_limit.replicas", 1, 1, 1000, "fail_open divides each limit by it"},
+    {"anomalies.first_seen_ttl_seconds", 2592000, 3600, 31536000, ""},
+    {"anomalies.spike_multiple", 10, 2, 1000, ""},
+    {"anomalies.spike_min_messages", 100, 1, 1000000000, ""},
+    {"anomalies.bucket_seconds", 3600, 1, 86400, ""},
+    {"anomalies.seasonal_slots", 24, 1, 168, ""},
+    {"anomalies.alpha_percent", 30, 1, 100, ""},
 };
 // clang-format on
 

@@ -6,6 +6,7 @@
 #include "gateway/common/domain.hpp"
 #include "gateway/dns/resolv_conf.hpp"
 #include "gateway/json/document.hpp"
+#include "gateway/redis/address.hpp"
 #include "policy/engine/ip_address.hpp"
 
 #include <fmt/core.h>
@@ -263,6 +264,81 @@ void read_auth_throttle(Reader& r, const json& j, AuthThrottle& a) {
     r.duration(j, path, "auth_throttle.failure_delay_ms", a.failure_delay);
 }
 
+void read_rate_limit(Reader& r, const json& j, RateLimit& rl) {
+    const std::string path = "/rate_limit";
+    if (!r.object(
+            j, path,
+            {"store", "report_only", "memory_entries", "address", "username", "password_file",
+             "key_prefix", "tls", "connect_timeout_ms", "timeout_ms", "on_error", "replicas"}))
+        return;
+    enumeration(r, j, path, "store", rl.store,
+                {{"memory", RateLimitStore::memory}, {"redis", RateLimitStore::redis}});
+    r.boolean(j, path, "report_only", rl.report_only);
+    r.integer(j, path, "rate_limit.memory_entries", rl.memory_entries);
+    if (j.contains("address")) {
+        const auto& a = j.at("address");
+        if (!a.is_string() || !resp::parse_host_port(a.get<std::string>()))
+            r.error(pointer(path, "address"), "must be \"host:port\" or \"[ipv6]:port\"");
+        else
+            rl.address = a.get<std::string>();
+    }
+    r.string(j, path, "username", rl.username);
+    r.string(j, path, "password_file", rl.password_file);
+    if (j.contains("key_prefix")) {
+        // Redis Cluster hashes only the first {...} of a key: a brace in
+        // the prefix would put a tenant's keys in different slots, and one
+        // script could no longer touch them all.
+        const auto& k = j.at("key_prefix");
+        const std::string* v = k.is_string() ? &k.get_ref<const std::string&>() : nullptr;
+        if (!v || v->size() > 64 || std::any_of(v->begin(), v->end(), [](char c) {
+                return c <= ' ' || c >= 127 || c == '{' || c == '}';
+            }))
+            r.error(pointer(path, "key_prefix"),
+                    "must be at most 64 printable characters without '{', '}' or spaces");
+        else
+            rl.key_prefix = *v;
+    }
+    if (j.contains("tls")) {
+        const auto& t = j.at("tls");
+        const std::string tp = pointer(path, "tls");
+        if (r.object(t, tp, {"enabled", "ca_file", "verify_name", "cert_file", "key_file"})) {
+            r.boolean(t, tp, "enabled", rl.tls.enabled);
+            r.string(t, tp, "ca_file", rl.tls.ca_file);
+            r.string(t, tp, "verify_name", rl.tls.verify_name);
+            r.string(t, tp, "cert_file", rl.tls.cert_file);
+            r.string(t, tp, "key_file", rl.tls.key_file);
+            if (rl.tls.cert_file.empty() != rl.tls.key_file.empty())
+                r.error(tp, "cert_file and key_file go together");
+        }
+    }
+    r.duration(j, path, "rate_limit.connect_timeout_ms", rl.connect_timeout);
+    r.duration(j, path, "rate_limit.timeout_ms", rl.timeout);
+    enumeration(
+        r, j, path, "on_error", rl.on_error,
+        {{"fail_open", StoreFailure::fail_open}, {"fail_closed", StoreFailure::fail_closed}});
+    r.integer(j, path, "rate_limit.replicas", rl.replicas);
+    if (!rl.username.empty() && rl.password_file.empty())
+        r.error(pointer(path, "username"), "needs password_file (AUTH <username> <password>)");
+}
+
+void read_anomalies(Reader& r, const json& j, Anomalies& a) {
+    const std::string path = "/anomalies";
+    if (!r.object(j, path,
+                  {"enabled", "first_seen", "first_seen_ttl_seconds", "spike_multiple",
+                   "spike_min_messages", "bucket_seconds", "seasonal_slots", "alpha_percent",
+                   "tenant_label"}))
+        return;
+    r.boolean(j, path, "enabled", a.enabled);
+    r.boolean(j, path, "first_seen", a.first_seen);
+    r.duration(j, path, "anomalies.first_seen_ttl_seconds", a.first_seen_ttl);
+    r.integer(j, path, "anomalies.spike_multiple", a.spike_multiple);
+    r.integer(j, path, "anomalies.spike_min_messages", a.spike_min_messages);
+    r.duration(j, path, "anomalies.bucket_seconds", a.bucket);
+    r.integer(j, path, "anomalies.seasonal_slots", a.seasonal_slots);
+    r.integer(j, path, "anomalies.alpha_percent", a.alpha_percent);
+    r.boolean(j, path, "tenant_label", a.tenant_label);
+}
+
 Config read_config(Reader& r, const json& root, const std::filesystem::path& base_dir);
 
 }  // namespace
@@ -302,7 +378,8 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
     if (!r.object(root, "",
                   {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
                    "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
-                   "policy_poll_seconds", "dns", "auth_throttle", "authserv_ids"}))
+                   "policy_poll_seconds", "dns", "auth_throttle", "authserv_ids", "rate_limit",
+                   "anomalies"}))
         return c;
 
     if (root.contains("listeners")) {
@@ -336,6 +413,8 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
     if (root.contains("dns")) read_dns(r, root.at("dns"), c.dns);
     if (root.contains("auth_throttle"))
         read_auth_throttle(r, root.at("auth_throttle"), c.auth_throttle);
+    if (root.contains("rate_limit")) read_rate_limit(r, root.at("rate_limit"), c.rate_limit);
+    if (root.contains("anomalies")) read_anomalies(r, root.at("anomalies"), c.anomalies);
     r.integer(root, "", "threads", c.threads);
     r.string(root, "", "hostname", c.hostname);
     r.string(root, "", "verdict_header", c.verdict_header);
@@ -358,6 +437,10 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
     resolve(c.tls.cert_file);
     resolve(c.tls.key_file);
     resolve(c.upstream.ca_file);
+    resolve(c.rate_limit.password_file);
+    resolve(c.rate_limit.tls.ca_file);
+    resolve(c.rate_limit.tls.cert_file);
+    resolve(c.rate_limit.tls.key_file);
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         const auto& l = c.listeners[i];
         if ((l.starttls != StartTls::off || l.implicit_tls) &&

@@ -117,6 +117,50 @@ struct Dns {
     std::uint32_t cache_entries = default_of("dns.cache_entries");
 };
 
+// Volume control's store (issue 15): "memory" in this process (the
+// default), or "redis" shared by every replica.
+enum class RateLimitStore { memory, redis };
+// When Redis fails: decide on per-process counters with each limit divided
+// by `replicas` (fail_open), or tempfail (fail_closed: 451 4.3.0).
+enum class StoreFailure { fail_open, fail_closed };
+
+struct RedisTls {
+    bool enabled = false;
+    std::string ca_file;      // empty: the system's trust store
+    std::string verify_name;  // empty: the host of `address`
+    std::string cert_file;    // client certificate and key: both or neither
+    std::string key_file;
+};
+
+struct RateLimit {
+    RateLimitStore store = RateLimitStore::memory;
+    bool report_only = false;  // log and count limits, refuse nothing
+    std::uint64_t memory_entries = default_of("rate_limit.memory_entries");
+    std::string address = "127.0.0.1:6379";  // "host:port", "[v6]:port"
+    std::string username;                    // ACL user; empty: AUTH <password>
+    std::string password_file;               // empty: no AUTH
+    // Before every key; no '{' or '}', which would move the hash tag.
+    std::string key_prefix = "relaygate:";
+    RedisTls tls;
+    std::chrono::milliseconds connect_timeout{default_of("rate_limit.connect_timeout_ms")};
+    std::chrono::milliseconds timeout{default_of("rate_limit.timeout_ms")};
+    StoreFailure on_error = StoreFailure::fail_open;
+    std::uint32_t replicas = default_of("rate_limit.replicas");  // expected gateway replicas
+};
+
+// Anomaly signals: first-seen pairs and per-tenant volume spikes.
+struct Anomalies {
+    bool enabled = true;
+    bool first_seen = true;
+    std::chrono::seconds first_seen_ttl{default_of("anomalies.first_seen_ttl_seconds")};
+    std::uint32_t spike_multiple = default_of("anomalies.spike_multiple");
+    std::uint64_t spike_min_messages = default_of("anomalies.spike_min_messages");
+    std::chrono::seconds bucket{default_of("anomalies.bucket_seconds")};
+    std::uint32_t seasonal_slots = default_of("anomalies.seasonal_slots");
+    std::uint32_t alpha_percent = default_of("anomalies.alpha_percent");  // EWMA weight
+    bool tenant_label = false;  // relaygate_anomalies_total gets a tenant label
+};
+
 struct Config {
     std::vector<Listener> listeners{Listener{}};
     Upstream upstream;
@@ -140,6 +184,8 @@ struct Config {
     std::chrono::seconds drain_timeout{default_of("drain_timeout_seconds")};
     // file-change check for hot reload (0 = off)
     std::chrono::seconds policy_poll{default_of("policy_poll_seconds")};
+    RateLimit rate_limit;
+    Anomalies anomalies;
 };
 
 struct ConfigError {

@@ -25,6 +25,10 @@ using prometheus::Histogram;
 namespace {
 const Histogram::BucketBoundaries kFastBuckets{0.000001, 0.000005, 0.00001, 0.00005, 0.0001,
                                                0.0005,   0.001,    0.005,   0.01};
+// A store call: a memory decision takes microseconds, a Redis round trip
+// on a LAN under a millisecond; a second is far past any sane timeout_ms.
+const Histogram::BucketBoundaries kStoreBuckets{
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
 const Histogram::BucketBoundaries kNetBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                               0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 }  // namespace
@@ -144,20 +148,6 @@ struct Metrics::Impl {
             .Name("relaygate_auth_throttle_entries")
             .Help("Client addresses and user names the AUTH failure throttle tracks")
             .Register(registry);
-    prometheus::Family<Counter>& rate_limit_decisions =
-        BuildCounter()
-            .Name("relaygate_rate_limit_decisions_total")
-            .Help("Volume-control store decisions by result")
-            .Register(registry);
-    prometheus::Family<Counter>& rate_limited =
-        BuildCounter()
-            .Name("relaygate_rate_limited_total")
-            .Help("Transactions over a volume limit, refused or reported")
-            .Register(registry);
-    prometheus::Family<Counter>& anomalies = BuildCounter()
-                                                 .Name("relaygate_anomalies_total")
-                                                 .Help("Anomaly signals by kind")
-                                                 .Register(registry);
     prometheus::Family<Counter>& accept_errors =
         BuildCounter()
             .Name("relaygate_accept_errors_total")
@@ -194,6 +184,50 @@ struct Metrics::Impl {
                 "DKIM signatures verified at end of data, by result (pass, fail, temperror, "
                 "permerror)")
             .Register(registry);
+    prometheus::Family<Counter>& rate_limit_decisions =
+        BuildCounter()
+            .Name("relaygate_rate_limit_decisions_total")
+            .Help("Volume-limit decisions by result (allowed, limited, store_error)")
+            .Register(registry);
+    prometheus::Family<Counter>& rate_limited =
+        BuildCounter()
+            .Name("relaygate_rate_limited_total")
+            .Help(
+                "Volume limits exceeded, by limit (messages, recipients, bytes, spike_hold) and "
+                "action (refused, reported)")
+            .Register(registry);
+    prometheus::Family<Counter>& rate_limit_store_errors =
+        BuildCounter()
+            .Name("relaygate_rate_limit_store_errors_total")
+            .Help("Rate-limit store failures by kind (connect, timeout, reply, protocol)")
+            .Register(registry);
+    prometheus::Family<Histogram>& rate_limit_store_duration =
+        BuildHistogram()
+            .Name("relaygate_rate_limit_store_duration_seconds")
+            .Help("Rate-limit store call latency by store (memory, redis)")
+            .Register(registry);
+    prometheus::Family<Gauge>& rate_limit_store_up =
+        BuildGauge()
+            .Name("relaygate_rate_limit_store_up")
+            .Help("1 when the rate-limit store can answer (Redis connected; memory always)")
+            .Register(registry);
+    prometheus::Family<Counter>& rate_limit_fallback =
+        BuildCounter()
+            .Name("relaygate_rate_limit_fallback_total")
+            .Help("Decisions taken by fail_open's per-process fallback while Redis failed")
+            .Register(registry);
+    prometheus::Family<Gauge>& rate_limit_store_entries =
+        BuildGauge()
+            .Name("relaygate_rate_limit_store_entries")
+            .Help("Entries held by the memory rate-limit store")
+            .Register(registry);
+    prometheus::Family<Counter>& anomalies =
+        BuildCounter()
+            .Name("relaygate_anomalies_total")
+            .Help(
+                "Anomaly signals by kind (first_seen_domain, first_seen_network, volume_spike); "
+                "by tenant too when anomalies.tenant_label is on")
+            .Register(registry);
 
     Gauge& active = connections_active.Add({});
     std::mutex policy_mutex;
@@ -224,6 +258,16 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         impl_->domain_proofs.Add({{"result", r}});
     for (auto r : {"pass", "fail", "temperror", "permerror"})
         impl_->dkim_signatures.Add({{"result", r}});
+    for (auto r : {"allowed", "limited", "store_error"})
+        impl_->rate_limit_decisions.Add({{"result", r}});
+    for (auto l : {"messages", "recipients", "bytes", "spike_hold"})
+        for (auto a : {"refused", "reported"})
+            impl_->rate_limited.Add({{"limit", l}, {"action", a}});
+    for (auto k : {"connect", "timeout", "reply", "protocol"})
+        impl_->rate_limit_store_errors.Add({{"kind", k}});
+    impl_->rate_limit_fallback.Add({});
+    for (auto k : {"first_seen_domain", "first_seen_network", "volume_spike"})
+        impl_->anomalies.Add({{"kind", k}});
     for (auto t : {"A", "AAAA", "CNAME", "PTR", "TXT"}) {
         for (auto r : {"ok", "nxdomain", "nodata", "servfail", "error", "timeout"})
             impl_->dns_queries.Add({{"type", t}, {"result", r}});
@@ -337,20 +381,6 @@ void Metrics::auth_throttle_entries(std::size_t n) {
     impl_->auth_throttle_entries.Add({}).Set(static_cast<double>(n));
 }
 
-void Metrics::rate_limit_decision(std::string_view result) {
-    impl_->rate_limit_decisions.Add({{"result", std::string(result)}}).Increment();
-}
-
-void Metrics::rate_limited(std::string_view limit, bool reported) {
-    impl_->rate_limited
-        .Add({{"limit", std::string(limit)}, {"action", reported ? "reported" : "refused"}})
-        .Increment();
-}
-
-void Metrics::anomaly(std::string_view kind, std::string_view) {
-    impl_->anomalies.Add({{"kind", std::string(kind)}}).Increment();
-}
-
 void Metrics::accept_error(std::string_view kind) {
     impl_->accept_errors.Add({{"kind", std::string(kind)}}).Increment();
 }
@@ -386,6 +416,62 @@ void Metrics::domain_proof(std::string_view result) {
 
 void Metrics::dkim_signature(std::string_view result) {
     impl_->dkim_signatures.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::rate_limit_decision(std::string_view result) {
+    const std::string r(result);
+    // Keys with a NUL after the prefix: no other cached key has one there.
+    impl_->counters
+        .get(std::string("rld\0", 4) + r,
+             [&]() -> Counter& {
+                 return impl_->rate_limit_decisions.Add({{"result", r}});
+             })
+        .Increment();
+}
+
+void Metrics::rate_limited(std::string_view limit, bool reported) {
+    const std::string l(limit);
+    const std::string a = reported ? "reported" : "refused";
+    impl_->counters
+        .get(std::string("rlim\0", 5) + l + '\0' + a,
+             [&]() -> Counter& {
+                 return impl_->rate_limited.Add({{"limit", l}, {"action", a}});
+             })
+        .Increment();
+}
+
+void Metrics::rate_limit_store_error(std::string_view kind) {
+    impl_->rate_limit_store_errors.Add({{"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::rate_limit_store_latency(std::string_view store, double seconds) {
+    const std::string s(store);
+    impl_->histograms
+        .get(std::string("rls\0", 4) + s,
+             [&]() -> Histogram& {
+                 return impl_->rate_limit_store_duration.Add({{"store", s}}, kStoreBuckets);
+             })
+        .Observe(seconds);
+}
+
+void Metrics::rate_limit_store_up(bool up) {
+    impl_->rate_limit_store_up.Add({}).Set(up ? 1 : 0);
+}
+
+void Metrics::rate_limit_fallback() {
+    impl_->rate_limit_fallback.Add({}).Increment();
+}
+
+void Metrics::rate_limit_store_entries(std::size_t n) {
+    impl_->rate_limit_store_entries.Add({}).Set(static_cast<double>(n));
+}
+
+void Metrics::anomaly(std::string_view kind, std::string_view tenant) {
+    if (tenant.empty())
+        impl_->anomalies.Add({{"kind", std::string(kind)}}).Increment();
+    else
+        impl_->anomalies.Add({{"kind", std::string(kind)}, {"tenant", std::string(tenant)}})
+            .Increment();
 }
 
 std::string Metrics::serialize() const {

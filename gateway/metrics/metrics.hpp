@@ -72,11 +72,26 @@ class Metrics {
     // it). result: pass | fail | temperror | permerror
     void dkim_signature(std::string_view result);
 
-    // Volume control. result: allowed | limited | store_error
+    // Volume control (rate limits, gateway/ratelimit). result: allowed |
+    // limited | store_error
     void rate_limit_decision(std::string_view result);
-    // limit: messages | recipients | bytes | spike_hold
+    // A limit exceeded. limit: messages | recipients | bytes | spike_hold;
+    // reported: report-only mode (counted, not refused)
     void rate_limited(std::string_view limit, bool reported);
-    // kind: first_seen_domain | first_seen_network | volume_spike
+    // The shared store failed. kind: connect | timeout | reply | protocol
+    void rate_limit_store_error(std::string_view kind);
+    // One store call, submit to answer. store: memory | redis
+    void rate_limit_store_latency(std::string_view store, double seconds);
+    // The store can answer: Redis connected (memory: always true).
+    void rate_limit_store_up(bool up);
+    // A decision taken by fail_open's per-process fallback.
+    void rate_limit_fallback();
+    // Entries the memory store holds (cells, volume states, first-seen marks).
+    void rate_limit_store_entries(std::size_t n);
+    // An anomaly signal. kind: first_seen_domain | first_seen_network |
+    // volume_spike. `tenant` non-empty adds a tenant label: pass it only
+    // when the operator turned anomalies.tenant_label on (one series per
+    // policy tenant), else "".
     void anomaly(std::string_view kind, std::string_view tenant);
 
     // Prometheus text exposition format (version 0.0.4).

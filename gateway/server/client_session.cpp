@@ -31,8 +31,12 @@ namespace {
 class RunnerHooks final : public session::Hooks {
   public:
     RunnerHooks(metrics::Metrics& m, PolicyHolder& policy, std::atomic<std::uint64_t>& ended,
-                const std::string& session_id)
-        : metrics_(m), policy_(policy), ended_(ended), session_id_(session_id) {}
+                const std::string& session_id, bool tenant_label)
+        : metrics_(m),
+          policy_(policy),
+          ended_(ended),
+          session_id_(session_id),
+          tenant_label_(tenant_label) {}
     std::shared_ptr<const policy::Policy> current_policy() override { return policy_.get(); }
     double now() override {
         return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
@@ -86,7 +90,7 @@ class RunnerHooks final : public session::Hooks {
     }
     void on_anomaly(std::string_view kind, std::string_view tenant,
                     std::string_view detail) override {
-        metrics_.anomaly(kind, tenant);
+        metrics_.anomaly(kind, tenant_label_ ? tenant : std::string_view());
         Logger::audit({{"type", "anomaly"},
                        {"session", session_id_},
                        {"kind", kind},
@@ -108,6 +112,7 @@ class RunnerHooks final : public session::Hooks {
     PolicyHolder& policy_;
     std::atomic<std::uint64_t>& ended_;
     const std::string& session_id_;
+    bool tenant_label_;  // anomalies.tenant_label: a tenant label on relaygate_anomalies_total
 };
 
 // Runs `fn` on `pool` and resumes the calling coroutine on its own executor
@@ -269,7 +274,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     }
     shared.metrics.connection_opened("accepted");
 
-    RunnerHooks hooks(shared.metrics, *shared.policy, shared.ended_since_trim, info.session_id);
+    RunnerHooks hooks(shared.metrics, *shared.policy, shared.ended_since_trim, info.session_id,
+                      shared.config.anomalies.tenant_label);
     auto policy = shared.policy->get();
     session::SessionMachine machine(listener.settings, policy, info, hooks);
     UpstreamClient upstream(client.tcp().get_executor(), shared.config.upstream,

@@ -5,6 +5,7 @@
 #include "gateway/server/server.hpp"
 
 #include "gateway/ratelimit/memory_store.hpp"
+#include "gateway/server/redis_store.hpp"
 
 #include "gateway/common/ascii.hpp"
 
@@ -35,6 +36,22 @@ std::string random_hex(std::size_t bytes) {
 }
 }  // namespace
 
+namespace {
+session::VolumeSettings volume_settings(const config::Config& c) {
+    session::VolumeSettings v;
+    v.report_only = c.rate_limit.report_only;
+    v.anomalies = c.anomalies.enabled;
+    v.first_seen = c.anomalies.first_seen;
+    v.first_seen_ttl = static_cast<double>(c.anomalies.first_seen_ttl.count());
+    v.spike.bucket_seconds = static_cast<double>(c.anomalies.bucket.count());
+    v.spike.slots = c.anomalies.seasonal_slots;
+    v.spike.alpha = c.anomalies.alpha_percent / 100.0;
+    v.spike.multiple = c.anomalies.spike_multiple;
+    v.spike.min_messages = c.anomalies.spike_min_messages;
+    return v;
+}
+}  // namespace
+
 Server::Server(config::Config config)
     : signals_(io_), drain_timer_(io_), policy_timer_(io_), trim_timer_(io_) {
     shared_.config = std::move(config);
@@ -49,6 +66,7 @@ Server::Server(config::Config config)
         info.settings.auth = l.auth;
         info.settings.session_seconds =
             static_cast<double>(shared_.config.timeouts.session.count());
+        info.settings.volume = volume_settings(shared_.config);
         for (const auto& c : l.trusted_proxies)
             if (auto p = policy::parse_cidr(c).cidr) info.trusted_proxies.push_back(*p);
         shared_.listeners.push_back(std::move(info));
@@ -69,7 +87,6 @@ Server::Server(config::Config config)
         // those transactions get 451 (dns_tempfail), everything else works.
         log_warn("dns_unavailable", {{"error", e.what()}});
     }
-    shared_.limits = make_limits_store();
     shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
@@ -81,12 +98,47 @@ Server::~Server() {
     shared_.limits.reset();
 }
 
-std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
-    auto clock = [] {
+namespace {
+// The embedded store, with the metrics the Redis store reports itself.
+class MeteredMemoryStore final : public ratelimit::Store {
+  public:
+    MeteredMemoryStore(std::size_t entries, metrics::Metrics& m)
+        : store_([] { return seconds_now(); }, entries), metrics_(m) {
+        metrics_.rate_limit_store_up(true);
+    }
+    void submit(ratelimit::Request request, std::function<void(ratelimit::Outcome)> done) override {
+        const double t0 = seconds_now();
+        auto outcome = store_.decide(request);
+        metrics_.rate_limit_store_latency("memory", seconds_now() - t0);
+        // Every 256th call: the gauge's own cost stays off the hot path.
+        if ((++calls_ & 0xff) == 0) metrics_.rate_limit_store_entries(store_.size());
+        done(std::move(outcome));
+    }
+    void clear_hold(std::string key, std::function<void(bool)> done) override {
+        store_.clear_hold(std::move(key), std::move(done));
+    }
+    std::string_view name() const override { return "memory"; }
+
+  private:
+    static double seconds_now() {
         return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
             .count();
-    };
-    return std::make_unique<ratelimit::MemoryStore>(clock, 1000000);
+    }
+    ratelimit::MemoryStore store_;
+    metrics::Metrics& metrics_;
+    std::atomic<std::uint64_t> calls_{0};
+};
+}  // namespace
+
+std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
+    const auto& rl = shared_.config.rate_limit;
+    if (rl.store == config::RateLimitStore::redis) {
+        auto options = redis_store_options(rl);
+        if (!options) throw std::runtime_error("rate_limit: " + options.error());
+        return std::make_unique<RedisStore>(io_.get_executor(), std::move(options).value(),
+                                            shared_.metrics);
+    }
+    return std::make_unique<MeteredMemoryStore>(rl.memory_entries, shared_.metrics);
 }
 
 int Server::run() {
@@ -104,6 +156,12 @@ int Server::run() {
         return 1;
     }
     shared_.health.policy_loaded = true;
+    try {
+        shared_.limits = make_limits_store();
+    } catch (const std::exception& e) {
+        log_error("startup_failed", {{"reason", e.what()}});
+        return 1;
+    }
     if (std::string error; !shared_.tls.load(shared_.config, error)) {
         log_error("startup_failed", {{"reason", error}});
         return 1;

@@ -322,3 +322,111 @@ TEST_CASE("upstream data block and QUIT timeouts") {
     CHECK(has_error(bad.error(), "/upstream/data_block_seconds"));
     CHECK(has_error(bad.error(), "/upstream/quit_seconds"));
 }
+
+TEST_CASE("rate_limit and anomalies: defaults") {
+    auto c = parse_config("{}", ".");
+    REQUIRE(c.ok());
+    const RateLimit& rl = c->rate_limit;
+    CHECK(rl.store == RateLimitStore::memory);
+    CHECK_FALSE(rl.report_only);
+    CHECK(rl.memory_entries == 1000000);
+    CHECK(rl.address == "127.0.0.1:6379");
+    CHECK(rl.username.empty());
+    CHECK(rl.password_file.empty());
+    CHECK(rl.key_prefix == "relaygate:");
+    CHECK_FALSE(rl.tls.enabled);
+    CHECK(rl.connect_timeout == std::chrono::milliseconds(1000));
+    CHECK(rl.timeout == std::chrono::milliseconds(250));
+    CHECK(rl.on_error == StoreFailure::fail_open);
+    CHECK(rl.replicas == 1);
+    const Anomalies& a = c->anomalies;
+    CHECK(a.enabled);
+    CHECK(a.first_seen);
+    CHECK(a.first_seen_ttl == std::chrono::seconds(2592000));
+    CHECK(a.spike_multiple == 10);
+    CHECK(a.spike_min_messages == 100);
+    CHECK(a.bucket == std::chrono::seconds(3600));
+    CHECK(a.seasonal_slots == 24);
+    CHECK(a.alpha_percent == 30);
+    CHECK_FALSE(a.tenant_label);
+}
+
+TEST_CASE("rate_limit: every key read, files relative to the config") {
+    auto c = parse_config(R"({ "rate_limit": { "store": "redis", "report_only": true,
+        "memory_entries": 5000, "address": "[::1]:6380", "username": "relaygate",
+        "password_file": "secrets/redis.pw", "key_prefix": "rg:",
+        "tls": { "enabled": true, "ca_file": "ca.pem", "verify_name": "redis.internal",
+                 "cert_file": "/abs/c.pem", "key_file": "k.pem" },
+        "connect_timeout_ms": 500, "timeout_ms": 100, "on_error": "fail_closed",
+        "replicas": 3 },
+        "anomalies": { "enabled": false, "first_seen": false, "first_seen_ttl_seconds": 7200,
+        "spike_multiple": 5, "spike_min_messages": 20, "bucket_seconds": 600,
+        "seasonal_slots": 168, "alpha_percent": 50, "tenant_label": true } })",
+                          "/etc/relaygate");
+    REQUIRE(c.ok());
+    const RateLimit& rl = c->rate_limit;
+    CHECK(rl.store == RateLimitStore::redis);
+    CHECK(rl.report_only);
+    CHECK(rl.memory_entries == 5000);
+    CHECK(rl.address == "[::1]:6380");
+    CHECK(rl.username == "relaygate");
+    CHECK(rl.password_file == "/etc/relaygate/secrets/redis.pw");
+    CHECK(rl.key_prefix == "rg:");
+    CHECK(rl.tls.enabled);
+    CHECK(rl.tls.ca_file == "/etc/relaygate/ca.pem");
+    CHECK(rl.tls.verify_name == "redis.internal");
+    CHECK(rl.tls.cert_file == "/abs/c.pem");
+    CHECK(rl.tls.key_file == "/etc/relaygate/k.pem");
+    CHECK(rl.connect_timeout == std::chrono::milliseconds(500));
+    CHECK(rl.timeout == std::chrono::milliseconds(100));
+    CHECK(rl.on_error == StoreFailure::fail_closed);
+    CHECK(rl.replicas == 3);
+    const Anomalies& a = c->anomalies;
+    CHECK_FALSE(a.enabled);
+    CHECK_FALSE(a.first_seen);
+    CHECK(a.first_seen_ttl == std::chrono::seconds(7200));
+    CHECK(a.spike_multiple == 5);
+    CHECK(a.spike_min_messages == 20);
+    CHECK(a.bucket == std::chrono::seconds(600));
+    CHECK(a.seasonal_slots == 168);
+    CHECK(a.alpha_percent == 50);
+    CHECK(a.tenant_label);
+}
+
+TEST_CASE("rate_limit and anomalies: bad values and unknown keys at their paths") {
+    auto one_error = [](const std::string& json, const std::string& path) {
+        CAPTURE(json);
+        auto c = parse_config(json, ".");
+        REQUIRE_FALSE(c.ok());
+        CHECK(c.error().size() == 1);
+        CHECK(c.error()[0].path == path);
+        CHECK(c.error()[0].line == 1);
+    };
+    one_error(R"({"rate_limit": {"store": "memcached"}})", "/rate_limit/store");
+    one_error(R"({"rate_limit": {"on_error": "fail_sometimes"}})", "/rate_limit/on_error");
+    one_error(R"({"rate_limit": {"on_error": 1}})", "/rate_limit/on_error");
+    one_error(R"({"rate_limit": {"report_only": "yes"}})", "/rate_limit/report_only");
+    one_error(R"({"rate_limit": {"adress": "x:1"}})", "/rate_limit/adress");
+    one_error(R"({"rate_limit": {"tls": {"enable": true}}})", "/rate_limit/tls/enable");
+    one_error(R"({"anomalies": {"spike": 3}})", "/anomalies/spike");
+    one_error(R"({"anomalies": {"tenant_label": 1}})", "/anomalies/tenant_label");
+    one_error(R"({"rate_limit": []})", "/rate_limit");
+    for (const char* bad :
+         {"", "::1:6379", "host:", "host:0", "host:65536", "[::1", "[]:1", "a b:1", "host:x"})
+        one_error(std::string(R"({"rate_limit": {"address": ")") + bad + "\"}}",
+                  "/rate_limit/address");
+    for (const char* good : {"redis", "redis.svc.cluster.local:6379", "10.0.0.1:7000",
+                             "[2001:db8::1]:6379", "[::1]"}) {
+        CAPTURE(good);
+        CHECK(
+            parse_config(std::string(R"({"rate_limit": {"address": ")") + good + "\"}}", ".").ok());
+    }
+    // A brace would move the Redis Cluster hash tag off the tenant.
+    one_error(R"({"rate_limit": {"key_prefix": "rg:{x}:"}})", "/rate_limit/key_prefix");
+    one_error(R"({"rate_limit": {"key_prefix": "a}"}})", "/rate_limit/key_prefix");
+    one_error(R"({"rate_limit": {"key_prefix": "a b"}})", "/rate_limit/key_prefix");
+    CHECK(parse_config(R"({"rate_limit": {"key_prefix": ""}})", ".").ok());
+    one_error(R"({"rate_limit": {"tls": {"cert_file": "c.pem"}}})", "/rate_limit/tls");
+    one_error(R"({"rate_limit": {"username": "u"}})", "/rate_limit/username");
+    one_error(R"({"rate_limit": {"password_file": ""}})", "/rate_limit/password_file");
+}
