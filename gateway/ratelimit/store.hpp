@@ -24,10 +24,10 @@ struct Check {
 
 // Anomaly settings that ride on a request (config "anomalies").
 struct SpikeSettings {
-    double bucket_seconds = 3600;  // one volume bucket (an hour)
-    std::uint32_t slots = 24;      // baselines kept: one per hour of the day
-    double alpha = 0.3;            // EWMA weight of a completed bucket
-    double multiple = 10;          // spike: count > multiple * max(baseline, 1)
+    double bucket_seconds = 3600;      // one volume bucket (an hour)
+    std::uint32_t slots = 24;          // baselines kept: one per hour of the day
+    double alpha = 0.3;                // EWMA weight of a completed bucket
+    double multiple = 10;              // spike: count > multiple * max(baseline, 1)
     std::uint64_t min_messages = 100;  // and count >= this
 };
 
@@ -61,10 +61,10 @@ struct Outcome {
     // Per check, in request order: whole units left after this decision.
     std::vector<std::uint64_t> remaining;
     // Volume observation (when volume_key was set).
-    bool spike = false;      // this request made the bucket cross the threshold (once per bucket)
-    bool held = false;       // the tenant's current bucket is in a spike not cleared by an operator
-    std::uint64_t volume = 0;    // messages in the current bucket, this one included
-    double baseline = -1;        // the bucket slot's EWMA baseline; -1: no history yet
+    bool spike = false;  // this request made the bucket cross the threshold (once per bucket)
+    bool held = false;   // the tenant's current bucket is in a spike not cleared by an operator
+    std::uint64_t volume = 0;          // messages in the current bucket, this one included
+    double baseline = -1;              // the bucket slot's EWMA baseline; -1: no history yet
     std::vector<bool> first_seen_new;  // per Request::first_seen entry
 };
 
@@ -78,6 +78,8 @@ class Store {
     // An operator cleared the tenant's spike hold (admin endpoint).
     virtual void clear_hold(std::string volume_key, std::function<void(bool ok)> done) = 0;
     virtual std::string_view name() const = 0;  // "memory" | "redis"
+    // The store answers now (Redis: connected); /readyz shows it.
+    virtual bool available() const { return true; }
 };
 
 }  // namespace relaygate::ratelimit

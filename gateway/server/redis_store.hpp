@@ -44,6 +44,7 @@ class RedisStore final : public ratelimit::Store {
     void submit(ratelimit::Request request, std::function<void(ratelimit::Outcome)> done) override;
     void clear_hold(std::string volume_key, std::function<void(bool ok)> done) override;
     std::string_view name() const override { return "redis"; }
+    bool available() const override { return connected(); }
 
     bool connected() const;
 

@@ -184,11 +184,20 @@ int Server::run() {
         if (shared_.config.admin.enabled) {
             tcp::endpoint ep(asio::ip::make_address(shared_.config.admin.address),
                              shared_.config.admin.port);
-            admin_ =
-                std::make_unique<AdminServer>(io_, ep, shared_.metrics, shared_.health, [this] {
+            admin_ = std::make_unique<AdminServer>(
+                io_, ep, shared_.metrics, shared_.health,
+                [this] {
                     auto p = shared_.policy->get();
-                    return std::string("\"policy_hash\":\"") + (p ? p->hash() : "") + "\"";
-                }, shared_.limits.get());
+                    const auto* store = shared_.limits.get();
+                    // The store is not part of readiness: fail_open decides
+                    // without it, fail_closed answers 451 (both are served).
+                    return std::string("\"policy_hash\":\"") + (p ? p->hash() : "") +
+                           "\",\"rate_limit_store\":\"" +
+                           std::string(store ? store->name() : "none") +
+                           "\",\"rate_limit_store_up\":" +
+                           (store && store->available() ? "true" : "false");
+                },
+                shared_.limits.get());
             log_info("listening", {{"kind", "admin"},
                                    {"address", admin_->local_endpoint().address().to_string()},
                                    {"port", admin_->local_endpoint().port()}});

@@ -37,16 +37,14 @@ std::string_view to_string(Link l) {
 }
 
 std::string_view to_string(Pending p) {
-    static constexpr std::string_view kNames[] = {"none", "connect", "mail", "rcpt",
-                                                  "data", "write",   "dot",  "rset",
-                                                  "dns",  "auth",    "limits"};
+    static constexpr std::string_view kNames[] = {
+        "none", "connect", "mail", "rcpt", "data", "write", "dot", "rset", "dns", "auth", "limits"};
     return name_of(p, kNames);
 }
 
 std::string_view to_string(DataTransfer::Phase p) {
-    static constexpr std::string_view kNames[] = {"none",           "header",      "waiting_dns",
-                                                  "waiting_limits", "waiting_354", "body",
-                                                  "discard"};
+    static constexpr std::string_view kNames[] = {
+        "none", "header", "waiting_dns", "waiting_limits", "waiting_354", "body", "discard"};
     return name_of(p, kNames);
 }
 
@@ -752,15 +750,9 @@ bool SessionMachine::check_volume(LimitsFor point) {
                 // its data is sent; the real size is counted at end of data.
                 if (txn_.mail.mail.size) ask.add(d.limits, K::bytes, *txn_.mail.mail.size, false);
                 ask.observe_volume(d.tenant, vs);
-                if (conn_.client_ip) ask.mark_seen(d.tenant, "net", client_network(*conn_.client_ip), vs);
+                if (conn_.client_ip)
+                    ask.mark_seen(d.tenant, "net", client_network(*conn_.client_ip), vs);
             }
-            if (point == LimitsFor::header && !txn_.from_domain.empty())
-                ask.mark_seen(d.tenant, "from",
-                              fmt::format("{}|{}", d.identity_detail.empty()
-                                                       ? std::string(policy::to_string(d.identity))
-                                                       : d.identity_detail,
-                                          txn_.from_domain),
-                              vs);
             break;
         case LimitsFor::rcpt:
             // Not yet certain for a provider identity: counted at the header.
@@ -769,13 +761,24 @@ bool SessionMachine::check_volume(LimitsFor point) {
             break;
         case LimitsFor::end_of_data:
             ask.add(d.limits, K::bytes, data_.size(), true);
+            // A signal only, so it rides on this request rather than costing
+            // the header decision a round trip of its own.
+            if (!txn_.from_domain.empty())
+                ask.mark_seen(d.tenant, "from",
+                              fmt::format("{}|{}",
+                                          d.identity_detail.empty()
+                                              ? std::string(policy::to_string(d.identity))
+                                              : d.identity_detail,
+                                          txn_.from_domain),
+                              vs);
             break;
     }
     if (ask.empty()) return false;
     txn_.limits_for = point;
-    ratelimit::Request request = ask.request;
+    // The request goes to the store; what its parts mean stays here.
+    act::CheckLimits check{std::move(ask.request)};
     txn_.ask = std::move(ask);
-    await(act::CheckLimits{std::move(request)}, Pending::limits);
+    await(std::move(check), Pending::limits);
     return true;
 }
 
@@ -788,11 +791,11 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
     const auto& d = txn_.decision;
     const auto& ask = txn_.ask;
     if (o.spike)
-        hooks_.on_anomaly("volume_spike", d.tenant,
-                          o.baseline < 0 ? fmt::format("{} messages in this bucket, no history yet",
-                                                       o.volume)
-                                         : fmt::format("{} messages in this bucket, baseline {:.1f}",
-                                                       o.volume, o.baseline));
+        hooks_.on_anomaly(
+            "volume_spike", d.tenant,
+            o.baseline < 0
+                ? fmt::format("{} messages in this bucket, no history yet", o.volume)
+                : fmt::format("{} messages in this bucket, baseline {:.1f}", o.volume, o.baseline));
     for (std::size_t i = 0; i < o.first_seen_new.size() && i < ask.seen_kinds.size(); ++i)
         if (o.first_seen_new[i]) hooks_.on_anomaly(ask.seen_kinds[i], d.tenant, ask.seen_what[i]);
 
@@ -800,7 +803,8 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
     Reason refuse = Reason::accepted;
     std::string detail;
     if (o.status == ratelimit::Outcome::Status::store_error) {
-        refuse = Reason::rate_limit_unavailable;  // fail_closed: the sender retries
+        // fail_closed: the sender retries. Report mode refuses nothing.
+        if (!report) refuse = Reason::rate_limit_unavailable;
     } else if (!o.allowed && o.denied < ask.limits.size()) {
         const auto& limit = ask.limits[o.denied];
         detail = fmt::format("{}; {}", limit.describe(), retry_text(o.retry_after));

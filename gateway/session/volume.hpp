@@ -23,7 +23,7 @@ struct VolumeSettings {
 };
 
 // One CheckLimits request with what each of its parts means, so that the
-// outcome can be read back.
+// outcome can be read back (the request itself is moved to the store).
 struct VolumeAsk {
     ratelimit::Request request;
     std::vector<policy::AppliedLimit> limits;  // per request.checks

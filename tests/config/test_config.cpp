@@ -329,7 +329,7 @@ TEST_CASE("rate_limit and anomalies: defaults") {
     const RateLimit& rl = c->rate_limit;
     CHECK(rl.store == RateLimitStore::memory);
     CHECK_FALSE(rl.report_only);
-    CHECK(rl.memory_entries == 1000000);
+    CHECK(rl.memory_entries == 250000);
     CHECK(rl.address == "127.0.0.1:6379");
     CHECK(rl.username.empty());
     CHECK(rl.password_file.empty());

@@ -20,7 +20,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Client, GatewayTestCase, message  # noqa: E402
-from identity_helpers import metric  # noqa: E402
+from identity_helpers import metric, readyz  # noqa: E402
 
 
 def policy_with(limits=None, tenant_limits=None, other_limits=None):
@@ -233,6 +233,7 @@ class RedisStoreTest(GatewayTestCase):
         b.wait_transactions(16)
         self.assertEqual(len(sink.stored()), 10)
         self.assertEqual(metric(a, "relaygate_rate_limit_store_up"), 1)
+        self.assertEqual(readyz(a)[1]["rate_limit_store_up"], True)
 
     def test_redis_down_fail_open_divides_the_limit_by_the_replica_count(self):
         redis = self.start_redis()
@@ -255,6 +256,10 @@ class RedisStoreTest(GatewayTestCase):
                      for k in ("connect", "timeout", "reply", "protocol"))
         self.assertGreater(errors, 0)
         self.assertEqual(metric(a, "relaygate_rate_limit_store_up"), 0)
+        # Readiness does not depend on the store: fail_open still serves.
+        status, body = readyz(a)
+        self.assertEqual(status, 200)
+        self.assertEqual((body["rate_limit_store"], body["rate_limit_store_up"]), ("redis", False))
         # Redis back: the shared counters decide again.
         redis.start()
         harness.wait_for(lambda: send(a.port)[0].code == 250

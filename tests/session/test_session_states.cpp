@@ -37,21 +37,25 @@ TEST_CASE("one relayed message walks the upstream link, the pending result and t
           std::vector<std::string>{"command -> data", "data -> command", "command -> closed"});
 }
 
-TEST_CASE("volume control waits for the store at MAIL FROM and at the end of the header") {
-    Run r;  // default settings: anomaly signals on (volume at MAIL FROM, first-seen at the header)
+TEST_CASE("volume control waits for the store at MAIL FROM and before the commit point") {
+    Run r;  // default settings: anomaly signals on (volume at MAIL FROM, first-seen From at the
+            // end)
     drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
     REQUIRE(r.hooks.records.size() == 1);
     CHECK(r.hooks.records[0].reason == Reason::accepted);
     const auto& t = r.hooks.transitions;
     const auto pending = only(t, "pending");
-    REQUIRE(pending.size() >= 4);
-    // The store answers before the relay is even connected.
+    REQUIRE(pending.size() >= 6);
+    // The store answers before the relay is even connected, and again
+    // before the final "." (never after it).
     CHECK(std::vector<std::string>(pending.begin(), pending.begin() + 3) ==
           std::vector<std::string>{"none -> limits", "limits -> none", "none -> connect"});
-    CHECK(only(t, "data") ==
-          std::vector<std::string>{"none -> header", "header -> waiting_limits",
-                                   "waiting_limits -> waiting_354", "waiting_354 -> body",
-                                   "body -> none"});
+    CHECK(
+        std::vector<std::string>(pending.end() - 4, pending.end()) ==
+        std::vector<std::string>{"none -> limits", "limits -> none", "none -> dot", "dot -> none"});
+    // A network identity is proven at MAIL FROM: the header does not wait.
+    CHECK(only(t, "data") == std::vector<std::string>{"none -> header", "header -> waiting_354",
+                                                      "waiting_354 -> body", "body -> none"});
     REQUIRE(r.limits_asked.size() == 2);
     CHECK(r.limits_asked[0].volume_key == "vol:{acme}");
     CHECK(r.limits_asked[0].first_seen == std::vector<std::string>{"seen:{acme}:net:192.0.2.0/24"});
