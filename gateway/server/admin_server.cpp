@@ -10,8 +10,8 @@
 #include "gateway/ratelimit/store.hpp"
 #include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/callback_awaitable.hpp"
-#include "gateway/session/volume.hpp"
 #include "gateway/server/log.hpp"
+#include "gateway/session/volume.hpp"
 
 namespace relaygate::server {
 

@@ -74,9 +74,10 @@ class RunnerHooks final : public session::Hooks {
                        {"duration_seconds", r.duration}});
     }
     void on_limits_outcome(std::string_view, const ratelimit::Outcome& o) override {
-        metrics_.rate_limit_decision(o.status == ratelimit::Outcome::Status::store_error ? "store_error"
-                                     : o.allowed                                       ? "allowed"
-                                                                                       : "limited");
+        metrics_.rate_limit_decision(o.status == ratelimit::Outcome::Status::store_error
+                                         ? "store_error"
+                                     : o.allowed ? "allowed"
+                                                 : "limited");
     }
     void on_rate_limited(std::string_view limit, bool reported, std::string_view tenant,
                          std::string_view detail) override {

@@ -13,12 +13,12 @@
 #include "gateway/config/config.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/net/asio.hpp"
+#include "gateway/ratelimit/store.hpp"
 #include "gateway/server/connection_limiter.hpp"
 #include "gateway/server/dns_resolver.hpp"
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
 #include "gateway/server/tls_context.hpp"
-#include "gateway/ratelimit/store.hpp"
 #include "gateway/session/auth_throttle.hpp"
 #include "gateway/session/session.hpp"
 

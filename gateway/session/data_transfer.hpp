@@ -23,13 +23,13 @@ namespace relaygate::session {
 class DataTransfer {
   public:
     enum class Phase : std::uint8_t {
-        none,         // no DATA in progress
-        header,       // collecting the header section
-        waiting_dns,  // header complete, the policy waits for a DNS proof
+        none,            // no DATA in progress
+        header,          // collecting the header section
+        waiting_dns,     // header complete, the policy waits for a DNS proof
         waiting_limits,  // header accepted, the volume-control store decides
-        waiting_354,  // header accepted, DATA sent upstream
-        body,         // streaming to the relay
-        discard,      // refused: read to the end, forward nothing
+        waiting_354,     // header accepted, DATA sent upstream
+        body,            // streaming to the relay
+        discard,         // refused: read to the end, forward nothing
     };
 
     explicit DataTransfer(const config::Limits& limits);

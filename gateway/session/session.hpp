@@ -94,7 +94,17 @@ enum class Link : std::uint8_t { closed, idle, in_transaction, in_data };
 // The one result the machine waits for, if any; next() never returns while
 // one is owed except the action that owes it.
 enum class Pending : std::uint8_t {
-    none, connect, mail, rcpt, data, write, dot, rset, dns, auth, limits
+    none,
+    connect,
+    mail,
+    rcpt,
+    data,
+    write,
+    dot,
+    rset,
+    dns,
+    auth,
+    limits
 };
 std::string_view to_string(Stage s);
 std::string_view to_string(Link l);

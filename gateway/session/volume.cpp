@@ -10,8 +10,7 @@ void VolumeAsk::add(const std::vector<policy::AppliedLimit>& all, policy::LimitK
                     std::uint64_t cost, bool consume) {
     for (const auto& l : all) {
         if (l.kind != kind) continue;
-        request.checks.push_back(
-            {l.key(), l.rate.interval(), l.rate.tolerance(), cost, consume});
+        request.checks.push_back({l.key(), l.rate.interval(), l.rate.tolerance(), cost, consume});
         limits.push_back(l);
     }
 }

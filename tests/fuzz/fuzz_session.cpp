@@ -112,11 +112,11 @@ void trace(const char* who, std::string_view what) {
     } while (0)
 
 const char* kind_name(Kind k) {
-    static const char* const names[] = {"read_client",      "send_client",    "upstream_connect",
-                                        "upstream_command", "upstream_write", "upstream_commit",
-                                        "upstream_abort",   "upstream_quit",  "start_tls",
-                                        "verify_auth",      "dns_lookup",     "check_limits",
-                                        "close"};
+    static const char* const names[] = {
+        "read_client",    "send_client",     "upstream_connect", "upstream_command",
+        "upstream_write", "upstream_commit", "upstream_abort",   "upstream_quit",
+        "start_tls",      "verify_auth",     "dns_lookup",       "check_limits",
+        "close"};
     return names[static_cast<int>(k)];
 }
 
@@ -728,9 +728,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     o.spike = o.held = true;
                     o.volume = 500;
                 }
-                TRACE("limits", op == 0 ? "allowed" : op == 1 ? "denied" : op == 2 ? "store error"
-                                                      : op == 3 ? "spike, held"
-                                                                : "first seen");
+                TRACE("limits", op == 0   ? "allowed"
+                                : op == 1 ? "denied"
+                                : op == 2 ? "store error"
+                                : op == 3 ? "spike, held"
+                                          : "first seen");
                 m.on_limits_result(o);
                 break;
             }

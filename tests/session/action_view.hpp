@@ -29,7 +29,7 @@ struct Flat {
     Kind kind = Kind::read_client;
     std::string bytes;  // reply, command line, data, terminator, user or DNS name
     UpstreamStep step = UpstreamStep::connect;
-    std::string secret;  // verify_auth: the password
+    std::string secret;          // verify_auth: the password
     ratelimit::Request request;  // check_limits
 };
 

@@ -508,8 +508,9 @@ std::string limits_line(const ratelimit::Request& r, const ratelimit::Outcome& o
         l += " -> allowed";
     else
         l += " -> denied " + std::to_string(o.denied) + " retry " +
-             (std::isfinite(o.retry_after) ? std::to_string(static_cast<long>(std::ceil(o.retry_after))) + "s"
-                                           : std::string("never"));
+             (std::isfinite(o.retry_after)
+                  ? std::to_string(static_cast<long>(std::ceil(o.retry_after))) + "s"
+                  : std::string("never"));
     if (o.spike) l += " spike";
     if (o.held) l += " held";
     if (!r.volume_key.empty()) l += " volume=" + std::to_string(o.volume);

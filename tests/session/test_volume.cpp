@@ -65,8 +65,7 @@ TEST_CASE("anomaly observations follow the settings and share the tenant's hash 
 }
 
 TEST_CASE("client networks are /24 and /48") {
-    CHECK(session::client_network(*policy::IpAddress::parse("198.51.100.77")) ==
-          "198.51.100.0/24");
+    CHECK(session::client_network(*policy::IpAddress::parse("198.51.100.77")) == "198.51.100.0/24");
     CHECK(session::client_network(*policy::IpAddress::parse("2001:db8:1:2::5")) ==
           "2001:db8:1::/48");
 }
