@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -396,6 +397,32 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.err.close()
+
+
+def run_scenario(work, scenario, run, logs=("relaygate.log", "signer/postfix.log")):
+    """Runs run(); a failure is logged with the tails of `logs` (paths in
+    `work`). scenario.close() always runs (False from it fails the test).
+    `work` is removed after a pass, kept after a failure or with KEEP=1.
+    Returns the exit status: 0 pass, 1 fail."""
+    ok = False
+    try:
+        run()
+        ok = True
+    except (TestFailure, OSError, socket.timeout, KeyError, ValueError, AssertionError) as e:
+        log(f"FAIL: {type(e).__name__}: {e}")
+        for f in logs:
+            p = os.path.join(work, f)
+            if os.path.exists(p):
+                log(f"--- tail of {p}")
+                with open(p, encoding="utf-8", errors="replace") as fh:
+                    log("".join(fh.readlines()[-15:]))
+    finally:
+        ok = scenario.close() is not False and ok
+        if ok and not os.environ.get("KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"kept {work}")
+    return 0 if ok else 1
 
 
 def make_workdir(prefix):

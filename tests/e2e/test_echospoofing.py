@@ -48,8 +48,6 @@ Exit 0 pass, 1 fail, 77 skip (not root / packages missing).
 import json
 import os
 import re
-import shutil
-import socket
 import sys
 import time
 
@@ -389,26 +387,8 @@ def main(argv):
     E.require_environment()
     work = E.make_workdir("relaygate-e2e-echospoofing.")
     s = Scenario(binary, work)
-    ok = False
-    try:
-        s.run()
-        ok = True
-    except (E.TestFailure, OSError, socket.timeout, KeyError, ValueError) as e:
-        E.log(f"FAIL: {type(e).__name__}: {e}")
-        for f in ("relaygate.log", "signer/postfix.log", "signer/sink.log"):
-            p = os.path.join(work, f)
-            if os.path.exists(p):
-                E.log(f"--- tail of {p}")
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    E.log("".join(fh.readlines()[-15:]))
-    finally:
-        s.close()
-        if ok and not os.environ.get("KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            E.log(f"kept {work}")
-    return 0 if ok else 1
-
+    return E.run_scenario(work, s, s.run,
+                          logs=("relaygate.log", "signer/postfix.log", "signer/sink.log"))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -42,7 +42,6 @@ Exit 0 pass, 1 fail, 77 skip (not root / packages missing).
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -287,26 +286,12 @@ def main(argv):
         return 2
     work = E.make_workdir("relaygate-e2e-sidecar.")
     sc = Sidecar(binary, work, mode)
-    ok = False
-    try:
+
+    def run():
         sc.setup()
         sc.isolation()
         sc.traffic()
-        ok = True
-    except (E.TestFailure, OSError, socket.timeout, KeyError, ValueError) as e:
-        E.log(f"FAIL: {type(e).__name__}: {e}")
-        for f in ("relaygate.log", "signer/postfix.log"):
-            p = os.path.join(work, f)
-            if os.path.exists(p):
-                E.log(f"--- tail of {p}")
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    E.log("".join(fh.readlines()[-15:]))
-    finally:
-        ok = sc.close() and ok
-        if ok and not os.environ.get("KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            E.log(f"kept {work}")
+    ok = E.run_scenario(work, sc, run) == 0
     if ok:
         E.log(f"PASS: sidecar shape (mode {sc.mode}): brand signed, attacker refused, "
               "signer unreachable except through relaygate")

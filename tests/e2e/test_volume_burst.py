@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -238,20 +237,9 @@ def main(argv):
         E.skip("redis-server not installed (run scripts/setup)")
     work = E.make_workdir("relaygate-e2e-burst.")
     s = Scenario(binary, work)
-    ok = False
-    try:
-        s.run()
-        ok = True
-    except (E.TestFailure, OSError, socket.timeout, KeyError, ValueError, AssertionError) as e:
-        E.log(f"FAIL: {type(e).__name__}: {e}")
-    finally:
-        s.close()
-        if ok and not os.environ.get("KEEP"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            E.log(f"kept {work}")
-    return 0 if ok else 1
-
+    return E.run_scenario(work, s, s.run,
+                          logs=("replica-a/relaygate.log", "replica-b/relaygate.log",
+                                "signer/postfix.log"))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

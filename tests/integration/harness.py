@@ -317,8 +317,11 @@ class Reply:
 
 
 class Client:
-    def __init__(self, port, host="127.0.0.1", timeout=15.0, greet=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=15.0, greet=True, source=None):
+        # `source`: the local address to connect from (any 127/8 address
+        # works on loopback), so one test can be many clients.
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.timeout = timeout
         self.greeting = self.read_reply() if greet else None
@@ -388,6 +391,11 @@ class Client:
             return r
         self.send(dot_stuff(content) + b".\r\n")
         return self.read_reply()
+
+
+def client_from(addr, port, timeout=15.0):
+    """A Client connected from the local address `addr`."""
+    return Client(port, timeout=timeout, source=addr)
 
 
 def dot_stuff(content):

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Client, GatewayTestCase, message  # noqa: E402
+from harness import Client, GatewayTestCase, client_from, message  # noqa: E402
 from identity_helpers import (hash_password, log_events, metric, metric_series,  # noqa: E402
                               write_atomic)
 
@@ -30,17 +30,6 @@ RCPT = "bob@dest.example"
 PASSWORD = "correct horse battery staple"
 
 
-def client_from(addr, port, timeout=15.0):
-    """A Client whose source address is `addr` (any 127/8 address works on
-    loopback)."""
-    s = socket.socket()
-    s.bind((addr, 0))
-    s.settimeout(timeout)
-    s.connect(("127.0.0.1", port))
-    c = Client.__new__(Client)
-    c.sock, c.buf, c.timeout = s, b"", timeout
-    c.greeting = c.read_reply()
-    return c
 
 
 def auth_plain(user, password):

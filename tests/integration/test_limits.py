@@ -7,13 +7,12 @@ timeouts."""
 import os
 import re
 import select
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Client, GatewayTestCase, message  # noqa: E402
+from harness import Client, GatewayTestCase, client_from, message  # noqa: E402
 
 
 def reply_or_eof(c, timeout):
@@ -29,16 +28,6 @@ TIMEOUT_BUG = ("no 421 before the close: the client saw EOF without a reply "
                "its read timeout, so the 421 cannot be written)")
 
 
-def client_from(addr, port):
-    """A Client whose source address is `addr` (any 127/8 address works)."""
-    s = socket.socket()
-    s.bind((addr, 0))
-    s.settimeout(10)
-    s.connect(("127.0.0.1", port))
-    c = Client.__new__(Client)
-    c.sock, c.buf, c.timeout = s, b"", 10.0
-    c.greeting = c.read_reply()
-    return c
 
 
 class LimitsTest(GatewayTestCase):
@@ -196,8 +185,8 @@ class LimitsTest(GatewayTestCase):
 
     def test_max_connections_total(self):
         sink, gw = self.setup_pair(config={"limits": {"max_connections": 2}})
-        a = client_from("127.0.0.3", gw.port)
-        b = client_from("127.0.0.4", gw.port)
+        a = client_from("127.0.0.3", gw.port, timeout=10)
+        b = client_from("127.0.0.4", gw.port, timeout=10)
         self.addCleanup(a.close)
         self.addCleanup(b.close)
         self.assertReply(a.greeting, "220")

@@ -19,7 +19,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Client, GatewayTestCase, message  # noqa: E402
+from harness import GatewayTestCase, client_from, message  # noqa: E402
 from identity_helpers import metric, readyz  # noqa: E402
 
 
@@ -43,16 +43,6 @@ def policy_with(limits=None, tenant_limits=None, other_limits=None):
     return p
 
 
-def client_from(addr, port):
-    import socket
-    s = socket.socket()
-    s.bind((addr, 0))
-    s.settimeout(15)
-    s.connect(("127.0.0.1", port))
-    c = Client.__new__(Client)
-    c.sock, c.buf, c.timeout = s, b"", 15.0
-    c.greeting = c.read_reply()
-    return c
 
 
 def send(port, sender="alice@demo.example", rcpts=("bob@example.org",), source="127.0.0.1",
