@@ -6,15 +6,6 @@
 // client is used here only; the gateway does its Redis I/O with Asio.
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <hiredis/hiredis.h>
 
 #include <chrono>
@@ -28,25 +19,11 @@
 
 #include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/ratelimit/redis_script.hpp"
-
-extern char** environ;
+#include "tests/common/redis_server.hpp"
 
 using namespace relaygate::ratelimit;
 
 namespace {
-
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
 
 struct ReplyDeleter {
     void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -68,77 +45,17 @@ Reply command(redisContext* c, const std::vector<std::string>& args) {
         redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
 }
 
-// A private redis-server, stopped by its pid when the test ends (also
-// when it fails: RAII).
+// A private redis-server (stopped by its pid when the test ends, also when
+// it fails) and a synchronous connection to it.
 class RedisServer {
   public:
-    RedisServer() {
-        for (int attempt = 0; attempt < 5 && !ctx_; ++attempt)
-            start();
-        if (!ctx_) throw std::runtime_error("redis-server did not start");
+    RedisServer() : ctx_(redisConnect("127.0.0.1", server_.port())) {
+        if (!ctx_ || ctx_->err) throw std::runtime_error("cannot connect to redis-server");
     }
-    ~RedisServer() {
-        ctx_.reset();
-        if (pid_ > 0) stop();
-    }
-    RedisServer(const RedisServer&) = delete;
-    RedisServer& operator=(const RedisServer&) = delete;
-
     redisContext* ctx() { return ctx_.get(); }
 
   private:
-    void start() {
-        port_ = free_port();
-        const std::string port = std::to_string(port_);
-        std::vector<std::string> args = {
-            "/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-            "--appendonly",          "no"};
-        std::vector<char*> argv;
-        for (auto& a : args)
-            argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-        const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&fa);
-        if (rc != 0) throw std::runtime_error("cannot spawn /usr/bin/redis-server");
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (std::chrono::steady_clock::now() < deadline) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // exited: port taken?
-                pid_ = -1;
-                return;
-            }
-            Context c(redisConnect("127.0.0.1", port_));
-            if (c && !c->err) {
-                Reply pong = command(c.get(), {"PING"});
-                if (pong && pong->type == REDIS_REPLY_STATUS) {
-                    ctx_ = std::move(c);
-                    return;
-                }
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        stop();
-    }
-    void stop() {
-        ::kill(pid_, SIGTERM);
-        for (int i = 0; i < 250; ++i) {
-            if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-                pid_ = -1;
-                return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-    }
-
-    pid_t pid_ = -1;
-    int port_ = 0;
+    relaygate::testing::RedisServer server_;
     Context ctx_;
 };
 
