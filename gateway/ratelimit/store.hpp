@@ -80,6 +80,9 @@ class Store {
     virtual std::string_view name() const = 0;  // "memory" | "redis"
     // The store answers now (Redis: connected); /readyz shows it.
     virtual bool available() const { return true; }
+    // submit() always calls `done` before it returns (the memory store):
+    // the caller may skip suspending for it.
+    virtual bool synchronous() const { return false; }
 };
 
 }  // namespace relaygate::ratelimit

@@ -503,8 +503,16 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             }
             case session::index_of<session::act::CheckLimits>: {
                 auto& request = std::get<session::act::CheckLimits>(a).request;
+                auto& store = *shared.limits;
+                if (store.synchronous()) {
+                    // The memory store answers at once: no suspension, no
+                    // hop through the executor.
+                    store.submit(std::move(request),
+                                 [&machine](ratelimit::Outcome o) { machine.on_limits_result(o); });
+                    break;
+                }
                 ratelimit::Outcome outcome = co_await await_callback<ratelimit::Outcome>(
-                    [&](auto done) { shared.limits->submit(std::move(request), std::move(done)); });
+                    [&](auto done) { store.submit(std::move(request), std::move(done)); });
                 machine.on_limits_result(outcome);
                 break;
             }

@@ -118,6 +118,7 @@ class MeteredMemoryStore final : public ratelimit::Store {
         store_.clear_hold(std::move(key), std::move(done));
     }
     std::string_view name() const override { return "memory"; }
+    bool synchronous() const override { return true; }
 
   private:
     static double seconds_now() {
