@@ -132,46 +132,63 @@ end
 -- 2. Volume baseline and spike (volume.cpp), counted allowed or not.
 if has_vol then
   local vkey = KEYS[n + 1]
-  local h = redis.call('HGETALL', vkey)
-  local st = {}
-  for j = 1, #h, 2 do st[h[j]] = h[j + 1] end
   local bucket = math.floor(now / bucket_s)
-  local cur, count, fired = tonumber(st.b), tonumber(st.c), tonumber(st.f)
-  local exp = tonumber(st.e)
-  local bl, dirty = {}, {}
-  if cur == nil or count == nil or fired == nil or exp == nil or tonumber(st.w) ~= bucket_s or
-     tonumber(st.n) ~= slots or now >= exp then
-    if next(st) ~= nil then redis.call('DEL', vkey) end
-    cur, count, fired = bucket, 0, 0
-    for s = 0, slots - 1 do bl[s] = -1; dirty[s] = true end
-  else
-    for s = 0, slots - 1 do bl[s] = tonumber(st['s' .. s]) or -1 end
-  end
-  local function fold(s, c)
-    if bl[s] < 0 then bl[s] = c else bl[s] = alpha * c + (1 - alpha) * bl[s] end
-    dirty[s] = true
-  end
-  if bucket > cur then
-    fold(cur % slots, count)
-    local skipped = bucket - cur - 1
-    if skipped > slots then skipped = slots end
-    for j = 1, skipped do fold((cur + j) % slots, 0) end
-    cur, count, fired = bucket, 0, 0
-  end
-  count = count + 1
   local life = (slots + 1) * bucket_s
-  local b = bl[cur % slots]
-  local spike = fired == 0 and count >= min_msgs and count > multiple * math.max(b, 1)
-  if spike then fired = 1 end
-  local fields = {'w', fmt(bucket_s), 'n', string.format('%.0f', slots), 'b', fmt(cur),
-                  'c', string.format('%.0f', count), 'f', tostring(fired), 'e', fmt(now + life)}
-  for s = 0, slots - 1 do
-    if dirty[s] then
-      fields[#fields + 1] = 's' .. s
-      fields[#fields + 1] = fmt(bl[s])
+  -- The common case, a message in the bucket of the last one: read the
+  -- scalars and this bucket's baseline only, write the count back (the
+  -- whole hash is read and written only when a bucket ends or the state
+  -- is not valid). The decision is the same either way.
+  local q = redis.call('HMGET', vkey, 'w', 'n', 'b', 'c', 'f', 'e', 's' .. (bucket % slots))
+  local cur, count, fired, exp = tonumber(q[3]), tonumber(q[4]), tonumber(q[5]), tonumber(q[6])
+  local spike, b
+  if cur == bucket and count ~= nil and fired ~= nil and exp ~= nil and
+     tonumber(q[1]) == bucket_s and tonumber(q[2]) == slots and now < exp then
+    count = count + 1
+    b = tonumber(q[7]) or -1
+    spike = fired == 0 and count >= min_msgs and count > multiple * math.max(b, 1)
+    if spike then fired = 1 end
+    redis.call('HSET', vkey, 'c', string.format('%.0f', count), 'f', tostring(fired),
+               'e', fmt(now + life))
+  else
+    local h = redis.call('HGETALL', vkey)
+    local st = {}
+    for j = 1, #h, 2 do st[h[j]] = h[j + 1] end
+    cur, count, fired = tonumber(st.b), tonumber(st.c), tonumber(st.f)
+    exp = tonumber(st.e)
+    local bl, dirty = {}, {}
+    if cur == nil or count == nil or fired == nil or exp == nil or tonumber(st.w) ~= bucket_s or
+       tonumber(st.n) ~= slots or now >= exp then
+      if next(st) ~= nil then redis.call('DEL', vkey) end
+      cur, count, fired = bucket, 0, 0
+      for s = 0, slots - 1 do bl[s] = -1; dirty[s] = true end
+    else
+      for s = 0, slots - 1 do bl[s] = tonumber(st['s' .. s]) or -1 end
     end
+    local function fold(s, c)
+      if bl[s] < 0 then bl[s] = c else bl[s] = alpha * c + (1 - alpha) * bl[s] end
+      dirty[s] = true
+    end
+    if bucket > cur then
+      fold(cur % slots, count)
+      local skipped = bucket - cur - 1
+      if skipped > slots then skipped = slots end
+      for j = 1, skipped do fold((cur + j) % slots, 0) end
+      cur, count, fired = bucket, 0, 0
+    end
+    count = count + 1
+    b = bl[cur % slots]
+    spike = fired == 0 and count >= min_msgs and count > multiple * math.max(b, 1)
+    if spike then fired = 1 end
+    local fields = {'w', fmt(bucket_s), 'n', string.format('%.0f', slots), 'b', fmt(cur),
+                    'c', string.format('%.0f', count), 'f', tostring(fired), 'e', fmt(now + life)}
+    for s = 0, slots - 1 do
+      if dirty[s] then
+        fields[#fields + 1] = 's' .. s
+        fields[#fields + 1] = fmt(bl[s])
+      end
+    end
+    redis.call('HSET', vkey, unpack(fields))
   end
-  redis.call('HSET', vkey, unpack(fields))
   redis.call('PEXPIRE', vkey, ttl_ms(life))
   reply[#reply + 1] = spike and '1' or '0'
   reply[#reply + 1] = fired == 1 and '1' or '0'
