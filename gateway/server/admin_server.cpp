@@ -2,16 +2,15 @@
 // bounded requests, deadlines on every read.
 #include "gateway/server/admin_server.hpp"
 
-#include <algorithm>
 #include <chrono>
 
-#include "gateway/common/ascii.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/ratelimit/store.hpp"
 #include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/callback_awaitable.hpp"
 #include "gateway/server/log.hpp"
 #include "gateway/session/volume.hpp"
+#include "policy/engine/policy.hpp"
 
 namespace relaygate::server {
 
@@ -125,12 +124,7 @@ awaitable<void> AdminServer::clear_hold(beast::tcp_stream& stream, const std::st
     }
     const auto q = target.find("?tenant=");
     const std::string tenant = q == std::string::npos ? std::string() : target.substr(q + 8);
-    // Tenant ids are 1-64 of [A-Za-z0-9._-] (policy/README.md).
-    const bool valid = !tenant.empty() && tenant.size() <= 64 &&
-                       std::all_of(tenant.begin(), tenant.end(), [](unsigned char c) {
-                           return ascii::is_alnum(c) || c == '.' || c == '_' || c == '-';
-                       });
-    if (!valid || !limits_) {
+    if (!policy::valid_name(tenant) || !limits_) {
         res.result(http::status::bad_request);
         res.body() = "usage: POST /limits/clear-hold?tenant=<tenant id>\n";
         co_return;

@@ -51,6 +51,11 @@ enum class Trace { on, off };
 // first, unknown tags ignored). nullopt for any other record.
 std::optional<std::string> parse_domain_proof(std::string_view txt);
 
+// Tenant and provider names: 1-64 of [A-Za-z0-9._-]. They become metric
+// label values, verdict header fields and Redis hash tags, so they are
+// restricted to a safe, unambiguous alphabet.
+bool valid_name(std::string_view s);
+
 class Policy;
 using LoadResult = Result<std::shared_ptr<const Policy>, std::vector<LoadError>>;
 

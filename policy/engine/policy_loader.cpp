@@ -26,19 +26,17 @@ namespace relaygate::policy {
 
 using nlohmann::json;
 
-namespace {
-
-using json_reader::describe;
-using json_reader::pointer;
-
-// Tenant and provider names become metric label values and verdict header
-// fields, so they are restricted to a safe, unambiguous alphabet.
 bool valid_name(std::string_view s) {
     if (s.empty() || s.size() > 64) return false;
     for (unsigned char c : s)
         if (!ascii::is_alnum(c) && c != '-' && c != '_' && c != '.') return false;
     return true;
 }
+
+namespace {
+
+using json_reader::describe;
+using json_reader::pointer;
 
 // RFC 5322 3.6.8 field-name: printable US-ASCII except ":".
 bool valid_field_name(std::string_view s) {
