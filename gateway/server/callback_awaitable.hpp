@@ -1,5 +1,5 @@
 // Awaiting an API that answers through a callback (the volume-control
-// stores): the coroutine resumes on its own executor (its strand) with the
+// stores): the coroutine resumes on its own executor (its thread) with the
 // value, whichever thread the callback runs on.
 #pragma once
 

@@ -117,7 +117,7 @@ class RunnerHooks final : public session::Hooks {
 };
 
 // Runs `fn` on `pool` and resumes the calling coroutine on its own executor
-// (the connection's strand) with the result. `co_await post(pool)` alone
+// (the connection's thread) with the result. `co_await post(pool)` alone
 // would not do: Asio 1.18 resumes an awaitable on the coroutine's executor,
 // so the work would still run on the I/O thread.
 template <class Fn>
@@ -315,9 +315,9 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
         std::shared_ptr<DrainState> state;
         ~MarkDead() { state->alive = false; }
     } mark_dead{drain};
-    auto strand = client.tcp().get_executor();
-    WakerRegistration waker(shared, [drain, strand] {
-        asio::post(strand, [drain] {
+    auto home = client.tcp().get_executor();
+    WakerRegistration waker(shared, [drain, home] {
+        asio::post(home, [drain] {
             if (!drain->alive) return;
             drain->woken = true;
             if (drain->idle_read) drain->client->cancel();
@@ -479,7 +479,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     throttle.succeeded(info.address, user, hooks.now());  // not a failure
                 } else if (shared.config.auth_throttle.failure_delay.count() > 0) {
                     // A short delay slows guessing further (Postfix: 1 s).
-                    asio::steady_timer delay(strand, shared.config.auth_throttle.failure_delay);
+                    asio::steady_timer delay(home, shared.config.auth_throttle.failure_delay);
                     co_await delay.async_wait(asio::redirect_error(use_awaitable, ec));
                 }
                 shared.metrics.auth(ok ? "success" : "failure");

@@ -7,6 +7,8 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <stdexcept>
 
 #include "gateway/common/ascii.hpp"
@@ -123,7 +125,28 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
     std::string decide_sha;
     std::string clear_sha;
     ratelimit::MemoryStore fallback;
-    std::shared_ptr<RedisClient> client;
+    struct Connection {
+        net::asio::io_context::executor_type executor;
+        std::shared_ptr<RedisClient> client;
+    };
+    std::vector<Connection> connections;
+    std::atomic<std::size_t> next{0};  // for calls from a thread of none
+    std::mutex up_mutex;
+    std::size_t up = 0;  // connections ready
+
+    RedisClient& client() {
+        for (auto& c : connections)
+            if (c.executor.running_in_this_thread()) return *c.client;
+        return *connections[next.fetch_add(1, std::memory_order_relaxed) % connections.size()]
+                    .client;
+    }
+
+    // The gauge says whether every connection is ready.
+    void on_state(bool is_up) {
+        std::lock_guard lock(up_mutex);
+        up = is_up ? up + 1 : up - 1;
+        metrics.rate_limit_store_up(up == connections.size());
+    }
 
     void prefix(ratelimit::ScriptCall& call) const {
         for (auto& k : call.keys)
@@ -148,7 +171,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
             self->metrics.rate_limit_store_latency("redis", seconds_since(d->start));
             d->done(std::move(*out));
         };
-        client->call(std::move(argv), std::move(on_reply));
+        client().call(std::move(argv), std::move(on_reply));
     }
 
     void failed(Decide& d, std::string_view kind, std::string error) {
@@ -187,27 +210,34 @@ struct RedisStore::Impl : std::enable_shared_from_this<RedisStore::Impl> {
             }
             c->done(r->integer == 1);
         };
-        client->call(std::move(argv), std::move(on_reply));
+        client().call(std::move(argv), std::move(on_reply));
     }
 };
 
-RedisStore::RedisStore(net::asio::any_io_executor ex, RedisStoreOptions options,
-                       metrics::Metrics& metrics) {
+RedisStore::RedisStore(std::vector<net::asio::io_context::executor_type> executors,
+                       RedisStoreOptions options, metrics::Metrics& metrics) {
     if (options.key_prefix.find_first_of("{}") != std::string::npos)
         throw std::runtime_error("rate_limit.key_prefix must not contain '{' or '}'");
+    if (executors.empty()) throw std::runtime_error("RedisStore needs an executor");
     if (options.replicas == 0) options.replicas = 1;
     metrics.rate_limit_store_up(false);
-    options.client.on_state = [&metrics](bool up) { metrics.rate_limit_store_up(up); };
     impl_ = std::make_shared<Impl>(std::move(options), metrics);
-    impl_->client = RedisClient::create(ex, impl_->options.client);
+    // Weak: the clients live in impl_ and may report after ~RedisStore.
+    impl_->options.client.on_state = [weak = std::weak_ptr<Impl>(impl_)](bool up) {
+        if (auto impl = weak.lock()) impl->on_state(up);
+    };
+    for (const auto& ex : executors)
+        impl_->connections.push_back({ex, RedisClient::create(ex, impl_->options.client)});
 }
 
 RedisStore::~RedisStore() {
-    impl_->client->close();
+    for (auto& c : impl_->connections)
+        c.client->close();
 }
 
 bool RedisStore::connected() const {
-    return impl_->client->connected();
+    return std::all_of(impl_->connections.begin(), impl_->connections.end(),
+                       [](const auto& c) { return c.client->connected(); });
 }
 
 void RedisStore::submit(Request request, std::function<void(Outcome)> done) {

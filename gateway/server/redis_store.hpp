@@ -1,6 +1,7 @@
 // RedisStore: the volume-control store shared by every replica
 // (rate_limit.store = "redis"): one EVALSHA of the decide script per
-// decision over RedisClient. On any failure it counts the error and either
+// decision over RedisClient, one connection per I/O thread (a session's
+// call and reply never leave its thread). On any failure it counts the error and either
 // decides on this process's own counters with each limit divided by the
 // replica count (fail_open) or answers store_error (fail_closed).
 #pragma once
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gateway/config/config.hpp"
 #include "gateway/net/asio.hpp"
@@ -33,19 +35,27 @@ Result<RedisStoreOptions, std::string> redis_store_options(const config::RateLim
 
 class RedisStore final : public ratelimit::Store {
   public:
-    // Starts connecting at once. `metrics` must outlive the io_context's
-    // handlers (the server's metrics do). Throws std::runtime_error on a bad
-    // address, key prefix or TLS file (startup only).
-    RedisStore(net::asio::any_io_executor ex, RedisStoreOptions options, metrics::Metrics& metrics);
+    // One connection per executor, each started at once; submit() uses the
+    // one whose io_context runs the calling thread (any, from elsewhere).
+    // `metrics` must outlive the io_contexts' handlers (the server's
+    // metrics do). Throws std::runtime_error on a bad address, key prefix
+    // or TLS file (startup only).
+    RedisStore(std::vector<net::asio::io_context::executor_type> executors,
+               RedisStoreOptions options, metrics::Metrics& metrics);
+    RedisStore(net::asio::io_context::executor_type ex, RedisStoreOptions options,
+               metrics::Metrics& metrics)
+        : RedisStore(std::vector{ex}, std::move(options), metrics) {}
     ~RedisStore() override;  // closes the connection
 
-    // `done` runs on the Redis client's strand (or inline when the client
-    // fails at once): re-dispatch to your own executor.
+    // `done` runs on the Redis client's strand, which is on the calling
+    // thread's io_context (or inline when the client fails at once):
+    // re-dispatch to your own executor.
     void submit(ratelimit::Request request, std::function<void(ratelimit::Outcome)> done) override;
     void clear_hold(std::string volume_key, std::function<void(bool ok)> done) override;
     std::string_view name() const override { return "redis"; }
     bool available() const override { return connected(); }
 
+    // Every connection is ready for commands.
     bool connected() const;
 
     // The fallback's request: every check's interval times `replicas`

@@ -91,6 +91,14 @@ Server::Server(config::Config config)
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
     shared_.session_prefix = random_hex(4) + "-";
+    unsigned threads = shared_.config.threads;
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 1; i < threads; ++i) {
+        // Concurrency hint 1: one thread runs it, so handlers it posts to
+        // itself skip the shared queue's lock.
+        workers_.push_back(std::make_unique<asio::io_context>(1));
+        work_guards_.push_back(asio::make_work_guard(*workers_.back()));
+    }
 }
 
 Server::~Server() {
@@ -136,7 +144,12 @@ std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
     if (rl.store == config::RateLimitStore::redis) {
         auto options = redis_store_options(rl);
         if (!options) throw std::runtime_error("rate_limit: " + options.error());
-        return std::make_unique<RedisStore>(io_.get_executor(), std::move(options).value(),
+        // One connection per thread: a session's call and its reply stay
+        // on the session's own thread.
+        std::vector<asio::io_context::executor_type> executors;
+        for (std::size_t i = 0; i < thread_count(); ++i)
+            executors.push_back(context(i).get_executor());
+        return std::make_unique<RedisStore>(std::move(executors), std::move(options).value(),
                                             shared_.metrics);
     }
     return std::make_unique<MeteredMemoryStore>(rl.memory_entries, shared_.metrics);
@@ -220,14 +233,12 @@ int Server::run() {
     start_memory_trim();
     shared_.health.listeners_up = true;
 
-    unsigned threads = shared_.config.threads;
-    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-    log_info("started", {{"threads", threads},
+    log_info("started", {{"threads", thread_count()},
                          {"upstream", shared_.config.upstream.host + ":" +
                                           std::to_string(shared_.config.upstream.port)}});
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i)
-        pool.emplace_back([this] { io_.run(); });
+    for (auto& w : workers_)
+        pool.emplace_back([&io = *w] { io.run(); });
     io_.run();
     for (auto& t : pool)
         t.join();
@@ -240,9 +251,11 @@ awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listene
     AcceptBackoff backoff(cfg.address + ":" + std::to_string(cfg.port), &shared_.metrics);
     for (;;) {
         error_code ec;
-        // Each connection gets its own strand: its coroutine, client socket
-        // and upstream socket never run concurrently with themselves.
-        tcp::socket socket(asio::make_strand(io_));
+        // The connection lives on one thread's io_context: its coroutine,
+        // client socket and upstream socket never run concurrently with
+        // themselves, without a strand.
+        auto& home = context(next_context_++ % thread_count());
+        tcp::socket socket(home.get_executor());
         co_await acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
         if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
         if (ec) {
@@ -347,6 +360,9 @@ void Server::drain_poll() {
         log_info("drain_finished", {{"sessions_left", shared_.limiter->active()}});
         if (admin_) admin_->stop();
         signals_.cancel();
+        work_guards_.clear();
+        for (auto& w : workers_)
+            w->stop();
         io_.stop();
         return;
     }

@@ -1,6 +1,9 @@
-// Server: owns the io_context and its threads, the SMTP listeners, the
-// admin endpoint, the policy holder and the signal handling. One coroutine
-// per client connection, each on its own strand.
+// Server: owns the io_contexts and their threads, the SMTP listeners, the
+// admin endpoint, the policy holder and the signal handling. One io_context
+// per thread (no strands, no hand-off between threads on the data path):
+// the listeners accept on the first and hand each connection round-robin
+// to one of them, where its coroutine, client socket and upstream socket
+// live until it ends.
 #pragma once
 
 #include <atomic>
@@ -70,6 +73,10 @@ class Server {
 
   private:
     net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor, std::size_t listener);
+    // The io_context of thread i (0: io_, which also runs the listeners,
+    // the admin endpoint, the signals and the timers).
+    net::asio::io_context& context(std::size_t i) { return i == 0 ? io_ : *workers_[i - 1]; }
+    std::size_t thread_count() const { return workers_.size() + 1; }
     std::unique_ptr<ratelimit::Store> make_limits_store();
     void start_signals();
     void start_policy_watch();
@@ -82,7 +89,12 @@ class Server {
     // io_context destroys unfinished session coroutines, whose frames
     // still point into shared_ (limiter slots, waker registry, metrics).
     Shared shared_;
-    net::asio::io_context io_;
+    net::asio::io_context io_{1};
+    // Threads 1..N-1, each running its own io_context; kept running while
+    // idle by the guards until the drain ends.
+    std::vector<std::unique_ptr<net::asio::io_context>> workers_;
+    std::vector<net::asio::executor_work_guard<net::asio::io_context::executor_type>> work_guards_;
+    std::size_t next_context_ = 0;  // round-robin; only the accept loops (on io_) use it
     std::vector<std::unique_ptr<net::tcp::acceptor>> acceptors_;
     std::unique_ptr<AdminServer> admin_;
     net::asio::signal_set signals_;

@@ -9,7 +9,7 @@ awaitable<std::size_t> SmtpStream::read_some(asio::mutable_buffer buf, error_cod
     // Our own timer instead of beast's expiry: on timeout it cancels the read
     // and the socket stays usable for the 421. The state is shared with the
     // timer handler, which may run after this frame is gone; both run on the
-    // connection's strand, so `done` needs no lock.
+    // connection's thread, so `done` needs no lock.
     struct State {
         bool done = false;
         bool timed_out = false;

@@ -14,6 +14,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -230,6 +231,52 @@ TEST_CASE("two replicas share one limit") {
     CHECK(text.find("relaygate_rate_limit_store_up 1") != std::string::npos);
     CHECK(text.find("relaygate_rate_limit_store_duration_seconds_count{store=\"redis\"} 62") !=
           std::string::npos);
+}
+
+TEST_CASE("one connection per I/O thread, each answering on its own thread") {
+    RedisServer redis;
+    metrics::Metrics m;  // outlives the io threads, which report into it
+    IoThread io[3];
+    RedisStore s({io[0].ioc.get_executor(), io[1].ioc.get_executor(), io[2].ioc.get_executor()},
+                 store_options(redis.address()), m);
+    REQUIRE(wait_until([&] { return s.connected(); }));
+    CHECK(m.serialize().find("relaygate_rate_limit_store_up 1") != std::string::npos);
+
+    // 30 decisions against 10 per hour, each submitted on one of the
+    // threads (as a session would): its reply comes back on that thread,
+    // and the three connections share the limit.
+    constexpr int kN = 30;
+    std::vector<std::promise<std::pair<Outcome, bool>>> out(kN);
+    for (int i = 0; i < kN; ++i) {
+        auto& ioc = io[i % 3].ioc;
+        net::asio::post(ioc, [&s, &ioc, &out, i] {
+            s.submit(messages(10), [&ioc, &out, i](Outcome o) {
+                out[i].set_value({o, ioc.get_executor().running_in_this_thread()});
+            });
+        });
+    }
+    int allowed = 0, home = 0;
+    for (auto& p : out) {
+        auto f = p.get_future();
+        REQUIRE(f.wait_for(5s) == std::future_status::ready);
+        const auto [o, on_own_thread] = f.get();
+        CHECK(o.status == Outcome::Status::ok);
+        allowed += o.allowed ? 1 : 0;
+        home += on_own_thread ? 1 : 0;
+    }
+    CHECK(allowed == 10);
+    CHECK(home == kN);
+    // From a thread that runs none of them (the admin endpoint's clear-hold
+    // in a test, say): one of the connections answers.
+    CHECK_FALSE(decide(s, messages(10)).allowed);
+
+    auto c = RedisClient::create(io[0].ioc.get_executor(), client_options(redis.address()));
+    REQUIRE(wait_until([&] { return c->connected(); }));
+    auto clients = call(*c, {"CLIENT", "LIST"});
+    REQUIRE(clients.ok());
+    const std::string& list = clients->text;
+    CHECK(std::count(list.begin(), list.end(), '\n') == 4);  // three store connections + c
+    c->close();
 }
 
 TEST_CASE("clear_hold runs its script") {
