@@ -131,7 +131,7 @@ awaitable<void> AdminServer::clear_hold(beast::tcp_stream& stream, const std::st
     }
     const bool cleared = co_await await_callback<bool>(
         [&](auto done) { limits_->clear_hold(session::volume_key(tenant), std::move(done)); });
-    Logger::audit({{"type", "anomaly_hold_cleared"}, {"tenant", tenant}, {"cleared", cleared}});
+    AuditLine("anomaly_hold_cleared").field("tenant", tenant).field("cleared", cleared).write();
     res.result(http::status::ok);
     res.body() = cleared ? "cleared\n" : "no hold\n";
 }

@@ -54,24 +54,25 @@ class RunnerHooks final : public session::Hooks {
         ++ended_;
         metrics_.transaction(r.tenant, r.reason, r.report_only);
         if (r.relayed) metrics_.message_relayed(r.tenant, r.size);
-        Logger::audit({{"type", "transaction"},
-                       {"session", r.session_id},
-                       {"client", r.client},
-                       {"tenant", r.tenant},
-                       {"identity", r.identity},
-                       {"envelope_domain", r.envelope_domain},
-                       {"header_from_domain", r.header_from_domain},
-                       {"recipients", r.recipients},
-                       {"size", r.size},
-                       {"stage", r.stage},
-                       {"reason", label(r.reason)},
-                       {"report_only", r.report_only},
-                       {"reply", r.reply},
-                       {"queue_id", r.queue_id},
-                       {"dkim", r.dkim},
-                       {"commit_unknown", r.commit_unknown},
-                       {"limit", r.limit},
-                       {"duration_seconds", r.duration}});
+        AuditLine("transaction")
+            .field("session", r.session_id)
+            .field("client", r.client)
+            .field("tenant", r.tenant)
+            .field("identity", r.identity)
+            .field("envelope_domain", r.envelope_domain)
+            .field("header_from_domain", r.header_from_domain)
+            .field("recipients", r.recipients)
+            .field("size", r.size)
+            .field("stage", r.stage)
+            .field("reason", label(r.reason))
+            .field("report_only", r.report_only)
+            .field("reply", r.reply)
+            .field("queue_id", r.queue_id)
+            .field("dkim", r.dkim)
+            .field("commit_unknown", r.commit_unknown)
+            .field("limit", r.limit)
+            .field("duration_seconds", r.duration)
+            .write();
     }
     void on_limits_outcome(std::string_view, const ratelimit::Outcome& o) override {
         metrics_.rate_limit_decision(o.status == ratelimit::Outcome::Status::store_error
@@ -82,21 +83,23 @@ class RunnerHooks final : public session::Hooks {
     void on_rate_limited(std::string_view limit, bool reported, std::string_view tenant,
                          std::string_view detail) override {
         metrics_.rate_limited(limit, reported);
-        Logger::audit({{"type", "rate_limit"},
-                       {"session", session_id_},
-                       {"tenant", tenant},
-                       {"limit", limit},
-                       {"action", reported ? "reported" : "refused"},
-                       {"detail", detail}});
+        AuditLine("rate_limit")
+            .field("session", session_id_)
+            .field("tenant", tenant)
+            .field("limit", limit)
+            .field("action", reported ? "reported" : "refused")
+            .field("detail", detail)
+            .write();
     }
     void on_anomaly(std::string_view kind, std::string_view tenant,
                     std::string_view detail) override {
         metrics_.anomaly(kind, tenant_label_ ? tenant : std::string_view());
-        Logger::audit({{"type", "anomaly"},
-                       {"session", session_id_},
-                       {"kind", kind},
-                       {"tenant", tenant},
-                       {"detail", detail}});
+        AuditLine("anomaly")
+            .field("session", session_id_)
+            .field("kind", kind)
+            .field("tenant", tenant)
+            .field("detail", detail)
+            .write();
     }
     void on_decision(std::string_view point, double seconds) override {
         metrics_.decision_latency(point, seconds);
@@ -142,14 +145,14 @@ const std::string& fallback_decoy_hash() {
 
 void audit_auth(const session::ClientInfo& info, std::string_view user, std::string_view result,
                 std::string_view scope = {}) {
-    nlohmann::json j{{"type", "auth"},
-                     {"session", info.session_id},
-                     {"client", info.address},
-                     // Client-supplied: bounded, and escaped by the JSON writer.
-                     {"user", user.substr(0, 128)},
-                     {"result", result}};
-    if (!scope.empty()) j["scope"] = scope;
-    Logger::audit(std::move(j));
+    AuditLine line("auth");
+    line.field("session", info.session_id)
+        .field("client", info.address)
+        // Client-supplied: bounded, and escaped by the JSON writer.
+        .field("user", user.substr(0, 128))
+        .field("result", result);
+    if (!scope.empty()) line.field("scope", scope);
+    line.write();
 }
 
 // Registers a waker for the drain; removes it when the session ends.
@@ -525,15 +528,15 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     client.close();
     shared.metrics.connection_closed();
     ++shared.ended_since_trim;
-    Logger::audit(
-        {{"type", "connection"},
-         {"session", info.session_id},
-         {"client", info.address},
-         {"peer", peer_addr},
-         {"tls", client.tls()},
-         {"transactions", machine.transactions()},
-         {"close", close_reason},
-         {"duration_seconds", std::chrono::duration<double>(Clock::now() - started).count()}});
+    AuditLine("connection")
+        .field("session", info.session_id)
+        .field("client", info.address)
+        .field("peer", peer_addr)
+        .field("tls", client.tls())
+        .field("transactions", machine.transactions())
+        .field("close", close_reason)
+        .field("duration_seconds", std::chrono::duration<double>(Clock::now() - started).count())
+        .write();
 }
 
 }  // namespace relaygate::server

@@ -1,15 +1,20 @@
 // Logger implementation: a mutex per sink, timestamps in RFC 3339 UTC.
+// Audit lines are formatted without a lock into the thread's own buffer;
+// the mutex is held only for the write.
 #include "gateway/server/log.hpp"
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <iterator>
 #include <mutex>
 
 namespace relaygate::server {
@@ -20,7 +25,7 @@ std::mutex g_audit_mutex;
 std::FILE* g_audit = stderr;
 Level g_min_level = Level::info;
 
-std::string now_rfc3339() {
+void append_rfc3339(std::string& out) {
     using namespace std::chrono;
     const auto now = system_clock::now();
     const std::time_t t = system_clock::to_time_t(now);
@@ -28,10 +33,46 @@ std::string now_rfc3339() {
     std::tm tm{};
     gmtime_r(&t, &tm);
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms));
-    return buf;
+    const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                                tm.tm_sec, static_cast<int>(ms));
+    out.append(buf, static_cast<std::size_t>(std::max(n, 0)));
+}
+
+std::string now_rfc3339() {
+    std::string s;
+    append_rfc3339(s);
+    return s;
+}
+
+// The audit state of one thread: the line being built and, when the
+// thread batches, the lines waiting for its flush.
+struct ThreadAudit {
+    std::string line;
+    std::string pending;
+    std::function<void(std::function<void()>)> post;
+    bool flush_posted = false;
+};
+thread_local ThreadAudit t_audit;
+constexpr std::size_t kAuditBatchBytes = 64 * 1024;
+
+void write_audit(std::string_view text) {
+    std::lock_guard lock(g_audit_mutex);
+    std::fwrite(text.data(), 1, text.size(), g_audit);
+    std::fflush(g_audit);
+}
+
+void emit_audit(std::string_view line) {
+    ThreadAudit& t = t_audit;
+    if (!t.post) return write_audit(line);
+    t.pending += line;
+    if (t.pending.size() >= kAuditBatchBytes) return Logger::flush_audit();
+    if (t.flush_posted) return;
+    t.flush_posted = true;
+    t.post([] {
+        t_audit.flush_posted = false;
+        Logger::flush_audit();
+    });
 }
 
 const char* level_name(Level l) {
@@ -105,10 +146,140 @@ void Logger::log(Level level, std::string_view event, nlohmann::json fields) {
     write_line(stderr, g_log_mutex, j);
 }
 
-void Logger::audit(nlohmann::json record) {
-    nlohmann::json j = {{"ts", now_rfc3339()}, {"log", "audit"}};
-    j.update(record);
-    write_line(g_audit, g_audit_mutex, j);
+void Logger::batch_audit_on_this_thread(std::function<void(std::function<void()>)> post) {
+    t_audit.post = std::move(post);
+}
+
+void Logger::flush_audit() {
+    ThreadAudit& t = t_audit;
+    if (t.pending.empty()) return;
+    write_audit(t.pending);
+    t.pending.clear();
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += '"';
+    const std::size_t n = s.size();
+    std::size_t i = 0;
+    while (i < n) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            switch (c) {
+                case '"':
+                    out += "\\\"";
+                    break;
+                case '\\':
+                    out += "\\\\";
+                    break;
+                case '\b':
+                    out += "\\b";
+                    break;
+                case '\t':
+                    out += "\\t";
+                    break;
+                case '\n':
+                    out += "\\n";
+                    break;
+                case '\f':
+                    out += "\\f";
+                    break;
+                case '\r':
+                    out += "\\r";
+                    break;
+                default:
+                    if (c < 0x20) {
+                        out += "\\u00";
+                        out += kHex[c >> 4];
+                        out += kHex[c & 0xf];
+                    } else {
+                        out += static_cast<char>(c);
+                    }
+            }
+            ++i;
+            continue;
+        }
+        // RFC 3629's well-formed sequences: the lead byte fixes the length
+        // and the range of the first continuation byte.
+        std::size_t need = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c == 0xE0) {
+            need = 2, lo = 0xA0;
+        } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+            need = 2;
+        } else if (c == 0xED) {
+            need = 2, hi = 0x9F;  // no surrogates
+        } else if (c == 0xF0) {
+            need = 3, lo = 0x90;
+        } else if (c >= 0xF1 && c <= 0xF3) {
+            need = 3;
+        } else if (c == 0xF4) {
+            need = 3, hi = 0x8F;  // nothing above U+10FFFF
+        } else {
+            out += kReplacement;  // not a lead byte: replaced and skipped
+            ++i;
+            continue;
+        }
+        std::size_t j = 1;
+        for (; j <= need && i + j < n; ++j) {
+            const auto d = static_cast<unsigned char>(s[i + j]);
+            if (d < (j == 1 ? lo : 0x80) || d > (j == 1 ? hi : 0xBF)) break;
+        }
+        if (j > need) {
+            out.append(s.substr(i, need + 1));
+        } else {
+            // One replacement for the broken sequence; the byte that broke
+            // it is read again as the start of the next one.
+            out += kReplacement;
+        }
+        i += j > need ? need + 1 : j;
+    }
+    out += '"';
+}
+
+AuditLine::AuditLine(std::string_view type) : buf_(t_audit.line) {
+    buf_.clear();
+    buf_ += "{\"ts\":\"";
+    append_rfc3339(buf_);
+    buf_ += "\",\"log\":\"audit\"";
+    field("type", type);
+}
+
+void AuditLine::key_(std::string_view key) {
+    buf_ += ',';
+    append_json_string(buf_, key);
+    buf_ += ':';
+}
+
+AuditLine& AuditLine::number(std::string_view text) {
+    buf_ += text;
+    return *this;
+}
+
+AuditLine& AuditLine::field(std::string_view key, std::string_view value) {
+    key_(key);
+    append_json_string(buf_, value);
+    return *this;
+}
+
+AuditLine& AuditLine::field(std::string_view key, bool value) {
+    key_(key);
+    return number(value ? "true" : "false");
+}
+
+AuditLine& AuditLine::field(std::string_view key, double value) {
+    key_(key);
+    if (!std::isfinite(value)) return number("null");
+    fmt::format_to(std::back_inserter(buf_), "{}", value);
+    return *this;
+}
+
+void AuditLine::write() {
+    buf_ += "}\n";
+    emit_audit(buf_);
 }
 
 }  // namespace relaygate::server

@@ -5,10 +5,14 @@
 // data path.
 #pragma once
 
+#include <cmath>
+#include <concepts>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 namespace relaygate::server {
 
@@ -20,11 +24,55 @@ class Logger {
     // `error` set, when the file cannot be opened; the audit log is unchanged.
     static bool open_audit(const std::string& target, std::string& error);
     static void log(Level level, std::string_view event, nlohmann::json fields = {});
-    static void audit(nlohmann::json record);
     static void set_min_level(Level level);
+    // Audit lines written on this thread are collected and written
+    // together when the handler that `post` queues runs (the end of the
+    // event loop's current batch of ready handlers), at most 64 KiB at a
+    // time. Without it (any other thread) each line is written at once.
+    // Call flush_audit() when the thread's loop has stopped.
+    static void batch_audit_on_this_thread(std::function<void(std::function<void()>)> post);
+    // Writes what this thread has collected.
+    static void flush_audit();
     // Whether a line at `level` would be written (skip building it if not).
     static bool enabled(Level level);
 };
+
+// One audit line, formatted in place into a buffer the thread reuses (no
+// JSON DOM): {"ts":...,"log":"audit","type":TYPE,...fields in call
+// order}. Strings are escaped as nlohmann::json's dump does with
+// error_handler_t::replace (invalid UTF-8 becomes U+FFFD), so client
+// input cannot break the line. One at a time per thread; write() ends it.
+class AuditLine {
+  public:
+    explicit AuditLine(std::string_view type);
+    AuditLine(const AuditLine&) = delete;
+    AuditLine& operator=(const AuditLine&) = delete;
+
+    AuditLine& field(std::string_view key, std::string_view value);
+    AuditLine& field(std::string_view key, const char* value) {
+        return field(key, std::string_view(value));
+    }
+    AuditLine& field(std::string_view key, const std::string& value) {
+        return field(key, std::string_view(value));
+    }
+    AuditLine& field(std::string_view key, bool value);
+    template <std::integral T>
+    requires(!std::same_as<T, bool>) AuditLine& field(std::string_view key, T value) {
+        key_(key);
+        return number(std::to_string(value));
+    }
+    AuditLine& field(std::string_view key, double value);  // NaN and infinities: null
+    void write();
+
+  private:
+    void key_(std::string_view key);
+    AuditLine& number(std::string_view text);
+    std::string& buf_;
+};
+
+// Appends `s` as a JSON string (quotes included) the way nlohmann::json's
+// dump(-1, ' ', false, error_handler_t::replace) writes it. Public for tests.
+void append_json_string(std::string& out, std::string_view s);
 
 // What keeps `open_audit(target)` from succeeding, without creating the
 // file (for `relaygate check`); "" when nothing does.

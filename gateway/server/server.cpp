@@ -236,10 +236,19 @@ int Server::run() {
     log_info("started", {{"threads", thread_count()},
                          {"upstream", shared_.config.upstream.host + ":" +
                                           std::to_string(shared_.config.upstream.port)}});
+    // Each thread writes its audit lines once per turn of its loop, and
+    // what is left when its loop stops.
+    const auto serve = [](asio::io_context& io) {
+        Logger::batch_audit_on_this_thread(
+            [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
+        io.run();
+        Logger::batch_audit_on_this_thread(nullptr);
+        Logger::flush_audit();
+    };
     std::vector<std::thread> pool;
     for (auto& w : workers_)
-        pool.emplace_back([&io = *w] { io.run(); });
-    io_.run();
+        pool.emplace_back([&serve, &io = *w] { serve(io); });
+    serve(io_);
     for (auto& t : pool)
         t.join();
     log_info("stopped", {});

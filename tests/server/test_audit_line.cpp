@@ -1,0 +1,155 @@
+// Tests for the audit line writer (gateway/server/log): its strings are
+// byte for byte what nlohmann::json's dump writes with
+// error_handler_t::replace (the writer it replaced), for every byte and
+// for random strings rich in UTF-8 edge cases; a whole line parses back
+// with its fields in call order; batching holds lines until the posted
+// flush runs, and a thread without batching writes at once.
+#include "gateway/server/log.hpp"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using relaygate::server::append_json_string;
+using relaygate::server::AuditLine;
+using relaygate::server::Logger;
+
+namespace {
+
+std::string ours(std::string_view s) {
+    std::string out;
+    append_json_string(out, s);
+    return out;
+}
+
+std::string theirs(std::string_view s) {
+    return nlohmann::json(std::string(s))
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string read_all(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+struct TempAudit {
+    std::string path;
+    TempAudit() {
+        char tmpl[] = "/tmp/relaygate-audit-XXXXXX";
+        const int fd = ::mkstemp(tmpl);
+        REQUIRE(fd >= 0);
+        ::close(fd);
+        path = tmpl;
+        std::string error;
+        REQUIRE(Logger::open_audit(path, error));
+    }
+    ~TempAudit() {
+        std::string error;
+        Logger::open_audit("-", error);
+        std::remove(path.c_str());
+    }
+};
+
+}  // namespace
+
+TEST_CASE("every single byte and every pair of bytes escape as nlohmann::json's dump") {
+    for (int a = 0; a < 256; ++a) {
+        const std::string one(1, static_cast<char>(a));
+        REQUIRE_MESSAGE(ours(one) == theirs(one), "byte ", a);
+        for (int b = 0; b < 256; ++b) {
+            const std::string two{static_cast<char>(a), static_cast<char>(b)};
+            REQUIRE_MESSAGE(ours(two) == theirs(two), "bytes ", a, " ", b);
+        }
+    }
+}
+
+TEST_CASE("random strings rich in UTF-8 edge cases escape as nlohmann::json's dump") {
+    // Lead bytes, continuation bytes at their range limits, ASCII controls,
+    // quotes and backslashes, and valid multi-byte characters.
+    const std::vector<unsigned char> alphabet{0x00, 0x01, 0x08, 0x09, 0x0a, 0x0c, 0x0d, 0x1f, 0x20,
+                                              '"',  '\\', 'a',  0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0,
+                                              0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed,
+                                              0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff};
+    std::mt19937 rng(20261204);
+    std::uniform_int_distribution<std::size_t> pick(0, alphabet.size() - 1);
+    std::uniform_int_distribution<int> len(0, 12);
+    for (int i = 0; i < 200000; ++i) {
+        std::string s;
+        for (int n = len(rng); n > 0; --n)
+            s += static_cast<char>(alphabet[pick(rng)]);
+        REQUIRE_MESSAGE(ours(s) == theirs(s), "case ", i);
+    }
+    const std::string valid = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa7 \xf4\x8f\xbf\xbf";
+    CHECK(ours(valid) == "\"" + valid + "\"");
+}
+
+TEST_CASE("a line parses back with its fields in call order") {
+    TempAudit audit;
+    AuditLine("transaction")
+        .field("session", "s-1")
+        .field("reply", "250 2.0.0 \"ok\"\r\n\xff")
+        .field("recipients", std::size_t{3})
+        .field("signed", -7)
+        .field("report_only", false)
+        .field("duration_seconds", 0.25)
+        .field("never", std::numeric_limits<double>::quiet_NaN())
+        .write();
+    const std::string text = read_all(audit.path);
+    REQUIRE(!text.empty());
+    CHECK(text.back() == '\n');
+    CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+    const auto j = nlohmann::json::parse(text);
+    CHECK(j["log"] == "audit");
+    CHECK(j["type"] == "transaction");
+    CHECK(j["reply"] == "250 2.0.0 \"ok\"\r\n\xef\xbf\xbd");
+    CHECK(j["recipients"] == 3);
+    CHECK(j["signed"] == -7);
+    CHECK(j["report_only"] == false);
+    CHECK(j["duration_seconds"] == 0.25);
+    CHECK(j["never"].is_null());
+    CHECK(text.starts_with("{\"ts\":\""));
+    CHECK(text.find("\"log\":\"audit\",\"type\":\"transaction\",\"session\":\"s-1\",\"reply\"") !=
+          std::string::npos);
+}
+
+TEST_CASE("batched lines wait for the posted flush; without batching each is written at once") {
+    TempAudit audit;
+    std::vector<std::function<void()>> posted;
+    Logger::batch_audit_on_this_thread(
+        [&posted](std::function<void()> fn) { posted.push_back(std::move(fn)); });
+    AuditLine("connection").field("n", 1).write();
+    AuditLine("connection").field("n", 2).write();
+    CHECK(read_all(audit.path).empty());
+    REQUIRE(posted.size() == 1);  // one flush per batch
+    posted.front()();
+    const std::string two = read_all(audit.path);
+    CHECK(std::count(two.begin(), two.end(), '\n') == 2);
+    CHECK(two.find("\"n\":1}") < two.find("\"n\":2}"));
+
+    // Over 64 KiB waiting: written without waiting for the flush.
+    posted.clear();
+    const std::string big(1000, 'x');
+    for (int i = 0; i < 70; ++i)
+        AuditLine("auth").field("user", big).write();
+    CHECK(read_all(audit.path).size() > 64 * 1024);
+
+    // What a stopped loop left behind goes out with flush_audit().
+    AuditLine("connection").field("n", 3).write();
+    Logger::batch_audit_on_this_thread(nullptr);
+    Logger::flush_audit();
+    CHECK(read_all(audit.path).find("\"n\":3}") != std::string::npos);
+
+    AuditLine("connection").field("n", 4).write();
+    CHECK(read_all(audit.path).find("\"n\":4}") != std::string::npos);
+}
