@@ -230,7 +230,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     info.port = ec ? 0 : remote.port();
 
     SmtpStream client(std::move(socket));
-    client.tcp().socket().set_option(tcp::no_delay(true), ec);
+    client.socket().set_option(tcp::no_delay(true), ec);
     std::string early_input;
 
     // A refusal before the greeting: the reply comes from the reason table.
@@ -282,8 +282,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                       shared.config.anomalies.tenant_label);
     auto policy = shared.policy->get();
     session::SessionMachine machine(listener.settings, policy, info, hooks);
-    UpstreamClient upstream(client.tcp().get_executor(), shared.config.upstream,
-                            shared.config.hostname, shared.metrics, shared.tls.client());
+    UpstreamClient upstream(client.get_executor(), shared.config.upstream, shared.config.hostname,
+                            shared.metrics, shared.tls.client());
     XclientInfo xclient{info.address, {}};
 
     auto handshake = [&]() -> awaitable<bool> {
@@ -318,7 +318,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
         std::shared_ptr<DrainState> state;
         ~MarkDead() { state->alive = false; }
     } mark_dead{drain};
-    auto home = client.tcp().get_executor();
+    auto home = client.get_executor();
     WakerRegistration waker(shared, [drain, home] {
         asio::post(home, [drain] {
             if (!drain->alive) return;

@@ -1,52 +1,88 @@
-// SmtpStream implementation: dispatches to the plain or the TLS stream.
+// SmtpStream implementation: plain Asio socket operations (no beast
+// tcp_stream: its composed operations cost allocations and a timer per
+// call), each held to the deadline by one timer the stream reuses.
 #include "gateway/server/smtp_stream.hpp"
 
 namespace relaygate::server {
 
 using namespace net;
+using Clock = std::chrono::steady_clock;
+
+SmtpStream::SmtpStream(tcp::socket socket)
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      watch_(std::make_shared<Watch>()) {
+    watch_->socket = &socket_;
+}
+
+SmtpStream::SmtpStream(asio::any_io_executor ex)
+    : socket_(ex), timer_(ex), watch_(std::make_shared<Watch>()) {
+    watch_->socket = &socket_;
+}
+
+SmtpStream::~SmtpStream() {
+    watch_->socket = nullptr;
+}
+
+void SmtpStream::arm() {
+    // Everything here and in the handler runs on the connection's thread,
+    // so the watch needs no lock.
+    const std::uint64_t generation = ++watch_->generation;
+    watch_->fired = false;
+    if (deadline_ == Clock::time_point::max()) return;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([watch = watch_, generation](const error_code& e) {
+        if (e || watch->generation != generation || !watch->socket) return;
+        watch->fired = true;
+        error_code ignored;
+        watch->socket->cancel(ignored);
+    });
+}
+
+void SmtpStream::disarm(error_code& ec, bool close_on_timeout) {
+    ++watch_->generation;  // a handler already queued is stale now
+    if (deadline_ != Clock::time_point::max()) timer_.cancel();
+    if (!watch_->fired || ec != asio::error::operation_aborted) return;
+    ec = beast::error::timeout;
+    if (close_on_timeout) {
+        error_code ignored;
+        socket_.close(ignored);
+    }
+}
 
 awaitable<std::size_t> SmtpStream::read_some(asio::mutable_buffer buf, error_code& ec) {
-    // Our own timer instead of beast's expiry: on timeout it cancels the read
-    // and the socket stays usable for the 421. The state is shared with the
-    // timer handler, which may run after this frame is gone; both run on the
-    // connection's thread, so `done` needs no lock.
-    struct State {
-        bool done = false;
-        bool timed_out = false;
-    };
-    auto state = std::make_shared<State>();
-    auto& lowest = tcp();
-    lowest.expires_never();
-    asio::steady_timer timer(lowest.get_executor(), deadline_);
-    auto* socket = &lowest.socket();
-    timer.async_wait([state, socket](const error_code& e) {
-        if (e || state->done) return;
-        state->timed_out = true;
-        error_code ignored;
-        socket->cancel(ignored);
-    });
-    std::size_t n = 0;
-    if (tls_)
-        n = co_await tls_->async_read_some(buf, asio::redirect_error(use_awaitable, ec));
-    else
-        n = co_await tcp_->async_read_some(buf, asio::redirect_error(use_awaitable, ec));
-    state->done = true;
-    timer.cancel();
-    if (state->timed_out) ec = beast::error::timeout;
+    arm();
+    const std::size_t n =
+        tls_ ? co_await tls_->async_read_some(buf, asio::redirect_error(use_awaitable, ec))
+             : co_await socket_.async_read_some(buf, asio::redirect_error(use_awaitable, ec));
+    disarm(ec, false);
     co_return n;
 }
 
 awaitable<void> SmtpStream::write(asio::const_buffer buf, error_code& ec) {
+    arm();
     if (tls_)
         co_await asio::async_write(*tls_, buf, asio::redirect_error(use_awaitable, ec));
     else
-        co_await asio::async_write(*tcp_, buf, asio::redirect_error(use_awaitable, ec));
+        co_await asio::async_write(socket_, buf, asio::redirect_error(use_awaitable, ec));
+    disarm(ec, true);
+}
+
+awaitable<void> SmtpStream::connect(const tcp::endpoint& endpoint, error_code& ec) {
+    arm();
+    co_await socket_.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
+    disarm(ec, true);
+}
+
+awaitable<void> SmtpStream::connect(const tcp::resolver::results_type& endpoints, error_code& ec) {
+    arm();
+    co_await asio::async_connect(socket_, endpoints, asio::redirect_error(use_awaitable, ec));
+    disarm(ec, true);
 }
 
 awaitable<void> SmtpStream::handshake(asio::ssl::context& ctx, bool server,
                                       const std::string& server_name, error_code& ec) {
-    tls_.emplace(std::move(*tcp_), ctx);
-    tcp_.reset();
+    tls_.emplace(socket_, ctx);
     if (!server && !server_name.empty()) {
         // RFC 6066 3: SNI carries host names only, never IP literals.
         error_code not_ip;
@@ -55,16 +91,17 @@ awaitable<void> SmtpStream::handshake(asio::ssl::context& ctx, bool server,
         // Hostname check during verification (only effective with verify_peer).
         SSL_set1_host(tls_->native_handle(), server_name.c_str());
     }
+    arm();
     co_await tls_->async_handshake(
         server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
         asio::redirect_error(use_awaitable, ec));
+    disarm(ec, true);
 }
 
 void SmtpStream::close() {
     error_code ec;
-    auto& t = tcp();
-    t.socket().shutdown(tcp::socket::shutdown_both, ec);
-    t.close();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
 }
 
 }  // namespace relaygate::server

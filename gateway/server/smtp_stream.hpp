@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,26 +15,35 @@ namespace relaygate::server {
 
 class SmtpStream {
   public:
-    explicit SmtpStream(net::tcp::socket socket) : tcp_(std::in_place, std::move(socket)) {}
-    explicit SmtpStream(net::asio::any_io_executor ex) : tcp_(std::in_place, ex) {}
+    explicit SmtpStream(net::tcp::socket socket);
+    explicit SmtpStream(net::asio::any_io_executor ex);
+    ~SmtpStream();
+    SmtpStream(const SmtpStream&) = delete;
+    SmtpStream& operator=(const SmtpStream&) = delete;
 
-    net::beast::tcp_stream& tcp() { return tls_ ? tls_->next_layer() : *tcp_; }
+    net::tcp::socket& socket() { return socket_; }
+    net::asio::any_io_executor get_executor() { return socket_.get_executor(); }
     bool tls() const { return tls_.has_value(); }
     SSL* native_tls() { return tls_ ? tls_->native_handle() : nullptr; }
 
-    // Deadline of the next operation. Writes and handshakes use beast's
-    // timeout, which closes the socket; a read that times out leaves the
-    // socket open so that the session can still say "421" (RFC 5321 4.5.3.2).
+    // Deadline of the next operations (until changed). An operation that
+    // passes it fails with beast::error::timeout. A read leaves the socket
+    // open so that the session can still say "421" (RFC 5321 4.5.3.2);
+    // a write, connect or handshake closes it.
     void expires_after(std::chrono::steady_clock::duration d) {
         deadline_ = std::chrono::steady_clock::now() + d;
-        tcp().expires_after(d);
     }
 
-    // On timeout, ec is beast::error::timeout and the socket stays open.
     net::awaitable<std::size_t> read_some(net::asio::mutable_buffer buf, net::error_code& ec);
     // Cancels a pending read (it completes with operation_aborted).
-    void cancel() { tcp().socket().cancel(); }
+    void cancel() {
+        net::error_code ignored;
+        socket_.cancel(ignored);
+    }
     net::awaitable<void> write(net::asio::const_buffer buf, net::error_code& ec);
+    net::awaitable<void> connect(const net::tcp::endpoint& endpoint, net::error_code& ec);
+    net::awaitable<void> connect(const net::tcp::resolver::results_type& endpoints,
+                                 net::error_code& ec);
 
     // Wraps the connection in TLS and runs the handshake. For a client
     // handshake, `server_name` is sent as SNI and, when verification is on
@@ -43,9 +54,26 @@ class SmtpStream {
     void close();
 
   private:
+    // What the deadline timer's handler needs. Shared with it: a handler
+    // may run after the operation it watched (then `generation` tells it
+    // is stale) or after the stream is gone (then `socket` is null).
+    struct Watch {
+        std::uint64_t generation = 0;
+        bool fired = false;
+        net::tcp::socket* socket = nullptr;
+    };
+    // Around each operation: arm() starts the deadline timer, disarm()
+    // stops it and turns the cancelled operation's error into a timeout
+    // (closing the socket when asked). Not a wrapping coroutine: every
+    // coroutine frame on the data path is an allocation.
+    void arm();
+    void disarm(net::error_code& ec, bool close_on_timeout);
+
     std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
-    std::optional<net::beast::tcp_stream> tcp_;
-    std::optional<net::beast::ssl_stream<net::beast::tcp_stream>> tls_;
+    net::tcp::socket socket_;
+    std::optional<net::asio::ssl::stream<net::tcp::socket&>> tls_;
+    net::asio::steady_timer timer_;
+    std::shared_ptr<Watch> watch_;
 };
 
 }  // namespace relaygate::server

@@ -1,5 +1,5 @@
 // UpstreamClient implementation: the I/O half of upstream::UpstreamMachine.
-// Every operation has the machine's deadline (beast tcp_stream); every
+// Every operation has the machine's deadline (SmtpStream's timer); every
 // outcome goes back to the machine, which closes on any fault.
 #include "gateway/server/upstream_client.hpp"
 
@@ -95,19 +95,16 @@ awaitable<IoStatus> UpstreamClient::open_socket(std::chrono::seconds timeout) {
     // thread on every connection).
     const auto literal = asio::ip::make_address(cfg_.host, ec);
     if (!ec) {
-        co_await stream_->tcp().async_connect(tcp::endpoint(literal, cfg_.port),
-                                              asio::redirect_error(use_awaitable, ec));
+        co_await stream_->connect(tcp::endpoint(literal, cfg_.port), ec);
     } else {
         tcp::resolver resolver(ex_);
         ec.clear();
         auto endpoints = co_await resolver.async_resolve(cfg_.host, std::to_string(cfg_.port),
                                                          asio::redirect_error(use_awaitable, ec));
-        if (!ec)
-            co_await stream_->tcp().async_connect(endpoints,
-                                                  asio::redirect_error(use_awaitable, ec));
+        if (!ec) co_await stream_->connect(endpoints, ec);
     }
     if (ec) co_return IoStatus::error;
-    stream_->tcp().socket().set_option(tcp::no_delay(true), ec);
+    stream_->socket().set_option(tcp::no_delay(true), ec);
     co_return IoStatus::ok;
 }
 
