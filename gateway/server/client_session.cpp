@@ -432,8 +432,10 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 break;
             }
             case session::index_of<session::act::UpstreamCommit>: {
-                auto r = co_await upstream.commit(
-                    std::move(std::get<session::act::UpstreamCommit>(a).terminator));
+                auto& c = std::get<session::act::UpstreamCommit>(a);
+                std::string bytes = std::move(c.data);  // one write: data and "."
+                bytes += c.terminator;
+                auto r = co_await upstream.commit(std::move(bytes));
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;

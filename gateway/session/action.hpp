@@ -39,8 +39,10 @@ struct UpstreamCommand {
 struct UpstreamWrite {
     std::string bytes;
 };
-// The end-of-data terminator: the commit point -> on_upstream_result.
+// The rest of the message data and the end-of-data terminator, written
+// together: the commit point -> on_upstream_result.
 struct UpstreamCommit {
+    std::string data;
     std::string terminator;
 };
 // Close the upstream connection now (mid-DATA: the relay discards).

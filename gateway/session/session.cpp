@@ -194,6 +194,8 @@ void SessionMachine::step() {
         return;
     }
     if (in_pos_ >= in_.size()) {
+        // The relay gets what we have before we wait for the client.
+        if (flush_upstream_data()) return;
         in_.clear();
         in_pos_ = 0;
         push(act::ReadClient{});
@@ -585,7 +587,10 @@ void SessionMachine::process_data_input() {
     in_pos_ += fed.consumed;
     if (fed.header_too_big) discard(Reason::header_too_big);
     if (fed.header_complete) decide_header();
-    if (!fed.upstream.empty()) await(act::UpstreamWrite{std::move(fed.upstream)}, Pending::write);
+    if (!fed.upstream.empty()) {
+        txn_.upstream_out += fed.upstream;
+        if (txn_.upstream_out.size() >= kUpstreamBatch) flush_upstream_data();
+    }
     if (fed.done) {
         enter(Stage::command);
         if (pending_ != Pending::none)
@@ -726,7 +731,24 @@ void SessionMachine::decide_end_of_data() {
         return;
     }
     if (check_volume(LimitsFor::end_of_data)) return;
-    await(act::UpstreamCommit{std::string(data_.terminator())}, Pending::dot);
+    commit_upstream();
+}
+
+bool SessionMachine::flush_upstream_data() {
+    if (txn_.upstream_out.empty()) return false;
+    if (data_.phase() != Phase::body || link_ != Link::in_data) {
+        txn_.upstream_out.clear();  // refused or aborted: nothing more goes out
+        return false;
+    }
+    await(act::UpstreamWrite{std::move(txn_.upstream_out)}, Pending::write);
+    txn_.upstream_out.clear();
+    return true;
+}
+
+void SessionMachine::commit_upstream() {
+    act::UpstreamCommit c{std::move(txn_.upstream_out), std::string(data_.terminator())};
+    txn_.upstream_out.clear();
+    await(std::move(c), Pending::dot);
 }
 
 // --- volume control ------------------------------------------------------
@@ -847,7 +869,7 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
                 release_upstream_transaction();
                 finish_transaction(refusal, refuse, "end_of_data");
             } else {
-                await(act::UpstreamCommit{std::string(data_.terminator())}, Pending::dot);
+                commit_upstream();
             }
             return;
     }
@@ -978,9 +1000,9 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 discard(r.failure);
             else if (r.reply.code == 354) {
                 enter(Link::in_data);
-                std::string out = data_.start_body();
+                txn_.upstream_out = data_.start_body();
                 enter(Phase::body);
-                await(act::UpstreamWrite{std::move(out)}, Pending::write);
+                if (txn_.upstream_out.size() >= kUpstreamBatch) flush_upstream_data();
             } else
                 discard_with(r.reply, r.reply.tempfail() ? Reason::upstream_failed
                                                          : Reason::upstream_rejected);

@@ -227,9 +227,18 @@ class SessionMachine {
         LimitsFor limits_for = LimitsFor::mail_from;
         std::string rcpt_line;  // the RCPT waiting for its recipients check
         std::string limit;      // the limit that refused or was reported
+        // Message data for the relay not written yet: it goes out before
+        // the next client read, when it reaches kUpstreamBatch, or with the
+        // final "." (a small message: one write for data and terminator).
+        std::string upstream_out;
     };
+    static constexpr std::size_t kUpstreamBatch = 64 * 1024;
 
     void step();
+    // Writes the held message data now (UpstreamWrite), if there is any.
+    bool flush_upstream_data();
+    // The commit point: the held data and the terminator in one write.
+    void commit_upstream();
     void process_command_input();
     void process_data_input();
     void handle_line(std::string_view line);

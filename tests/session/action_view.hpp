@@ -28,6 +28,7 @@ enum class Kind {
 struct Flat {
     Kind kind = Kind::read_client;
     std::string bytes;  // reply, command line, data, terminator, user or DNS name
+    std::string data;   // commit: the message data written with the terminator
     UpstreamStep step = UpstreamStep::connect;
     std::string secret;          // verify_auth: the password
     ratelimit::Request request;  // check_limits
@@ -46,6 +47,7 @@ inline Flat flatten(Action a) {
                 f.bytes = std::move(x.line);
                 f.step = x.step;
             } else if constexpr (std::is_same_v<T, act::UpstreamCommit>) {
+                f.data = std::move(x.data);
                 f.bytes = std::move(x.terminator);
                 f.step = UpstreamStep::dot;
             } else if constexpr (std::is_same_v<T, act::UpstreamWrite>) {

@@ -98,6 +98,7 @@ struct FakeUpstream {
     std::string received;          // commands and data, as sent
     std::vector<std::string> log;  // "connect", "abort", "quit", "commit"
     bool connected = false;
+    std::size_t writes = 0;  // message data written before the commit
     // Overrides: step name -> result (for fault injection).
     std::map<std::string, std::function<UpstreamResult()>> faults;
 
@@ -130,8 +131,10 @@ struct FakeUpstream {
                 return ok(reply(250, "2.1.0", "Ok"));
             case TK::upstream_write:
                 received += a.bytes;
+                ++writes;
                 return ok({});
             case TK::upstream_commit:
+                received += a.data;  // written with the terminator
                 received += a.bytes;
                 log.push_back("commit");
                 return ok(reply(250, "2.0.0", "Ok: queued as ABC123"));

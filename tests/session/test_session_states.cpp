@@ -25,16 +25,35 @@ TEST_CASE("one relayed message walks the upstream link, the pending result and t
     CHECK(only(t, "link") == std::vector<std::string>{"closed -> idle", "idle -> in_transaction",
                                                       "in_transaction -> in_data",
                                                       "in_data -> idle", "idle -> closed"});
-    // Each result is consumed (none) before the next action is decided.
+    // Each result is consumed (none) before the next action is decided. The
+    // message came in one read: its data goes out with the "." (no write).
     CHECK(only(t, "pending") ==
           std::vector<std::string>{"none -> connect", "connect -> none", "none -> mail",
                                    "mail -> none", "none -> rcpt", "rcpt -> none", "none -> data",
-                                   "data -> none", "none -> write", "write -> none", "none -> dot",
-                                   "dot -> none"});
+                                   "data -> none", "none -> dot", "dot -> none"});
+    CHECK(r.upstream.writes == 0);
+    CHECK(r.upstream.received.ends_with("\r\n" + stuffed(kMessage) + ".\r\n"));
     CHECK(only(t, "data") == std::vector<std::string>{"none -> header", "header -> waiting_354",
                                                       "waiting_354 -> body", "body -> none"});
     CHECK(only(t, "stage") ==
           std::vector<std::string>{"command -> data", "data -> command", "command -> closed"});
+}
+
+TEST_CASE("message data is written before the gateway waits for more of it") {
+    Run r;
+    session::Settings quiet;
+    quiet.volume.anomalies = false;
+    // The body in one read, its "." in the next: the relay gets the data
+    // first (it must not wait on a slow client), then the "." alone.
+    drive(r, {transaction("alice@acme.example"), stuffed(kMessage), ".\r\n", "QUIT\r\n"},
+          "192.0.2.10", quiet);
+    REQUIRE(r.hooks.records.size() == 1);
+    CHECK(r.hooks.records[0].reason == Reason::accepted);
+    const auto pending = only(r.hooks.transitions, "pending");
+    CHECK(std::vector<std::string>(pending.end() - 4, pending.end()) ==
+          std::vector<std::string>{"none -> write", "write -> none", "none -> dot", "dot -> none"});
+    CHECK(r.upstream.writes == 1);
+    CHECK(r.upstream.received.ends_with("\r\n" + stuffed(kMessage) + ".\r\n"));
 }
 
 TEST_CASE("volume control waits for the store at MAIL FROM and before the commit point") {
@@ -76,7 +95,7 @@ TEST_CASE("a refusal in the header ends the relay's transaction with RSET; mid-D
 
     Run lost;
     lost.upstream.faults["write"] = ::lost(Reason::upstream_failed);
-    drive(lost, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+    drive(lost, {transaction("alice@acme.example"), stuffed(kMessage), ".\r\n", "QUIT\r\n"});
     CHECK(only(lost.hooks.transitions, "link") ==
           std::vector<std::string>{"closed -> idle", "idle -> in_transaction",
                                    "in_transaction -> in_data", "in_data -> closed"});

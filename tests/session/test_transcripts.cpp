@@ -569,6 +569,9 @@ class Replay {
                     break;
                 }
                 case TK::upstream_commit:
+                    // The data written with the terminator shows as data lines.
+                    write_buf_ += a.data;
+                    emit_write_lines();
                     emit(a.bytes == ".\r\n" ? "U> ." : "U> [commit " + esc(a.bytes) + "]");
                     m.on_upstream_result(upstream(a, {}));
                     break;
