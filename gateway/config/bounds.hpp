@@ -28,6 +28,7 @@ inline constexpr Bound kBounds[] = {
     {"upstream.data_block_seconds", 180, 1, 3600, "RFC 5321 4.5.3.2.5 recommends 3 minutes"},
     {"upstream.quit_seconds", 5, 1, 600, ""},
     {"upstream.idle_timeout_seconds", 30, 1, 3600, ""},
+    {"upstream.pool_size", 32, 0, 100000, "0 turns the pool off"},
     {"admin.port", 9025, 0, 65535, "0 binds an ephemeral port"},
     {"limits.max_message_bytes", 52428800, 65536, 1099511627776, "RFC 5321 4.5.3.1.7: at least 64K octets"},
     {"limits.max_recipients", 100, 100, 100000, "RFC 5321 4.5.3.1.8: at least 100 recipients"},

@@ -200,7 +200,7 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     if (!r.object(j, path,
                   {"host", "port", "xclient", "connect_timeout_seconds", "reply_timeout_seconds",
                    "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds",
-                   "idle_timeout_seconds", "starttls", "ca_file", "verify_name"}))
+                   "idle_timeout_seconds", "pool_size", "starttls", "ca_file", "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
     r.integer(j, path, "upstream.port", u.port);
@@ -211,6 +211,7 @@ void read_upstream(Reader& r, const json& j, Upstream& u) {
     r.duration(j, path, "upstream.data_block_seconds", u.data_block_timeout);
     r.duration(j, path, "upstream.quit_seconds", u.quit_timeout);
     r.duration(j, path, "upstream.idle_timeout_seconds", u.idle_timeout);
+    r.integer(j, path, "upstream.pool_size", u.pool_size);
     enumeration(r, j, path, "starttls", u.starttls,
                 {{"off", UpstreamTls::off},
                  {"opportunistic", UpstreamTls::opportunistic},
@@ -468,7 +469,8 @@ Result<Config, std::vector<ConfigError>> load_config(const std::filesystem::path
 
 std::uint64_t descriptors_needed(const Config& c) {
     constexpr std::uint64_t kHeadroom = 64;  // stdio, logs, policy reads, DNS, admin clients
-    return std::uint64_t{c.limits.max_connections} * 2 + c.listeners.size() + kHeadroom;
+    return std::uint64_t{c.limits.max_connections} * 2 + c.upstream.pool_size + c.listeners.size() +
+           kHeadroom;
 }
 
 std::vector<std::string> config_warnings(const Config& c, std::uint64_t descriptor_limit) {
@@ -476,7 +478,8 @@ std::vector<std::string> config_warnings(const Config& c, std::uint64_t descript
     if (const auto need = descriptors_needed(c); descriptor_limit < need)
         w.push_back(fmt::format(
             "RLIMIT_NOFILE is {} but limits.max_connections {} needs {} descriptors (a client "
-            "and an upstream socket each, plus headroom): raise the limit (systemd LimitNOFILE=, "
+            "and an upstream socket each, the upstream pool, plus headroom): raise the limit "
+            "(systemd LimitNOFILE=, "
             "ulimit -n, the container runtime's nofile) or lower limits.max_connections to {}",
             descriptor_limit, c.limits.max_connections, need,
             descriptor_limit > need - std::uint64_t{c.limits.max_connections} * 2

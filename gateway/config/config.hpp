@@ -59,6 +59,10 @@ struct Upstream {
     // An upstream connection idle between transactions is closed after
     // this (it costs a descriptor and memory on both sides).
     std::chrono::seconds idle_timeout{default_of("upstream.idle_timeout_seconds")};
+    // Idle connections kept after a client session for the next one (all
+    // threads together; 0: every session opens its own). Reused only after
+    // RSET and, with XCLIENT, announcing the new client.
+    std::uint32_t pool_size = default_of("upstream.pool_size");
     UpstreamTls starttls = UpstreamTls::off;
     std::string ca_file;      // verify the relay's certificate against it when set
     std::string verify_name;  // and its name (defaults to host when ca_file is set)

@@ -107,6 +107,24 @@ struct Metrics::Impl {
             .Name("relaygate_upstream_errors_total")
             .Help("Upstream failures by kind (connect, timeout, reset, protocol, refused)")
             .Register(registry);
+    prometheus::Family<Gauge>& upstream_pool_idle =
+        BuildGauge()
+            .Name("relaygate_upstream_pool_idle_connections")
+            .Help("Idle upstream connections kept for the next client session")
+            .Register(registry);
+    prometheus::Family<Counter>& upstream_pool_checkouts =
+        BuildCounter()
+            .Name("relaygate_upstream_pool_checkouts_total")
+            .Help("Upstream connections wanted from the pool, by result (reused, stale, empty)")
+            .Register(registry);
+    prometheus::Family<Counter>& upstream_pool_closed =
+        BuildCounter()
+            .Name("relaygate_upstream_pool_closed_total")
+            .Help(
+                "Upstream connections closed instead of kept, by reason (idle_timeout, full, "
+                "unusable, drain)")
+            .Register(registry);
+    Gauge& pool_idle = upstream_pool_idle.Add({});
     prometheus::Family<Gauge>& policy_info =
         BuildGauge()
             .Name("relaygate_policy_info")
@@ -250,6 +268,10 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     for (auto s : {"client", "user"})
         impl_->auth_throttled.Add({{"scope", s}});
     impl_->auth_throttle_entries.Add({});
+    for (auto r : {"reused", "stale", "empty"})
+        impl_->upstream_pool_checkouts.Add({{"result", r}});
+    for (auto r : {"idle_timeout", "full", "unusable", "drain"})
+        impl_->upstream_pool_closed.Add({{"reason", r}});
     for (auto k : {"descriptors", "other"})
         impl_->accept_errors.Add({{"kind", k}});
     for (auto r : {"hit", "miss"})
@@ -375,6 +397,18 @@ void Metrics::auth(std::string_view result) {
 
 void Metrics::auth_throttled(std::string_view scope) {
     impl_->auth_throttled.Add({{"scope", std::string(scope)}}).Increment();
+}
+
+void Metrics::upstream_pool_idle(double delta) {
+    impl_->pool_idle.Increment(delta);
+}
+
+void Metrics::upstream_pool_checkout(std::string_view result) {
+    impl_->upstream_pool_checkouts.Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::upstream_pool_closed(std::string_view reason) {
+    impl_->upstream_pool_closed.Add({{"reason", std::string(reason)}}).Increment();
 }
 
 void Metrics::auth_throttle_entries(std::size_t n) {

@@ -45,6 +45,13 @@ class Metrics {
     void upstream_reply_latency(std::string_view command, double seconds);
     // kind: connect | timeout | reset | protocol | refused | tls
     void upstream_error(std::string_view kind);
+    // The upstream connection pool (server/upstream_pool.hpp): idle
+    // connections (+1 kept, -1 taken or closed); a checkout's result:
+    // reused | stale | empty; a close instead of keeping, reason:
+    // idle_timeout | full | unusable | drain
+    void upstream_pool_idle(double delta);
+    void upstream_pool_checkout(std::string_view result);
+    void upstream_pool_closed(std::string_view reason);
 
     // result: success | failure
     void tls_handshake(std::string_view result);

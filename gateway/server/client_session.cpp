@@ -14,6 +14,7 @@
 #include "gateway/server/log.hpp"
 #include "gateway/server/smtp_stream.hpp"
 #include "gateway/server/upstream_client.hpp"
+#include "gateway/server/upstream_pool.hpp"
 #include "gateway/session/auth_throttle.hpp"
 #include "gateway/session/read_deadline.hpp"
 #include "gateway/smtp/reply.hpp"
@@ -218,7 +219,7 @@ awaitable<std::optional<std::string>> read_proxy_header(SmtpStream& stream,
 }  // namespace
 
 awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
-                                   std::size_t listener_index) {
+                                   std::size_t listener_index, UpstreamPool& pool) {
     const auto started = Clock::now();
     const auto& listener = shared.listeners[listener_index];
     error_code ec;
@@ -282,9 +283,37 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                       shared.config.anomalies.tenant_label);
     auto policy = shared.policy->get();
     session::SessionMachine machine(listener.settings, policy, info, hooks);
-    UpstreamClient upstream(client.get_executor(), shared.config.upstream, shared.config.hostname,
-                            shared.metrics, shared.tls.client());
+    // The relay connection: taken from the thread's pool or opened at the
+    // first MAIL FROM, handed back to the pool when the session is done.
+    std::unique_ptr<UpstreamClient> upstream;
     XclientInfo xclient{info.address, {}};
+    auto open_upstream = [&]() -> awaitable<session::UpstreamResult> {
+        // A pooled connection the relay closed while idle fails its RSET;
+        // two such in a row and the pool is left to expire.
+        for (int tries = 0; tries < 2; ++tries) {
+            auto pooled = pool.take(xclient);
+            if (!pooled) break;
+            auto r = co_await pooled->reuse(xclient);
+            if (r.ok) {
+                pool.reused();
+                upstream = std::move(pooled);
+                co_return r;
+            }
+            pool.stale();
+        }
+        if (!upstream)
+            upstream = std::make_unique<UpstreamClient>(
+                client.get_executor(), shared.config.upstream, shared.config.hostname,
+                shared.metrics, shared.tls.client());
+        auto r = co_await upstream->connect(xclient);
+        co_return r;
+    };
+    // Every upstream action but the connect follows a successful connect.
+    auto not_connected = [] {
+        session::UpstreamResult r;
+        r.failure = Reason::upstream_failed;
+        return r;
+    };
 
     auto handshake = [&]() -> awaitable<bool> {
         auto ctx = shared.tls.server(listener.config.request_client_certificate);
@@ -412,21 +441,24 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             // each result to a named variable first.
             case session::index_of<session::act::UpstreamConnect>: {
                 xclient.helo = machine.client_helo();
-                auto r = co_await upstream.connect(xclient);
+                auto r = co_await open_upstream();
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
             case session::index_of<session::act::UpstreamCommand>: {
                 auto& c = std::get<session::act::UpstreamCommand>(a);
-                auto r = co_await upstream.command(std::move(c.line), c.step);
+                auto r = not_connected();
+                if (upstream) r = co_await upstream->command(std::move(c.line), c.step);
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
             case session::index_of<session::act::UpstreamWrite>: {
-                auto r = co_await upstream.write(
-                    std::move(std::get<session::act::UpstreamWrite>(a).bytes));
+                auto r = not_connected();
+                if (upstream)
+                    r = co_await upstream->write(
+                        std::move(std::get<session::act::UpstreamWrite>(a).bytes));
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
@@ -435,16 +467,18 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 auto& c = std::get<session::act::UpstreamCommit>(a);
                 std::string bytes = std::move(c.data);  // one write: data and "."
                 bytes += c.terminator;
-                auto r = co_await upstream.commit(std::move(bytes));
+                auto r = not_connected();
+                if (upstream) r = co_await upstream->commit(std::move(bytes));
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;
             }
             case session::index_of<session::act::UpstreamAbort>:
-                upstream.abort();
+                if (upstream) upstream->abort();
                 break;
             case session::index_of<session::act::UpstreamQuit>:
-                co_await upstream.quit();
+                // The pool keeps it if it is clean, and QUITs it otherwise.
+                pool.release(std::move(upstream), upstream_used);
                 break;
             case session::index_of<session::act::StartTls>: {
                 if (!co_await flush_or_close()) break;

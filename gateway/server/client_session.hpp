@@ -8,8 +8,11 @@
 
 namespace relaygate::server {
 
-// `listener` indexes Server::Shared::listeners.
+class UpstreamPool;
+
+// `listener` indexes Server::Shared::listeners; `pool` is the upstream
+// connection pool of the thread the socket belongs to.
 net::awaitable<void> run_client_session(net::tcp::socket socket, Server::Shared& shared,
-                                        std::size_t listener);
+                                        std::size_t listener, UpstreamPool& pool);
 
 }  // namespace relaygate::server

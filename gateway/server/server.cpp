@@ -4,6 +4,8 @@
 // are gone or the drain deadline passes.
 #include "gateway/server/server.hpp"
 
+#include <algorithm>
+
 #include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/server/redis_store.hpp"
 
@@ -23,6 +25,7 @@
 #include "gateway/server/client_session.hpp"
 #include "gateway/server/descriptors.hpp"
 #include "gateway/server/log.hpp"
+#include "gateway/server/upstream_pool.hpp"
 
 namespace relaygate::server {
 
@@ -99,10 +102,18 @@ Server::Server(config::Config config)
         workers_.push_back(std::make_unique<asio::io_context>(1));
         work_guards_.push_back(asio::make_work_guard(*workers_.back()));
     }
+    // The pool's size is for the process: each thread keeps its share.
+    const std::size_t pool_size = shared_.config.upstream.pool_size;
+    for (std::size_t i = 0; i < thread_count(); ++i)
+        shared_.upstream_pools.push_back(std::make_unique<UpstreamPool>(
+            context(i).get_executor(), (pool_size + thread_count() - 1) / thread_count(),
+            shared_.config.upstream.idle_timeout, shared_.metrics));
 }
 
 Server::~Server() {
-    shared_.dns.reset();  // before the io_context its sockets belong to
+    // Before the io_contexts their sockets and timers belong to.
+    shared_.upstream_pools.clear();
+    shared_.dns.reset();
     shared_.limits.reset();
 }
 
@@ -263,7 +274,8 @@ awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listene
         // The connection lives on one thread's io_context: its coroutine,
         // client socket and upstream socket never run concurrently with
         // themselves, without a strand.
-        auto& home = context(next_context_++ % thread_count());
+        const std::size_t thread = next_context_++ % thread_count();
+        auto& home = context(thread);
         tcp::socket socket(home.get_executor());
         co_await acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
         if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
@@ -273,8 +285,9 @@ awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listene
         }
         backoff.on_success();
         auto ex = socket.get_executor();
-        auto session = [this, s = std::move(socket), listener]() mutable -> awaitable<void> {
-            co_await run_client_session(std::move(s), shared_, listener);
+        auto* pool = shared_.upstream_pools[thread].get();
+        auto session = [this, s = std::move(socket), listener, pool]() mutable -> awaitable<void> {
+            co_await run_client_session(std::move(s), shared_, listener, *pool);
         };
         asio::co_spawn(ex, std::move(session), log_exception("client session"));
     }
@@ -353,6 +366,8 @@ void Server::begin_drain() {
     }
     policy_timer_.cancel();
     trim_timer_.cancel();
+    for (std::size_t i = 0; i < thread_count(); ++i)
+        asio::post(context(i), [pool = shared_.upstream_pools[i].get()] { pool->drain(); });
     {
         std::lock_guard lock(shared_.sessions_mutex);
         for (auto& [id, wake] : shared_.wakers)
@@ -365,7 +380,12 @@ void Server::begin_drain() {
 }
 
 void Server::drain_poll() {
-    if (shared_.limiter->active() == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
+    // Pooled relay connections get their QUIT (bounded by upstream.quit_seconds).
+    const bool pools_drained =
+        std::all_of(shared_.upstream_pools.begin(), shared_.upstream_pools.end(),
+                    [](const auto& pool) { return pool->drained(); });
+    if ((shared_.limiter->active() == 0 && pools_drained) ||
+        std::chrono::steady_clock::now() >= drain_deadline_) {
         log_info("drain_finished", {{"sessions_left", shared_.limiter->active()}});
         if (admin_) admin_->stop();
         signals_.cancel();

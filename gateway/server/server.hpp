@@ -28,6 +28,7 @@
 namespace relaygate::server {
 
 class AdminServer;
+class UpstreamPool;
 
 class Server {
   public:
@@ -60,6 +61,8 @@ class Server {
         std::unique_ptr<DnsResolver> dns;
         // Volume control: rate limits and anomaly state (memory or Redis).
         std::unique_ptr<ratelimit::Store> limits;
+        // Idle upstream connections, one pool per I/O thread (index = thread).
+        std::vector<std::unique_ptr<UpstreamPool>> upstream_pools;
         std::atomic<std::uint64_t> next_session{0};
         std::string session_prefix;
         // Drain: wakes sessions idle in a read so they can answer 421 now.

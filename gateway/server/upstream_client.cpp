@@ -167,6 +167,12 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
     co_return to_session(std::move(r));
 }
 
+awaitable<UpstreamResult> UpstreamClient::reuse(const XclientInfo& client) {
+    Action first = machine_.reuse(client);
+    auto r = co_await run(std::move(first));
+    co_return to_session(std::move(r));
+}
+
 awaitable<UpstreamResult> UpstreamClient::command(std::string line, session::UpstreamStep step) {
     Action first = machine_.command(std::move(line), reply_step(step));
     auto r = co_await run(std::move(first));

@@ -34,6 +34,20 @@ class UpstreamClient {
     UpstreamClient& operator=(const UpstreamClient&) = delete;
 
     net::awaitable<session::UpstreamResult> connect(const XclientInfo& client);
+    // An idle connection from the pool, taken over for `client` (RSET, then
+    // XCLIENT again; upstream::UpstreamMachine::reuse). On failure it is closed.
+    net::awaitable<session::UpstreamResult> reuse(const XclientInfo& client);
+    // Open and clean enough to go back to the pool.
+    bool idle_and_clean() const { return stream_ && machine_.idle_and_clean(); }
+    // Can carry `client`'s mail next (upstream::UpstreamMachine::reusable_for).
+    bool reusable_for(const XclientInfo& client) const {
+        return stream_ && machine_.reusable_for(client);
+    }
+    // Already announced as `client` by XCLIENT: RSET alone takes it over.
+    bool announced_as(const XclientInfo& client) const {
+        return machine_.announced() && *machine_.announced() == client;
+    }
+    net::asio::any_io_executor get_executor() const { return ex_; }
     net::awaitable<session::UpstreamResult> command(std::string line, session::UpstreamStep step);
     net::awaitable<session::UpstreamResult> write(std::string bytes);
     net::awaitable<session::UpstreamResult> commit(std::string terminator);

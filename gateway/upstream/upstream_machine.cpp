@@ -80,6 +80,8 @@ std::string_view to_string(State s) {
             return "xclient";
         case State::xclient_ehlo:
             return "xclient_ehlo";
+        case State::resetting:
+            return "resetting";
         case State::ready:
             return "ready";
         case State::command:
@@ -114,11 +116,24 @@ void UpstreamMachine::enter(State next) {
 Action UpstreamMachine::open(XclientInfo client) {
     // A new connection replaces whatever was there.
     client_ = std::move(client);
+    announced_.reset();
     rbuf_.clear();
     parser_.reset();
     enter(State::connecting);
     pending_ = Action::Kind::connect;
     return make(Action::Kind::connect, cfg_.connect_timeout);
+}
+
+Action UpstreamMachine::reuse(XclientInfo client) {
+    if (!reusable_for(client)) return not_ready();
+    client_ = std::move(client);
+    step_ = Step::rset;
+    enter(State::resetting);
+    return send("RSET\r\n", cfg_.reply_timeout);
+}
+
+bool UpstreamMachine::reusable_for(const XclientInfo& client) const {
+    return idle_and_clean() && (!announced_ || *announced_ == client || offers_xclient("ADDR"));
 }
 
 Action UpstreamMachine::command(std::string line, Step step) {
@@ -265,11 +280,20 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
                 a.server_name = server_name_;
                 return a;
             }
+        case State::resetting:
+            // The pooled connection answers. The relay already knows this
+            // client, or is told now.
+            if (reply.code != 250) return fail(Reason::upstream_failed, "reset");
+            if (announced_ && *announced_ == client_) return finish(ehlo_result());
+            return maybe_xclient();
         case State::xclient:
-            // Postfix restarts with 220; smtp-sink answers 250. Either way: EHLO again.
+            // Postfix restarts with 220; smtp-sink answers 250. Either way:
+            // EHLO again, with the client's own name (XCLIENT_README's
+            // example; Postfix records the name of this EHLO, not HELO=).
             if (reply.code / 100 != 2) return fail(Reason::upstream_unavailable, "refused");
             enter(State::xclient_ehlo);
-            return send("EHLO " + helo_name_ + "\r\n", cfg_.reply_timeout);
+            return send("EHLO " + (client_.helo.empty() ? helo_name_ : client_.helo) + "\r\n",
+                        cfg_.reply_timeout);
         case State::command:
         case State::commit: {
             Result r;
@@ -291,13 +315,7 @@ Action UpstreamMachine::on_ehlo(smtp::Reply reply) {
 }
 
 Action UpstreamMachine::after_ehlo() {
-    if (state_ == State::xclient_ehlo) {
-        Result r;
-        r.ok = true;
-        r.reply = ehlo_reply_;
-        r.capabilities = caps_;
-        return finish(std::move(r));
-    }
+    if (state_ == State::xclient_ehlo) return finish(ehlo_result());
     if (state_ == State::ehlo && tls_wanted_) {
         if (!caps_.has("STARTTLS")) {
             if (cfg_.starttls == config::UpstreamTls::required)
@@ -312,25 +330,37 @@ Action UpstreamMachine::after_ehlo() {
 
 // XCLIENT (Postfix XCLIENT_README) tells the signer the real client, so its
 // logs and its own checks see it. Only announced attributes are sent, and
-// without ADDR there is nothing worth sending.
+// without ADDR there is nothing worth sending. Every attribute is sent each
+// time ([UNAVAILABLE] when unknown): the relay keeps the value of one left
+// out, and on a pooled connection that value would be the last client's.
 Action UpstreamMachine::maybe_xclient() {
-    const auto* attrs = caps_.params("XCLIENT");
-    auto offers = [&](std::string_view a) {
-        return attrs && std::find(attrs->begin(), attrs->end(), a) != attrs->end();
-    };
-    if (cfg_.xclient && offers("ADDR") && !client_.addr.empty()) {
+    if (cfg_.xclient && offers_xclient("ADDR") && !client_.addr.empty()) {
         std::string line = "XCLIENT ADDR=" + xtext(client_.addr);
-        if (offers("HELO") && !client_.helo.empty()) line += " HELO=" + xtext(client_.helo);
-        if (offers("PROTO")) line += " PROTO=ESMTP";
+        if (offers_xclient("HELO"))
+            line += " HELO=" + (client_.helo.empty() ? "[UNAVAILABLE]" : xtext(client_.helo));
+        if (offers_xclient("PROTO")) line += " PROTO=ESMTP";
         line += "\r\n";
+        announced_ = client_;
         enter(State::xclient);
         return send(std::move(line), cfg_.reply_timeout);
     }
+    // A reused connection that told the relay about another client must
+    // not carry this one's mail under that client's name.
+    if (announced_) return fail(Reason::upstream_failed, "protocol");
+    return finish(ehlo_result());
+}
+
+Result UpstreamMachine::ehlo_result() const {
     Result r;
     r.ok = true;
     r.reply = ehlo_reply_;
     r.capabilities = caps_;
-    return finish(std::move(r));
+    return r;
+}
+
+bool UpstreamMachine::offers_xclient(std::string_view attribute) const {
+    const auto* attrs = caps_.params("XCLIENT");
+    return attrs && std::find(attrs->begin(), attrs->end(), attribute) != attrs->end();
 }
 
 Action UpstreamMachine::finish(Result result) {
@@ -342,7 +372,9 @@ Action UpstreamMachine::finish(Result result) {
 }
 
 Action UpstreamMachine::fail(Reason reason, std::string_view kind) {
-    observer_.failed(kind);
+    // A pooled connection that fails its health check is the pool's
+    // business (the relay closed it while idle), not a relay error.
+    if (state_ != State::resetting) observer_.failed(kind);
     rbuf_.clear();
     parser_.reset();
     result_ = Result{};
@@ -365,6 +397,8 @@ Step UpstreamMachine::reply_step() const {
             return Step::starttls;
         case State::xclient:
             return Step::xclient;
+        case State::resetting:
+            return Step::rset;
         case State::ehlo:
         case State::tls_ehlo:
         case State::xclient_ehlo:

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,7 @@ namespace relaygate::upstream {
 struct XclientInfo {
     std::string addr;
     std::string helo;
+    bool operator==(const XclientInfo&) const = default;
 };
 
 // The reply being waited for; also the metric label of its latency.
@@ -68,6 +70,7 @@ enum class State : std::uint8_t {
     tls_ehlo,       // EHLO again inside TLS (RFC 3207 4.2)
     xclient,        // XCLIENT sent
     xclient_ehlo,   // EHLO again after XCLIENT (the relay restarted the session)
+    resetting,      // RSET sent: the health check of a pooled connection taken for reuse
     ready,          // open, nothing outstanding
     command,        // MAIL/RCPT/DATA/RSET sent, waiting for its reply
     data_write,     // a block of message data being written
@@ -104,6 +107,12 @@ class UpstreamMachine {
 
     // Connect, greeting, EHLO, STARTTLS and XCLIENT as configured and offered.
     Action open(XclientInfo client);
+    // Takes an open, idle connection over for a client (the upstream
+    // connection pool): RSET as its health check, then, if the connection
+    // told the relay about another client, XCLIENT with every attribute of
+    // this one, so nothing of the last client survives. done carries the
+    // EHLO reply and capabilities, as open() does. Needs reusable_for(client).
+    Action reuse(XclientInfo client);
     // One command line (with CRLF); done carries the reply. Needs ready().
     Action command(std::string line, Step step);
     // Dot-stuffed message data; done carries ok only.
@@ -121,6 +130,16 @@ class UpstreamMachine {
 
     State state() const { return state_; }
     bool ready() const { return state_ == State::ready; }
+    // Open with nothing outstanding or buffered, and nothing told to the
+    // relay about another client that could not be told again: either no
+    // XCLIENT was sent, or it named this very client, or the relay still
+    // offers XCLIENT (Postfix withdraws it once the announced address is
+    // not itself in smtpd_authorized_xclient_hosts).
+    bool reusable_for(const XclientInfo& client) const;
+    // Open with nothing outstanding or buffered.
+    bool idle_and_clean() const { return ready() && rbuf_.empty(); }
+    // The client XCLIENT announced on this connection, if any.
+    const std::optional<XclientInfo>& announced() const { return announced_; }
 
   private:
     void enter(State next);
@@ -131,6 +150,8 @@ class UpstreamMachine {
     Action on_ehlo(smtp::Reply reply);
     Action after_ehlo();
     Action maybe_xclient();
+    bool offers_xclient(std::string_view attribute) const;
+    Result ehlo_result() const;  // ok, with the last EHLO's reply and capabilities
     Action finish(Result result);
     Action fail(Reason reason, std::string_view kind);
     Action not_ready();
@@ -146,8 +167,9 @@ class UpstreamMachine {
     Action::Kind pending_ = Action::Kind::done;  // the Action handed out last
     Step step_ = Step::greeting;                 // the command's reply step
     XclientInfo client_;
-    std::string out_;          // the octets of the current send
-    std::string server_name_;  // of the current tls_handshake
+    std::optional<XclientInfo> announced_;  // XCLIENT sent on this connection
+    std::string out_;                       // the octets of the current send
+    std::string server_name_;               // of the current tls_handshake
     smtp::ReplyParser parser_;
     std::string rbuf_;  // received, not yet parsed
     smtp::Reply ehlo_reply_;

@@ -167,12 +167,12 @@ TEST_CASE("hardening keys: auth_throttle, session and upstream idle limits") {
 TEST_CASE("config warnings: the descriptor limit and the final-reply timeout") {
     auto c = parse_config(R"({ "limits": { "max_connections": 1000 } })", ".");
     REQUIRE(c.ok());
-    CHECK(descriptors_needed(*c) == 2000 + 1 + 64);
+    CHECK(descriptors_needed(*c) == 2000 + 32 + 1 + 64);  // clients, relays, pool, listener
     CHECK(config_warnings(*c, 1u << 20).empty());
     auto w = config_warnings(*c, 1024);
     REQUIRE(w.size() == 1);
     CHECK(w[0].find("RLIMIT_NOFILE is 1024") != std::string::npos);
-    CHECK(w[0].find("lower limits.max_connections to 479") != std::string::npos);
+    CHECK(w[0].find("lower limits.max_connections to 463") != std::string::npos);
 
     auto quick = parse_config(R"({ "upstream": { "final_reply_timeout_seconds": 60 } })", ".");
     REQUIRE(quick.ok());

@@ -161,7 +161,42 @@ class Sink:
         return wait_for(lambda: len(self.events(event)) >= count and self.events(event),
                         timeout, what=f"{count} sink '{event}' event(s)")
 
+    def connection_states(self):
+        """{conn: {"open", "pending", "transaction"}} from the log: open until
+        it disconnected; pending while a command waits for its reply; in a
+        transaction from MAIL until the final dot, RSET, XCLIENT or EHLO."""
+        states = {}
+        for e in self.events():
+            ev, conn = e["event"], e.get("conn")
+            if ev == "connect":
+                states[conn] = {"open": True, "pending": False, "transaction": False}
+            st = states.get(conn)
+            if st is None:
+                continue
+            if ev == "disconnect":
+                st["open"] = False
+            elif ev == "command":
+                st["pending"] = True
+                if e["verb"] == "MAIL":
+                    st["transaction"] = True
+                elif e["verb"] in ("RSET", "XCLIENT", "EHLO", "HELO"):
+                    st["transaction"] = False
+            elif ev == "reply":
+                st["pending"] = False
+            elif ev == "dot":
+                st["transaction"] = False
+        return states
+
     def wait_idle(self, timeout=10):
+        """Nothing is in flight upstream: every connection the sink saw has
+        disconnected or sits idle (e.g. in the gateway's upstream pool): its
+        last command answered and no transaction open on it."""
+        def settled():
+            return all(not s["open"] or not (s["pending"] or s["transaction"])
+                       for s in self.connection_states().values())
+        wait_for(settled, timeout, what="sink connections to close or go idle")
+
+    def wait_closed(self, timeout=10):
         """Every connection the sink saw has disconnected."""
         wait_for(lambda: len(self.events("disconnect")) >= self.connections(),
                  timeout, what="sink connections to close")

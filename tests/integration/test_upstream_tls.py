@@ -115,7 +115,7 @@ class UpstreamTlsTest(GatewayTestCase):
         t = gw.wait_transactions(1)[0]
         self.assertEqual(t["reason"], "upstream_unavailable")
         self.assertEqual(t["queue_id"], "")
-        sink.wait_idle()
+        sink.wait_closed()
         self.assertNothingStored(sink)
         self.assertEqual(sink.commands("MAIL"), [], "MAIL went upstream without TLS")
         self.assertEqual(sink.events("tls"), [])

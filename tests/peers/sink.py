@@ -75,12 +75,18 @@ XCLIENT (advertised with --ehlo-extra XCLIENT, which expands to Postfix's
 attribute list): attributes NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT
 (xtext-decoded) are recorded and the reply is a fresh "220" greeting; the
 client must send EHLO again, as with Postfix.  Refused with 550 when not
-advertised and with 503 inside a mail transaction.
+advertised and with 503 inside a mail transaction.  With --xclient-hosts
+CIDR (as Postfix's smtpd_authorized_xclient_hosts) XCLIENT is offered and
+allowed only while the client address in force -- the connection's, or the
+last XCLIENT ADDR -- is in one of them; Postfix 3.7 behaves so (checked by
+hand: after XCLIENT ADDR=<outside address> its EHLO no longer offers XCLIENT
+and a second XCLIENT gets "550 5.7.0 Error: insufficient authorization").
 """
 
 import argparse
 import asyncio
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -154,6 +160,8 @@ class Config:
             self.ehlo_extra.append(kw.strip())
         self.xclient_enabled = any(k.upper().split()[0] == "XCLIENT"
                                    for k in self.ehlo_extra)
+        self.xclient_hosts = [ipaddress.ip_network(n, strict=False)
+                              for n in (args.xclient_hosts or [])]
         self.queue_ids = set()
         self.tls_context = None
         if args.starttls_cert:
@@ -369,7 +377,8 @@ class SinkSMTP(SMTP):
             lines.append("SMTPUTF8")
         if self.tls_context and not self._tls_protocol:
             lines.append("STARTTLS")
-        lines.extend(self.cfg.ehlo_extra)
+        lines.extend(k for k in self.cfg.ehlo_extra
+                     if k.upper().split()[0] != "XCLIENT" or self._xclient_authorized())
         for i, text in enumerate(lines):
             sep = " " if i == len(lines) - 1 else "-"
             await self.push(f"250{sep}{text}")
@@ -399,10 +408,25 @@ class SinkSMTP(SMTP):
             return
         await super().smtp_HELP(arg)
 
+    def _xclient_authorized(self):
+        """As Postfix's smtpd_authorized_xclient_hosts: checked against the
+        client address in force, which a previous XCLIENT ADDR replaced
+        (so XCLIENT is withdrawn from EHLO once it named an outside address)."""
+        if not self.cfg.xclient_hosts:
+            return True
+        addr = (self.xclient or {}).get("ADDR") or self.peer_addr[0]
+        if addr.upper().startswith("IPV6:"):
+            addr = addr[5:]
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in self.cfg.xclient_hosts)
+
     async def smtp_XCLIENT(self, arg):
         if await self._refused("XCLIENT"):
             return
-        if not self.cfg.xclient_enabled:
+        if not self.cfg.xclient_enabled or not self._xclient_authorized():
             await self.push("550 5.7.0 Error: insufficient authorization")
             return
         if self.envelope.mail_given:
@@ -595,6 +619,10 @@ def parse_args(argv):
     p.add_argument("--ehlo-extra", action="append", metavar="KEYWORD",
                    help="extra EHLO keyword line (repeatable); XCLIENT expands "
                         "to Postfix's attribute list")
+    p.add_argument("--xclient-hosts", action="append", metavar="CIDR",
+                   help="as Postfix's smtpd_authorized_xclient_hosts (repeatable): "
+                        "XCLIENT is offered and allowed only while the client "
+                        "address in force (the last XCLIENT ADDR) is in one")
     p.add_argument("--max-size", type=int, default=33554432)
     p.add_argument("--timeout", type=float, default=300.0,
                    help="idle seconds before the sink closes a connection")

@@ -270,7 +270,7 @@ TEST_CASE("open: XCLIENT with the offered attributes, then EHLO again") {
     r.script =
         greet_ehlo(kEhloXclient) + std::vector<Entry>{{"send 300 " + kXclientLine},
                                                       {"read 300", "220 relay.example ESMTP\r\n"},
-                                                      {"send 300 EHLO gw.example\r\n"},
+                                                      {"send 300 EHLO client.example\r\n"},
                                                       {"read 300", kEhloXclient}};
     const Outcome o = play(c, {r});
     CHECK(o.results == std::vector<std::string>{"ok 250 PIPELINING XCLIENT"});
@@ -289,7 +289,7 @@ TEST_CASE("open: STARTTLS, then XCLIENT as offered inside TLS") {
         std::vector<Entry>{{"send 300 STARTTLS\r\n"},        {"read 300", "220 go ahead\r\n"},
                            {"tls relay.example 30"},         {"send 300 EHLO gw.example\r\n"},
                            {"read 300", kEhloXclient},       {"send 300 " + kXclientLine},
-                           {"read 300", "250 2.0.0 Ok\r\n"}, {"send 300 EHLO gw.example\r\n"},
+                           {"read 300", "250 2.0.0 Ok\r\n"}, {"send 300 EHLO client.example\r\n"},
                            {"read 300", kEhloXclient}};
     const Outcome o = play(c, {r});
     CHECK(o.results == std::vector<std::string>{"ok 250 PIPELINING XCLIENT"});
@@ -308,7 +308,7 @@ TEST_CASE("XCLIENT: only announced attributes, xtext-encoded; none without ADDR"
             open_with(c, greet_ehlo("250-r\r\n250 XCLIENT ADDR\r\n") +
                              std::vector<Entry>{{"send 300 XCLIENT ADDR=192.0.2.7\r\n"},
                                                 {"read 300", "250 ok\r\n"},
-                                                {"send 300 EHLO gw.example\r\n"},
+                                                {"send 300 EHLO client.example\r\n"},
                                                 {"read 300", "250 r\r\n"}});
         CHECK(o.results == std::vector<std::string>{"ok 250"});
     }
@@ -319,20 +319,20 @@ TEST_CASE("XCLIENT: only announced attributes, xtext-encoded; none without ADDR"
                           std::vector<Entry>{{"send 300 XCLIENT ADDR=IPV6:2001:db8::1 "
                                               "HELO=a+2Bb+3Dc+20d+7F+C3+A9\r\n"},
                                              {"read 300", "220 again\r\n"},
-                                             {"send 300 EHLO gw.example\r\n"},
+                                             {"send 300 EHLO a+b=c d\x7f\xc3\xa9\r\n"},
                                              {"read 300", "250 r\r\n"}},
                       "IPV6:2001:db8::1", "a+b=c d\x7f\xc3\xa9");
         CHECK(o.results == std::vector<std::string>{"ok 250"});
     }
-    SUBCASE("an empty HELO is not sent") {
-        const Outcome o =
-            open_with(c,
-                      greet_ehlo(kEhloXclient) +
-                          std::vector<Entry>{{"send 300 XCLIENT ADDR=192.0.2.7 PROTO=ESMTP\r\n"},
-                                             {"read 300", "250 ok\r\n"},
-                                             {"send 300 EHLO gw.example\r\n"},
-                                             {"read 300", kEhloPlain}},
-                      "192.0.2.7", "");
+    SUBCASE("an empty HELO is sent as [UNAVAILABLE]: the relay keeps a value left out") {
+        const Outcome o = open_with(
+            c,
+            greet_ehlo(kEhloXclient) + std::vector<Entry>{{"send 300 XCLIENT ADDR=192.0.2.7 "
+                                                           "HELO=[UNAVAILABLE] PROTO=ESMTP\r\n"},
+                                                          {"read 300", "250 ok\r\n"},
+                                                          {"send 300 EHLO gw.example\r\n"},
+                                                          {"read 300", kEhloPlain}},
+            "192.0.2.7", "");
         CHECK(o.results == std::vector<std::string>{"ok 250 8BITMIME PIPELINING"});
     }
     SUBCASE("no client address: no XCLIENT") {
@@ -424,7 +424,7 @@ TEST_CASE("open failures") {
         fails(c,
               greet_ehlo(kEhloXclient) + std::vector<Entry>{{"send 300 " + kXclientLine},
                                                             {"read 300", "220 again\r\n"},
-                                                            {"send 300 EHLO gw.example\r\n"},
+                                                            {"send 300 EHLO client.example\r\n"},
                                                             {"read 300", "554 no\r\n"}},
               "fail upstream_unavailable", "refused");
     }
@@ -447,7 +447,7 @@ TEST_CASE("STARTTLS rules") {
             with_tls(config::UpstreamTls::opportunistic),
             greet_ehlo(kEhloXclient) + std::vector<Entry>{{"send 300 " + kXclientLine},
                                                           {"read 300", "250 ok\r\n"},
-                                                          {"send 300 EHLO gw.example\r\n"},
+                                                          {"send 300 EHLO client.example\r\n"},
                                                           {"read 300", kEhloPlain}});
         CHECK(o.results == std::vector<std::string>{"ok 250 8BITMIME PIPELINING"});
     }
@@ -462,7 +462,7 @@ TEST_CASE("STARTTLS rules") {
                                     starttls_reply("454 4.7.0 TLS not available\r\n") +
                                         std::vector<Entry>{{"send 300 " + kXclientLine},
                                                            {"read 300", "250 ok\r\n"},
-                                                           {"send 300 EHLO gw.example\r\n"},
+                                                           {"send 300 EHLO client.example\r\n"},
                                                            {"read 300", kEhloPlain}});
         CHECK(o.results == std::vector<std::string>{"ok 250 8BITMIME PIPELINING"});
         CHECK(Recorder(o.events).failures().empty());
@@ -649,7 +649,7 @@ TEST_CASE("a fault injected at every action of the full open sequence") {
         std::vector<Entry>{{"send 300 STARTTLS\r\n"},     {"read 300", "220 go\r\n"},
                            {"tls relay.example 30"},      {"send 300 EHLO gw.example\r\n"},
                            {"read 300", kEhloXclient},    {"send 300 " + kXclientLine},
-                           {"read 300", "220 again\r\n"}, {"send 300 EHLO gw.example\r\n"},
+                           {"read 300", "220 again\r\n"}, {"send 300 EHLO client.example\r\n"},
                            {"read 300", kEhloXclient}};
     for (std::size_t i = 0; i < full.size(); ++i) {
         for (IoStatus st : {IoStatus::error, IoStatus::timeout}) {
@@ -677,4 +677,164 @@ TEST_CASE("a fault injected at every action of the full open sequence") {
         }
     }
     CHECK(open_with(c, full).results == std::vector<std::string>{"ok 250 PIPELINING XCLIENT"});
+}
+
+// --- the upstream connection pool: taking an idle connection over ---------
+
+namespace {
+
+const std::vector<Entry> kOpenWithXclient =
+    greet_ehlo(kEhloXclient) + std::vector<Entry>{{"send 300 " + kXclientLine},
+                                                  {"read 300", "220 relay.example ESMTP\r\n"},
+                                                  {"send 300 EHLO client.example\r\n"},
+                                                  {"read 300", kEhloXclient}};
+
+Request reuse_request(std::string addr, std::string helo, std::vector<Entry> script) {
+    return request(
+        [addr, helo](UpstreamMachine& m) {
+            return m.reuse({addr, helo});
+        },
+        std::move(script));
+}
+
+// Runs `script` for the request `first` hands out; the final action.
+Action drive(UpstreamMachine& m, Action a, const std::vector<Entry>& script) {
+    for (const Entry& e : script) {
+        REQUIRE(render(a) == e.action);
+        a = m.resume(e.status, e.input);
+    }
+    return a;
+}
+
+}  // namespace
+
+TEST_CASE("reuse: RSET, then XCLIENT announces the new client with every attribute") {
+    const Config c = plain();
+    Request open = open_request();
+    open.script = kOpenWithXclient;
+    // The second client gave no HELO name: the first client's must not stay.
+    const Request second =
+        reuse_request("198.51.100.9", "",
+                      {{"send 300 RSET\r\n"},
+                       {"read 300", "250 2.0.0 Ok\r\n"},
+                       {"send 300 XCLIENT ADDR=198.51.100.9 HELO=[UNAVAILABLE] PROTO=ESMTP\r\n"},
+                       {"read 300", "220 relay.example ESMTP\r\n"},
+                       {"send 300 EHLO gw.example\r\n"},
+                       {"read 300", kEhloXclient}});
+    const Request third =
+        reuse_request("203.0.113.5", "third.example",
+                      {{"send 300 RSET\r\n"},
+                       {"read 300", "250 2.0.0 Ok\r\n"},
+                       {"send 300 XCLIENT ADDR=203.0.113.5 HELO=third.example PROTO=ESMTP\r\n"},
+                       {"read 300", "250 2.0.0 Ok\r\n"},  // smtp-sink answers 250
+                       {"send 300 EHLO third.example\r\n"},
+                       {"read 300", kEhloPlain}});
+    const Outcome o = play(c, {open, second, third});
+    CHECK(o.results == std::vector<std::string>{"ok 250 PIPELINING XCLIENT",
+                                                "ok 250 PIPELINING XCLIENT",
+                                                "ok 250 8BITMIME PIPELINING"});
+    const auto t = Recorder(o.events).transitions();
+    CHECK(std::vector<std::string>(t.end() - 4, t.end()) ==
+          std::vector<std::string>{"ready->resetting", "resetting->xclient",
+                                   "xclient->xclient_ehlo", "xclient_ehlo->ready"});
+    check_splits(c, {open, second, third});
+}
+
+TEST_CASE("reuse without XCLIENT: RSET only, and the capabilities of the open") {
+    Config c = plain();
+    c.cfg.xclient = false;
+    Request open = open_request();
+    open.script = greet_ehlo(kEhloXclient);
+    const Outcome o =
+        play(c, {open, reuse_request("198.51.100.9", "b.example",
+                                     {{"send 300 RSET\r\n"}, {"read 300", "250 2.0.0 Ok\r\n"}})});
+    CHECK(o.results ==
+          std::vector<std::string>{"ok 250 PIPELINING XCLIENT", "ok 250 PIPELINING XCLIENT"});
+}
+
+TEST_CASE("reuse: a connection the relay dropped while idle fails quietly and closes") {
+    const Config c = plain();
+    Request open = open_request();
+    open.script = kOpenWithXclient;
+    for (const auto& failing : std::vector<std::vector<Entry>>{
+             {{"send 300 RSET\r\n", "", IoStatus::error}, {"close"}},
+             {{"send 300 RSET\r\n"}, {"read 300", "", IoStatus::error}, {"close"}},
+             {{"send 300 RSET\r\n"}, {"read 300", "421 4.4.2 timeout\r\n"}, {"close"}}}) {
+        const Outcome o = play(c, {open, reuse_request("198.51.100.9", "b.example", failing)});
+        CHECK(o.results[1] == "fail upstream_failed");
+        // Not a relay error: the pool counts it as stale.
+        CHECK(Recorder(o.events).failures().empty());
+        CHECK(Recorder(o.events).transitions().back() == "closing->closed");
+    }
+    // XCLIENT refused after a good RSET is the relay's error, as at open.
+    const Outcome refused =
+        play(c, {open, reuse_request("198.51.100.9", "b.example",
+                                     {{"send 300 RSET\r\n"},
+                                      {"read 300", "250 ok\r\n"},
+                                      {"send 300 XCLIENT ADDR=198.51.100.9 HELO=b.example "
+                                       "PROTO=ESMTP\r\n"},
+                                      {"read 300", "550 5.7.0 denied\r\n"},
+                                      {"close"}})});
+    CHECK(refused.results[1] == "fail upstream_unavailable");
+    CHECK(Recorder(refused.events).failures() == std::vector<std::string>{"refused"});
+}
+
+TEST_CASE("reusable_for: idle, clean, and able to tell the relay about that client") {
+    Config c = plain();
+    Recorder rec;
+    UpstreamMachine m(c.cfg, "gw.example", false, rec);
+    const XclientInfo first{"192.0.2.7", "client.example"};
+    const XclientInfo other{"198.51.100.9", "b.example"};
+    CHECK_FALSE(m.reusable_for(first));  // closed
+    CHECK_FALSE(m.idle_and_clean());
+    SUBCASE("XCLIENT withdrawn after use (Postfix): the same client only, RSET alone") {
+        // Postfix checks smtpd_authorized_xclient_hosts against the announced
+        // address and stops offering XCLIENT when it is not in the list.
+        Action a = drive(
+            m, m.open(first),
+            greet_ehlo(kEhloXclient) + std::vector<Entry>{{"send 300 " + kXclientLine},
+                                                          {"read 300", "220 again\r\n"},
+                                                          {"send 300 EHLO client.example\r\n"},
+                                                          {"read 300", kEhloPlain}});
+        REQUIRE(render(a) == "done");
+        CHECK(m.idle_and_clean());
+        CHECK_FALSE(m.reusable_for(other));
+        CHECK_FALSE(m.reusable_for({"192.0.2.7", "other-helo.example"}));
+        REQUIRE(m.reusable_for(first));
+        a = drive(m, m.reuse(first), {{"send 300 RSET\r\n"}, {"read 300", "250 ok\r\n"}});
+        REQUIRE(render(a) == "done");
+        CHECK(render(a.result) == "ok 250 8BITMIME PIPELINING");
+        // Asked for another client anyway, it closes instead of sending mail
+        // under the last client's name.
+        CHECK(render(m.reuse(other)) == "close");
+    }
+    SUBCASE("XCLIENT still offered: any client, re-announced") {
+        Action a = drive(m, m.open(first), kOpenWithXclient);
+        REQUIRE(render(a) == "done");
+        CHECK(m.reusable_for(other));
+        CHECK(m.reusable_for(first));
+        // The same client again needs no second XCLIENT.
+        a = drive(m, m.reuse(first), {{"send 300 RSET\r\n"}, {"read 300", "250 ok\r\n"}});
+        CHECK(render(a.result) == "ok 250 PIPELINING XCLIENT");
+    }
+    SUBCASE("not while a command is outstanding, nor with a reply buffered") {
+        Action a = drive(m, m.open(first), kOpenWithXclient);
+        REQUIRE(render(a) == "done");
+        a = m.command("MAIL FROM:<a@x.example>\r\n", Step::mail);
+        CHECK_FALSE(m.reusable_for(first));
+        // Two replies in one read: the second stays buffered.
+        a = drive(m, a, {{"send 300 MAIL FROM:<a@x.example>\r\n"}});
+        a = m.resume(IoStatus::ok, "250 ok\r\n250 extra\r\n");
+        REQUIRE(render(a) == "done");
+        CHECK(m.ready());
+        CHECK_FALSE(m.idle_and_clean());
+        CHECK_FALSE(m.reusable_for(first));
+    }
+    SUBCASE("without XCLIENT in use, any client") {
+        c.cfg.xclient = false;
+        Action a = drive(m, m.open(first), greet_ehlo(kEhloPlain));
+        REQUIRE(render(a) == "done");
+        CHECK(m.reusable_for(other));
+        CHECK_FALSE(m.announced().has_value());
+    }
 }
