@@ -29,6 +29,33 @@ using Stage = session::SessionMachine::Stage;
 
 namespace {
 
+// The 64 KiB read buffers of the data phase, kept for reuse on this thread:
+// a session holds one only while it reads message data (an idle connection
+// holds none), and taking one back costs neither an allocation nor zeroing.
+class DataBuffers {
+  public:
+    static constexpr std::size_t kSize = 65536;
+    static std::unique_ptr<char[]> take() {
+        auto& kept = list();
+        if (kept.empty()) return std::make_unique_for_overwrite<char[]>(kSize);
+        auto buffer = std::move(kept.back());
+        kept.pop_back();
+        return buffer;
+    }
+    static void give_back(std::unique_ptr<char[]>& buffer) {
+        if (!buffer) return;
+        if (auto& kept = list(); kept.size() < kKept) kept.push_back(std::move(buffer));
+        buffer.reset();
+    }
+
+  private:
+    static constexpr std::size_t kKept = 8;  // per thread: 512 KiB at most
+    static std::vector<std::unique_ptr<char[]>>& list() {
+        thread_local std::vector<std::unique_ptr<char[]>> kept;
+        return kept;
+    }
+};
+
 class RunnerHooks final : public session::Hooks {
   public:
     RunnerHooks(metrics::Metrics& m, PolicyHolder& policy, std::atomic<std::uint64_t>& ended,
@@ -358,9 +385,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
 
     const auto& timeouts = shared.config.timeouts;
     std::string out;
-    // Reads land in a small buffer while commands arrive; the 64 KiB one
-    // exists only during DATA, so an idle connection holds neither.
-    constexpr std::size_t kDataBuffer = 65536;
+    // Reads land in a small buffer while commands arrive; a 64 KiB one is
+    // held only during DATA, so an idle connection holds neither.
     std::array<char, 2048> command_buf;
     std::unique_ptr<char[]> data_buf;
     std::string close_reason = "quit";
@@ -403,11 +429,11 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                                                machine.upstream_idle(), upstream_used});
                 asio::mutable_buffer target;
                 if (command_stage) {
-                    data_buf.reset();
+                    DataBuffers::give_back(data_buf);
                     target = asio::buffer(command_buf);
                 } else {
-                    if (!data_buf) data_buf = std::make_unique<char[]>(kDataBuffer);
-                    target = asio::buffer(data_buf.get(), kDataBuffer);
+                    if (!data_buf) data_buf = DataBuffers::take();
+                    target = asio::buffer(data_buf.get(), DataBuffers::kSize);
                 }
                 client.expires_after(
                     std::max(next.at - now, Clock::duration(std::chrono::milliseconds(1))));
@@ -561,6 +587,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 break;
         }
     }
+    DataBuffers::give_back(data_buf);
     client.close();
     shared.metrics.connection_closed();
     ++shared.ended_since_trim;
