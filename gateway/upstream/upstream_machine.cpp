@@ -11,6 +11,8 @@ namespace relaygate::upstream {
 
 namespace {
 
+constexpr std::size_t kKeptSendBuffer = 1024;  // commands and replies fit
+
 // XCLIENT attribute values are xtext (RFC 1891 5, Postfix XCLIENT_README).
 std::string xtext(std::string_view s) {
     static const char* hex = "0123456789ABCDEF";
@@ -180,6 +182,14 @@ void UpstreamMachine::abort() {
 
 Action UpstreamMachine::resume(IoStatus status, std::string_view received) {
     const Action::Kind last = std::exchange(pending_, Action::Kind::done);
+    if (last == Action::Kind::send) {
+        // Written: a block of message data (up to 64 KiB and more) must not
+        // stay with a connection that then idles, in a session or the pool.
+        if (out_.capacity() > kKeptSendBuffer)
+            std::string().swap(out_);
+        else
+            out_.clear();
+    }
     switch (last) {
         case Action::Kind::connect:
             if (status != IoStatus::ok) return fail(Reason::upstream_unavailable, "connect");

@@ -138,6 +138,9 @@ class UpstreamMachine {
     bool reusable_for(const XclientInfo& client) const;
     // Open with nothing outstanding or buffered.
     bool idle_and_clean() const { return ready() && rbuf_.empty(); }
+    // Heap bytes the machine keeps between requests (its send and receive
+    // buffers): an idle connection must not keep a block of message data.
+    std::size_t held_bytes() const { return out_.capacity() + rbuf_.capacity(); }
     // The client XCLIENT announced on this connection, if any.
     const std::optional<XclientInfo>& announced() const { return announced_; }
 

@@ -425,6 +425,22 @@ def run_scenario(work, scenario, run, logs=("relaygate.log", "signer/postfix.log
     return 0 if ok else 1
 
 
+def main(argv, doc, workdir_prefix, scenario_class, logs, needs=()):
+    """The command line of a scenario test: `test_X.py /path/to/relaygate`.
+    Skips (77) without root, the packages or one of `needs` (paths)."""
+    if len(argv) != 2:
+        print(doc)
+        return 2
+    binary = os.path.abspath(argv[1])
+    require_environment()
+    for path in needs:
+        if not os.path.exists(path):
+            skip(f"{path} not installed (run scripts/setup)")
+    work = make_workdir(workdir_prefix)
+    s = scenario_class(binary, work)
+    return run_scenario(work, s, s.run, logs=logs)
+
+
 def make_workdir(prefix):
     d = tempfile.mkdtemp(prefix=prefix)
     # Postfix daemons run as 'postfix' and must traverse the path.

@@ -107,16 +107,6 @@ class Scenario:
             self.signer.stop()
 
 
-def main(argv):
-    if len(argv) != 2:
-        print(__doc__)
-        return 2
-    binary = os.path.abspath(argv[1])
-    E.require_environment()
-    work = E.make_workdir("relaygate-e2e-pool.")
-    s = Scenario(binary, work)
-    return E.run_scenario(work, s, s.run, logs=("gateway/relaygate.log", "signer/postfix.log"))
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(E.main(sys.argv, __doc__, "relaygate-e2e-pool.", Scenario,
+                    logs=("gateway/relaygate.log", "signer/postfix.log")))

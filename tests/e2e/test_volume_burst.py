@@ -227,19 +227,8 @@ class Scenario:
             self.signer.stop()
 
 
-def main(argv):
-    if len(argv) != 2:
-        print(__doc__)
-        return 2
-    binary = os.path.abspath(argv[1])
-    E.require_environment()
-    if not os.path.exists("/usr/bin/redis-server"):
-        E.skip("redis-server not installed (run scripts/setup)")
-    work = E.make_workdir("relaygate-e2e-burst.")
-    s = Scenario(binary, work)
-    return E.run_scenario(work, s, s.run,
-                          logs=("replica-a/relaygate.log", "replica-b/relaygate.log",
-                                "signer/postfix.log"))
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(E.main(sys.argv, __doc__, "relaygate-e2e-burst.", Scenario,
+                    logs=("replica-a/relaygate.log", "replica-b/relaygate.log",
+                          "signer/postfix.log"),
+                    needs=("/usr/bin/redis-server",)))

@@ -838,3 +838,23 @@ TEST_CASE("reusable_for: idle, clean, and able to tell the relay about that clie
         CHECK_FALSE(m.announced().has_value());
     }
 }
+
+TEST_CASE("a written block of message data is not kept by an idle connection") {
+    Config c = plain();
+    c.cfg.xclient = false;
+    Recorder rec;
+    UpstreamMachine m(c.cfg, "gw.example", false, rec);
+    Action a = drive(m, m.open({"192.0.2.7", "a.example"}), greet_ehlo(kEhloPlain));
+    REQUIRE(render(a) == "done");
+    const std::string block(100 * 1024, 'x');
+    a = m.write(block);
+    a = m.resume(IoStatus::ok);
+    REQUIRE(render(a) == "done");
+    CHECK(m.held_bytes() < 4096);
+    a = m.commit(block + "\r\n.\r\n");
+    a = m.resume(IoStatus::ok);  // written; now the reply
+    REQUIRE(render(a) == "read 600");
+    a = m.resume(IoStatus::ok, "250 2.0.0 queued\r\n");
+    REQUIRE(render(a) == "done");
+    CHECK(m.held_bytes() < 4096);
+}
