@@ -2,6 +2,8 @@
 // base units (seconds, bytes), _total for counters.
 #include "gateway/metrics/metrics.hpp"
 
+#include "policy/engine/policy.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -309,7 +311,7 @@ void Metrics::connection_closed() {
 }
 
 void Metrics::transaction(std::string_view tenant, Reason reason, bool report_only) {
-    const std::string t(tenant.empty() ? "none" : tenant);
+    const std::string t(tenant.empty() ? policy::kNoTenantLabel : tenant);
     const char* mode = report_only ? "report" : "enforce";
     impl_->counters
         .get("tx\0" + t + '\0' + std::string(label(reason)) + mode,
@@ -321,7 +323,7 @@ void Metrics::transaction(std::string_view tenant, Reason reason, bool report_on
 }
 
 void Metrics::message_relayed(std::string_view tenant, std::size_t bytes) {
-    const std::string t(tenant.empty() ? "none" : tenant);
+    const std::string t(tenant.empty() ? policy::kNoTenantLabel : tenant);
     impl_->counters
         .get("rl\0" + t,
              [&]() -> Counter& {

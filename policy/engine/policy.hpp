@@ -55,6 +55,8 @@ std::optional<std::string> parse_domain_proof(std::string_view txt);
 // label values, verdict header fields and Redis hash tags, so they are
 // restricted to a safe, unambiguous alphabet.
 bool valid_name(std::string_view s);
+// The tenant label of a transaction no tenant sent; reserved as a tenant id.
+inline constexpr std::string_view kNoTenantLabel = "none";
 
 class Policy;
 using LoadResult = Result<std::shared_ptr<const Policy>, std::vector<LoadError>>;

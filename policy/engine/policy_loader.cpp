@@ -381,6 +381,11 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
     if (!valid_name(id))
         error(path, "invalid_name",
               "tenant id must be 1-64 characters of letters, digits, '-', '_', '.'");
+    else if (id == kNoTenantLabel)
+        error(path, "invalid_name",
+              fmt::format("tenant id \"{}\" is reserved: it is the metric label of "
+                          "transactions that no tenant sent; rename the tenant",
+                          kNoTenantLabel));
     auto t = static_cast<std::uint32_t>(p_.tenants_.size());
     p_.tenants_.push_back(
         {id, p_.default_mode_, false, static_cast<std::uint32_t>(p_.tenant_providers_.size()), 0});

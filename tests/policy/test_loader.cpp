@@ -122,6 +122,10 @@ TEST_CASE("structure errors carry JSON paths and are all reported") {
     // Paths escape "/" and "~" (RFC 6901).
     e = load_errors(R"({"version": 1, "tenants": {"a/b~c": 1}})");
     CHECK(has_rule(e, "invalid_name", "/tenants/a~1b~0c"));
+    // "none" is the tenant label of transactions no tenant sent.
+    e = load_errors(R"({"version": 1, "tenants": {"none": {"domains": ["a.example"],
+        "identities": [{"networks": ["192.0.2.0/24"]}]}}})");
+    CHECK(has_rule(e, "invalid_name", "/tenants/none"));
 }
 
 TEST_CASE("lint: a network identity inside a shared provider network is EchoSpoofing") {
