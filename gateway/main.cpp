@@ -6,10 +6,13 @@
 #include "gateway/cli/dns_command.hpp"
 #include "gateway/cli/policy_commands.hpp"
 #include "gateway/cli/run_command.hpp"
+#include "gateway/server/version.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"relaygate: sender-side relay authorization gateway"};
-    app.set_version_flag("--version", "relaygate 0.1.0");
+    app.set_version_flag("--version",
+                         fmt::format("relaygate {} (revision {})", relaygate::server::version(),
+                                     relaygate::server::revision()));
     app.require_subcommand(0, 1);
     relaygate::cli::add_policy_commands(app);
     relaygate::cli::add_run_command(app);

@@ -2,6 +2,7 @@
 // base units (seconds, bytes), _total for counters.
 #include "gateway/metrics/metrics.hpp"
 
+#include "gateway/server/version.hpp"
 #include "policy/engine/policy.hpp"
 
 #include <prometheus/counter.h>
@@ -127,6 +128,11 @@ struct Metrics::Impl {
                 "unusable, drain)")
             .Register(registry);
     Gauge& pool_idle = upstream_pool_idle.Add({});
+    prometheus::Family<Gauge>& build_info =
+        BuildGauge()
+            .Name("relaygate_build_info")
+            .Help("Always 1; the version and source revision of the running binary")
+            .Register(registry);
     prometheus::Family<Gauge>& policy_info =
         BuildGauge()
             .Name("relaygate_policy_info")
@@ -255,6 +261,10 @@ struct Metrics::Impl {
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
+    impl_->build_info
+        .Add({{"version", std::string(server::version())},
+              {"revision", std::string(server::revision())}})
+        .Set(1);
     // Pre-create the zero series dashboards and alerts rely on, so that
     // rate() has a baseline before the first event.
     for (auto r : {"accepted", "rejected_limit", "rejected_draining", "rejected_proxy"})

@@ -127,6 +127,17 @@ class MetricsTest(GatewayTestCase):
         self.assertEqual(value(m, "relaygate_upstream_errors_total", kind="reset"), 1)
         self.assertEqual(value(m, "relaygate_transactions_total", reason="upstream_failed"), 1)
 
+    def test_build_info_matches_the_version_flag(self):
+        _sink, gw = self.setup_pair()
+        out = subprocess.run([harness.OPTIONS["relaygate"], "--version"], capture_output=True,
+                             text=True, check=True).stdout
+        version, revision = re.match(r"relaygate (\S+) \(revision (\S+)\)", out).groups()
+        self.assertRegex(revision, r"^([0-9a-f]{12}|unknown)$")
+        m = parse_metrics(gw.http_get("/metrics")[2])
+        series = [dict(ls) for (n, ls), v in m.items() if n == "relaygate_build_info"]
+        self.assertEqual(series, [{"version": version, "revision": revision}])
+        self.assertEqual(value(m, "relaygate_build_info"), 1)
+
     def test_livez_and_readyz(self):
         sink, gw = self.setup_pair()
         status, _, body = gw.http_get("/livez")
