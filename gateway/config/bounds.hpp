@@ -53,6 +53,7 @@ inline constexpr Bound kBounds[] = {
     {"dns.attempts", 2, 1, 10, ""},
     {"dns.cache_entries", 10000, 0, 10000000, "0 turns the cache off"},
     {"threads", 0, 0, 1024, "0 means one per core"},
+    {"metrics.tenant_label_max_tenants", 1000, 0, 10000000, ""},
     {"drain_timeout_seconds", 30, 1, 3600, ""},
     {"policy_poll_seconds", 2, 0, 3600, "0 turns polling off"},
     {"rate_limit.memory_entries", 250000, 1000, 100000000, "about 380 bytes each"},

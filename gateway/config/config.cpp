@@ -380,7 +380,7 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
                   {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
                    "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
                    "policy_poll_seconds", "dns", "auth_throttle", "authserv_ids", "rate_limit",
-                   "anomalies"}))
+                   "anomalies", "metrics"}))
         return c;
 
     if (root.contains("listeners")) {
@@ -416,6 +416,16 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
         read_auth_throttle(r, root.at("auth_throttle"), c.auth_throttle);
     if (root.contains("rate_limit")) read_rate_limit(r, root.at("rate_limit"), c.rate_limit);
     if (root.contains("anomalies")) read_anomalies(r, root.at("anomalies"), c.anomalies);
+    if (root.contains("metrics")) {
+        const auto& m = root.at("metrics");
+        if (r.object(m, "/metrics", {"tenant_label", "tenant_label_max_tenants"})) {
+            enumeration(
+                r, m, "/metrics", "tenant_label", c.metrics.tenant_label,
+                {{"auto", TenantLabel::auto_}, {"on", TenantLabel::on}, {"off", TenantLabel::off}});
+            r.integer(m, "/metrics", "metrics.tenant_label_max_tenants",
+                      c.metrics.tenant_label_max_tenants);
+        }
+    }
     r.integer(root, "", "threads", c.threads);
     r.string(root, "", "hostname", c.hostname);
     r.string(root, "", "verdict_header", c.verdict_header);

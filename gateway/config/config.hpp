@@ -165,6 +165,15 @@ struct Anomalies {
     bool tenant_label = false;  // relaygate_anomalies_total gets a tenant label
 };
 
+// Per-tenant labels on the transaction and relayed-message counters: "on",
+// "off" (the label is "(all)" for every tenant, "none" still for no
+// tenant), or "auto": on while the policy has at most max_tenants tenants.
+enum class TenantLabel : std::uint8_t { auto_, on, off };
+struct MetricsConfig {
+    TenantLabel tenant_label = TenantLabel::auto_;
+    std::uint32_t tenant_label_max_tenants = default_of("metrics.tenant_label_max_tenants");
+};
+
 struct Config {
     std::vector<Listener> listeners{Listener{}};
     Upstream upstream;
@@ -190,6 +199,7 @@ struct Config {
     std::chrono::seconds policy_poll{default_of("policy_poll_seconds")};
     RateLimit rate_limit;
     Anomalies anomalies;
+    MetricsConfig metrics;
 };
 
 struct ConfigError {

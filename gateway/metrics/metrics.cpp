@@ -2,6 +2,7 @@
 // base units (seconds, bytes), _total for counters.
 #include "gateway/metrics/metrics.hpp"
 
+#include "gateway/config/config.hpp"
 #include "gateway/server/version.hpp"
 #include "policy/engine/policy.hpp"
 
@@ -12,9 +13,11 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace relaygate::metrics {
 
@@ -57,8 +60,52 @@ class ChildCache {
     std::unordered_map<std::string, T*> map_;
 };
 
+// The counters labelled by tenant, by tenant, so that a tenant's series can
+// be removed when it leaves the policy. The increment happens under the
+// lock: a series is never incremented after its removal.
+class TenantCounters {
+  public:
+    template <class Make>
+    void increment(const std::string& tenant, const std::string& key, double by, Make&& make) {
+        std::lock_guard lock(mutex_);
+        auto& series = tenants_[tenant];
+        auto it = series.find(key);
+        if (it == series.end()) it = series.emplace(key, make()).first;
+        it->second.counter->Increment(by);
+    }
+    struct Series {
+        prometheus::Family<Counter>* family;
+        Counter* counter;
+    };
+    // Removes every tenant's series for which keep(tenant) is false;
+    // returns how many series went.
+    template <class Keep>
+    std::size_t retain(Keep&& keep) {
+        std::lock_guard lock(mutex_);
+        std::size_t removed = 0;
+        for (auto it = tenants_.begin(); it != tenants_.end();) {
+            if (keep(it->first)) {
+                ++it;
+                continue;
+            }
+            for (auto& [key, s] : it->second)
+                s.family->Remove(s.counter);
+            removed += it->second.size();
+            it = tenants_.erase(it);
+        }
+        return removed;
+    }
+
+  private:
+    std::mutex mutex_;
+    std::unordered_map<std::string, std::unordered_map<std::string, Series>> tenants_;
+};
+
 struct Metrics::Impl {
     ChildCache<Counter> counters;
+    TenantCounters tenant_counters;
+    config::MetricsConfig config;
+    std::atomic<bool> tenant_labels{true};
     ChildCache<Histogram> histograms;
 
     prometheus::Registry registry;
@@ -128,6 +175,14 @@ struct Metrics::Impl {
                 "unusable, drain)")
             .Register(registry);
     Gauge& pool_idle = upstream_pool_idle.Add({});
+    prometheus::Family<Gauge>& tenant_labels_family =
+        BuildGauge()
+            .Name("relaygate_metrics_tenant_labels")
+            .Help(
+                "1 while the tenant label of the transaction and relayed counters names each "
+                "tenant; 0 when it is \"(all)\" (metrics.tenant_label)")
+            .Register(registry);
+    Gauge& tenant_labels_on = tenant_labels_family.Add({});
     prometheus::Family<Gauge>& build_info =
         BuildGauge()
             .Name("relaygate_build_info")
@@ -261,6 +316,7 @@ struct Metrics::Impl {
 };
 
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
+    impl_->tenant_labels_on.Set(1);
     impl_->build_info
         .Add({{"version", std::string(server::version())},
               {"revision", std::string(server::revision())}})
@@ -320,32 +376,45 @@ void Metrics::connection_closed() {
     impl_->active.Decrement();
 }
 
+std::string Metrics::tenant_label(std::string_view tenant) const {
+    if (tenant.empty()) return std::string(policy::kNoTenantLabel);
+    if (!impl_->tenant_labels.load(std::memory_order_relaxed)) return std::string(kAllTenants);
+    return std::string(tenant);
+}
+
 void Metrics::transaction(std::string_view tenant, Reason reason, bool report_only) {
-    const std::string t(tenant.empty() ? policy::kNoTenantLabel : tenant);
+    const std::string t = tenant_label(tenant);
+    const std::string r(label(reason));
     const char* mode = report_only ? "report" : "enforce";
-    impl_->counters
-        .get("tx\0" + t + '\0' + std::string(label(reason)) + mode,
-             [&]() -> Counter& {
-                 return impl_->transactions.Add(
-                     {{"tenant", t}, {"reason", std::string(label(reason))}, {"mode", mode}});
-             })
-        .Increment();
+    impl_->tenant_counters.increment(t, r + '/' + mode, 1, [&] {
+        auto& fam = impl_->transactions;
+        return TenantCounters::Series{&fam,
+                                      &fam.Add({{"tenant", t}, {"reason", r}, {"mode", mode}})};
+    });
 }
 
 void Metrics::message_relayed(std::string_view tenant, std::size_t bytes) {
-    const std::string t(tenant.empty() ? policy::kNoTenantLabel : tenant);
-    impl_->counters
-        .get("rl\0" + t,
-             [&]() -> Counter& {
-                 return impl_->relayed.Add({{"tenant", t}});
-             })
-        .Increment();
-    impl_->counters
-        .get("rb\0" + t,
-             [&]() -> Counter& {
-                 return impl_->relayed_bytes.Add({{"tenant", t}});
-             })
-        .Increment(static_cast<double>(bytes));
+    const std::string t = tenant_label(tenant);
+    impl_->tenant_counters.increment(t, "messages", 1, [&] {
+        return TenantCounters::Series{&impl_->relayed, &impl_->relayed.Add({{"tenant", t}})};
+    });
+    impl_->tenant_counters.increment(t, "bytes", static_cast<double>(bytes), [&] {
+        return TenantCounters::Series{&impl_->relayed_bytes,
+                                      &impl_->relayed_bytes.Add({{"tenant", t}})};
+    });
+}
+
+void Metrics::configure(const config::MetricsConfig& config) {
+    impl_->config = config;
+}
+
+std::size_t Metrics::retain_tenants(const std::vector<std::string>& tenant_ids) {
+    const bool labels = impl_->tenant_labels.load();
+    std::unordered_set<std::string_view> ids;
+    if (labels) ids.insert(tenant_ids.begin(), tenant_ids.end());
+    return impl_->tenant_counters.retain([&](const std::string& t) {
+        return t == policy::kNoTenantLabel || (labels ? ids.contains(t) : t == kAllTenants);
+    });
 }
 
 void Metrics::smtp_reply(int code) {
@@ -396,6 +465,12 @@ void Metrics::policy_loaded(const std::string& hash, std::size_t tenants, std::s
     impl_->policy_info_current = &impl_->policy_info.Add({{"hash", hash}});
     impl_->policy_info_current->Set(1);
     impl_->policy_tenants.Add({}).Set(static_cast<double>(tenants));
+    const auto& c = impl_->config;
+    const bool labels =
+        c.tenant_label == config::TenantLabel::on ||
+        (c.tenant_label == config::TenantLabel::auto_ && tenants <= c.tenant_label_max_tenants);
+    impl_->tenant_labels.store(labels);
+    impl_->tenant_labels_on.Set(labels ? 1 : 0);
     impl_->policy_domains.Add({}).Set(static_cast<double>(domains));
 }
 

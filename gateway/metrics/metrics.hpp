@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gateway/common/reason.hpp"
 
@@ -19,7 +20,15 @@ class Gauge;
 class Histogram;
 }  // namespace prometheus
 
+namespace relaygate::config {
+struct MetricsConfig;
+}
+
 namespace relaygate::metrics {
+
+// The tenant label value of every tenant while per-tenant labels are off
+// (not a valid tenant id, so it cannot collide with one).
+inline constexpr std::string_view kAllTenants = "(all)";
 
 class Metrics {
   public:
@@ -31,6 +40,14 @@ class Metrics {
     // Connections. result: accepted | rejected_limit | rejected_draining | rejected_proxy
     void connection_opened(std::string_view result);
     void connection_closed();
+
+    // metrics.tenant_label; takes effect at the next policy_loaded().
+    void configure(const config::MetricsConfig& config);
+    // After a policy load: removes the tenant-labelled series of tenants not
+    // in `tenant_ids` (all of them while per-tenant labels are off); returns
+    // how many series went. A session still running on the old policy may
+    // bring one back until the next load.
+    std::size_t retain_tenants(const std::vector<std::string>& tenant_ids);
 
     // One finished transaction (accepted, rejected or tempfailed).
     // mode: enforce | report (report = rejected by policy but passed).
@@ -105,6 +122,8 @@ class Metrics {
     std::string serialize() const;
 
   private:
+    std::string tenant_label(std::string_view tenant) const;
+
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -31,11 +31,13 @@ bool PolicyHolder::reload() {
                                     {"rule", w.rule},
                                     {"message", w.message}});
     metrics_.policy_loaded(p->hash(), p->tenant_count(), p->domain_count());
+    const std::size_t removed = metrics_.retain_tenants(p->tenant_ids());
     metrics_.policy_reload("success");
     log_info("policy_loaded", {{"file", file_.string()},
                                {"hash", p->hash()},
                                {"tenants", p->tenant_count()},
-                               {"domains", p->domain_count()}});
+                               {"domains", p->domain_count()},
+                               {"metric_series_removed", removed}});
     std::lock_guard lock(mutex_);
     current_ = std::move(p);
     return true;

@@ -90,6 +90,7 @@ Server::Server(config::Config config)
         // those transactions get 451 (dns_tempfail), everything else works.
         log_warn("dns_unavailable", {{"error", e.what()}});
     }
+    shared_.metrics.configure(shared_.config.metrics);
     shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);

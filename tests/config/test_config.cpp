@@ -430,3 +430,19 @@ TEST_CASE("rate_limit and anomalies: bad values and unknown keys at their paths"
     one_error(R"({"rate_limit": {"username": "u"}})", "/rate_limit/username");
     one_error(R"({"rate_limit": {"password_file": ""}})", "/rate_limit/password_file");
 }
+
+TEST_CASE("metrics: tenant label mode and bound") {
+    auto d = parse_config("{}", ".");
+    REQUIRE(d.ok());
+    CHECK(d->metrics.tenant_label == TenantLabel::auto_);
+    CHECK(d->metrics.tenant_label_max_tenants == 1000);
+    auto c = parse_config(
+        R"({ "metrics": { "tenant_label": "off", "tenant_label_max_tenants": 50 } })", ".");
+    REQUIRE(c.ok());
+    CHECK(c->metrics.tenant_label == TenantLabel::off);
+    CHECK(c->metrics.tenant_label_max_tenants == 50);
+    auto bad = parse_config(R"({ "metrics": { "tenant_label": "per-tenant", "typo": 1 } })", ".");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(has_error(bad.error(), "/metrics/tenant_label"));
+    CHECK(has_error(bad.error(), "/metrics/typo"));
+}

@@ -138,6 +138,58 @@ class MetricsTest(GatewayTestCase):
         self.assertEqual(series, [{"version": version, "revision": revision}])
         self.assertEqual(value(m, "relaygate_build_info"), 1)
 
+    def traffic_with_unknown_client(self, port):
+        """traffic() plus one MAIL from an address no tenant owns (tenant "none")."""
+        self.traffic(port)
+        with harness.client_from("127.0.0.2", port) as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "550 5.7.1")
+            c.cmd("QUIT")
+
+    def tenant_series(self, gw):
+        m = parse_metrics(gw.http_get("/metrics")[2])
+        out = {}
+        for (name, labels), v in m.items():
+            if name in ("relaygate_transactions_total", "relaygate_messages_relayed_total",
+                        "relaygate_relayed_bytes_total"):
+                out.setdefault(dict(labels)["tenant"], set()).add(name)
+        return out, value(m, "relaygate_metrics_tenant_labels")
+
+    def test_series_of_a_removed_tenant_go_at_the_reload(self):
+        _sink, gw = self.setup_pair()
+        self.traffic_with_unknown_client(gw.port)
+        series, labels = self.tenant_series(gw)
+        self.assertEqual(labels, 1)
+        self.assertEqual(series["demo"], {"relaygate_transactions_total",
+                                          "relaygate_messages_relayed_total",
+                                          "relaygate_relayed_bytes_total"})
+        # demo leaves the policy (its network now belongs to "renamed").
+        policy = json.loads(json.dumps(harness.DEMO_POLICY))
+        policy["tenants"]["renamed"] = policy["tenants"].pop("demo")
+        with open(gw.policy_path + ".new", "w", encoding="utf-8") as fh:
+            json.dump(policy, fh)
+        os.replace(gw.policy_path + ".new", gw.policy_path)
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        harness.wait_for(lambda: "demo" not in self.tenant_series(gw)[0], 10,
+                         what="tenant demo's series removed")
+        self.assertIn("none", self.tenant_series(gw)[0])  # the no-tenant series stay
+        self.traffic_with_unknown_client(gw.port)
+        series, _ = self.tenant_series(gw)
+        self.assertNotIn("demo", series)
+        self.assertIn("renamed", series)
+
+    def test_tenant_label_off_above_the_configured_tenant_count(self):
+        for setting in ({"tenant_label_max_tenants": 1}, {"tenant_label": "off"}):
+            with self.subTest(setting=setting):
+                sink = self.start_sink(name=f"sink-{len(setting)}-{id(setting)}")
+                gw = self.start_gateway(sink.port, config={"metrics": setting},
+                                        name=f"gw-{id(setting)}")
+                self.traffic_with_unknown_client(gw.port)
+                series, labels = self.tenant_series(gw)
+                self.assertEqual(labels, 0)
+                # Two tenants in the policy: every tenant is "(all)".
+                self.assertEqual(set(series), {"(all)", "none"}, series)
+
     def test_livez_and_readyz(self):
         sink, gw = self.setup_pair()
         status, _, body = gw.http_get("/livez")
