@@ -8,6 +8,7 @@
 #include "gateway/ratelimit/store.hpp"
 #include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/callback_awaitable.hpp"
+#include "gateway/server/gzip.hpp"
 #include "gateway/server/log.hpp"
 #include "gateway/session/volume.hpp"
 #include "policy/engine/policy.hpp"
@@ -82,7 +83,15 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
         } else if (path == "/metrics") {
             res.result(http::status::ok);
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.set(http::field::vary, "Accept-Encoding");
             res.body() = metrics_.serialize();
+            const auto accept = req[http::field::accept_encoding];
+            if (accepts_gzip(std::string_view(accept.data(), accept.size()))) {
+                if (auto packed = gzip(res.body())) {
+                    res.body() = std::move(*packed);
+                    res.set(http::field::content_encoding, "gzip");
+                }
+            }
         } else if (path == "/livez") {
             res.result(http::status::ok);
             res.set(http::field::content_type, "text/plain");

@@ -3,6 +3,7 @@
 metrics` and counts transactions by tenant and reason; /readyz reports the
 policy hash; /livez answers; SIGTERM drains."""
 
+import gzip
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -189,6 +191,31 @@ class MetricsTest(GatewayTestCase):
                 self.assertEqual(labels, 0)
                 # Two tenants in the policy: every tenant is "(all)".
                 self.assertEqual(set(series), {"(all)", "none"}, series)
+
+    def test_metrics_gzip_when_asked(self):
+        _sink, gw = self.setup_pair()
+        self.traffic(gw.port)
+
+        def scrape(accept):
+            req = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}/metrics",
+                                         headers={"Accept-Encoding": accept} if accept else {})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.headers, resp.read()
+
+        plain_headers, plain = scrape(None)
+        self.assertIsNone(plain_headers["Content-Encoding"])
+        self.assertEqual(plain_headers["Vary"], "Accept-Encoding")
+        for accept in ("gzip", "deflate, gzip;q=0.5", "*", "x-gzip"):
+            headers, body = scrape(accept)
+            self.assertEqual(headers["Content-Encoding"], "gzip", accept)
+            text = gzip.decompress(body).decode()
+            # The same samples (histogram sums aside, nothing moved in between).
+            self.assertEqual(set(parse_metrics(text)), set(parse_metrics(plain.decode())))
+            self.assertLess(len(body) * 4, len(plain), "gzip should shrink /metrics > 4x")
+        for accept in ("gzip;q=0", "identity", "br, deflate"):
+            headers, body = scrape(accept)
+            self.assertIsNone(headers["Content-Encoding"], accept)
+            parse_metrics(body.decode())
 
     def test_livez_and_readyz(self):
         sink, gw = self.setup_pair()
