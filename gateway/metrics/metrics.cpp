@@ -175,6 +175,13 @@ struct Metrics::Impl {
                 "unusable, drain)")
             .Register(registry);
     Gauge& pool_idle = upstream_pool_idle.Add({});
+    prometheus::Family<Gauge>& tls_expiry =
+        BuildGauge()
+            .Name("relaygate_tls_certificate_expiry_timestamp_seconds")
+            .Help(
+                "notAfter of the server certificate (tls.cert_file), Unix time; absent without "
+                "one")
+            .Register(registry);
     prometheus::Family<Gauge>& tenant_labels_family =
         BuildGauge()
             .Name("relaygate_metrics_tenant_labels")
@@ -472,6 +479,10 @@ void Metrics::policy_loaded(const std::string& hash, std::size_t tenants, std::s
     impl_->tenant_labels.store(labels);
     impl_->tenant_labels_on.Set(labels ? 1 : 0);
     impl_->policy_domains.Add({}).Set(static_cast<double>(domains));
+}
+
+void Metrics::tls_certificate_expiry(double unix_time) {
+    impl_->tls_expiry.Add({}).Set(unix_time);
 }
 
 void Metrics::tls_handshake(std::string_view result) {

@@ -72,6 +72,8 @@ class Metrics {
 
     // result: success | failure
     void tls_handshake(std::string_view result);
+    // notAfter of the server certificate (Unix time), at start and reloads.
+    void tls_certificate_expiry(double unix_time);
     void auth(std::string_view result);
     // An AUTH refused unchecked by the failure throttle. scope: client | user
     void auth_throttled(std::string_view scope);

@@ -192,6 +192,7 @@ int Server::run() {
         log_error("startup_failed", {{"reason", error}});
         return 1;
     }
+    report_certificate();
 
     try {
         for (const auto& l : shared_.config.listeners) {
@@ -312,11 +313,24 @@ void Server::start_signals() {
     });
 }
 
+void Server::report_certificate() {
+    if (auto t = shared_.tls.server_certificate_not_after()) {
+        shared_.metrics.tls_certificate_expiry(static_cast<double>(*t));
+        const auto left = *t - std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+        if (left < 14 * 86400)
+            log_warn("tls_certificate_expiring",
+                     {{"file", shared_.config.tls.cert_file}, {"seconds_left", left}});
+    }
+}
+
 void Server::reload_tls() {
     std::string error;
-    if (shared_.tls.load(shared_.config, error))
+    if (shared_.tls.load(shared_.config, error)) {
         log_info("tls_reloaded", {});
-    else
+        report_certificate();
+    } else
         log_error("tls_reload_failed", {{"error", error}, {"keeping_previous", true}});
 }
 

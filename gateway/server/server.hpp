@@ -85,6 +85,8 @@ class Server {
     void start_policy_watch();
     void start_memory_trim();
     void reload_tls();
+    // The server certificate's expiry: a gauge, and a warning under 14 days.
+    void report_certificate();
     void begin_drain();
     void drain_poll();
 

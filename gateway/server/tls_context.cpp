@@ -3,7 +3,11 @@
 
 #include "gateway/common/ascii.hpp"
 
+#include <ctime>
+
+#include <openssl/asn1.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 namespace relaygate::server {
@@ -87,6 +91,16 @@ policy::ConnectionFacts peer_certificate_facts(SSL* ssl) {
     }
     X509_free(cert);
     return facts;
+}
+
+std::optional<std::int64_t> TlsContexts::server_certificate_not_after() const {
+    auto ctx = server(false);
+    if (!ctx) return std::nullopt;
+    X509* cert = SSL_CTX_get0_certificate(ctx->native_handle());
+    if (!cert) return std::nullopt;
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return std::nullopt;
+    return static_cast<std::int64_t>(timegm(&tm));
 }
 
 bool TlsContexts::load(const config::Config& cfg, std::string& error) {

@@ -3,6 +3,7 @@
 // certificate into the identity facts the policy pins on.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,6 +40,9 @@ class TlsContexts {
         std::lock_guard lock(mutex_);
         return client_;
     }
+    // The notAfter of the server certificate (tls.cert_file, its first
+    // certificate) as Unix time; nullopt without one.
+    std::optional<std::int64_t> server_certificate_not_after() const;
 
   private:
     mutable std::mutex mutex_;

@@ -36,12 +36,12 @@ def _openssl(*args, stdin=None):
 class Cert:
     """A self-signed EC certificate + key, with its DER and SPKI digests."""
 
-    def __init__(self, directory, name, cn, san_dns=None):
+    def __init__(self, directory, name, cn, san_dns=None, days=2):
         self.cert = os.path.join(directory, name + ".pem")
         self.key = os.path.join(directory, name + ".key")
         san = san_dns or cn
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-nodes", "-keyout", self.key, "-out", self.cert, "-days", "2",
+                 "-nodes", "-keyout", self.key, "-out", self.cert, "-days", str(days),
                  "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:" + san)
         der = _openssl("x509", "-in", self.cert, "-outform", "DER")
         # SHA-256 of the DER certificate, lower-case hex (policy/README.md).

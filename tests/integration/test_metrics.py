@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -216,6 +217,30 @@ class MetricsTest(GatewayTestCase):
             headers, body = scrape(accept)
             self.assertIsNone(headers["Content-Encoding"], accept)
             parse_metrics(body.decode())
+
+    def test_certificate_expiry_gauge_follows_reloads(self):
+        from identity_helpers import Cert  # pylint: disable=import-outside-toplevel
+        certs = os.path.join(self.workdir, "certs")
+        os.makedirs(certs)
+        cert = Cert(certs, "server", "relaygate.test", days=2)
+        sink = self.start_sink()
+        gw = self.start_gateway(sink.port, config={
+            "listeners": [{"address": "127.0.0.1", "port": 0, "starttls": "offered"}],
+            "tls": {"cert_file": cert.cert, "key_file": cert.key}})
+        name = "relaygate_tls_certificate_expiry_timestamp_seconds"
+
+        def expiry():
+            return value(parse_metrics(gw.http_get("/metrics")[2]), name)
+        self.assertAlmostEqual(expiry(), time.time() + 2 * 86400, delta=3600)
+        warnings = [r for r in gw.log_records() if r.get("event") == "tls_certificate_expiring"]
+        self.assertEqual(len(warnings), 1, "under 14 days left: a warning at start")
+        # cert-manager style: new files in place, then SIGHUP.
+        renewed = Cert(certs, "server", "relaygate.test", days=90)
+        self.assertEqual(renewed.cert, cert.cert)
+        os.kill(gw.proc.pid, signal.SIGHUP)
+        harness.wait_for(lambda: expiry() > time.time() + 89 * 86400, 10,
+                         what="the gauge to show the renewed certificate")
+        self.assertAlmostEqual(expiry(), time.time() + 90 * 86400, delta=3600)
 
     def test_livez_and_readyz(self):
         sink, gw = self.setup_pair()
