@@ -29,6 +29,7 @@
 
 #include "policy/engine/password_hash.hpp"
 #include "policy/engine/policy.hpp"
+#include "policy/engine/policy_source.hpp"
 
 namespace relaygate::cli {
 namespace {
@@ -40,13 +41,13 @@ using policy::Policy;
     throw CLI::RuntimeError(code);
 }
 
-std::shared_ptr<const Policy> load_or_report(const std::string& file) {
-    auto loaded = Policy::load_file(file);
+std::shared_ptr<const Policy> load_or_report(const policy::PolicySource& source) {
+    auto loaded = policy::load_policy(source);
     if (!loaded) {
         for (const auto& e : loaded.error())
             fmt::print(stderr, "error: {}\n", policy::format_diagnostic(e));
         fmt::print(stderr, "policy INVALID: {} error{} in {}\n", loaded.error().size(),
-                   loaded.error().size() == 1 ? "" : "s", file);
+                   loaded.error().size() == 1 ? "" : "s", source.describe());
         return nullptr;
     }
     for (const auto& w : (*loaded)->warnings())
@@ -131,8 +132,24 @@ void print_decision(std::string_view point, const Decision& d) {
         fmt::print("  | {}\n", line);
 }
 
+// --policy FILE | --policy-dir DIR, and --credentials PATH.
+struct SourceOptions {
+    std::string file, dir, credentials;
+    policy::PolicySource source() const { return {file, dir, credentials}; }
+    bool given() const { return !file.empty() || !dir.empty(); }
+    void add_to(CLI::App& cmd) {
+        auto* f = cmd.add_option("--policy", file, "Policy file (JSON)");
+        auto* d = cmd.add_option("--policy-dir", dir,
+                                 "Directory whose *.json files form one policy (policy_dir)");
+        f->excludes(d);
+        cmd.add_option("--credentials", credentials,
+                       "SASL credentials: a \"user:hash\" file or a directory of one file "
+                       "per user (credentials_file)");
+    }
+};
+
 struct ExplainOptions {
-    std::string policy_file;
+    SourceOptions policy;
     std::string client_ip;
     std::string mail_from;
     std::string message_file;
@@ -204,7 +221,11 @@ nlohmann::json dkim_json(const dkim::VerifyResult& r) {
 // so explain and `run` take the same facts the same way: the SMTP path
 // parser, the header reader, the DNS proof loop and the DKIM verifier.
 void run_explain(const ExplainOptions& o) {
-    auto pol = load_or_report(o.policy_file);
+    if (!o.policy.given()) {
+        fmt::print(stderr, "error: give --policy FILE or --policy-dir DIR\n");
+        exit_with(2);
+    }
+    auto pol = load_or_report(o.policy.source());
     if (!pol) exit_with(2);
 
     ExplainInput in;
@@ -330,7 +351,7 @@ void run_explain(const ExplainOptions& o) {
         };
         fmt::print("{}\n", out.dump(2));
     } else {
-        fmt::print("policy {} ({})\n", o.policy_file, pol->hash());
+        fmt::print("policy {} ({})\n", o.policy.source().describe(), pol->hash());
         for (const auto& q : dns)
             fmt::print("dns: TXT {} -> {}{}{}\n", q["name"].get<std::string>(),
                        q["status"].get<std::string>(),
@@ -395,18 +416,18 @@ std::string read_password() {
 void add_policy_commands(CLI::App& app) {
     auto* check = app.add_subcommand(
         "check", "Validate and lint a policy file (--policy) or a whole gateway config (--config)");
-    auto check_file = std::make_shared<std::string>();
+    auto sources = std::make_shared<SourceOptions>();
     auto config_file = std::make_shared<std::string>();
-    auto* policy_opt = check->add_option("--policy", *check_file, "Policy file (JSON)");
-    auto* config_opt =
-        check->add_option("--config", *config_file,
-                          "Gateway config (JSON): checks it, its TLS files and its policy file");
-    policy_opt->excludes(config_opt);
-    check->callback([check_file, config_file] {
-        if (check_file->empty() && config_file->empty()) {
-            fmt::print(stderr, "error: give --policy FILE or --config FILE\n");
+    sources->add_to(*check);
+    check->add_option("--config", *config_file,
+                      "Gateway config (JSON): checks it, its TLS files and its policy "
+                      "(policy_file or policy_dir, credentials_file)");
+    check->callback([sources, config_file] {
+        if (sources->given() == !config_file->empty()) {
+            fmt::print(stderr, "error: give --policy FILE, --policy-dir DIR or --config FILE\n");
             exit_with(2);
         }
+        auto source = sources->source();
         if (!config_file->empty()) {
             auto cfg = config::load_config(*config_file);
             if (!cfg) {
@@ -421,14 +442,14 @@ void add_policy_commands(CLI::App& app) {
                 fmt::print(stderr, "error: {}\nconfig INVALID: {}\n", error, *config_file);
                 exit_with(1);
             }
-            *check_file = cfg->policy_file.string();
+            source = cfg->policy_source();
             fmt::print("config OK: {} listener{}, upstream {}:{}\n", cfg->listeners.size(),
                        cfg->listeners.size() == 1 ? "" : "s", cfg->upstream.host,
                        cfg->upstream.port);
             for (const auto& w : config::config_warnings(*cfg, server::hard_descriptor_limit()))
                 fmt::print("warning: {}\n", w);
         }
-        auto pol = load_or_report(*check_file);
+        auto pol = load_or_report(source);
         if (!pol) exit_with(1);
         fmt::print("policy OK: {} tenants, {} domains\n", pol->tenant_count(), pol->domain_count());
         fmt::print("policy hash: {}\n", pol->hash());
@@ -437,7 +458,7 @@ void add_policy_commands(CLI::App& app) {
     auto* explain = app.add_subcommand(
         "explain", "Show what would happen to a message from a client, with the decision trace");
     auto o = std::make_shared<ExplainOptions>();
-    explain->add_option("--policy", o->policy_file, "Policy file (JSON)")->required();
+    o->policy.add_to(*explain);
     explain->add_option("--client-ip", o->client_ip, "Client address (after PROXY protocol)")
         ->required();
     explain

@@ -377,10 +377,27 @@ namespace {
 Config read_config(Reader& r, const json& root, const std::filesystem::path& base_dir) {
     Config c;
     if (!r.object(root, "",
-                  {"listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads",
-                   "hostname", "verdict_header", "audit_log", "drain_timeout_seconds", "tls",
-                   "policy_poll_seconds", "dns", "auth_throttle", "authserv_ids", "rate_limit",
-                   "anomalies", "metrics"}))
+                  {"listeners",
+                   "upstream",
+                   "policy_file",
+                   "policy_dir",
+                   "credentials_file",
+                   "admin",
+                   "limits",
+                   "timeouts",
+                   "threads",
+                   "hostname",
+                   "verdict_header",
+                   "audit_log",
+                   "drain_timeout_seconds",
+                   "tls",
+                   "policy_poll_seconds",
+                   "dns",
+                   "auth_throttle",
+                   "authserv_ids",
+                   "rate_limit",
+                   "anomalies",
+                   "metrics"}))
         return c;
 
     if (root.contains("listeners")) {
@@ -401,6 +418,22 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
     r.string(root, "", "policy_file", policy_file);
     c.policy_file = policy_file;
     if (c.policy_file.is_relative()) c.policy_file = base_dir / c.policy_file;
+    if (root.contains("policy_dir")) {
+        std::string dir;
+        r.string(root, "", "policy_dir", dir);
+        if (root.contains("policy_file"))
+            r.error("/policy_dir", "give policy_file or policy_dir, not both");
+        else if (dir.empty())
+            r.error("/policy_dir", "must name a directory");
+        c.policy_dir = dir;
+        if (c.policy_dir.is_relative()) c.policy_dir = base_dir / c.policy_dir;
+        c.policy_file.clear();
+    }
+    std::string credentials;
+    r.string(root, "", "credentials_file", credentials);
+    c.credentials_file = credentials;
+    if (!credentials.empty() && c.credentials_file.is_relative())
+        c.credentials_file = base_dir / c.credentials_file;
     if (root.contains("admin")) {
         const auto& a = root.at("admin");
         if (r.object(a, "/admin", {"enabled", "address", "port"})) {

@@ -12,6 +12,7 @@
 
 #include "gateway/common/result.hpp"
 #include "gateway/config/bounds.hpp"
+#include "policy/engine/policy_source.hpp"
 
 namespace relaygate::config {
 
@@ -178,7 +179,15 @@ struct Config {
     std::vector<Listener> listeners{Listener{}};
     Upstream upstream;
     Tls tls;
+    // The policy: one file, or every *.json in policy_dir merged (then
+    // policy_file is empty); SASL hashes may come from credentials_file
+    // (a "user:hash" file or a directory of one file per user).
     std::filesystem::path policy_file = "policy.json";
+    std::filesystem::path policy_dir;
+    std::filesystem::path credentials_file;
+    policy::PolicySource policy_source() const {
+        return {policy_file, policy_dir, credentials_file};
+    }
     Admin admin;
     Limits limits;
     Timeouts timeouts;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <iterator>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace relaygate::json_reader {
 
@@ -97,6 +98,10 @@ std::string strip_exception_id(std::string message) {
 class DocumentBuilder : public json::json_sax_t {
   public:
     explicit DocumentBuilder(json& root) : root_(root) {}
+    // Streaming: the root object's members go to `on_member` when complete
+    // instead of into the root (parse_members()).
+    DocumentBuilder(json& root, const MemberCallback& on_member)
+        : root_(root), on_member_(&on_member) {}
 
     std::vector<ParseError> errors;
     std::string syntax_error;
@@ -114,6 +119,18 @@ class DocumentBuilder : public json::json_sax_t {
         return true;
     }
     bool key(string_t& k) override {
+        if (streaming()) {
+            if (!member_keys_.insert(k).second && errors.size() < 100)
+                errors.push_back({pointer("", k),
+                                  "duplicate_key",
+                                  fmt::format("key \"{}\" appears twice in the same object", k),
+                                  {}});
+            member_key_ = k;
+            member_ = json();
+            frames_.back().key = &member_key_;
+            element_ = &member_;
+            return true;
+        }
         auto& object = frames_.back().container->get_ref<json::object_t&>();
         auto [it, fresh] = object.try_emplace(k);
         frames_.back().key = &it->first;
@@ -133,7 +150,7 @@ class DocumentBuilder : public json::json_sax_t {
     }
     bool end_object() override {
         frames_.pop_back();
-        return true;
+        return member_done();
     }
     bool start_array(std::size_t) override {
         frames_.push_back({value_ref(json::value_t::array), nullptr});
@@ -141,7 +158,7 @@ class DocumentBuilder : public json::json_sax_t {
     }
     bool end_array() override {
         frames_.pop_back();
-        return true;
+        return member_done();
     }
     bool parse_error(std::size_t position, const std::string&,
                      const nlohmann::detail::exception& e) override {
@@ -159,7 +176,16 @@ class DocumentBuilder : public json::json_sax_t {
     template <class V>
     bool value(V&& v) {
         value_ref(std::forward<V>(v));
-        return true;
+        return member_done();
+    }
+    // Streaming, and the parser is inside the root object (not deeper).
+    bool streaming() const {
+        return on_member_ && frames_.size() == 1 && frames_.front().container->is_object();
+    }
+    // Streaming: a value just ended; if it was a root member's, hand it on.
+    bool member_done() {
+        if (!streaming()) return true;
+        return (*on_member_)(std::move(member_key_), std::move(member_));
     }
     // Stores a value where the parser is (root, next array element, or the
     // current key's slot) and returns it.
@@ -170,6 +196,10 @@ class DocumentBuilder : public json::json_sax_t {
             return &root_;
         }
         json* c = frames_.back().container;
+        if (streaming()) {
+            *element_ = json(std::forward<V>(v));
+            return element_;
+        }
         if (c->is_array()) {
             auto& array = c->get_ref<json::array_t&>();
             array.emplace_back(std::forward<V>(v));
@@ -194,6 +224,10 @@ class DocumentBuilder : public json::json_sax_t {
     json& root_;
     json* element_ = nullptr;
     std::vector<Frame> frames_;
+    const MemberCallback* on_member_ = nullptr;
+    std::unordered_set<std::string> member_keys_;
+    std::string member_key_;
+    json member_;
 };
 
 // An input iterator over the text that records the furthest character the
@@ -364,6 +398,134 @@ Result<json, std::vector<ParseError>> parse(std::string_view text) {
         return unexpected(std::move(builder.errors));
     }
     return doc;
+}
+
+}  // namespace relaygate::json_reader
+
+namespace relaygate::json_reader {
+
+namespace {
+
+constexpr bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// The end of the string starting at text[i] == '"' (one past its closing
+// quote), or npos.
+std::size_t skip_string(std::string_view text, std::size_t i) {
+    for (++i; i < text.size(); ++i) {
+        if (text[i] == '\\') {
+            ++i;
+        } else if (text[i] == '"') {
+            return i + 1;
+        }
+    }
+    return std::string_view::npos;
+}
+
+// The end of the value starting at text[i] (one past it), counting the
+// direct members of an object value into `members`; npos if unbalanced.
+std::size_t skip_value(std::string_view text, std::size_t i, std::size_t& members) {
+    members = 0;
+    if (text[i] == '"') return skip_string(text, i);
+    if (text[i] != '{' && text[i] != '[') {
+        while (i < text.size() && text[i] != ',' && text[i] != '}' && text[i] != ']' &&
+               !is_space(text[i]))
+            ++i;
+        return i;
+    }
+    const bool object = text[i] == '{';
+    int depth = 0;
+    bool empty = true;
+    for (; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '"') {
+            if (depth == 1) empty = false;
+            i = skip_string(text, i);
+            if (i == std::string_view::npos) return i;
+            --i;
+        } else if (c == '{' || c == '[') {
+            if (depth == 1) empty = false;
+            ++depth;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0) {
+                if (object && !empty) ++members;
+                return i + 1;
+            }
+        } else if (c == ',' && depth == 1) {
+            ++members;
+        } else if (depth == 1 && !is_space(c)) {
+            empty = false;
+        }
+    }
+    return std::string_view::npos;
+}
+
+}  // namespace
+
+std::optional<std::vector<Member>> scan_top_level(std::string_view text) {
+    std::vector<Member> out;
+    std::size_t i = 0;
+    auto skip_space = [&] {
+        while (i < text.size() && is_space(text[i]))
+            ++i;
+    };
+    skip_space();
+    if (i >= text.size() || text[i] != '{') return std::nullopt;
+    ++i;
+    skip_space();
+    if (i < text.size() && text[i] == '}') {
+        ++i;
+        skip_space();
+        return i == text.size() ? std::optional(out) : std::nullopt;
+    }
+    for (;;) {
+        skip_space();
+        if (i >= text.size() || text[i] != '"') return std::nullopt;
+        const auto key_end = skip_string(text, i);
+        if (key_end == std::string_view::npos) return std::nullopt;
+        std::string key(text.substr(i + 1, key_end - i - 2));
+        if (key.find('\\') != std::string::npos) return std::nullopt;
+        for (const auto& m : out)
+            if (m.key == key) return std::nullopt;
+        i = key_end;
+        skip_space();
+        if (i >= text.size() || text[i] != ':') return std::nullopt;
+        ++i;
+        skip_space();
+        if (i >= text.size()) return std::nullopt;
+        std::size_t members = 0;
+        const auto end = skip_value(text, i, members);
+        if (end == std::string_view::npos || end == i) return std::nullopt;
+        out.push_back({std::move(key), text.substr(i, end - i), members});
+        i = end;
+        skip_space();
+        if (i >= text.size()) return std::nullopt;
+        if (text[i] == '}') break;
+        if (text[i] != ',') return std::nullopt;
+        ++i;
+    }
+    ++i;
+    skip_space();
+    if (i != text.size()) return std::nullopt;
+    return out;
+}
+
+std::vector<ParseError> parse_members(std::string_view object_text,
+                                      const MemberCallback& on_member) {
+    json root;
+    DocumentBuilder builder(root, on_member);
+    bool ok = false;
+    try {
+        ok = json::sax_parse(object_text.data(), object_text.data() + object_text.size(), &builder);
+    } catch (const json::exception& e) {
+        return {{"", "json_syntax", strip_exception_id(e.what()), {}}};
+    }
+    if (!builder.syntax_error.empty()) return {{"", "json_syntax", builder.syntax_error, {}}};
+    if (!builder.errors.empty()) return std::move(builder.errors);
+    if (!ok) return {{"", "stopped", "stopped by the member callback", {}}};
+    if (!root.is_object()) return {{"", "schema", "expected an object", {}}};
+    return {};
 }
 
 }  // namespace relaygate::json_reader

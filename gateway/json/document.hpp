@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +42,30 @@ std::string pointer(std::string_view base, std::size_t index);
 // (RFC 8259 4 only says names SHOULD be unique), so both readers refuse
 // them. At most 100 duplicate errors are reported.
 Result<nlohmann::json, std::vector<ParseError>> parse(std::string_view text);
+
+// For large documents read without building one tree (the policy's
+// "tenants" at 100k entries): the top-level object's members as byte
+// ranges of `text`, found by a scan that only tracks strings and nesting
+// (no values are decoded). nullopt when the text is not a plain top-level
+// object of unescaped, distinct keys with balanced values; callers then
+// parse() as usual, which reports the problem precisely. The scan does not
+// validate the values: parse each range to know they are JSON.
+struct Member {
+    std::string key;
+    std::string_view value;   // the value's text, in `text`
+    std::size_t members = 0;  // for an object value: how many members it has
+};
+std::optional<std::vector<Member>> scan_top_level(std::string_view text);
+
+// Parses `object_text` (an object) and hands each member to `on_member`
+// as soon as its value is complete, keeping nothing itself: memory holds
+// one member at a time. Duplicate keys, at any depth, and syntax errors
+// are errors as in parse() (returned; empty means parsed); their paths are
+// relative to the object and they carry no position. `on_member` returning
+// false stops the parse.
+using MemberCallback = std::function<bool(std::string key, nlohmann::json&& value)>;
+std::vector<ParseError> parse_members(std::string_view object_text,
+                                      const MemberCallback& on_member);
 
 // Where each pointer's value starts in `text` (an unknown pointer or an
 // invalid text gives an unknown Position). With duplicate keys, the last

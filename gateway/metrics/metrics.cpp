@@ -208,6 +208,18 @@ struct Metrics::Impl {
                                                     .Name("relaygate_policy_domains")
                                                     .Help("Domain grants in the loaded policy")
                                                     .Register(registry);
+    Gauge& policy_last_success =
+        BuildGauge()
+            .Name("relaygate_policy_last_reload_success_timestamp_seconds")
+            .Help("Unix time of the last successful policy load (start or reload)")
+            .Register(registry)
+            .Add({});
+    Gauge& policy_load_duration =
+        BuildGauge()
+            .Name("relaygate_policy_load_duration_seconds")
+            .Help("Wall time the last successful policy load took (read, parse, lint, index)")
+            .Register(registry)
+            .Add({});
     prometheus::Family<Counter>& policy_reloads =
         BuildCounter()
             .Name("relaygate_policy_reloads_total")
@@ -466,8 +478,11 @@ void Metrics::upstream_error(std::string_view kind) {
     impl_->upstream_errors.Add({{"kind", std::string(kind)}}).Increment();
 }
 
-void Metrics::policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains) {
+void Metrics::policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains,
+                            double load_seconds) {
     std::lock_guard lock(impl_->policy_mutex);
+    impl_->policy_load_duration.Set(load_seconds);
+    impl_->policy_last_success.SetToCurrentTime();
     if (impl_->policy_info_current) impl_->policy_info.Remove(impl_->policy_info_current);
     impl_->policy_info_current = &impl_->policy_info.Add({{"hash", hash}});
     impl_->policy_info_current->Set(1);

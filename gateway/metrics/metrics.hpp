@@ -82,7 +82,9 @@ class Metrics {
     // accept() failed. kind: descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) | other
     void accept_error(std::string_view kind);
 
-    void policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains);
+    // A policy was loaded (at start or by a reload) in `load_seconds`.
+    void policy_loaded(const std::string& hash, std::size_t tenants, std::size_t domains,
+                       double load_seconds);
     // result: success | failure
     void policy_reload(std::string_view result);
 

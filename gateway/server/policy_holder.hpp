@@ -3,13 +3,13 @@
 // never changes the rules in the middle of a transaction.
 #pragma once
 
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "policy/engine/policy.hpp"
+#include "policy/engine/policy_source.hpp"
 
 namespace relaygate::metrics {
 class Metrics;
@@ -19,20 +19,21 @@ namespace relaygate::server {
 
 class PolicyHolder {
   public:
-    PolicyHolder(std::filesystem::path file, metrics::Metrics& metrics)
-        : file_(std::move(file)), metrics_(metrics) {}
+    PolicyHolder(policy::PolicySource source, metrics::Metrics& metrics)
+        : source_(std::move(source)), metrics_(metrics) {}
 
     std::shared_ptr<const policy::Policy> get() const {
         std::lock_guard lock(mutex_);
         return current_;
     }
 
-    // Loads the file; on success swaps it in. On failure the old policy stays
+    // Loads the source (file or directory, and credentials); on success
+    // swaps it in. On failure the old policy stays
     // and every error is logged with its JSON path. Returns success.
     bool reload();
 
   private:
-    std::filesystem::path file_;
+    policy::PolicySource source_;
     metrics::Metrics& metrics_;
     mutable std::mutex mutex_;
     std::shared_ptr<const policy::Policy> current_;

@@ -1,30 +1,25 @@
-// Server lifecycle: bind, serve, drain. Signals: SIGHUP reloads the policy;
-// SIGTERM/SIGINT start the drain (readiness 503, listeners closed, sessions
+// Server lifecycle: bind, serve, drain. Signals: SIGHUP reloads the policy and the TLS
+// certificates; SIGTERM/SIGINT start the drain (readiness 503, listeners closed, sessions
 // told 421 at their next command) and the process exits when the sessions
 // are gone or the drain deadline passes.
 #include "gateway/server/server.hpp"
-
-#include <algorithm>
-
-#include "gateway/ratelimit/memory_store.hpp"
-#include "gateway/server/redis_store.hpp"
-
-#include "gateway/common/ascii.hpp"
 
 #include <malloc.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
-#include <sys/stat.h>
-
+#include <algorithm>
 #include <csignal>
 #include <thread>
 
+#include "gateway/common/ascii.hpp"
+#include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/admin_server.hpp"
 #include "gateway/server/client_session.hpp"
 #include "gateway/server/descriptors.hpp"
 #include "gateway/server/log.hpp"
+#include "gateway/server/redis_store.hpp"
 #include "gateway/server/upstream_pool.hpp"
 
 namespace relaygate::server {
@@ -56,7 +51,7 @@ session::VolumeSettings volume_settings(const config::Config& c) {
 }  // namespace
 
 Server::Server(config::Config config)
-    : signals_(io_), drain_timer_(io_), policy_timer_(io_), trim_timer_(io_) {
+    : signals_(io_), drain_timer_(io_), watch_timer_(io_), trim_timer_(io_) {
     shared_.config = std::move(config);
     for (const auto& l : shared_.config.listeners) {
         ListenerInfo info;
@@ -91,7 +86,8 @@ Server::Server(config::Config config)
         log_warn("dns_unavailable", {{"error", e.what()}});
     }
     shared_.metrics.configure(shared_.config.metrics);
-    shared_.policy = std::make_unique<PolicyHolder>(shared_.config.policy_file, shared_.metrics);
+    shared_.policy =
+        std::make_unique<PolicyHolder>(shared_.config.policy_source(), shared_.metrics);
     shared_.limiter = std::make_unique<ConnectionLimiter>(
         shared_.config.limits.max_connections, shared_.config.limits.max_connections_per_client);
     shared_.session_prefix = random_hex(4) + "-";
@@ -182,6 +178,7 @@ int Server::run() {
         return 1;
     }
     shared_.health.policy_loaded = true;
+    ::malloc_trim(0);  // the parser's garbage, before anything else allocates
     try {
         shared_.limits = make_limits_store();
     } catch (const std::exception& e) {
@@ -242,7 +239,7 @@ int Server::run() {
         asio::co_spawn(io_, loop, log_exception("smtp accept loop"));
     }
     start_signals();
-    start_policy_watch();
+    start_file_watch();
     start_memory_trim();
     shared_.health.listeners_up = true;
 
@@ -303,13 +300,28 @@ void Server::start_signals() {
         if (ec) return;
         if (sig == SIGHUP) {
             log_info("reload_requested", {{"signal", "SIGHUP"}});
-            shared_.policy->reload();
+            request_policy_reload();
             reload_tls();
             start_signals();
             return;
         }
         log_info("drain_requested", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
         begin_drain();
+    });
+}
+
+// A load of 100k tenants takes seconds of CPU: it runs on its own thread,
+// not on thread 0, which accepts every connection and serves /metrics. A
+// request while a load is queued is already covered by it; one while a
+// load runs queues one more (the files may have changed after it read them).
+void Server::request_policy_reload() {
+    if (reload_queued_.exchange(true)) return;
+    asio::post(policy_loader_, [this] {
+        reload_queued_ = false;
+        shared_.policy->reload();
+        // Parsing leaves hundreds of MB in glibc's free lists; the old
+        // policy goes when its last session ends (and the trim timer runs).
+        ::malloc_trim(0);
     });
 }
 
@@ -334,28 +346,32 @@ void Server::reload_tls() {
         log_error("tls_reload_failed", {{"error", error}, {"keeping_previous", true}});
 }
 
-// Hot reload on file change. stat() follows symlinks, so a Kubernetes
-// ConfigMap update (an atomic swap of the ..data symlink) changes the
-// inode seen here even though the path stays the same.
-void Server::start_policy_watch() {
+// Hot reload on file change: the policy, and the TLS certificate and key
+// (cert-manager rotates them in place; a Secret volume swaps them together).
+// A half-written pair fails to load and keeps the previous one; the write
+// that completes it is the next change.
+void Server::start_file_watch() {
     if (shared_.config.policy_poll.count() == 0) return;
-    auto stamp = [this] {
-        struct stat st {};
-        if (::stat(shared_.config.policy_file.c_str(), &st) != 0) return std::string("missing");
-        return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
-               std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-               std::to_string(st.st_mtim.tv_nsec);
-    };
-    if (policy_stamp_.empty()) policy_stamp_ = stamp();
-    policy_timer_.expires_after(shared_.config.policy_poll);
-    policy_timer_.async_wait([this, stamp](const error_code& ec) {
+    if (policy_watch_.empty()) {
+        policy_watch_ = FileWatch(shared_.config.policy_source().watched());
+        std::vector<std::filesystem::path> tls;
+        for (const auto* f : {&shared_.config.tls.cert_file, &shared_.config.tls.key_file,
+                              &shared_.config.upstream.ca_file})
+            if (!f->empty()) tls.emplace_back(*f);
+        tls_watch_ = FileWatch(std::move(tls));
+    }
+    watch_timer_.expires_after(shared_.config.policy_poll);
+    watch_timer_.async_wait([this](const error_code& ec) {
         if (ec) return;
-        if (auto now = stamp(); now != policy_stamp_ && now != "missing") {
-            policy_stamp_ = now;
-            log_info("reload_requested", {{"trigger", "file_change"}});
-            shared_.policy->reload();
+        if (policy_watch_.changed()) {
+            log_info("reload_requested", {{"trigger", "file_change"}, {"what", "policy"}});
+            request_policy_reload();
         }
-        start_policy_watch();
+        if (tls_watch_.changed()) {
+            log_info("reload_requested", {{"trigger", "file_change"}, {"what", "tls"}});
+            reload_tls();
+        }
+        start_file_watch();
     });
 }
 
@@ -379,7 +395,7 @@ void Server::begin_drain() {
         error_code ec;
         acc->close(ec);
     }
-    policy_timer_.cancel();
+    watch_timer_.cancel();
     trim_timer_.cancel();
     for (std::size_t i = 0; i < thread_count(); ++i)
         asio::post(context(i), [pool = shared_.upstream_pools[i].get()] { pool->drain(); });

@@ -19,6 +19,7 @@
 #include "gateway/ratelimit/store.hpp"
 #include "gateway/server/connection_limiter.hpp"
 #include "gateway/server/dns_resolver.hpp"
+#include "gateway/server/file_watch.hpp"
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
 #include "gateway/server/tls_context.hpp"
@@ -82,8 +83,12 @@ class Server {
     std::size_t thread_count() const { return workers_.size() + 1; }
     std::unique_ptr<ratelimit::Store> make_limits_store();
     void start_signals();
-    void start_policy_watch();
+    // Every policy_poll_seconds: reloads the policy (and credentials) or
+    // the TLS certificates when their files changed.
+    void start_file_watch();
     void start_memory_trim();
+    // Loads the policy on policy_loader_ and swaps it in (see server.cpp).
+    void request_policy_reload();
     void reload_tls();
     // The server certificate's expiry: a gauge, and a warning under 14 days.
     void report_certificate();
@@ -104,9 +109,13 @@ class Server {
     std::unique_ptr<AdminServer> admin_;
     net::asio::signal_set signals_;
     net::asio::steady_timer drain_timer_;
-    net::asio::steady_timer policy_timer_;
+    net::asio::steady_timer watch_timer_;
     net::asio::steady_timer trim_timer_;
-    std::string policy_stamp_;
+    FileWatch policy_watch_, tls_watch_;
+    // One thread for policy loads; declared after shared_, so it is joined
+    // (a running load finished) before the policy holder goes away.
+    net::asio::thread_pool policy_loader_{1};
+    std::atomic<bool> reload_queued_{false};
     std::chrono::steady_clock::time_point drain_deadline_{};
 };
 

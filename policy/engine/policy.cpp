@@ -133,6 +133,7 @@ std::vector<std::string> Policy::tenant_ids() const {
     out.reserve(tenants_.size());
     for (const auto& t : tenants_)
         out.push_back(t.id);
+    std::sort(out.begin(), out.end());  // stable, whatever order the file had
     return out;
 }
 

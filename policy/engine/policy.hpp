@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -29,16 +30,19 @@ namespace relaygate::policy {
 // the policy file ("" for the whole file), `rule` a stable identifier;
 // `line` and `column` (1-based) locate the path's value in the text, 0 when
 // there is no text (load() of a document, a file that cannot be read).
+// `file` names the file when the policy came from several (a policy_dir,
+// a credentials file); empty for a single policy file.
 struct Diagnostic {
     std::string path;
     std::string rule;
     std::string message;
     std::size_t line = 0;
     std::size_t column = 0;
+    std::string file{};
 };
 using LoadError = Diagnostic;
 using LintWarning = Diagnostic;
-// "<path> (line L, column C): <message> [<rule>]"
+// "[<file>: ]<path> (line L, column C): <message> [<rule>]"
 std::string format_diagnostic(const Diagnostic& d);
 
 // Whether a decision carries its human-readable trace. The trace costs
@@ -55,20 +59,29 @@ std::optional<std::string> parse_domain_proof(std::string_view txt);
 // label values, verdict header fields and Redis hash tags, so they are
 // restricted to a safe, unambiguous alphabet.
 bool valid_name(std::string_view s);
+// SASL user names: 1-255 octets of UTF-8 without control characters.
+bool valid_sasl_user(std::string_view s);
 // The tenant label of a transaction no tenant sent; reserved as a tenant id.
 inline constexpr std::string_view kNoTenantLabel = "none";
 
 class Policy;
+struct Credentials;
 using LoadResult = Result<std::shared_ptr<const Policy>, std::vector<LoadError>>;
+// Fills in where each diagnostic is (file, line, column), for a document
+// that was not parsed from one text (policy_source.cpp's merged directory).
+using DiagnosticLocator = std::function<void(std::vector<Diagnostic>&)>;
 
 class Policy {
   public:
-    // Compiles and lints; any error refuses the whole file.
-    static LoadResult load(const nlohmann::json& doc);
+    // Compiles and lints; any error refuses the whole file. A sasl_user
+    // without "password_hash" takes its hash from `credentials`.
+    static LoadResult load(const nlohmann::json& doc, const Credentials* credentials = nullptr,
+                           const DiagnosticLocator& locator = {});
     // Parses JSON text first; duplicate object keys are errors (nlohmann
     // would silently keep the last one, e.g. the second "acme" tenant).
-    static LoadResult load_text(std::string_view text);
-    static LoadResult load_file(const std::filesystem::path& file);
+    static LoadResult load_text(std::string_view text, const Credentials* credentials = nullptr);
+    static LoadResult load_file(const std::filesystem::path& file,
+                                const Credentials* credentials = nullptr);
 
     std::string hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
     std::size_t tenant_count() const { return tenants_.size(); }
@@ -115,7 +128,15 @@ class Policy {
   private:
     friend class PolicyCompiler;
     // load() and load_text(): `text`, when given, locates the diagnostics.
-    static LoadResult build(const nlohmann::json& doc, std::string_view text);
+    static LoadResult build(const nlohmann::json& doc, const DiagnosticLocator& locator,
+                            const Credentials* credentials);
+    // load_text() without a tree of the whole file: the tenants are parsed
+    // and compiled one at a time (memory: one tenant, not 10x the file).
+    // nullopt when the text is not plain enough for it (not an object,
+    // escaped or repeated top-level keys, any syntax error): load_text()
+    // then parses it whole, which reports the problem precisely.
+    static std::optional<LoadResult> load_streaming(std::string_view text,
+                                                    const Credentials* credentials);
     struct Tenant {
         std::string id;
         Mode mode = Mode::enforce;

@@ -446,3 +446,32 @@ TEST_CASE("metrics: tenant label mode and bound") {
     CHECK(has_error(bad.error(), "/metrics/tenant_label"));
     CHECK(has_error(bad.error(), "/metrics/typo"));
 }
+
+TEST_CASE("policy sources: policy_file or policy_dir, and credentials_file") {
+    auto c = parse_config(R"({"policy_dir": "policy.d", "credentials_file": "/run/secrets/sasl"})",
+                          "/etc/relaygate");
+    REQUIRE(c.ok());
+    CHECK(c->policy_file.empty());
+    CHECK(c->policy_dir == "/etc/relaygate/policy.d");
+    CHECK(c->credentials_file == "/run/secrets/sasl");
+    auto source = c->policy_source();
+    CHECK(source.dir == "/etc/relaygate/policy.d");
+    CHECK(source.credentials == "/run/secrets/sasl");
+    CHECK(source.watched().size() == 2);
+
+    // The default: policy.json next to the config, no credentials.
+    c = parse_config("{}", "/etc/relaygate");
+    REQUIRE(c.ok());
+    CHECK(c->policy_source().file == "/etc/relaygate/policy.json");
+    CHECK(c->policy_source().dir.empty());
+    CHECK(c->policy_source().credentials.empty());
+    CHECK(c->policy_source().watched().size() == 1);
+
+    // Both sources at once is ambiguous; an empty directory name is no source.
+    auto both = parse_config(R"({"policy_file": "p.json", "policy_dir": "policy.d"})", "/x");
+    REQUIRE(!both.ok());
+    CHECK(has_error(both.error(), "/policy_dir"));
+    auto empty = parse_config(R"({"policy_dir": ""})", "/x");
+    REQUIRE(!empty.ok());
+    CHECK(has_error(empty.error(), "/policy_dir"));
+}

@@ -149,39 +149,60 @@ def write_atomic(path, data):
     os.rename(tmp, path)
 
 
-class ConfigMapDir:
-    """A Kubernetes ConfigMap volume: DIR/..<ts>/policy.json, DIR/..data ->
-    ..<ts>, DIR/policy.json -> ..data/policy.json. update() does what the
-    kubelet does: new timestamped dir, ..data_tmp symlink, rename over
-    ..data (atomic), remove the old dir."""
+class ProjectedVolume:
+    """A Kubernetes ConfigMap or Secret volume: DIR/..<ts>/<name>, DIR/..data
+    -> ..<ts>, DIR/<name> -> ..data/<name> for every file. update() does what
+    the kubelet does: new timestamped dir, ..data_tmp symlink, rename over
+    ..data (atomic), remove the old dir. Values: str, bytes or a dict (JSON)."""
 
-    def __init__(self, directory, policy):
+    def __init__(self, directory, files):
         self.dir = directory
         os.makedirs(directory)
         self.generation = 0
         self.current = None
-        self._publish(policy)
-        os.symlink("..data/policy.json", os.path.join(directory, "policy.json"))
-        self.path = os.path.join(directory, "policy.json")
+        self.names = set()
+        self._publish(files)
 
-    def _publish(self, policy):
+    def file(self, name):
+        return os.path.join(self.dir, name)
+
+    def update(self, files):
+        self._publish(files)
+
+    def _publish(self, files):
         self.generation += 1
         name = "..2026_01_01_00_00_%02d.%d" % (self.generation, os.getpid())
         os.makedirs(os.path.join(self.dir, name))
-        data = json.dumps(policy, indent=1) if isinstance(policy, dict) else policy
-        with open(os.path.join(self.dir, name, "policy.json"), "w", encoding="utf-8") as fh:
-            fh.write(data)
+        for fname, content in files.items():
+            if isinstance(content, dict):
+                content = json.dumps(content, indent=1)
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(os.path.join(self.dir, name, fname), mode) as fh:
+                fh.write(content)
         tmp = os.path.join(self.dir, "..data_tmp")
         os.symlink(name, tmp)
         os.rename(tmp, os.path.join(self.dir, "..data"))
+        for fname in files:
+            if not os.path.lexists(self.file(fname)):
+                os.symlink(os.path.join("..data", fname), self.file(fname))
+        for fname in self.names - set(files):
+            os.remove(self.file(fname))
+        self.names = set(files)
         old, self.current = self.current, name
-        return old
-
-    def update(self, policy):
-        old = self._publish(policy)
         if old:
             import shutil
             shutil.rmtree(os.path.join(self.dir, old))
+
+
+class ConfigMapDir(ProjectedVolume):
+    """A ConfigMap volume holding policy.json (`path`)."""
+
+    def __init__(self, directory, policy):
+        super().__init__(directory, {"policy.json": policy})
+        self.path = os.path.join(directory, "policy.json")
+
+    def update(self, policy):  # pylint: disable=arguments-renamed
+        self._publish({"policy.json": policy})
 
 
 def swaks_replies(transcript):

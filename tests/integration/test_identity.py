@@ -17,9 +17,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import GatewayTestCase, swaks  # noqa: E402
-from identity_helpers import (Cert, Certs, HAProxy, TlsClient, capabilities,  # noqa: E402
-                              hash_password, log_events, metric, proxy_v2, read_until_closed,
-                              smtp_ports, swaks_replies)
+from identity_helpers import (Cert, Certs, HAProxy, ProjectedVolume, TlsClient,  # noqa: E402
+                              capabilities, hash_password, log_events, metric, proxy_v2,
+                              read_until_closed, smtp_ports, swaks_replies)
 
 RCPT = "bob@dest.example"
 
@@ -297,6 +297,60 @@ class TlsTest(IdentityTestCase):
                          what="tls_reload_failed")
         self.assertTrue(serves(new.der), "TLS broken after a failed certificate reload")
 
+    def serves(self, port, der):
+        with TlsClient(port) as c:
+            c.ehlo()
+            c.starttls()
+            return c.peer_cert_der() == der
+
+    def test_certificate_rotated_in_place_is_picked_up_without_sighup(self):
+        # cert-manager renews into the Secret; the kubelet swaps the volume's
+        # ..data symlink. The gateway polls (policy_poll_seconds) and reloads.
+        first = self.certs.server
+        second = Cert(os.path.join(self.workdir, "certs"), "server2", "relaygate.test")
+
+        def pem(cert):
+            with open(cert.cert) as c, open(cert.key) as k:
+                return {"tls.crt": c.read(), "tls.key": k.read()}
+        secret = ProjectedVolume(os.path.join(self.workdir, "secret"), pem(first))
+        sink, gw, (port,) = self.start(
+            self.tenants(), [listener(starttls="offered")], policy_poll_seconds=1,
+            tls={"cert_file": secret.file("tls.crt"), "key_file": secret.file("tls.key")})
+        self.assertTrue(self.serves(port, first.der))
+        secret.update(pem(second))
+        harness.wait_for(lambda: self.serves(port, second.der), 15,
+                         what="the rotated certificate to be served")
+        self.assertTrue(any(r.get("what") == "tls" for r in log_events(gw, "reload_requested")))
+        # Only the certificate was reloaded, not the policy.
+        self.assertEqual(metric(gw, "relaygate_policy_reloads_total", result="success"), 1)
+
+    def test_certificate_written_file_by_file_loads_once_complete(self):
+        # Written one file at a time (no atomic swap): the key first, which
+        # no longer matches the certificate. That load fails and the old
+        # pair keeps being served; the certificate's write completes it.
+        first = self.certs.server
+        second = Cert(os.path.join(self.workdir, "certs"), "server2", "relaygate.test")
+        tls_dir = os.path.join(self.workdir, "direct")
+        os.makedirs(tls_dir)
+        crt, key = os.path.join(tls_dir, "tls.crt"), os.path.join(tls_dir, "tls.key")
+        for src, dst in ((first.cert, crt), (first.key, key)):
+            with open(src) as fh, open(dst, "w") as out:
+                out.write(fh.read())
+        sink, gw, (port,) = self.start(
+            self.tenants(), [listener(starttls="offered")], policy_poll_seconds=1,
+            tls={"cert_file": crt, "key_file": key})
+        self.assertTrue(self.serves(port, first.der))
+        with open(second.key) as fh, open(key, "w") as out:
+            out.write(fh.read())
+        harness.wait_for(lambda: log_events(gw, "tls_reload_failed"), 15,
+                         what="the mismatched pair to be refused")
+        self.assertTrue(self.serves(port, first.der), "TLS broken by a half-written pair")
+        with open(second.cert) as fh, open(crt, "w") as out:
+            out.write(fh.read())
+        harness.wait_for(lambda: self.serves(port, second.der), 15,
+                         what="the completed pair to be served")
+        self.assertTrue(gw.alive())
+
 
 # ==========================================================================
 # SMTP AUTH
@@ -398,6 +452,60 @@ class AuthTest(IdentityTestCase):
                             self.PASSWORD, sender="alice@saslco.example")
         self.assertIn("235 2.7.0", out)
         self.assert_one_stored(sink, "alice@saslco.example")
+
+    def auth_plain(self, port, user, password):
+        """AUTH PLAIN after STARTTLS; the reply."""
+        token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+        with TlsClient(port) as c:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            return c.cmd("AUTH PLAIN " + token)
+
+    def test_credentials_from_a_secret_volume_rotated_without_restart(self):
+        # The policy (a ConfigMap) names the user only; the hash lives in a
+        # Secret mounted as a directory, one file per user.
+        hashes = [hash_password(self.PASSWORD), hash_password("new password")]
+        secret = ProjectedVolume(os.path.join(self.workdir, "sasl"), {"app": hashes[0] + "\n"})
+        tenants = {"saslco": tenant("saslco.example", {"sasl_user": "app"})}
+        sink, gw, (port,) = self.start(tenants, [listener(starttls="offered")],
+                                       credentials_file=secret.dir, policy_poll_seconds=1)
+        out = self.swaks_ok(port, "-tls", "--auth", "PLAIN", "--auth-user", "app",
+                            "--auth-password", self.PASSWORD, sender="alice@saslco.example")
+        self.assertIn("235 2.7.0", out)
+        self.assertReply(self.auth_plain(port, "app", "new password"), "535 5.7.8")
+
+        # Rotation: the Secret gets the new hash; a reload, same policy hash.
+        hash_before = log_events(gw, "policy_loaded")[-1]["hash"]
+        secret.update({"app": hashes[1]})
+        harness.wait_for(lambda: len(log_events(gw, "policy_loaded")) == 2, 15,
+                         what="the reload after the credentials changed")
+        self.assertEqual(log_events(gw, "policy_loaded")[-1]["hash"], hash_before)
+        self.assertReply(self.auth_plain(port, "app", "new password"), "235 2.7.0")
+        self.assertReply(self.auth_plain(port, "app", self.PASSWORD), "535 5.7.8")
+
+        # A broken Secret (bad hash) is refused as a whole; the last good
+        # credentials stay in force, and the error names the file.
+        secret.update({"app": "hunter2\n"})
+        harness.wait_for(lambda: log_events(gw, "policy_reload_failed"), 15,
+                         what="the broken credentials to be refused")
+        errors = log_events(gw, "policy_error")
+        self.assertTrue(any(e["rule"] == "invalid_password_hash" and
+                            e["file"] == os.path.join(secret.dir, "app") for e in errors), errors)
+        self.assertReply(self.auth_plain(port, "app", "new password"), "235 2.7.0")
+        # No hash reaches a log line (nor its salt or key).
+        for h in hashes:
+            for part in h.split("$")[3:]:
+                self.assertNotIn(part, gw.stderr())
+
+    def test_a_user_missing_from_the_credentials_refuses_the_start(self):
+        creds = os.path.join(self.workdir, "credentials")
+        with open(creds, "w") as fh:
+            fh.write("someone-else:" + hash_password("x") + "\n")
+        tenants = {"saslco": tenant("saslco.example", {"sasl_user": "app"})}
+        with self.assertRaises(AssertionError) as ctx:
+            self.start(tenants, [listener(starttls="offered")], credentials_file=creds)
+        self.assertIn("missing_password_hash", str(ctx.exception))
 
 
 # ==========================================================================

@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Client, GatewayTestCase, scale, wait_for  # noqa: E402
-from identity_helpers import (ConfigMapDir, QUEUED_RE, Txn, load_message,  # noqa: E402
+from identity_helpers import (ConfigMapDir, ProjectedVolume, QUEUED_RE, Txn, load_message,  # noqa: E402
                               log_events, metric, policy_hash_of, readyz, run_load,
                               stop_load, stored_tokens, write_atomic)
 
@@ -229,6 +229,40 @@ class ReloadTest(GatewayTestCase):
         self.assert_decisions(gw.port, allowed=["new.example"], refused=["old.example"])
         self.assertTrue([r for r in log_events(gw, "policy_error")
                          if r.get("rule") == "network_host_bits"])
+
+    def test_policy_dir_of_several_files_reloads_as_one(self):
+        # Two teams' files (e.g. two ConfigMaps projected into one volume)
+        # form one policy; a change to either reloads the whole, atomically.
+        lab = {"version": 1, "tenants": {"lab": {
+            "domains": ["lab.example"], "identities": [{"networks": ["192.0.2.0/24"]}]}}}
+        vol = ProjectedVolume(os.path.join(self.workdir, "policy.d"),
+                              {"00-demo.json": P_OLD, "10-lab.json": lab})
+        merged = {"version": 1, "tenants": {**P_NEW["tenants"], **lab["tenants"]}}
+        self.hashes["merged-new"] = policy_file_hash(self.workdir, merged, "merged-new.json")
+        sink = self.start_sink()
+        gw = self.start_gateway(sink.port, config={
+            "policy_file": None, "policy_dir": vol.dir, "policy_poll_seconds": 1})
+        self.assertEqual(readyz(gw)[1]["policy_hash"], policy_file_hash(
+            self.workdir, {"version": 1, "tenants": {**P_OLD["tenants"], **lab["tenants"]}},
+            "merged-old.json"))
+        self.assert_decisions(gw.port, allowed=["old.example"], refused=["new.example"])
+        self.assertEqual(metric(gw, "relaygate_policy_tenants"), 2)
+
+        vol.update({"00-demo.json": P_NEW, "10-lab.json": lab})
+        self.wait_hash(gw, "merged-new")
+        self.assert_decisions(gw.port, allowed=["new.example"], refused=["old.example"])
+
+        # One team's file claims the other's tenant: the whole reload is
+        # refused, naming both files; the last good policy stays.
+        clash = {"version": 1, "tenants": {**lab["tenants"], "demo": P_OLD["tenants"]["demo"]}}
+        vol.update({"00-demo.json": P_NEW, "10-lab.json": clash})
+        self.wait_failures(gw, 1)
+        errors = [r for r in log_events(gw, "policy_error") if r.get("rule") == "duplicate_tenant"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertEqual(errors[0]["file"], vol.file("10-lab.json"))
+        self.assertIn(vol.file("00-demo.json"), errors[0]["message"])
+        self.assertEqual(readyz(gw)[1]["policy_hash"], self.hashes["merged-new"])
+        self.assert_decisions(gw.port, allowed=["new.example"], refused=["old.example"])
 
 
 # ==========================================================================

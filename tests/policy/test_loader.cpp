@@ -114,7 +114,7 @@ TEST_CASE("structure errors carry JSON paths and are all reported") {
     CHECK(has_rule(e, "schema", "/tenants/t/allow_null_sender"));
     CHECK(has_rule(e, "schema", "/tenants/t/identities/0"));
     CHECK(has_rule(e, "schema", "/tenants/t/identities/1"));
-    CHECK(has_rule(e, "schema", "/tenants/t/identities/2"));  // missing password_hash
+    CHECK(has_rule(e, "missing_password_hash", "/tenants/t/identities/2/sasl_user"));
     CHECK(e.size() >= 12);
 
     CHECK(has_rule(load_errors(R"({"tenants": {}})"), "schema", ""));

@@ -1,0 +1,158 @@
+// policy_dir: every *.json of a directory merged into one policy, with each
+// diagnostic naming the file (and line) it is about.
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "policy/engine/policy_source.hpp"
+#include "policy_test_util.hpp"
+
+using namespace relaygate::policy;
+using namespace relaygate::policy::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "relaygate-test-XXXXXX").string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    fs::path write(const std::string& name, const std::string& text) const {
+        std::ofstream(path / name, std::ios::binary) << text;
+        return path / name;
+    }
+};
+
+const Diagnostic* find_rule(const std::vector<Diagnostic>& ds, std::string_view rule) {
+    for (const auto& d : ds)
+        if (d.rule == rule) return &d;
+    return nullptr;
+}
+
+constexpr const char* kDefaults = R"({"version": 1, "description": "defaults",
+  "limits": {"messages": [{"count": 1000, "per": "1h"}]},
+  "tenants": {}})";
+constexpr const char* kAcme = R"({"version": 1, "description": "team A",
+  "tenants": {"acme": {"domains": ["acme.example"],
+                       "identities": [{"networks": ["192.0.2.0/24"]}]}}})";
+constexpr const char* kBeta = R"({"version": 1,
+  "tenants": {"beta": {"domains": ["beta.example"],
+                       "identities": [{"networks": ["198.51.100.0/24"]}]}}})";
+
+}  // namespace
+
+TEST_CASE("policy_dir: the files' tenants and keys form one policy") {
+    TempDir dir;
+    dir.write("00-defaults.json", kDefaults);
+    dir.write("acme.json", kAcme);
+    dir.write("beta.json", kBeta);
+    dir.write("notes.txt", "not JSON, not a *.json: ignored");
+    dir.write(".hidden.json", "{broken");  // kubelet's ..data style entries
+    auto p = load_dir(dir.path);
+    REQUIRE(p);
+    CHECK((*p)->tenant_ids() == std::vector<std::string>{"acme", "beta"});
+    CHECK((*p)->uses_limits());
+    // The same policy in one file has the same hash (descriptions aside,
+    // which are per file and not part of the merged policy).
+    auto single = Policy::load_text(R"({"version": 1,
+      "limits": {"messages": [{"count": 1000, "per": "1h"}]},
+      "tenants": {"acme": {"domains": ["acme.example"], "identities": [{"networks": ["192.0.2.0/24"]}]},
+                  "beta": {"domains": ["beta.example"], "identities": [{"networks": ["198.51.100.0/24"]}]}}})");
+    REQUIRE(single);
+    CHECK((*p)->hash() == (*single)->hash());
+    // Through the source, as the gateway loads it.
+    auto via = load_policy({{}, dir.path, {}});
+    REQUIRE(via);
+    CHECK((*via)->hash() == (*p)->hash());
+}
+
+TEST_CASE("policy_dir: a tenant in two files names both") {
+    TempDir dir;
+    dir.write("a.json", kAcme);
+    dir.write("b.json", std::string(kBeta).replace(std::string(kBeta).find("beta\":"), 4, "acme"));
+    auto r = load_dir(dir.path);
+    REQUIRE(!r);
+    const auto* d = find_rule(r.error(), "duplicate_tenant");
+    REQUIRE(d != nullptr);
+    CHECK(d->file == (dir.path / "b.json").string());
+    CHECK(d->path == "/tenants/acme");
+    CHECK(d->line == 2);
+    CHECK(d->message.find((dir.path / "a.json").string()) != std::string::npos);
+    CHECK(format_diagnostic(*d).starts_with((dir.path / "b.json").string() + ": /tenants/acme"));
+}
+
+TEST_CASE("policy_dir: top-level keys in one file only, versions agree") {
+    TempDir dir;
+    dir.write("a.json", kDefaults);
+    dir.write("b.json", R"({"version": 2, "limits": {}, "tenants": {}})");
+    auto r = load_dir(dir.path);
+    REQUIRE(!r);
+    const auto* dup = find_rule(r.error(), "duplicate_key");
+    REQUIRE(dup != nullptr);
+    CHECK(dup->path == "/limits");
+    CHECK(dup->file == (dir.path / "b.json").string());
+    const auto* version = find_rule(r.error(), "version");
+    REQUIRE(version != nullptr);
+    CHECK(version->file == (dir.path / "b.json").string());
+}
+
+TEST_CASE("policy_dir: compile errors and warnings point into their own file") {
+    TempDir dir;
+    dir.write("a.json", kAcme);
+    dir.write("b.json", R"({"version": 1,
+  "tenants": {"beta": {"domains": ["beta.example"],
+                       "identities": [{"networks": ["198.51.100.1/24"]}]}}})");
+    auto r = load_dir(dir.path);
+    REQUIRE(!r);
+    const auto* d = find_rule(r.error(), "network_host_bits");
+    REQUIRE(d != nullptr);
+    CHECK(d->file == (dir.path / "b.json").string());
+    CHECK(d->line == 3);
+
+    // A warning of a loaded policy gets its file too.
+    dir.write("b.json", R"({"version": 1,
+  "tenants": {"beta": {"mode": "report", "domains": ["beta.example"],
+                       "identities": [{"networks": ["198.51.100.0/24"]}]}}})");
+    auto p = load_dir(dir.path);
+    REQUIRE(p);
+    bool located = false;
+    for (const auto& w : (*p)->warnings())
+        located |=
+            w.rule == "report_mode" && w.file == (dir.path / "b.json").string() && w.line == 2;
+    CHECK(located);
+}
+
+TEST_CASE("policy_dir: syntax errors, empty and missing directories") {
+    TempDir dir;
+    dir.write("a.json", kAcme);
+    dir.write("b.json", "{\"version\": 1,\n  \"tenants\": {");
+    auto r = load_dir(dir.path);
+    REQUIRE(!r);
+    CHECK(r.error().front().rule == "json_syntax");
+    CHECK(r.error().front().file == (dir.path / "b.json").string());
+    CHECK(r.error().front().line == 2);
+
+    TempDir empty;
+    r = load_dir(empty.path);
+    REQUIRE(!r);
+    CHECK(r.error().front().rule == "io");
+    CHECK(r.error().front().message.find("no *.json") != std::string::npos);
+    r = load_dir(empty.path / "missing");
+    REQUIRE(!r);
+    CHECK(r.error().front().rule == "io");
+    // A file that is not an object.
+    empty.write("x.json", "[1, 2]");
+    r = load_dir(empty.path);
+    REQUIRE(!r);
+    CHECK(r.error().front().rule == "schema");
+}
