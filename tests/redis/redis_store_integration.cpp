@@ -400,7 +400,14 @@ TEST_CASE("TLS: verified server certificate and a client certificate") {
         if (bad == "no-cert") o.client.cert_file = o.client.key_file = "";
         RedisStore s(io.ioc.get_executor(), o, m);
         std::this_thread::sleep_for(300ms);
-        CHECK_FALSE(s.connected());
+        if (bad == "no-cert") {
+            // TLS 1.3: the client's side of the handshake completes before
+            // the server checks for its certificate, so the connection may
+            // look up until the server's alert arrives; it never serves.
+            CHECK(wait_until([&] { return !s.connected(); }));
+        } else {
+            CHECK_FALSE(s.connected());
+        }
         CHECK(decide(s, messages(3)).status == Outcome::Status::store_error);
     }
     std::filesystem::remove_all(dir);
