@@ -1,7 +1,9 @@
 // libFuzzer target for gateway/json and the config reader: arbitrary bytes
 // must parse or give errors, never crash; every value of a parsed document
 // must be found again by locate() (the pointer walk and the positions agree),
-// and parse_config must give a Config or errors.
+// parse_config must give a Config or errors, and the streaming readers
+// (scan_top_level, parse_members) must agree with parse() on every valid
+// document they accept.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,6 +43,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else {
         for (const auto& e : doc.error())
             (void)json_reader::where(e.path, e.position);
+    }
+    // The policy loader's streaming path: whatever the scan accepts of a
+    // valid document, member by member, is what parse() built.
+    if (auto members = json_reader::scan_top_level(text); members && doc) {
+        if (!doc->is_object() || members->size() != doc->size()) __builtin_trap();
+        for (const auto& m : *members) {
+            auto it = doc->find(m.key);
+            if (it == doc->end()) __builtin_trap();
+            auto value = json_reader::parse(m.value);
+            if (!value || *value != *it) __builtin_trap();
+            if (!it->is_object()) continue;
+            if (m.members != it->size()) __builtin_trap();
+            std::size_t seen = 0;
+            auto errors =
+                json_reader::parse_members(m.value, [&](std::string key, nlohmann::json&& v) {
+                    auto found = it->find(key);
+                    if (found == it->end() || *found != v) __builtin_trap();
+                    ++seen;
+                    return true;
+                });
+            if (!errors.empty() || seen != it->size()) __builtin_trap();
+        }
     }
     auto config = config::parse_config(text, ".");
     if (!config)

@@ -108,3 +108,60 @@ TEST_CASE("where, describe and unknown_key") {
     CHECK(describe(nlohmann::json(1.5)) == "a number");
     CHECK(unknown_key("prot", {"host", "port"}) == "unknown key \"prot\" (allowed: host, port)");
 }
+
+TEST_CASE("scan_top_level: members as ranges, with the member count of objects") {
+    const std::string text =
+        " {\"version\": 1, \"tenants\": {\"a\": {\"x\": \"}\\\"{\"}, \"b\": [1, {\"c\": 2}]},\n"
+        "  \"empty\": {}, \"s\": \"v,}\" }\n";
+    auto m = scan_top_level(text);
+    REQUIRE(m);
+    REQUIRE(m->size() == 4);
+    CHECK((*m)[0].key == "version");
+    CHECK((*m)[0].value == "1");
+    CHECK((*m)[1].key == "tenants");
+    CHECK((*m)[1].value == "{\"a\": {\"x\": \"}\\\"{\"}, \"b\": [1, {\"c\": 2}]}");
+    CHECK((*m)[1].members == 2);
+    CHECK((*m)[2].value == "{}");
+    CHECK((*m)[2].members == 0);
+    CHECK((*m)[3].value == "\"v,}\"");
+    // Not plain enough: the caller parses the whole text instead.
+    for (const char* bad : {"[1]", "{\"a\": 1, \"a\": 2}", "{\"\\u0061\": 1}", "{\"a\": {}",
+                            "{\"a\": 1} x", "{\"a\" 1}", "{\"a\": }", ""})
+        CHECK_FALSE(scan_top_level(bad));
+    auto empty = scan_top_level("{ }");
+    REQUIRE(empty);
+    CHECK(empty->empty());
+}
+
+TEST_CASE("parse_members: one member at a time, duplicates and syntax refused") {
+    std::vector<std::pair<std::string, nlohmann::json>> got;
+    auto collect = [&](std::string key, nlohmann::json&& v) {
+        got.emplace_back(std::move(key), std::move(v));
+        return true;
+    };
+    auto errors =
+        parse_members(R"({"b": {"x": [1, 2]}, "a": 3, "c": [], "d": {"e": {}}})", collect);
+    CHECK(errors.empty());
+    REQUIRE(got.size() == 4);
+    CHECK(got[0].first == "b");  // in file order
+    CHECK(got[0].second == nlohmann::json::parse(R"({"x": [1, 2]})"));
+    CHECK(got[1].second == 3);
+    CHECK(got[2].second == nlohmann::json::array());
+    CHECK(got[3].second == nlohmann::json::parse(R"({"e": {}})"));
+
+    errors = parse_members(R"({"a": 1, "a": 2})", collect);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].rule == "duplicate_key");
+    CHECK(errors[0].path == "/a");
+    errors = parse_members(R"({"a": {"k": 1, "k": 2}})", collect);
+    REQUIRE(!errors.empty());
+    CHECK(errors[0].path == "/a/k");
+    errors = parse_members(R"({"a": 1,)", collect);
+    REQUIRE(!errors.empty());
+    CHECK(errors[0].rule == "json_syntax");
+    CHECK_FALSE(parse_members("[1, 2]", collect).empty());
+    // The callback can stop the parse.
+    errors =
+        parse_members(R"({"a": 1, "b": 2})", [](std::string, nlohmann::json&&) { return false; });
+    CHECK_FALSE(errors.empty());
+}
