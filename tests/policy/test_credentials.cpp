@@ -2,8 +2,6 @@
 // one file per user, and how a policy's sasl_user takes its hash from them.
 #include <doctest/doctest.h>
 
-#include <stdlib.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -11,10 +9,12 @@
 #include "policy/engine/password_hash.hpp"
 #include "policy/engine/policy_source.hpp"
 #include "policy_test_util.hpp"
+#include "tests/common/temp_dir.hpp"
 
 using namespace relaygate::policy;
 using namespace relaygate::policy::test;
 namespace fs = std::filesystem;
+using relaygate::test::TempDir;
 
 namespace {
 
@@ -26,24 +26,6 @@ const std::string& hash_b() {
     static const std::string h = *hash_password("password-b", 100000);
     return h;
 }
-
-// A fresh directory under the system's temporary directory, removed at the end.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "relaygate-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path write(const std::string& name, const std::string& text) const {
-        std::ofstream(path / name, std::ios::binary) << text;
-        return path / name;
-    }
-};
 
 std::vector<Diagnostic> parse_errors(std::string_view text) {
     auto r = parse_credentials(text, "creds");

@@ -2,36 +2,19 @@
 // diagnostic naming the file (and line) it is about.
 #include <doctest/doctest.h>
 
-#include <stdlib.h>
-
 #include <filesystem>
 #include <fstream>
 
 #include "policy/engine/policy_source.hpp"
 #include "policy_test_util.hpp"
+#include "tests/common/temp_dir.hpp"
 
 using namespace relaygate::policy;
 using namespace relaygate::policy::test;
 namespace fs = std::filesystem;
+using relaygate::test::TempDir;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "relaygate-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path write(const std::string& name, const std::string& text) const {
-        std::ofstream(path / name, std::ios::binary) << text;
-        return path / name;
-    }
-};
 
 const Diagnostic* find_rule(const std::vector<Diagnostic>& ds, std::string_view rule) {
     for (const auto& d : ds)

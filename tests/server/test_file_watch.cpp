@@ -1,9 +1,9 @@
 // FileWatch: one report per change of a file, a replaced file (new inode,
 // the ConfigMap/Secret symlink swap) or a directory's entries.
 #include "gateway/server/file_watch.hpp"
+#include "tests/common/temp_dir.hpp"
 
 #include <doctest/doctest.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -11,24 +11,9 @@
 
 using relaygate::server::FileWatch;
 namespace fs = std::filesystem;
+using relaygate::test::TempDir;
 
-namespace {
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "relaygate-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    void write(const fs::path& p, const std::string& text) const {
-        std::ofstream(p, std::ios::binary) << text;
-    }
-};
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("a file: edited, replaced, deleted and recreated") {
     TempDir d;
