@@ -1,20 +1,28 @@
 // Validates Kubernetes manifests offline.
 //
 //   node validate-k8s.mjs --shape standalone|sidecar|standalone+redis [--extract DIR]
-//                         [--config-like CONFIG.json] rendered.yaml
+//                         [--config-like CONFIG.json] [--dashboard DASHBOARD.json] rendered.yaml
 //       A `kubectl kustomize` render of an overlay: every object against the
 //       Kubernetes / prometheus-operator schemas (kubernetes-models), then the
 //       deployment rules relaygate depends on (probes, securityContext, drain
 //       and grace period, config <-> ports <-> mounts, Services, HPA, PDB,
-//       NetworkPolicy, ServiceMonitor). --extract writes the rendered
-//       config.json and policy.json to DIR for `relaygate check` (and, with
-//       Redis, redis-args.txt: the Redis container's arguments, one a line).
+//       NetworkPolicy, ServiceMonitor, the operator's release label on the
+//       ServiceMonitor and PrometheusRule only). --extract writes the rendered
+//       config.json and policy.json (policy_dir: policy.d/*.json) to DIR for
+//       `relaygate check`, the credentials Secret's keys to DIR/credentials/
+//       (and, with Redis, redis-args.txt: the Redis container's arguments,
+//       one a line). credentials_file must be the Secret volume mounted as
+//       a directory (no subPath) and the policy ConfigMap hold no
+//       password_hash (the hashes belong in that Secret).
 //       standalone+redis is the standalone overlay with components/redis
 //       (overlays/standalone-redis): the standalone rules plus the Redis
 //       rate-limit store's (Deployment, Service, NetworkPolicies, the
 //       rate_limit block pointing at them). --config-like: the rendered
 //       config.json minus "rate_limit" must equal CONFIG.json (the component
 //       carries a copy of the standalone config; this catches drift).
+//       --dashboard: the render has the Grafana sidecar's ConfigMap
+//       (relaygate-dashboard, label grafana_dashboard "1") holding exactly
+//       DASHBOARD.json.
 //   node validate-k8s.mjs --files FILE...
 //       Schema checks of individual manifests (no renderer available):
 //       complete objects are validated, patches only parsed.
@@ -104,16 +112,18 @@ if (args[0] === "--files") {
 let shape = null;
 let extract = null;
 let configLike = null;
+let dashboard = null;
 let rendered = null;
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--shape") shape = args[++i];
   else if (args[i] === "--extract") extract = args[++i];
   else if (args[i] === "--config-like") configLike = args[++i];
+  else if (args[i] === "--dashboard") dashboard = args[++i];
   else rendered = args[i];
 }
 if (!["standalone", "sidecar", "standalone+redis"].includes(shape) || !rendered) {
   console.error("usage: validate-k8s.mjs --shape standalone|sidecar|standalone+redis [--extract DIR] " +
-    "[--config-like CONFIG.json] rendered.yaml");
+    "[--config-like CONFIG.json] [--dashboard DASHBOARD.json] rendered.yaml");
   process.exit(2);
 }
 // standalone+redis: the standalone shape's rules, plus the Redis store's.
@@ -178,7 +188,7 @@ if (check(configMount, C, "no mount at /etc/relaygate/config.json (the image's E
   }
 }
 const KNOWN = {
-  "": ["listeners", "upstream", "policy_file", "admin", "limits", "timeouts", "threads", "hostname",
+  "": ["listeners", "upstream", "policy_file", "policy_dir", "credentials_file", "admin", "limits", "timeouts", "threads", "hostname",
     "verdict_header", "audit_log", "drain_timeout_seconds", "tls", "policy_poll_seconds", "rate_limit",
     "anomalies"],
   listener: ["address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
@@ -241,22 +251,84 @@ check(config.admin?.enabled !== false, C, "admin must be enabled (probes, metric
 check(["0.0.0.0", "::"].includes(config.admin?.address), C, "admin must listen on all pod addresses (kubelet probes, Prometheus)");
 check(adminPort?.containerPort === (config.admin?.port ?? 9025), C, "container port admin != admin.port");
 
-// policy_file must be the policy ConfigMap mounted as a directory (hot reload).
-const policyPath = (config.policy_file ?? "policy.json").startsWith("/")
-  ? config.policy_file
-  : `/etc/relaygate/${config.policy_file ?? "policy.json"}`;
-const policyDir = policyPath.slice(0, policyPath.lastIndexOf("/"));
-const policyMount = mountOf(rg, policyDir);
-let policyText = null;
-if (check(policyMount, C, `policy_file ${policyPath}: no mount at ${policyDir}`)) {
-  check(!policyMount.subPath, C, "the policy mount must not use subPath (updates would never reach the pod)");
-  const cm = cmByName(volume(policyMount.name)?.configMap?.name);
-  const key = policyPath.slice(policyDir.length + 1);
-  policyText = cm?.data?.[key];
-  check(policyText, C, `policy ConfigMap has no key ${key}`);
-  check(cm && !/-[a-z0-9]{10}$/.test(cm.metadata.name), C,
-    `policy ConfigMap ${cm?.metadata?.name} has a hash suffix: an update would roll pods instead of hot-reloading`);
+// Paths in the config are relative to the config file's directory.
+const inEtc = (p) => (p.startsWith("/") ? p : `/etc/relaygate/${p}`).replace(/\/+$/, "");
+const policyFiles = {}; // file name -> text (one for policy_file, several for policy_dir)
+check(!(config.policy_file && config.policy_dir), C, "policy_file and policy_dir are exclusive");
+if (config.policy_dir) {
+  // policy_dir: every *.json of a directory mount (a ConfigMap, or a
+  // projected volume of several ConfigMaps), never subPath.
+  const dir = inEtc(config.policy_dir);
+  const m = mountOf(rg, dir);
+  if (check(m, C, `policy_dir ${dir}: no mount there`)) {
+    check(!m.subPath, C, "the policy_dir mount must not use subPath (updates would never reach the pod)");
+    const v = volume(m.name) ?? {};
+    const cms = v.configMap ? [v.configMap] : (v.projected?.sources ?? []).map((src) => src.configMap).filter(Boolean);
+    check(cms.length > 0 && !(v.projected?.sources ?? []).some((src) => !src.configMap), C,
+      `policy_dir volume ${m.name} must be a ConfigMap or a projected volume of ConfigMaps`);
+    for (const ref of cms) {
+      const cm = cmByName(ref.name);
+      check(cm && !/-[a-z0-9]{10}$/.test(cm.metadata.name), C,
+        `policy ConfigMap ${ref.name} has a hash suffix: an update would roll pods instead of hot-reloading`);
+      const items = ref.items ?? Object.keys(cm?.data ?? {}).map((key) => ({ key, path: key }));
+      for (const it of items)
+        if (/^[^.][^/]*\.json$/.test(it.path) && cm?.data?.[it.key] !== undefined) {
+          check(!(it.path in policyFiles), C, `policy_dir: ${it.path} comes from two ConfigMaps`);
+          policyFiles[it.path] = cm.data[it.key];
+        }
+    }
+    check(Object.keys(policyFiles).length > 0, C, `policy_dir ${dir}: no *.json in the mounted ConfigMaps`);
+  }
+} else {
+  // policy_file must be the policy ConfigMap mounted as a directory (hot reload).
+  const policyPath = inEtc(config.policy_file ?? "policy.json");
+  const policyDir = policyPath.slice(0, policyPath.lastIndexOf("/"));
+  const policyMount = mountOf(rg, policyDir);
+  if (check(policyMount, C, `policy_file ${policyPath}: no mount at ${policyDir}`)) {
+    check(!policyMount.subPath, C, "the policy mount must not use subPath (updates would never reach the pod)");
+    const cm = cmByName(volume(policyMount.name)?.configMap?.name);
+    const key = policyPath.slice(policyDir.length + 1);
+    if (check(cm?.data?.[key], C, `policy ConfigMap has no key ${key}`)) policyFiles["policy.json"] = cm.data[key];
+    check(cm && !/-[a-z0-9]{10}$/.test(cm.metadata.name), C,
+      `policy ConfigMap ${cm?.metadata?.name} has a hash suffix: an update would roll pods instead of hot-reloading`);
+  }
 }
+const policyText = config.policy_dir ? null : policyFiles["policy.json"] ?? null;
+// SASL password hashes: a Secret mounted as a directory at credentials_file
+// (one key per user), so that they never sit in the policy ConfigMap and a
+// changed Secret reaches the pod (no subPath) and is hot-reloaded.
+let credentials = null; // user -> hash, from the rendered Secret
+if (check(config.credentials_file, C, "no credentials_file: SASL password hashes would have to sit in the policy ConfigMap")) {
+  const dir = inEtc(config.credentials_file);
+  const m = mountOf(rg, dir);
+  if (check(m, C, `credentials_file ${dir}: no directory mount there (the credentials Secret)`)) {
+    const CM = `${C} mount ${dir}`;
+    const before = problems.length;
+    check(!m.subPath, CM, "must not use subPath (a changed Secret would never reach the pod)");
+    check(m.readOnly === true, CM, "must be readOnly");
+    const v = volume(m.name) ?? {};
+    if (check(v.secret?.secretName, CM, `volume ${m.name} must be a Secret volume (not a ConfigMap: the hashes are secrets)`)) {
+      check(!v.secret.items, CM, "no items: every key of the Secret is a user");
+      check(((v.secret.defaultMode ?? 0o644) & 0o007) === 0, CM,
+        `defaultMode ${(v.secret.defaultMode ?? 0o644).toString(8)} lets every user of the node read the hashes (0440)`);
+      const sec = one("Secret", (o) => o.metadata.name === v.secret.secretName);
+      if (sec) {
+        check((sec.type ?? "Opaque") === "Opaque", CM, `Secret ${sec.metadata.name} must be type Opaque, not ${sec.type}`);
+        credentials = {};
+        for (const [k, b64] of Object.entries(sec.data ?? {})) credentials[k] = Buffer.from(b64, "base64").toString("utf8");
+        for (const [k, t] of Object.entries(sec.stringData ?? {})) credentials[k] = t;
+        for (const k of Object.keys(credentials))
+          check(!k.startsWith("."), CM, `key ${k}: names starting with "." are skipped by the gateway`);
+        if (problems.length === before)
+          console.log(`ok: credentials_file ${dir} is Secret ${sec.metadata.name} ` +
+            `(${Object.keys(credentials).length} users), a read-only directory mount`);
+      }
+    }
+  }
+}
+for (const [name, text] of Object.entries(policyFiles))
+  check(!/"password_hash"\s*:/.test(text), C,
+    `policy ${name} holds a password_hash: move it to the credentials Secret and name only the sasl_user`);
 // TLS material from the Secret.
 if (config.tls) {
   const dir = config.tls.cert_file.slice(0, config.tls.cert_file.lastIndexOf("/"));
@@ -358,7 +430,57 @@ if (check(sm, W, "no ServiceMonitor")) {
   check((sm.spec.endpoints ?? []).every((e) => (adminSvc?.spec?.ports ?? []).some((p) => p.name === e.port) &&
     e.path === "/metrics"), W, "ServiceMonitor endpoints must name the admin Service port, path /metrics");
 }
-check(one("PrometheusRule"), W, "no PrometheusRule");
+const pr = one("PrometheusRule");
+check(pr, W, "no PrometheusRule");
+
+// The operator's selector label (kube-prometheus-stack: release: <Helm
+// release>), added in one place (deploy/k8s/base/kustomization.yaml) to
+// the ServiceMonitor and the PrometheusRule, and to nothing else.
+const release = sm?.metadata?.labels?.release;
+check(typeof release === "string" && release.length > 0, W,
+  "ServiceMonitor has no release label (kube-prometheus-stack's default serviceMonitorSelector)");
+check(pr?.metadata?.labels?.release === release, W,
+  `PrometheusRule release label ${pr?.metadata?.labels?.release} != the ServiceMonitor's ${release} ` +
+  "(kube-prometheus-stack's default ruleSelector)");
+for (const o of objs) {
+  if (o.apiVersion?.startsWith("monitoring.coreos.com/")) continue;
+  const where = `${W} ${o.kind}/${o.metadata?.name}`;
+  const tpl = o.spec?.template?.metadata?.labels;
+  const sel = o.spec?.selector?.matchLabels ?? (o.kind === "Service" ? o.spec?.selector : undefined);
+  check(!("release" in (o.metadata?.labels ?? {})) && !("release" in (tpl ?? {})) && !("release" in (sel ?? {})), where,
+    "the release label belongs on the ServiceMonitor and PrometheusRule only (not on workloads, Services, selectors)");
+}
+if (release && pr?.metadata?.labels?.release === release)
+  console.log(`ok: ServiceMonitor and PrometheusRule carry release: ${release}`);
+
+// The Grafana dashboard as a ConfigMap for the dashboard sidecar
+// (kube-prometheus-stack: label grafana_dashboard "1"), generated from
+// the dashboard file without a copy.
+if (dashboard) {
+  const DASH_KEY = "relaygate-dashboard.json";
+  const before = problems.length;
+  const dcm = one("ConfigMap", (o) => DASH_KEY in (o.data ?? {}));
+  if (check(dcm, W, `no ConfigMap carries ${DASH_KEY} (deploy/grafana/kustomization.yaml)`)) {
+    const DC = `${W} ConfigMap/${dcm.metadata.name}`;
+    check(dcm.metadata.name === "relaygate-dashboard", DC,
+      "name must be relaygate-dashboard without a hash suffix (disableNameSuffixHash)");
+    check(dcm.metadata.labels?.grafana_dashboard === "1", DC,
+      "needs the label grafana_dashboard: \"1\" (the Grafana sidecar's default label and value)");
+    check(dcm.data[DASH_KEY] === readFileSync(dashboard, "utf8"), DC,
+      `${DASH_KEY} differs from ${dashboard} (it must be generated from that file)`);
+    let uid = null;
+    try {
+      uid = JSON.parse(dcm.data[DASH_KEY]).uid;
+    } catch (e) {
+      fail(DC, `${DASH_KEY}: ${e.message}`);
+    }
+    check(uid, DC, "the dashboard needs a uid (the sidecar updates it in place)");
+    check(JSON.stringify(dcm).length < 262144, DC,
+      "over 256 KiB: kubectl apply's last-applied annotation would not fit (use server-side apply)");
+    if (problems.length === before)
+      console.log(`ok: ConfigMap ${dcm.metadata.name} (grafana_dashboard=1) holds ${dashboard}`);
+  }
+}
 
 // NetworkPolicy.
 const nps = byKind("NetworkPolicy");
@@ -482,6 +604,14 @@ if (extract) {
   mkdirSync(extract, { recursive: true });
   writeFileSync(join(extract, "config.json"), JSON.stringify(config, null, 2));
   if (policyText) writeFileSync(join(extract, "policy.json"), policyText);
+  if (config.policy_dir) {
+    mkdirSync(join(extract, "policy.d"), { recursive: true });
+    for (const [name, text] of Object.entries(policyFiles)) writeFileSync(join(extract, "policy.d", name), text);
+  }
+  if (credentials) {
+    mkdirSync(join(extract, "credentials"), { recursive: true });
+    for (const [user, hash] of Object.entries(credentials)) writeFileSync(join(extract, "credentials", user), hash);
+  }
   // The Redis container's arguments, one a line, for a real redis-server.
   const rc = withRedis && one("Deployment", isRedis)?.spec?.template?.spec?.containers?.find((c) => c.name === "redis");
   if (rc) writeFileSync(join(extract, "redis-args.txt"), [...(rc.command ?? []), ...(rc.args ?? [])].join("\n") + "\n");

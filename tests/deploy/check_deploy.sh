@@ -13,16 +13,24 @@
 #    (where kubectl exists; otherwise a notice and per-file checks), each
 #    object validated against the Kubernetes and prometheus-operator
 #    schemas (npm kubernetes-models, pinned in deploy/tools/package-lock.json)
-#    plus relaygate's deployment rules; the rendered policy passes
-#    `relaygate check` and the rendered config is accepted by the real
+#    plus relaygate's deployment rules, the operator's `release` label on
+#    the ServiceMonitor and PrometheusRule only, and the Grafana sidecar's
+#    dashboard ConfigMap (label grafana_dashboard "1", exactly the
+#    dashboard JSON), credentials_file a read-only directory mount of the
+#    Secret relaygate-credentials (no subPath) and no password_hash in the
+#    policy ConfigMap; the rendered policy with the Secret's credentials
+#    passes `relaygate check` and the rendered config is accepted by the real
 #    `relaygate run` (with Redis: against a real redis-server started with
 #    the manifest's arguments).
 # 3. Prometheus: promtool check rules / test rules; the PrometheusRule CR
-#    carries exactly the plain file's groups.
+#    carries exactly the plain file's groups; every runbook_url on the
+#    documented base and naming a heading of deploy/README.md;
+#    RelaygateTargetDown with absent(), tested absent / down / up.
 # 4. Grafana: every dashboard query through `promtool check rules`.
-# 5. A real scrape: relaygate (quickstart policy) in front of smtp-sink,
-#    two SMTP sessions, then every metric and label the rules and the
-#    dashboard name must be in /metrics.
+# 5. A real scrape: relaygate (quickstart policy, a TLS certificate) in
+#    front of smtp-sink, two SMTP sessions, then every metric and label the
+#    rules and the dashboard name must be in /metrics, and the certificate
+#    expiry gauge equal to the certificate's notAfter.
 # 6. yamllint on deploy/, shellcheck on scripts/, deploy/ and tests/.
 #
 # Needs node + npm (npm ci runs once into deploy/tools/node_modules), and
@@ -34,6 +42,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEPLOY="$ROOT/deploy"
 TOOLS="$DEPLOY/tools"
 RELAYGATE="${1:-$ROOT/build/gateway/relaygate}"
+DASH="$DEPLOY/grafana/relaygate-dashboard.json"
 
 PASSED=0
 FAILED=0
@@ -187,6 +196,49 @@ fi
 
 # ---- 2. Kubernetes -----------------------------------------------------------
 K8S="$DEPLOY/k8s"
+# Without a renderer: what kustomize would add, read from the
+# kustomizations (the rendered checks are in validate-k8s.mjs).
+declared_unrendered() {
+  node --input-type=module -e '
+    import { readFileSync } from "node:fs";
+    import { createRequire } from "node:module";
+    const require = createRequire(process.argv[1] + "/");
+    const YAML = require("yaml");
+    const [, , k8s, grafana] = process.argv;
+    const base = YAML.parse(readFileSync(k8s + "/base/kustomization.yaml", "utf8"));
+    const bad = [];
+    const rel = (base.patches ?? []).filter((p) => p.target?.group === "monitoring.coreos.com" && !p.target?.kind)
+      .flatMap((p) => YAML.parse(p.patch ?? "[]"))
+      .filter((op) => op.op === "add" && op.path === "/metadata/labels/release" && op.value);
+    if (rel.length !== 1) bad.push("base: one patch adding /metadata/labels/release to group monitoring.coreos.com expected");
+    if (!(base.resources ?? []).includes("../../grafana")) bad.push("base: resource ../../grafana missing");
+    // The SASL credentials: the Secret, mounted as a directory where every
+    // shipped config.json points credentials_file.
+    if (!(base.resources ?? []).includes("secret-credentials.yaml")) bad.push("base: resource secret-credentials.yaml missing");
+    const sec = YAML.parse(readFileSync(k8s + "/base/secret-credentials.yaml", "utf8"));
+    if (sec?.kind !== "Secret" || sec.metadata?.name !== "relaygate-credentials" || sec.type !== "Opaque")
+      bad.push("base/secret-credentials.yaml: Secret relaygate-credentials of type Opaque expected");
+    const pod = YAML.parse(readFileSync(k8s + "/base/deployment.yaml", "utf8")).spec.template.spec;
+    const rg = pod.containers.find((c) => c.name === "relaygate");
+    for (const cf of ["base", "overlays/standalone", "components/redis"]) {
+      const want = JSON.parse(readFileSync(k8s + "/" + cf + "/config.json", "utf8")).credentials_file;
+      const m = (rg.volumeMounts ?? []).find((x) => x.mountPath === want);
+      const v = m && (pod.volumes ?? []).find((x) => x.name === m.name);
+      if (!want || !m || m.subPath || !m.readOnly || v?.secret?.secretName !== "relaygate-credentials")
+        bad.push(cf + "/config.json: credentials_file " + want + " must be the read-only directory mount " +
+          "(no subPath) of Secret relaygate-credentials in base/deployment.yaml");
+    }
+    const g = YAML.parse(readFileSync(grafana + "/kustomization.yaml", "utf8"));
+    const gen = (g.configMapGenerator ?? []).find((c) => c.name === "relaygate-dashboard");
+    if (!gen || !(gen.files ?? []).includes("relaygate-dashboard.json") ||
+        gen.options?.labels?.grafana_dashboard !== "1" || gen.options?.disableNameSuffixHash !== true)
+      bad.push("grafana: configMapGenerator relaygate-dashboard from relaygate-dashboard.json, " +
+        "label grafana_dashboard \"1\", disableNameSuffixHash expected");
+    for (const b of bad) console.error(b);
+    if (!bad.length) console.log("ok: release: " + rel[0].value + "; dashboard ConfigMap generator; credentials Secret mount");
+    process.exit(bad.length ? 1 : 0);
+  ' "$TOOLS/node_modules" "$K8S" "$DEPLOY/grafana"
+}
 # standalone+redis: overlays/standalone-redis = standalone + components/redis.
 SHAPES=(standalone sidecar standalone+redis)
 if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
@@ -198,8 +250,9 @@ if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&
     [ "$shape" = standalone+redis ] && extra=(--config-like "$K8S/overlays/standalone/config.json")
     if kubectl kustomize "$K8S/overlays/$overlay" >"$out" 2>"$WORK/kustomize.err"; then
       pass "kubectl kustomize overlays/$overlay ($(grep -c '^kind:' "$out") objects)"
-      step "overlays/$overlay: schemas + deployment rules" \
-        node "$TOOLS/validate-k8s.mjs" --shape "$shape" --extract "$WORK/$shape" "${extra[@]}" "$out"
+      step "overlays/$overlay: schemas + deployment rules, release label, dashboard ConfigMap" \
+        node "$TOOLS/validate-k8s.mjs" --shape "$shape" --extract "$WORK/$shape" --dashboard "$DASH" \
+          "${extra[@]}" "$out"
     else
       fail "kubectl kustomize overlays/$overlay"
       sed 's/^/    /' "$WORK/kustomize.err"
@@ -209,6 +262,7 @@ else
   notice "kubectl (with kustomize) not available: overlays not rendered; validating each manifest file on its own instead"
   mapfile -t files < <(find "$K8S" "$DEPLOY/prometheus" -name '*.yaml' ! -name 'kustomization.yaml' ! -name 'tests*.yaml' | sort)
   step "manifest files: schemas (unrendered)" node "$TOOLS/validate-k8s.mjs" --files "${files[@]}"
+  step "release label patch, dashboard generator, credentials Secret mount declared (unrendered)" declared_unrendered
   # Without a render the config/policy come straight from the sources.
   mkdir -p "$WORK/standalone" "$WORK/sidecar" "$WORK/standalone+redis"
   cp "$K8S/overlays/standalone/config.json" "$K8S/base/policy.json" "$WORK/standalone/"
@@ -216,16 +270,21 @@ else
   cp "$K8S/components/redis/config.json" "$K8S/base/policy.json" "$WORK/standalone+redis/"
 fi
 
+# A short-lived self-signed certificate for the configs that use TLS.
+make_tls() {  # make_tls DIR -> DIR/tls.crt, DIR/tls.key
+  mkdir -p "$1"
+  [ -f "$1/tls.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout "$1/tls.key" -out "$1/tls.crt" -days 2 -subj /CN=relaygate.test 2>/dev/null
+}
+
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # The policy and config that would be deployed, checked by the real binary.
-run_config() {  # run_config <dir with config.json + policy.json [+ redis-args.txt]>
+run_config() {  # run_config <dir with config.json + policy.json or policy.d/ [+ credentials/] [+ redis-args.txt]>
   local dir="$1" tls="$WORK/tls" log pid redis_addr="" redis_pid=""
-  mkdir -p "$tls"
-  [ -f "$tls/tls.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-      -keyout "$tls/tls.key" -out "$tls/tls.crt" -days 2 -subj /CN=relaygate.test 2>/dev/null
+  make_tls "$tls"
   # A Redis store: a real redis-server with the manifest's arguments (the
   # later --port/--bind/--dir win), so they are proven to parse too.
   if /usr/bin/python3 -c 'import json, sys
@@ -250,7 +309,7 @@ sys.exit(json.load(open(sys.argv[1])).get("rate_limit", {}).get("store") != "red
   # Only addresses, ports and file paths change; every other key is the
   # deployed one, so the real parser checks names, values and combinations.
   /usr/bin/python3 - "$dir" "$tls" "$redis_addr" <<'EOF'
-import json, sys
+import json, os, sys
 d, tls, redis = sys.argv[1], sys.argv[2], sys.argv[3]
 c = json.load(open(f"{d}/config.json"))
 if redis:
@@ -260,7 +319,15 @@ for l in c.get("listeners", []):
 c.setdefault("admin", {}).update(address="127.0.0.1", port=0)
 if "tls" in c:
     c["tls"] = {"cert_file": f"{tls}/tls.crt", "key_file": f"{tls}/tls.key"}
-c["policy_file"] = f"{d}/policy.json"
+if "policy_dir" in c:
+    c["policy_dir"] = f"{d}/policy.d"
+else:
+    c["policy_file"] = f"{d}/policy.json"
+# The credentials Secret's keys as extracted from the render (none by
+# default: an empty directory, as the empty Secret mounts).
+if "credentials_file" in c:
+    os.makedirs(f"{d}/credentials", exist_ok=True)
+    c["credentials_file"] = f"{d}/credentials"
 c["drain_timeout_seconds"] = 2
 json.dump(c, open(f"{d}/config.local.json", "w"), indent=2)
 EOF
@@ -287,9 +354,16 @@ EOF
   fi
 }
 for shape in "${SHAPES[@]}"; do
-  if [ -f "$WORK/$shape/policy.json" ]; then
-    step "overlays/${shape/+/-}: policy.json passes relaygate check" \
-      "$RELAYGATE" check --policy "$WORK/$shape/policy.json"
+  src=()
+  if [ -f "$WORK/$shape/policy.json" ]; then src=(--policy "$WORK/$shape/policy.json")
+  elif [ -d "$WORK/$shape/policy.d" ]; then src=(--policy-dir "$WORK/$shape/policy.d")
+  fi
+  if [ ${#src[@]} -gt 0 ]; then
+    # With the credentials Secret's keys (the render's; an empty directory
+    # without one), as the pod sees them.
+    mkdir -p "$WORK/$shape/credentials"
+    step "overlays/${shape/+/-}: policy + credentials pass relaygate check" \
+      "$RELAYGATE" check "${src[@]}" --credentials "$WORK/$shape/credentials"
     step "overlays/${shape/+/-}: config.json accepted by relaygate run" run_config "$WORK/$shape"
   fi
 done
@@ -330,9 +404,10 @@ alerts_tested() {  # every alert has a firing test case
   return "$bad"
 }
 step "every alert has a firing and a silent unit test" alerts_tested
+step "runbook_url anchors in deploy/README.md; RelaygateTargetDown absent() tested" \
+  node "$TOOLS/check-alerts.mjs" "$PROM/relaygate.rules.yml" "$DEPLOY/README.md" "$PROM"/tests*.yaml
 
 # ---- 4. Grafana ----------------------------------------------------------------
-DASH="$DEPLOY/grafana/relaygate-dashboard.json"
 step "dashboard conventions; queries written as rules" \
   node "$TOOLS/promql-refs.mjs" dashboard "$DASH" "$WORK/dashboard.rules.yml"
 step "promtool check rules on every dashboard query" promtool check rules "$WORK/dashboard.rules.yml"
@@ -350,12 +425,16 @@ real_scrape() {
     sleep 0.1
   done
   cp "$ROOT/policy/examples/quickstart.json" "$dir/policy.json"
+  # A certificate, so relaygate_tls_certificate_expiry_timestamp_seconds
+  # (exported only with tls.cert_file) is in the scrape.
+  make_tls "$WORK/tls"
   # smtp-sink offers XCLIENT but answers it with 250 (Postfix sends 220).
   cat >"$dir/config.json" <<EOF
 {
-  "listeners": [ { "address": "127.0.0.1", "port": 0 } ],
+  "listeners": [ { "address": "127.0.0.1", "port": 0, "starttls": "offered" } ],
   "upstream": { "host": "127.0.0.1", "port": $sink_port, "xclient": false,
                 "connect_timeout_seconds": 5 },
+  "tls": { "cert_file": "$WORK/tls/tls.crt", "key_file": "$WORK/tls/tls.key" },
   "policy_file": "policy.json",
   "admin": { "enabled": true, "address": "127.0.0.1", "port": 0 },
   "threads": 1,
@@ -398,6 +477,14 @@ EOF
   grep -q 'relaygate_messages_relayed_total{tenant="demo"} 1' "$WORK/scrape.txt" \
     || { echo "the test message was not relayed"; cat "$log"; return 1; }
   promtool check metrics <"$WORK/scrape.txt" || { echo "promtool check metrics complained"; return 1; }
+  # The expiry gauge is the certificate's notAfter (RelaygateTLSCertificateExpiring).
+  local not_after gauge
+  not_after="$(date -u -d "$(openssl x509 -in "$WORK/tls/tls.crt" -noout -enddate | cut -d= -f2)" +%s)"
+  gauge="$(sed -n 's/^relaygate_tls_certificate_expiry_timestamp_seconds \([0-9.e+]*\)$/\1/p' "$WORK/scrape.txt")"
+  if [ -z "$gauge" ] || ! /usr/bin/python3 -c 'import sys; sys.exit(float(sys.argv[1]) != float(sys.argv[2]))' "$gauge" "$not_after"; then
+    echo "relaygate_tls_certificate_expiry_timestamp_seconds ${gauge:-missing} != notAfter $not_after"; return 1
+  fi
+  echo "ok: relaygate_tls_certificate_expiry_timestamp_seconds $gauge == the certificate's notAfter"
   node "$TOOLS/promql-refs.mjs" scrape "$WORK/scrape.txt" "$PROM/relaygate.rules.yml" "$DASH"
 }
 step "real scrape: every metric and label of rules + dashboard exists" real_scrape
