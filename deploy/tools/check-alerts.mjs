@@ -16,19 +16,14 @@
 // Exit 0 when everything holds, 1 with one line per problem otherwise.
 import { readFileSync } from "node:fs";
 import YAML from "yaml";
+import { checker } from "./checker.mjs";
 
 const [rulesFile, readmeFile, ...testFiles] = process.argv.slice(2);
 if (!rulesFile || !readmeFile || testFiles.length === 0) {
   console.error("usage: check-alerts.mjs RULES.yml README.md TESTS.yaml...");
   process.exit(2);
 }
-const problems = [];
-let checks = 0;
-const check = (ok, msg) => {
-  checks++;
-  if (!ok) problems.push(msg);
-  return ok;
-};
+const { check, finish } = checker();
 
 // GitHub heading anchors of a Markdown file (headings in code fences skipped).
 function githubAnchors(markdown) {
@@ -115,7 +110,4 @@ if (check(td, `${rulesFile}: no RelaygateTargetDown`)) {
   check(silentUp, "RelaygateTargetDown: no unit test keeps it silent while the job's targets are up (up == 1)");
 }
 
-for (const p of problems) console.error(`FAIL ${p}`);
-console.log(`${problems.length ? "FAILED" : "ok"}: ${checks} alert wiring checks (${alerts.length} alerts, ` +
-  `${anchorOwner.size} runbook anchors), ${problems.length} problems`);
-process.exit(problems.length ? 1 : 0);
+finish(`alert wiring checks (${alerts.length} alerts, ${anchorOwner.size} runbook anchors)`);

@@ -13,20 +13,11 @@
 //       RULES.
 import { readFileSync, writeFileSync } from "node:fs";
 import YAML from "yaml";
+import { checker } from "./checker.mjs";
 
 const [mode, ...rest] = process.argv.slice(2);
-const problems = [];
-let checks = 0;
-const check = (ok, msg) => {
-  checks++;
-  if (!ok) problems.push(msg);
-  return ok;
-};
-const done = (what) => {
-  for (const p of problems) console.error(`FAIL ${p}`);
-  console.log(`${problems.length ? "FAILED" : "ok"}: ${checks} ${what} checks, ${problems.length} problems`);
-  process.exit(problems.length ? 1 : 0);
-};
+const { check, finish } = checker();
+const done = (what) => finish(`${what} checks`);
 
 // Every PromQL string of a dashboard, with where it came from.
 function dashboardQueries(dash) {
