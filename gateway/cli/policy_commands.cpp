@@ -10,6 +10,7 @@
 #include "gateway/dkim/verifier.hpp"
 #include "gateway/server/descriptors.hpp"
 #include "gateway/server/log.hpp"
+#include "gateway/server/policy_poller.hpp"
 #include "gateway/server/tls_context.hpp"
 #include "gateway/session/session.hpp"
 
@@ -135,7 +136,7 @@ void print_decision(std::string_view point, const Decision& d) {
 // --policy FILE | --policy-dir DIR, and --credentials PATH.
 struct SourceOptions {
     std::string file, dir, credentials;
-    policy::PolicySource source() const { return {file, dir, credentials}; }
+    policy::PolicySource source() const { return {file, dir, credentials, {}}; }
     bool given() const { return !file.empty() || !dir.empty(); }
     void add_to(CLI::App& cmd) {
         auto* f = cmd.add_option("--policy", file, "Policy file (JSON)");
@@ -442,12 +443,25 @@ void add_policy_commands(CLI::App& app) {
                 fmt::print(stderr, "error: {}\nconfig INVALID: {}\n", error, *config_file);
                 exit_with(1);
             }
+            if (!cfg->policy_url.empty()) {
+                if (auto setup = server::policy_url_setup(*cfg); !setup) {
+                    fmt::print(stderr, "error: {}\nconfig INVALID: {}\n", setup.error(),
+                               *config_file);
+                    exit_with(1);
+                }
+            }
             source = cfg->policy_source();
             fmt::print("config OK: {} listener{}, upstream {}:{}\n", cfg->listeners.size(),
                        cfg->listeners.size() == 1 ? "" : "s", cfg->upstream.host,
                        cfg->upstream.port);
             for (const auto& w : config::config_warnings(*cfg, server::hard_descriptor_limit()))
                 fmt::print("warning: {}\n", w);
+            // A fetched policy is checked by `run`; here only its cached copy.
+            if (!cfg->policy_url.empty() && !std::filesystem::exists(source.file)) {
+                fmt::print("policy: fetched from {} at start (no cached copy in {} yet)\n",
+                           cfg->policy_url, source.file.string());
+                return;
+            }
         }
         auto pol = load_or_report(source);
         if (!pol) exit_with(1);

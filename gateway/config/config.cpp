@@ -374,6 +374,48 @@ std::string format_error(const ConfigError& e) {
 
 namespace {
 
+void read_policy_url(Reader& r, const json& root, const std::filesystem::path& base_dir,
+                     Config& c) {
+    if (!root.contains("policy_url")) {
+        r.error("/policy_fetch", "policy_fetch needs policy_url");
+        return;
+    }
+    r.string(root, "", "policy_url", c.policy_url);
+    if (root.contains("policy_file") || root.contains("policy_dir"))
+        r.error("/policy_url", "give one of policy_file, policy_dir and policy_url");
+    else if (c.policy_url.rfind("https://", 0) != 0)
+        r.error("/policy_url", "must be an https:// URL (the policy decides who may sign)");
+    auto& f = c.policy_fetch;
+    const std::string path = "/policy_fetch";
+    if (root.contains("policy_fetch")) {
+        const auto& j = root.at("policy_fetch");
+        if (r.object(j, path,
+                     {"ca_file", "verify_name", "bearer_token_file", "public_key_file",
+                      "signature_url", "cache_file", "poll_seconds", "timeout_seconds", "max_bytes",
+                      "backoff_max_seconds"})) {
+            r.string(j, path, "ca_file", f.ca_file);
+            r.string(j, path, "verify_name", f.verify_name);
+            r.string(j, path, "bearer_token_file", f.bearer_token_file);
+            r.string(j, path, "public_key_file", f.public_key_file);
+            r.string(j, path, "signature_url", f.signature_url);
+            r.string(j, path, "cache_file", f.cache_file);
+            r.duration(j, path, "policy_fetch.poll_seconds", f.poll);
+            r.duration(j, path, "policy_fetch.timeout_seconds", f.timeout);
+            r.integer(j, path, "policy_fetch.max_bytes", f.max_bytes);
+            r.duration(j, path, "policy_fetch.backoff_max_seconds", f.backoff_max);
+        }
+    }
+    if (f.cache_file.empty())
+        r.error(path + "/cache_file",
+                "is required with policy_url: the last good policy is kept there, so a restart "
+                "serves while the source is down");
+    if (f.signature_url.empty() && !c.policy_url.empty()) f.signature_url = c.policy_url + ".sig";
+    for (auto* file : {&f.ca_file, &f.bearer_token_file, &f.public_key_file, &f.cache_file})
+        if (!file->empty() && std::filesystem::path(*file).is_relative())
+            *file = (base_dir / *file).string();
+    c.policy_file = f.cache_file;
+}
+
 Config read_config(Reader& r, const json& root, const std::filesystem::path& base_dir) {
     Config c;
     if (!r.object(root, "",
@@ -382,6 +424,8 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
                    "policy_file",
                    "policy_dir",
                    "credentials_file",
+                   "policy_url",
+                   "policy_fetch",
                    "admin",
                    "limits",
                    "timeouts",
@@ -429,6 +473,8 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
         if (c.policy_dir.is_relative()) c.policy_dir = base_dir / c.policy_dir;
         c.policy_file.clear();
     }
+    if (root.contains("policy_url") || root.contains("policy_fetch"))
+        read_policy_url(r, root, base_dir, c);
     std::string credentials;
     r.string(root, "", "credentials_file", credentials);
     c.credentials_file = credentials;

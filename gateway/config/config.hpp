@@ -175,6 +175,22 @@ struct MetricsConfig {
     std::uint32_t tenant_label_max_tenants = default_of("metrics.tenant_label_max_tenants");
 };
 
+// policy_url: the policy fetched over HTTPS (OPA-bundle style), polled
+// with If-None-Match; the last good bundle is kept in cache_file so a
+// restart serves while the source is down.
+struct PolicyFetch {
+    std::string ca_file;            // verify the server against it (default: system CAs)
+    std::string verify_name;        // the name its certificate must carry (default: URL host)
+    std::string bearer_token_file;  // "Authorization: Bearer <file content>", re-read per fetch
+    std::string public_key_file;    // Ed25519 PEM: a detached signature is required
+    std::string signature_url;      // default: policy_url + ".sig"
+    std::string cache_file;         // required with policy_url
+    std::chrono::seconds poll{default_of("policy_fetch.poll_seconds")};
+    std::chrono::seconds timeout{default_of("policy_fetch.timeout_seconds")};
+    std::uint64_t max_bytes = default_of("policy_fetch.max_bytes");
+    std::chrono::seconds backoff_max{default_of("policy_fetch.backoff_max_seconds")};
+};
+
 struct Config {
     std::vector<Listener> listeners{Listener{}};
     Upstream upstream;
@@ -185,8 +201,11 @@ struct Config {
     std::filesystem::path policy_file = "policy.json";
     std::filesystem::path policy_dir;
     std::filesystem::path credentials_file;
+    // Or fetched over HTTPS (then policy_file is policy_fetch.cache_file).
+    std::string policy_url;
+    PolicyFetch policy_fetch;
     policy::PolicySource policy_source() const {
-        return {policy_file, policy_dir, credentials_file};
+        return {policy_file, policy_dir, credentials_file, policy_url};
     }
     Admin admin;
     Limits limits;

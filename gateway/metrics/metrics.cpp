@@ -220,6 +220,16 @@ struct Metrics::Impl {
             .Help("Wall time the last successful policy load took (read, parse, lint, index)")
             .Register(registry)
             .Add({});
+    prometheus::Family<Counter>& policy_fetches =
+        BuildCounter()
+            .Name("relaygate_policy_fetches_total")
+            .Help("policy_url fetches by result (updated, not_modified, or what failed)")
+            .Register(registry);
+    prometheus::Family<Gauge>& policy_last_fetch =
+        BuildGauge()
+            .Name("relaygate_policy_last_fetch_success_timestamp_seconds")
+            .Help("Unix time of the last policy_url fetch that succeeded (200 or 304)")
+            .Register(registry);
     prometheus::Family<Counter>& policy_reloads =
         BuildCounter()
             .Name("relaygate_policy_reloads_total")
@@ -530,6 +540,19 @@ void Metrics::auth_throttle_entries(std::size_t n) {
 
 void Metrics::accept_error(std::string_view kind) {
     impl_->accept_errors.Add({{"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::policy_fetch_start() {
+    for (auto r : {"updated", "not_modified", "network", "timeout", "tls", "http", "too_large",
+                   "truncated", "bad_signature", "invalid", "token"})
+        impl_->policy_fetches.Add({{"result", r}});
+    impl_->policy_last_fetch.Add({});
+}
+
+void Metrics::policy_fetch(std::string_view result) {
+    impl_->policy_fetches.Add({{"result", std::string(result)}}).Increment();
+    if (result == "updated" || result == "not_modified")
+        impl_->policy_last_fetch.Add({}).SetToCurrentTime();
 }
 
 void Metrics::policy_reload(std::string_view result) {

@@ -87,6 +87,12 @@ class Metrics {
                        double load_seconds);
     // result: success | failure
     void policy_reload(std::string_view result);
+    // policy_url: one fetch's result (updated | not_modified | network |
+    // timeout | tls | http | too_large | truncated | bad_signature |
+    // invalid | token); updated and not_modified also set the time of the
+    // last good fetch. policy_fetch_start() creates every series at 0.
+    void policy_fetch_start();
+    void policy_fetch(std::string_view result);
 
     // One DNS query on the network. type: A | AAAA | CNAME | PTR | TXT;
     // result: ok | nxdomain | nodata | servfail | error | timeout

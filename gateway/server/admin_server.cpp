@@ -3,6 +3,7 @@
 #include "gateway/server/admin_server.hpp"
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/ratelimit/store.hpp"
@@ -18,8 +19,8 @@ namespace relaygate::server {
 using namespace net;
 
 AdminServer::AdminServer(asio::io_context& io, tcp::endpoint endpoint,
-                         const metrics::Metrics& metrics, const Health& health,
-                         std::function<std::string()> status, ratelimit::Store* limits)
+                         const metrics::Metrics& metrics, const Health& health, Status status,
+                         ratelimit::Store* limits)
     : acceptor_(io, endpoint),
       metrics_(metrics),
       health_(health),
@@ -100,11 +101,13 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
             const bool ready = health_.ready();
             res.result(ready ? http::status::ok : http::status::service_unavailable);
             res.set(http::field::content_type, "application/json");
-            res.body() = std::string("{\"ready\":") + (ready ? "true" : "false") +
-                         ",\"policy_loaded\":" + (health_.policy_loaded ? "true" : "false") +
-                         ",\"listeners_up\":" + (health_.listeners_up ? "true" : "false") +
-                         ",\"draining\":" + (health_.draining ? "true" : "false") +
-                         (status_ ? "," + status_() : std::string()) + "}\n";
+            auto body = nlohmann::json::object();
+            body["ready"] = ready;
+            body["policy_loaded"] = health_.policy_loaded.load();
+            body["listeners_up"] = health_.listeners_up.load();
+            body["draining"] = health_.draining.load();
+            if (status_) status_(body);
+            res.body() = body.dump() + "\n";
         } else {
             res.result(http::status::not_found);
             res.set(http::field::content_type, "text/plain");

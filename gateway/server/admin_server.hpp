@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "gateway/net/asio.hpp"
@@ -22,10 +23,11 @@ namespace relaygate::server {
 
 class AdminServer {
   public:
-    // `status` returns extra JSON for /readyz bodies (policy hash etc.).
+    // `status` adds fields to the /readyz body (policy hash etc.).
+    using Status = std::function<void(nlohmann::json&)>;
     AdminServer(net::asio::io_context& io, net::tcp::endpoint endpoint,
-                const metrics::Metrics& metrics, const Health& health,
-                std::function<std::string()> status, ratelimit::Store* limits = nullptr);
+                const metrics::Metrics& metrics, const Health& health, Status status,
+                ratelimit::Store* limits = nullptr);
 
     net::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     void start();
@@ -40,7 +42,7 @@ class AdminServer {
     net::tcp::acceptor acceptor_;
     const metrics::Metrics& metrics_;
     const Health& health_;
-    std::function<std::string()> status_;
+    Status status_;
     ratelimit::Store* limits_;
 };
 

@@ -1,18 +1,36 @@
 // Policy reload: validate fully, then swap; never a half-loaded policy.
 #include "gateway/server/policy_holder.hpp"
 
-#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/server/log.hpp"
 
 namespace relaygate::server {
 
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
 bool PolicyHolder::reload() {
     const auto started = std::chrono::steady_clock::now();
     auto loaded = policy::load_policy(source_);
-    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    const std::string source = source_.describe();
+    return adopt(std::move(loaded),
+                 source_.url.empty() ? source_.describe() : source_.file.string(),
+                 seconds_since(started));
+}
+
+bool PolicyHolder::reload_text(std::string_view text, const std::string& origin) {
+    const auto started = std::chrono::steady_clock::now();
+    auto loaded = policy::load_policy_text(source_, text);
+    return adopt(std::move(loaded), origin, seconds_since(started));
+}
+
+bool PolicyHolder::adopt(policy::LoadResult loaded, const std::string& source,
+                         double load_seconds) {
     if (!loaded) {
         for (const auto& e : loaded.error())
             log_error("policy_error", {{"file", e.file.empty() ? source : e.file},
@@ -23,6 +41,10 @@ bool PolicyHolder::reload() {
                                        {"message", e.message}});
         const bool had_one = get() != nullptr;
         metrics_.policy_reload("failure");
+        if (!loaded.error().empty()) {
+            const auto& first = loaded.error().front();
+            set_error((first.file.empty() ? source + ": " : "") + policy::format_diagnostic(first));
+        }
         log_error(
             "policy_reload_failed",
             {{"file", source}, {"errors", loaded.error().size()}, {"keeping_previous", had_one}});
@@ -36,11 +58,11 @@ bool PolicyHolder::reload() {
                                     {"column", w.column},
                                     {"rule", w.rule},
                                     {"message", w.message}});
-    metrics_.policy_loaded(p->hash(), p->tenant_count(), p->domain_count(), took.count());
+    metrics_.policy_loaded(p->hash(), p->tenant_count(), p->domain_count(), load_seconds);
     const std::size_t removed = metrics_.retain_tenants(p->tenant_ids());
     metrics_.policy_reload("success");
     log_info("policy_loaded", {{"file", source},
-                               {"load_seconds", took.count()},
+                               {"load_seconds", load_seconds},
                                {"hash", p->hash()},
                                {"tenants", p->tenant_count()},
                                {"domains", p->domain_count()},
@@ -48,10 +70,26 @@ bool PolicyHolder::reload() {
     {
         std::lock_guard lock(mutex_);
         current_.swap(p);
+        loaded_at_ = std::chrono::steady_clock::now();
+        last_error_.clear();
     }
     // `p` now holds the previous policy: freed here, outside the lock, if
     // no session still holds it (tens of MB at 100k tenants).
     return true;
+}
+
+void PolicyHolder::set_error(std::string error) {
+    std::lock_guard lock(mutex_);
+    last_error_ = std::move(error);
+}
+
+void PolicyHolder::status(nlohmann::json& out) const {
+    std::lock_guard lock(mutex_);
+    out["policy_source"] = source_.kind();
+    out["policy_origin"] = source_.describe();
+    out["policy_hash"] = current_ ? current_->hash() : "";
+    out["policy_age_seconds"] = current_ ? std::floor(seconds_since(loaded_at_)) : 0.0;
+    out["policy_last_error"] = last_error_;
 }
 
 }  // namespace relaygate::server

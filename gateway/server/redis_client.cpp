@@ -18,6 +18,7 @@
 
 #include "gateway/redis/address.hpp"
 #include "gateway/server/log.hpp"
+#include "gateway/server/tls_context.hpp"
 
 namespace relaygate::server {
 
@@ -69,25 +70,16 @@ RedisClient::RedisClient(asio::any_io_executor ex, RedisClientOptions options)
     host_ = hp->host;
     port_ = hp->port;
     if (!options_.tls) return;
-    namespace ssl = asio::ssl;
-    tls_ctx_ = std::make_shared<ssl::context>(ssl::context::tls_client);
-    tls_ctx_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                          ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                          ssl::context::no_tlsv1_1 | ssl::context::no_compression);
-    SSL_CTX_set_min_proto_version(tls_ctx_->native_handle(), TLS1_2_VERSION);
-    error_code ec;
-    if (!options_.ca_file.empty())
-        tls_ctx_->load_verify_file(options_.ca_file, ec);
-    else
-        tls_ctx_->set_default_verify_paths(ec);
-    if (ec) throw std::runtime_error("cannot load CA " + options_.ca_file + ": " + ec.message());
     // Always verified: counters shared with an impostor would let it lift
     // every limit (and a password sent in clear to it would leak).
-    tls_ctx_->set_verify_mode(ssl::verify_peer);
+    std::string error;
+    tls_ctx_ = make_verifying_client_context(options_.ca_file, error);
+    if (!tls_ctx_) throw std::runtime_error(error);
+    error_code ec;
     if (!options_.cert_file.empty()) {
         tls_ctx_->use_certificate_chain_file(options_.cert_file, ec);
         if (ec) throw std::runtime_error("cannot load " + options_.cert_file + ": " + ec.message());
-        tls_ctx_->use_private_key_file(options_.key_file, ssl::context::pem, ec);
+        tls_ctx_->use_private_key_file(options_.key_file, asio::ssl::context::pem, ec);
         if (ec) throw std::runtime_error("cannot load " + options_.key_file + ": " + ec.message());
     }
 }
@@ -295,17 +287,8 @@ awaitable<bool> RedisClient::connect_once(std::shared_ptr<Conn> conn) {
 
     if (tls_ctx_) {
         conn->tls.emplace(conn->socket, *tls_ctx_);
-        SSL* ssl = conn->tls->native_handle();
-        const std::string& name = options_.verify_name.empty() ? host_ : options_.verify_name;
-        error_code not_ip;
-        (void)asio::ip::make_address(name, not_ip);
-        if (not_ip) {
-            SSL_set_tlsext_host_name(ssl, name.c_str());  // SNI
-            SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            SSL_set1_host(ssl, name.c_str());
-        } else {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str());
-        }
+        expect_peer_name(conn->tls->native_handle(),
+                         options_.verify_name.empty() ? host_ : options_.verify_name);
         co_await conn->tls->async_handshake(asio::ssl::stream_base::client,
                                             asio::redirect_error(use_awaitable, ec));
         if (failed(ec, "TLS handshake with")) co_return false;

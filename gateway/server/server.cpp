@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "gateway/common/ascii.hpp"
@@ -173,11 +174,7 @@ int Server::run() {
     const auto nofile = raise_descriptor_limit();
     for (const auto& w : config::config_warnings(shared_.config, nofile))
         log_warn("config_warning", {{"warning", w}});
-    if (!shared_.policy->reload()) {
-        log_error("startup_failed", {{"reason", "policy did not load"}});
-        return 1;
-    }
-    shared_.health.policy_loaded = true;
+    if (!load_policy_at_start()) return 1;
     ::malloc_trim(0);  // the parser's garbage, before anything else allocates
     try {
         shared_.limits = make_limits_store();
@@ -210,16 +207,13 @@ int Server::run() {
                              shared_.config.admin.port);
             admin_ = std::make_unique<AdminServer>(
                 io_, ep, shared_.metrics, shared_.health,
-                [this] {
-                    auto p = shared_.policy->get();
+                [this](nlohmann::json& status) {
+                    shared_.policy->status(status);
                     const auto* store = shared_.limits.get();
                     // The store is not part of readiness: fail_open decides
                     // without it, fail_closed answers 451 (both are served).
-                    return std::string("\"policy_hash\":\"") + (p ? p->hash() : "") +
-                           "\",\"rate_limit_store\":\"" +
-                           std::string(store ? store->name() : "none") +
-                           "\",\"rate_limit_store_up\":" +
-                           (store && store->available() ? "true" : "false");
+                    status["rate_limit_store"] = std::string(store ? store->name() : "none");
+                    status["rate_limit_store_up"] = store && store->available();
                 },
                 shared_.limits.get());
             log_info("listening", {{"kind", "admin"},
@@ -240,6 +234,7 @@ int Server::run() {
     }
     start_signals();
     start_file_watch();
+    if (poller_) poller_->start(io_.get_executor());
     start_memory_trim();
     shared_.health.listeners_up = true;
 
@@ -300,7 +295,10 @@ void Server::start_signals() {
         if (ec) return;
         if (sig == SIGHUP) {
             log_info("reload_requested", {{"signal", "SIGHUP"}});
-            request_policy_reload();
+            // A fetched policy is fetched again now; its cached copy is
+            // loaded again only for the credentials beside it.
+            if (poller_) poller_->fetch_now();
+            if (!poller_ || !shared_.config.credentials_file.empty()) request_policy_reload();
             reload_tls();
             start_signals();
             return;
@@ -308,6 +306,31 @@ void Server::start_signals() {
         log_info("drain_requested", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
         begin_drain();
     });
+}
+
+// policy_file or policy_dir: loaded here, or `run` fails. policy_url: the
+// cached copy, or one fetch (see PolicyPoller).
+bool Server::load_policy_at_start() {
+    bool loaded = false;
+    if (shared_.config.policy_url.empty()) {
+        loaded = shared_.policy->reload();
+    } else {
+        auto setup = policy_url_setup(shared_.config);
+        if (!setup) {
+            log_error("startup_failed", {{"reason", setup.error()}});
+            return false;
+        }
+        poller_ = std::make_unique<PolicyPoller>(shared_.config, std::move(setup).value(),
+                                                 *shared_.policy, shared_.metrics, policy_loader_);
+        loaded = poller_->start_up();
+    }
+    if (!loaded) {
+        log_error("startup_failed", {{"reason", "policy did not load"},
+                                     {"source", shared_.config.policy_source().describe()}});
+        return false;
+    }
+    shared_.health.policy_loaded = true;
+    return true;
 }
 
 // A load of 100k tenants takes seconds of CPU: it runs on its own thread,
@@ -397,6 +420,7 @@ void Server::begin_drain() {
     }
     watch_timer_.cancel();
     trim_timer_.cancel();
+    if (poller_) poller_->stop();
     for (std::size_t i = 0; i < thread_count(); ++i)
         asio::post(context(i), [pool = shared_.upstream_pools[i].get()] { pool->drain(); });
     {

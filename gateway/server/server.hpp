@@ -22,6 +22,7 @@
 #include "gateway/server/file_watch.hpp"
 #include "gateway/server/health.hpp"
 #include "gateway/server/policy_holder.hpp"
+#include "gateway/server/policy_poller.hpp"
 #include "gateway/server/tls_context.hpp"
 #include "gateway/session/auth_throttle.hpp"
 #include "gateway/session/session.hpp"
@@ -87,6 +88,7 @@ class Server {
     // the TLS certificates when their files changed.
     void start_file_watch();
     void start_memory_trim();
+    bool load_policy_at_start();
     // Loads the policy on policy_loader_ and swaps it in (see server.cpp).
     void request_policy_reload();
     void reload_tls();
@@ -112,6 +114,9 @@ class Server {
     net::asio::steady_timer watch_timer_;
     net::asio::steady_timer trim_timer_;
     FileWatch policy_watch_, tls_watch_;
+    // policy_url only. Declared before policy_loader_: a load it posted
+    // finishes (the loader is joined) before the poller goes away.
+    std::unique_ptr<PolicyPoller> poller_;
     // One thread for policy loads; declared after shared_, so it is joined
     // (a running load finished) before the policy holder goes away.
     net::asio::thread_pool policy_loader_{1};

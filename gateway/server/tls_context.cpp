@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 namespace relaygate::server {
 
@@ -70,6 +71,35 @@ std::shared_ptr<ssl::context> make_client_context(const config::Upstream& up, st
         ctx->set_verify_mode(ssl::verify_none);
     }
     return ctx;
+}
+
+std::shared_ptr<ssl::context> make_verifying_client_context(const std::string& ca_file,
+                                                            std::string& error) {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    harden(*ctx);
+    boost::system::error_code ec;
+    if (!ca_file.empty())
+        ctx->load_verify_file(ca_file, ec);
+    else
+        ctx->set_default_verify_paths(ec);
+    if (ec) {
+        error = "cannot load CA " + ca_file + ": " + ec.message();
+        return nullptr;
+    }
+    ctx->set_verify_mode(ssl::verify_peer);
+    return ctx;
+}
+
+void expect_peer_name(SSL* ssl, const std::string& name) {
+    boost::system::error_code not_ip;
+    (void)boost::asio::ip::make_address(name, not_ip);
+    if (not_ip) {
+        SSL_set_tlsext_host_name(ssl, name.c_str());
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        SSL_set1_host(ssl, name.c_str());
+    } else {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str());
+    }
 }
 
 policy::ConnectionFacts peer_certificate_facts(SSL* ssl) {

@@ -24,6 +24,15 @@ std::shared_ptr<boost::asio::ssl::context> make_server_context(const config::Tls
 std::shared_ptr<boost::asio::ssl::context> make_client_context(const config::Upstream& up,
                                                                std::string& error);
 
+// A client context that always verifies the peer: against `ca_file`, or
+// the system's CAs when it is empty (the policy source, Redis). Null with
+// `error` set when the CA file does not load.
+std::shared_ptr<boost::asio::ssl::context> make_verifying_client_context(const std::string& ca_file,
+                                                                         std::string& error);
+// Before a client handshake: SNI (host names only, RFC 6066 3) and the
+// host name or IP address the peer's certificate must carry.
+void expect_peer_name(SSL* ssl, const std::string& name);
+
 // SHA-256 of the peer's DER certificate and of its SubjectPublicKeyInfo,
 // lower-case hex; empty facts when the peer sent no certificate.
 policy::ConnectionFacts peer_certificate_facts(SSL* ssl);

@@ -150,12 +150,14 @@ void merge(json&& doc, const std::filesystem::path& file, json& merged, Owners& 
 
 std::vector<std::filesystem::path> PolicySource::watched() const {
     std::vector<std::filesystem::path> out;
-    for (const auto* p : {&file, &dir, &credentials})
+    if (url.empty() && !file.empty()) out.push_back(file);
+    for (const auto* p : {&dir, &credentials})
         if (!p->empty()) out.push_back(*p);
     return out;
 }
 
 std::string PolicySource::describe() const {
+    if (!url.empty()) return url;
     return dir.empty() ? file.string() : dir.string() + "/*.json";
 }
 
@@ -216,15 +218,27 @@ LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credent
                         [&owners](std::vector<Diagnostic>& ds) { owners.locate(ds); });
 }
 
+namespace {
+// Loads the credentials (if any) and calls load(credentials or nullptr).
+template <class Load>
+LoadResult with_credentials(const PolicySource& source, Load load) {
+    if (source.credentials.empty()) return load(nullptr);
+    auto loaded = load_credentials(source.credentials);
+    if (!loaded) return unexpected(std::move(loaded.error()));
+    return load(&*loaded);
+}
+}  // namespace
+
 LoadResult load_policy(const PolicySource& source) {
-    std::optional<Credentials> credentials;
-    if (!source.credentials.empty()) {
-        auto loaded = load_credentials(source.credentials);
-        if (!loaded) return unexpected(std::move(loaded.error()));
-        credentials = std::move(*loaded);
-    }
-    const Credentials* creds = credentials ? &*credentials : nullptr;
-    return source.dir.empty() ? Policy::load_file(source.file, creds) : load_dir(source.dir, creds);
+    return with_credentials(source, [&](const Credentials* creds) {
+        return source.dir.empty() ? Policy::load_file(source.file, creds)
+                                  : load_dir(source.dir, creds);
+    });
+}
+
+LoadResult load_policy_text(const PolicySource& source, std::string_view text) {
+    return with_credentials(
+        source, [&](const Credentials* creds) { return Policy::load_text(text, creds); });
 }
 
 }  // namespace relaygate::policy

@@ -17,11 +17,17 @@ struct PolicySource {
     std::filesystem::path file;         // set: one policy file
     std::filesystem::path dir;          // or: a directory of *.json files
     std::filesystem::path credentials;  // optional: credentials file or directory
+    // Set: the policy is fetched from this URL by the gateway, and `file`
+    // holds the last good copy of it (the gateway writes it).
+    std::string url;
 
-    // The files and directories whose change means "reload".
+    // The files and directories whose change means "reload" (not a fetched
+    // policy's copy: the gateway writes that itself).
     std::vector<std::filesystem::path> watched() const;
-    // "policy.json", "dir/ (policy_dir)", for logs.
+    // "policy.json", "dir/*.json", "https://...", for logs.
     std::string describe() const;
+    // "file" | "dir" | "url": the /readyz source.
+    std::string_view kind() const { return !url.empty() ? "url" : !dir.empty() ? "dir" : "file"; }
 };
 
 // Merges the directory's *.json files (names starting with '.' skipped, in
@@ -34,5 +40,8 @@ LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credent
 
 // Reads the credentials (if any), then the policy file or directory.
 LoadResult load_policy(const PolicySource& source);
+// Reads the credentials (if any) and loads `text` as the policy (a fetched
+// one).
+LoadResult load_policy_text(const PolicySource& source, std::string_view text);
 
 }  // namespace relaygate::policy

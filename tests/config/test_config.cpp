@@ -241,8 +241,12 @@ TEST_CASE("the RFC 5321 floors: max_recipients and command_seconds of 1 are refu
 
 namespace {
 
-// {"a": {"b": v}} for "a.b", {"listeners": [{"x": v}]} for "listeners[].x".
+// {"a": {"b": v}} for "a.b", {"listeners": [{"x": v}]} for "listeners[].x";
+// policy_fetch keys come with the policy_url and cache_file they need.
 std::string config_with(std::string_view name, std::uint64_t v) {
+    if (name.starts_with("policy_fetch."))
+        return R"({"policy_url": "https://p.example/p.json", "policy_fetch": {"cache_file": "c", ")" +
+               std::string(name.substr(13)) + "\": " + std::to_string(v) + "}}";
     std::string open = "{", close = "}";
     for (auto dot = name.find('.'); dot != std::string_view::npos; dot = name.find('.')) {
         auto part = name.substr(0, dot);
@@ -474,4 +478,43 @@ TEST_CASE("policy sources: policy_file or policy_dir, and credentials_file") {
     auto empty = parse_config(R"({"policy_dir": ""})", "/x");
     REQUIRE(!empty.ok());
     CHECK(has_error(empty.error(), "/policy_dir"));
+}
+
+TEST_CASE("policy sources: policy_url with policy_fetch") {
+    auto c = parse_config(R"({"policy_url": "https://policy.example:8443/relaygate/p.json",
+        "credentials_file": "sasl",
+        "policy_fetch": {"cache_file": "cache/p.json", "public_key_file": "sign.pub",
+                         "bearer_token_file": "/run/secrets/token", "poll_seconds": 60}})",
+                          "/etc/relaygate");
+    REQUIRE(c.ok());
+    CHECK(c->policy_url == "https://policy.example:8443/relaygate/p.json");
+    CHECK(c->policy_fetch.signature_url == "https://policy.example:8443/relaygate/p.json.sig");
+    CHECK(c->policy_fetch.public_key_file == "/etc/relaygate/sign.pub");
+    CHECK(c->policy_fetch.bearer_token_file == "/run/secrets/token");
+    CHECK(c->policy_fetch.poll == std::chrono::seconds(60));
+    CHECK(c->policy_fetch.timeout == std::chrono::seconds(10));
+    // The cached copy is the file the holder (re)loads; only the
+    // credentials are watched: the gateway writes the copy itself.
+    const auto source = c->policy_source();
+    CHECK(source.kind() == "url");
+    CHECK(source.file == "/etc/relaygate/cache/p.json");
+    CHECK(source.describe() == c->policy_url);
+    REQUIRE(source.watched().size() == 1);
+    CHECK(source.watched()[0] == "/etc/relaygate/sasl");
+
+    const auto refused = [](std::string_view text, const std::string& path) {
+        auto r = parse_config(text, "/x");
+        REQUIRE_FALSE(r.ok());
+        CHECK(has_error(r.error(), path));
+    };
+    refused(R"({"policy_url": "http://p.example/p.json", "policy_fetch": {"cache_file": "c"}})",
+            "/policy_url");
+    refused(R"({"policy_url": "https://p.example/p.json"})", "/policy_fetch/cache_file");
+    refused(R"({"policy_url": "https://p.example/p", "policy_file": "p.json",
+                "policy_fetch": {"cache_file": "c"}})",
+            "/policy_url");
+    refused(R"({"policy_fetch": {"cache_file": "c"}})", "/policy_fetch");
+    refused(
+        R"({"policy_url": "https://p.example/p", "policy_fetch": {"cache_file": "c", "etag": 1}})",
+        "/policy_fetch/etag");
 }

@@ -33,6 +33,34 @@ def _openssl(*args, stdin=None):
     return p.stdout
 
 
+def make_ca(d, name, cn):
+    """A self-signed CA: d/name.pem, d/name.key."""
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", os.path.join(d, f"{name}.key"),
+             "-out", os.path.join(d, f"{name}.pem"), "-days", "3", "-subj", f"/CN={cn}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return os.path.join(d, f"{name}.pem")
+
+
+def make_server_cert(d, name, ca, dns_name, san=None):
+    """A server certificate for dns_name (CN, and SAN unless san is given)
+    signed by the CA d/ca.pem: (certificate path, key path)."""
+    path = lambda suffix: os.path.join(d, name + suffix)  # noqa: E731
+    with open(path(".ext"), "w", encoding="ascii") as fh:
+        fh.write(f"subjectAltName={san or 'DNS:' + dns_name}\n"
+                 "basicConstraints=critical,CA:FALSE\n"
+                 "keyUsage=critical,digitalSignature\n"
+                 "extendedKeyUsage=serverAuth\n")
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", path(".key"), "-out", path(".csr"), "-subj", f"/CN={dns_name}")
+    _openssl("x509", "-req", "-in", path(".csr"), "-CA", os.path.join(d, f"{ca}.pem"),
+             "-CAkey", os.path.join(d, f"{ca}.key"),
+             "-set_serial", "0x%x" % int.from_bytes(os.urandom(8), "big"),
+             "-days", "2", "-extfile", path(".ext"), "-out", path(".pem"))
+    return path(".pem"), path(".key")
+
+
 class Cert:
     """A self-signed EC certificate + key, with its DER and SPKI digests."""
 

@@ -11,48 +11,15 @@ relay's certificate ("relay.test") are made with openssl per test class."""
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Client, GatewayTestCase, message  # noqa: E402
+from identity_helpers import make_ca, make_server_cert  # noqa: E402
 
 RELAY_NAME = "relay.test"
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def make_ca(d, name, cn):
-    """A self-signed CA: d/name.pem, d/name.key."""
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "3",
-            "-subj", f"/CN={cn}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    return os.path.join(d, f"{name}.pem")
-
-
-def make_server_cert(d, name, ca, dns_name, san=None):
-    """A server certificate for dns_name (CN, and SAN unless san is given)
-    signed by ca."""
-    ext = os.path.join(d, f"{name}.ext")
-    with open(ext, "w", encoding="ascii") as fh:
-        fh.write(f"subjectAltName={san or 'DNS:' + dns_name}\n"
-                 "basicConstraints=critical,CA:FALSE\n"
-                 "keyUsage=critical,digitalSignature\n"
-                 "extendedKeyUsage=serverAuth\n")
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN={dns_name}", cwd=d)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-set_serial", "0x%x" % int.from_bytes(os.urandom(8), "big"),
-            "-days", "2", "-extfile", ext, "-out", f"{name}.pem", cwd=d)
-    return os.path.join(d, f"{name}.pem"), os.path.join(d, f"{name}.key")
 
 
 class UpstreamTlsTest(GatewayTestCase):

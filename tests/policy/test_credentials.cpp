@@ -154,12 +154,12 @@ TEST_CASE("load_policy reads the credentials named by the source") {
     TempDir dir;
     auto policy = dir.write("policy.json", kSaslPolicy);
     auto creds = dir.write("credentials", "app-user:" + hash_a() + "\n");
-    auto p = load_policy({policy, {}, creds});
+    auto p = load_policy({policy, {}, creds, {}});
     REQUIRE(p);
     CHECK(*(*p)->sasl_hash("app-user") == hash_a());
     // A broken credentials file refuses the whole load: fail closed.
     dir.write("credentials", "app-user:not-a-hash\n");
-    auto r = load_policy({policy, {}, creds});
+    auto r = load_policy({policy, {}, creds, {}});
     REQUIRE(!r);
     CHECK(has_rule(r.error(), "invalid_password_hash"));
     CHECK(r.error().front().file == creds.string());

@@ -54,7 +54,7 @@ TEST_CASE("policy_dir: the files' tenants and keys form one policy") {
     REQUIRE(single);
     CHECK((*p)->hash() == (*single)->hash());
     // Through the source, as the gateway loads it.
-    auto via = load_policy({{}, dir.path, {}});
+    auto via = load_policy({{}, dir.path, {}, {}});
     REQUIRE(via);
     CHECK((*via)->hash() == (*p)->hash());
 }

@@ -1,0 +1,161 @@
+// policy_url fetching: URL parsing, the signature check, the backoff and
+// one HTTPS GET with Beast.
+#include "gateway/server/policy_fetch.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <algorithm>
+
+#include "gateway/common/ascii.hpp"
+#include "gateway/common/base64.hpp"
+#include "gateway/server/tls_context.hpp"
+
+namespace relaygate::server {
+
+using namespace net;
+
+void SignatureKey::Free::operator()(EVP_PKEY* p) const noexcept {
+    EVP_PKEY_free(p);
+}
+
+std::optional<SignatureKey> SignatureKey::from_pem(std::string_view pem, std::string& error) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+    EVP_PKEY* key = bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr;
+    if (!key) {
+        error = "not a PEM public key";
+        return std::nullopt;
+    }
+    SignatureKey out;
+    out.key_.reset(key, Free{});
+    if (EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
+        error = "not an Ed25519 key";
+        return std::nullopt;
+    }
+    return out;
+}
+
+bool SignatureKey::verify(std::string_view data, std::string_view signature) const {
+    std::string raw(signature);
+    if (raw.size() != 64) {
+        // Base64, as `openssl base64` writes it: lines, then a newline.
+        std::string text;
+        for (char c : signature)
+            if (!ascii::is_wsp(static_cast<unsigned char>(c)) && c != '\r' && c != '\n') text += c;
+        auto decoded = base64_decode(text);
+        if (!decoded) return false;
+        raw = std::move(*decoded);
+    }
+    if (raw.size() != 64) return false;
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1)
+        return false;
+    return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(raw.data()),
+                            raw.size(), reinterpret_cast<const unsigned char*>(data.data()),
+                            data.size()) == 1;
+}
+
+std::chrono::milliseconds fetch_delay(std::chrono::seconds poll, std::chrono::seconds backoff_max,
+                                      unsigned failures, double jitter) {
+    using std::chrono::milliseconds;
+    milliseconds delay = poll;
+    const milliseconds cap = std::max<milliseconds>(poll, backoff_max);
+    for (unsigned i = 1; i < failures && delay < cap; ++i)
+        delay *= 2;
+    delay = std::min(delay, cap);
+    return delay + milliseconds(static_cast<std::int64_t>(static_cast<double>(delay.count()) * 0.2 *
+                                                          std::clamp(jitter, 0.0, 1.0)));
+}
+
+namespace {
+
+FetchResult failure(std::string_view kind, std::string error) {
+    FetchResult r;
+    r.kind = kind;
+    r.error = std::move(error);
+    return r;
+}
+
+std::string_view error_kind(const error_code& ec) {
+    if (ec == beast::error::timeout) return "timeout";
+    // Over TLS a connection closed early without close_notify is
+    // stream_truncated: a body cut short looks like that.
+    if (ec == http::error::partial_message || ec == http::error::end_of_stream ||
+        ec == asio::ssl::error::stream_truncated)
+        return "truncated";
+    if (ec == http::error::body_limit) return "too_large";
+    if (ec.category() == asio::error::get_ssl_category() ||
+        ec.category() == asio::ssl::error::get_stream_category())
+        return "tls";
+    return "network";
+}
+
+}  // namespace
+
+awaitable<FetchResult> https_get(asio::ssl::context& tls, FetchRequest request) {
+    const auto ex = co_await asio::this_coro::executor;
+    const std::string where = request.url.host + ":" + std::to_string(request.url.port);
+    error_code ec;
+    tcp::resolver resolver(ex);
+    const auto endpoints =
+        co_await resolver.async_resolve(request.url.host, std::to_string(request.url.port),
+                                        asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return failure("network", "cannot resolve " + where + ": " + ec.message());
+
+    beast::ssl_stream<beast::tcp_stream> stream(ex, tls);
+    expect_peer_name(stream.native_handle(),
+                     request.verify_name.empty() ? request.url.host : request.verify_name);
+    // One deadline for everything: a server that trickles its answer is as
+    // broken as one that does not answer.
+    beast::get_lowest_layer(stream).expires_after(request.timeout);
+    const auto step = [&](std::string_view what) {
+        return failure(error_kind(ec), std::string(what) + " " + where + ": " + ec.message());
+    };
+    co_await beast::get_lowest_layer(stream).async_connect(endpoints,
+                                                           asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return step("cannot connect to");
+    co_await stream.async_handshake(asio::ssl::stream_base::client,
+                                    asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return step("TLS handshake with");
+
+    http::request<http::empty_body> req{http::verb::get, request.url.target, 11};
+    req.set(http::field::host, request.url.port == 443
+                                   ? request.url.host
+                                   : request.url.host + ":" + std::to_string(request.url.port));
+    req.set(http::field::user_agent, "relaygate");
+    req.set(http::field::accept, "application/json");
+    if (!request.etag.empty()) req.set(http::field::if_none_match, request.etag);
+    if (!request.bearer_token.empty())
+        req.set(http::field::authorization, "Bearer " + request.bearer_token);
+    req.keep_alive(false);
+    co_await http::async_write(stream, req, asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return step("cannot send the request to");
+
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(request.max_bytes);
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return step("cannot read the answer of");
+    // The TLS close_notify is not waited for: the body is complete.
+    beast::get_lowest_layer(stream).close();
+
+    auto& res = parser.get();
+    FetchResult out;
+    out.http_status = res.result_int();
+    if (res.result() == http::status::not_modified) {
+        out.status = FetchResult::Status::not_modified;
+        co_return out;
+    }
+    if (res.result() != http::status::ok) {
+        out.kind = "http";
+        out.error = where + " answered HTTP " + std::to_string(out.http_status);
+        co_return out;
+    }
+    out.status = FetchResult::Status::ok;
+    out.etag = std::string(res[http::field::etag]);
+    out.body = std::move(res.body());
+    co_return out;
+}
+
+}  // namespace relaygate::server

@@ -1,0 +1,68 @@
+// policy_url: fetching the policy over HTTPS, the way Open Policy Agent
+// fetches bundles. One GET per poll with If-None-Match (304: nothing to
+// do), an optional bearer token, the server's certificate verified against
+// a CA and the URL's host name, a size limit and one deadline for the whole
+// exchange. A detached Ed25519 signature over the exact bytes proves the
+// bundle came from whoever holds the signing key, not merely from whoever
+// answers at the URL.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gateway/common/https_url.hpp"
+#include "gateway/net/asio.hpp"
+
+namespace relaygate::server {
+
+// An Ed25519 public key (PEM "PUBLIC KEY") that checks detached signatures.
+class SignatureKey {
+  public:
+    // nullopt with `error` set when the text is not an Ed25519 public key.
+    static std::optional<SignatureKey> from_pem(std::string_view pem, std::string& error);
+    // `signature`: the 64 signature bytes, or their base64 (with
+    // surrounding whitespace, as `openssl base64` writes it).
+    bool verify(std::string_view data, std::string_view signature) const;
+
+  private:
+    struct Free {
+        void operator()(EVP_PKEY* p) const noexcept;
+    };
+    std::shared_ptr<EVP_PKEY> key_;
+};
+
+// The wait before the next fetch after `failures` failures in a row: the
+// poll interval, then doubling from it up to `backoff_max`. `jitter` in
+// [0, 1) adds up to 20% so replicas do not poll in step.
+std::chrono::milliseconds fetch_delay(std::chrono::seconds poll, std::chrono::seconds backoff_max,
+                                      unsigned failures, double jitter);
+
+struct FetchRequest {
+    HttpsUrl url;
+    std::string verify_name;  // the name the certificate must carry; empty: url.host
+    std::string etag;         // sent as If-None-Match when not empty
+    std::string bearer_token;
+    std::chrono::seconds timeout{10};  // connect, TLS, request and the whole body
+    std::uint64_t max_bytes = 64 << 20;
+};
+
+struct FetchResult {
+    enum class Status { ok, not_modified, failed };
+    Status status = Status::failed;
+    unsigned http_status = 0;
+    std::string body;
+    std::string etag;
+    // failed: kind is the metric label (network | timeout | tls | http |
+    // too_large | truncated) and error the log text.
+    std::string_view kind;
+    std::string error;
+};
+
+// One GET on the calling coroutine's executor; never throws.
+net::awaitable<FetchResult> https_get(net::asio::ssl::context& tls, FetchRequest request);
+
+}  // namespace relaygate::server

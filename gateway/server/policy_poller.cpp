@@ -1,0 +1,206 @@
+#include "gateway/server/policy_poller.hpp"
+
+#include <filesystem>
+
+#include "gateway/common/file.hpp"
+#include "gateway/metrics/metrics.hpp"
+#include "gateway/server/callback_awaitable.hpp"
+#include "gateway/server/log.hpp"
+#include "gateway/server/policy_holder.hpp"
+#include "gateway/server/tls_context.hpp"
+
+namespace relaygate::server {
+
+using namespace net;
+
+namespace {
+// Beside the cached policy: the ETag it was served with and its signature.
+std::filesystem::path beside(const std::string& cache, std::string_view suffix) {
+    return cache + std::string(suffix);
+}
+constexpr std::uint64_t kMaxSignatureBytes = 4096;
+}  // namespace
+
+Result<PolicyUrlSetup, std::string> policy_url_setup(const config::Config& config) {
+    const auto& options = config.policy_fetch;
+    PolicyUrlSetup out;
+    auto url = parse_https_url(config.policy_url);
+    auto signature_url = parse_https_url(options.signature_url);
+    if (!url || !signature_url)
+        return unexpected("not an https URL: " + (url ? options.signature_url : config.policy_url));
+    out.url = std::move(*url);
+    out.signature_url = std::move(*signature_url);
+    std::string error;
+    out.tls = make_verifying_client_context(options.ca_file, error);
+    if (!out.tls) return unexpected("policy_fetch.ca_file: " + error);
+    if (!options.public_key_file.empty()) {
+        const auto pem = read_file(options.public_key_file);
+        error = "cannot read it";
+        if (pem) out.key = SignatureKey::from_pem(*pem, error);
+        if (!out.key)
+            return unexpected("policy_fetch.public_key_file " + options.public_key_file + ": " +
+                              error);
+    }
+    return out;
+}
+
+PolicyPoller::PolicyPoller(const config::Config& config, PolicyUrlSetup setup, PolicyHolder& holder,
+                           metrics::Metrics& metrics, asio::thread_pool& loader)
+    : options_(config.policy_fetch),
+      url_text_(config.policy_url),
+      holder_(holder),
+      metrics_(metrics),
+      loader_(loader),
+      setup_(std::move(setup)) {
+    metrics_.policy_fetch_start();
+}
+
+// The cached copy was checked when it was fetched; its signature is
+// checked again, so a copy from before a key rotation is not served.
+bool PolicyPoller::load_cache() {
+    const auto body = read_file(options_.cache_file);
+    if (!body) return false;
+    if (setup_.key) {
+        const auto signature = read_file(beside(options_.cache_file, ".sig"));
+        if (!signature || !setup_.key->verify(*body, *signature)) {
+            log_warn(
+                "policy_cache_rejected",
+                {{"file", options_.cache_file},
+                 {"reason", "its signature does not verify with policy_fetch.public_key_file"}});
+            return false;
+        }
+    }
+    log_info("policy_cache_loading", {{"file", options_.cache_file}, {"url", url_text_}});
+    if (!holder_.reload_text(*body, options_.cache_file)) return false;
+    etag_ = read_file(beside(options_.cache_file, ".etag")).value_or("");
+    return true;
+}
+
+bool PolicyPoller::start_up() {
+    if (load_cache()) return true;
+    asio::io_context io(1);
+    auto guard = asio::make_work_guard(io);
+    bool loaded = false;
+    asio::co_spawn(io, fetch_once(), [&](std::exception_ptr e, bool ok) {
+        loaded = !e && ok;
+        guard.reset();
+    });
+    io.run();
+    return loaded;
+}
+
+void PolicyPoller::start(asio::any_io_executor ex) {
+    timer_.emplace(ex);
+    asio::co_spawn(ex, loop(), log_exception("policy_url poller"));
+}
+
+void PolicyPoller::fetch_now() {
+    if (timer_) asio::post(timer_->get_executor(), [this] { timer_->cancel(); });
+}
+
+void PolicyPoller::stop() {
+    if (!timer_) return;
+    asio::post(timer_->get_executor(), [this] {
+        stopped_ = true;
+        timer_->cancel();
+    });
+}
+
+awaitable<void> PolicyPoller::loop() {
+    std::uniform_real_distribution<double> jitter(0.0, 1.0);
+    while (!stopped_) {
+        timer_->expires_after(
+            fetch_delay(options_.poll, options_.backoff_max, failures_, jitter(jitter_)));
+        error_code ec;  // operation_aborted: fetch_now() or stop()
+        co_await timer_->async_wait(asio::redirect_error(use_awaitable, ec));
+        if (stopped_) break;
+        failures_ = co_await fetch_once() ? 0 : failures_ + 1;
+    }
+}
+
+awaitable<bool> PolicyPoller::fail(std::string_view kind, const std::string& error) {
+    metrics_.policy_fetch(kind);
+    holder_.set_error(error);
+    log_warn("policy_fetch_failed", {{"url", url_text_},
+                                     {"result", kind},
+                                     {"error", error},
+                                     {"failures_in_a_row", failures_ + 1},
+                                     {"keeping_previous", holder_.get() != nullptr}});
+    co_return false;
+}
+
+awaitable<bool> PolicyPoller::fetch_once() {
+    FetchRequest request{setup_.url, options_.verify_name, etag_,
+                         {},         options_.timeout,     options_.max_bytes};
+    if (!options_.bearer_token_file.empty()) {
+        // Re-read every time: a rotated token (a projected service account
+        // token, a Secret) is used from the next fetch on.
+        auto token = read_secret_file(options_.bearer_token_file);
+        if (!token || token->empty())
+            co_return co_await fail("token", "cannot read policy_fetch.bearer_token_file " +
+                                                 options_.bearer_token_file);
+        request.bearer_token = std::move(*token);
+    }
+    auto result = co_await https_get(*setup_.tls, request);
+    if (result.status == FetchResult::Status::failed)
+        co_return co_await fail(result.kind, url_text_ + ": " + result.error);
+    if (result.status == FetchResult::Status::not_modified) {
+        metrics_.policy_fetch("not_modified");
+        holder_.set_error("");
+        co_return true;
+    }
+
+    std::string signature;
+    if (setup_.key) {
+        request.url = setup_.signature_url;
+        request.etag.clear();
+        request.max_bytes = kMaxSignatureBytes;
+        auto sig = co_await https_get(*setup_.tls, request);
+        if (sig.status != FetchResult::Status::ok)
+            co_return co_await fail(sig.status == FetchResult::Status::failed ? sig.kind : "http",
+                                    options_.signature_url + ": " + sig.error);
+        if (!setup_.key->verify(result.body, sig.body))
+            co_return co_await fail("bad_signature",
+                                    url_text_ + ": the signature at " + options_.signature_url +
+                                        " does not verify with policy_fetch.public_key_file");
+        signature = std::move(sig.body);
+    }
+
+    // Parsing 100k tenants takes seconds: on the loader thread, like a
+    // file reload. The cache is written there too, only for a policy that
+    // loaded, so it always holds the policy being served.
+    const bool loaded = co_await await_callback<bool>([&](auto done) {
+        asio::post(loader_, [this, &result, &signature, done = std::move(done)]() mutable {
+            const bool ok = holder_.reload_text(result.body, url_text_);
+            if (ok) write_cache(result.body, signature, result.etag);
+            done(ok);
+        });
+    });
+    if (!loaded) {
+        metrics_.policy_fetch("invalid");
+        log_warn("policy_fetch_failed", {{"url", url_text_},
+                                         {"result", "invalid"},
+                                         {"failures_in_a_row", failures_ + 1},
+                                         {"keeping_previous", holder_.get() != nullptr}});
+        co_return false;
+    }
+    etag_ = result.etag;
+    metrics_.policy_fetch("updated");
+    co_return true;
+}
+
+void PolicyPoller::write_cache(const std::string& body, const std::string& signature,
+                               const std::string& etag) {
+    std::string error;
+    // Signature, policy, ETag: a crash between two writes leaves a policy
+    // whose signature does not verify (refused at start, fetched again) or
+    // an old ETag (fetched again), never an unsigned policy served or a
+    // stale one taken for current.
+    const bool ok =
+        (!setup_.key || replace_file(beside(options_.cache_file, ".sig"), signature, error)) &&
+        replace_file(options_.cache_file, body, error) &&
+        replace_file(beside(options_.cache_file, ".etag"), etag, error);
+    if (!ok) log_warn("policy_cache_write_failed", {{"error", error}});
+}
+
+}  // namespace relaygate::server
