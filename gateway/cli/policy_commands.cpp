@@ -6,6 +6,7 @@
 
 #include "gateway/cli/dns_command.hpp"
 #include "gateway/cli/explain_session.hpp"
+#include "gateway/common/file.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/dkim/verifier.hpp"
 #include "gateway/server/descriptors.hpp"
@@ -19,12 +20,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -253,14 +252,12 @@ void run_explain(const ExplainOptions& o) {
     const bool synthesized = o.message_file.empty() &&
                              (!o.from.empty() || !o.sender.empty() || !o.tenant_header.empty());
     if (!o.message_file.empty()) {
-        std::ifstream file(o.message_file, std::ios::binary);
-        if (!file) {
-            fmt::print(stderr, "error: cannot open --message {}\n", o.message_file);
+        auto text = read_file(o.message_file);
+        if (!text) {
+            fmt::print(stderr, "error: cannot read --message {}\n", o.message_file);
             exit_with(2);
         }
-        std::ostringstream buf;
-        buf << file.rdbuf();
-        in.message = buf.str();
+        in.message = std::move(*text);
     } else if (synthesized) {
         in.message = synthesized_header(o, *pol);
     }

@@ -6,17 +6,22 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
+#include <system_error>
 
 namespace relaygate {
 
 std::optional<std::string> read_file(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
-    std::ostringstream buf;
-    buf << in.rdbuf();
+    // Into the string itself, sized up front: a 30 MB policy is not copied.
+    std::string out;
+    std::error_code ec;
+    if (const auto size = std::filesystem::file_size(path, ec); !ec) out.reserve(size);
+    char chunk[65536];
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0)
+        out.append(chunk, static_cast<std::size_t>(in.gcount()));
     if (in.bad()) return std::nullopt;
-    return std::move(buf).str();
+    return out;
 }
 
 std::optional<std::string> read_secret_file(const std::filesystem::path& path) {

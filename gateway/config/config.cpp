@@ -4,6 +4,7 @@
 #include "gateway/config/config.hpp"
 
 #include "gateway/common/domain.hpp"
+#include "gateway/common/file.hpp"
 #include "gateway/dns/resolv_conf.hpp"
 #include "gateway/json/document.hpp"
 #include "gateway/redis/address.hpp"
@@ -12,9 +13,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 
 namespace relaygate::config {
@@ -549,11 +548,9 @@ Config read_config(Reader& r, const json& root, const std::filesystem::path& bas
 }  // namespace
 
 Result<Config, std::vector<ConfigError>> load_config(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return unexpected(std::vector<ConfigError>{{"", "cannot read " + file.string()}});
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return parse_config(ss.str(), file.has_parent_path() ? file.parent_path() : ".");
+    const auto text = read_file(file);
+    if (!text) return unexpected(std::vector<ConfigError>{{"", "cannot read " + file.string()}});
+    return parse_config(*text, file.has_parent_path() ? file.parent_path() : ".");
 }
 
 std::uint64_t descriptors_needed(const Config& c) {

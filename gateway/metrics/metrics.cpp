@@ -543,15 +543,15 @@ void Metrics::accept_error(std::string_view kind) {
 }
 
 void Metrics::policy_fetch_start() {
-    for (auto r : {"updated", "not_modified", "network", "timeout", "tls", "http", "too_large",
-                   "truncated", "bad_signature", "invalid", "token"})
+    for (auto r : {"updated", "not_modified", "unchanged", "network", "timeout", "tls", "http",
+                   "too_large", "truncated", "bad_signature", "invalid", "token"})
         impl_->policy_fetches.Add({{"result", r}});
     impl_->policy_last_fetch.Add({});
 }
 
 void Metrics::policy_fetch(std::string_view result) {
     impl_->policy_fetches.Add({{"result", std::string(result)}}).Increment();
-    if (result == "updated" || result == "not_modified")
+    if (result == "updated" || result == "not_modified" || result == "unchanged")
         impl_->policy_last_fetch.Add({}).SetToCurrentTime();
 }
 

@@ -87,10 +87,10 @@ class Metrics {
                        double load_seconds);
     // result: success | failure
     void policy_reload(std::string_view result);
-    // policy_url: one fetch's result (updated | not_modified | network |
-    // timeout | tls | http | too_large | truncated | bad_signature |
-    // invalid | token); updated and not_modified also set the time of the
-    // last good fetch. policy_fetch_start() creates every series at 0.
+    // policy_url: one fetch's result (updated | not_modified | unchanged |
+    // network | timeout | tls | http | too_large | truncated |
+    // bad_signature | invalid | token); the first three also set the time
+    // of the last good fetch. policy_fetch_start() creates every series at 0.
     void policy_fetch_start();
     void policy_fetch(std::string_view result);
 

@@ -1,5 +1,7 @@
 #include "gateway/server/policy_poller.hpp"
 
+#include <openssl/evp.h>
+
 #include <filesystem>
 
 #include "gateway/common/file.hpp"
@@ -14,6 +16,12 @@ namespace relaygate::server {
 using namespace net;
 
 namespace {
+std::string sha256(std::string_view data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+    return std::string(reinterpret_cast<const char*>(md), n);
+}
 // Beside the cached policy: the ETag it was served with and its signature.
 std::filesystem::path beside(const std::string& cache, std::string_view suffix) {
     return cache + std::string(suffix);
@@ -73,6 +81,7 @@ bool PolicyPoller::load_cache() {
     log_info("policy_cache_loading", {{"file", options_.cache_file}, {"url", url_text_}});
     if (!holder_.reload_text(*body, options_.cache_file)) return false;
     etag_ = read_file(beside(options_.cache_file, ".etag")).value_or("");
+    digest_ = sha256(*body);
     return true;
 }
 
@@ -150,6 +159,13 @@ awaitable<bool> PolicyPoller::fetch_once() {
         co_return true;
     }
 
+    if (const auto digest = sha256(result.body); digest == digest_) {
+        etag_ = result.etag;
+        metrics_.policy_fetch("unchanged");
+        holder_.set_error("");
+        co_return true;
+    }
+
     std::string signature;
     if (setup_.key) {
         request.url = setup_.signature_url;
@@ -185,6 +201,7 @@ awaitable<bool> PolicyPoller::fetch_once() {
         co_return false;
     }
     etag_ = result.etag;
+    digest_ = sha256(result.body);
     metrics_.policy_fetch("updated");
     co_return true;
 }

@@ -64,6 +64,9 @@ class PolicyPoller {
     net::asio::thread_pool& loader_;
     const PolicyUrlSetup setup_;
     std::string etag_;  // of the loaded policy; sent as If-None-Match
+    // SHA-256 of the loaded policy's bytes: a server that sends no ETag
+    // (or a new one for the same bytes) does not cost a reload per poll.
+    std::string digest_;
     unsigned failures_ = 0;
     std::optional<net::asio::steady_timer> timer_;
     bool stopped_ = false;

@@ -10,12 +10,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <fmt/core.h>
 
+#include "gateway/common/file.hpp"
 #include "gateway/redis/address.hpp"
 #include "gateway/server/log.hpp"
 #include "gateway/server/tls_context.hpp"
@@ -32,17 +31,10 @@ std::string_view redis_error_kind(std::string_view error) {
 }
 
 Result<std::string, std::string> read_password_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return unexpected("cannot read " + path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    std::string pw = ss.str();
-    // Files written by editors and `echo` end with a newline the password
-    // does not contain; Kubernetes Secrets usually do not.
-    if (!pw.empty() && pw.back() == '\n') pw.pop_back();
-    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
-    if (pw.empty()) return unexpected(path + " is empty");
-    return pw;
+    auto pw = read_secret_file(path);
+    if (!pw) return unexpected("cannot read " + path);
+    if (pw->empty()) return unexpected(path + " is empty");
+    return std::move(*pw);
 }
 
 void RedisClient::Conn::close() {

@@ -3,10 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
+#include "gateway/common/file.hpp"
 #include "policy/engine/lint_rules.hpp"
 #include "policy/engine/password_hash.hpp"
 
@@ -55,13 +54,11 @@ std::string_view trim(std::string_view s) {
 }
 
 Result<std::string, std::vector<Diagnostic>> read_file(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream buf;
-    if (in) buf << in.rdbuf();
-    if (!in || in.bad())
+    auto text = relaygate::read_file(p);
+    if (!text)
         return unexpected(std::vector<Diagnostic>{
             problem(p.string(), 0, "io", fmt::format("cannot read {}", p.string()))});
-    return buf.str();
+    return std::move(*text);
 }
 
 }  // namespace

@@ -10,12 +10,12 @@
 #include <array>
 #include <cctype>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
+#include "gateway/common/file.hpp"
 #include "gateway/json/document.hpp"
 #include "policy/engine/credentials.hpp"
 #include "policy/engine/lint_rules.hpp"
@@ -1496,18 +1496,11 @@ LoadResult Policy::load_text(std::string_view text, const Credentials* credentia
 }
 
 LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials) {
-    // Read once into the string (no stream buffer copy: 30 MB at 100k tenants).
-    std::ifstream in(file, std::ios::binary | std::ios::ate);
-    if (!in)
-        return unexpected(
-            std::vector<Diagnostic>{{"", "io", fmt::format("cannot open {}", file.string())}});
-    std::string text(static_cast<std::size_t>(std::max<std::streamoff>(in.tellg(), 0)), '\0');
-    in.seekg(0);
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    if (in.bad() || in.gcount() != static_cast<std::streamsize>(text.size()))
+    const auto text = read_file(file);
+    if (!text)
         return unexpected(
             std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", file.string())}});
-    return load_text(text, credentials);
+    return load_text(*text, credentials);
 }
 
 }  // namespace relaygate::policy

@@ -3,13 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <system_error>
 
+#include "gateway/common/file.hpp"
 #include "gateway/json/document.hpp"
 #include "policy/engine/credentials.hpp"
 
@@ -18,15 +17,6 @@ namespace relaygate::policy {
 using nlohmann::json;
 
 namespace {
-
-std::optional<std::string> read_text(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    if (in.bad()) return std::nullopt;
-    return buf.str();
-}
 
 Diagnostic at(std::string path, std::string_view rule, std::string message,
               const std::filesystem::path& file) {
@@ -81,7 +71,7 @@ class Owners {
             by_file[it->second].push_back(&d);
         }
         for (auto& [file, list] : by_file) {
-            const auto text = read_text(file);
+            const auto text = read_file(file);
             if (!text) continue;
             std::vector<std::string> paths;
             for (const auto* d : list)
@@ -185,7 +175,7 @@ LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credent
     owners.dir = dir;
     std::vector<Diagnostic> errors;
     for (const auto& file : files) {
-        auto text = read_text(file);
+        auto text = read_file(file);
         if (!text) {
             errors.push_back(at("", "io", fmt::format("cannot read {}", file.string()), file));
             continue;

@@ -281,6 +281,13 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+wait_port() {  # wait_port PORT: until something accepts on 127.0.0.1:PORT (5 s at most)
+  for _ in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
+
 # The policy and config that would be deployed, checked by the real binary.
 run_config() {  # run_config <dir with config.json + policy.json or policy.d/ [+ credentials/] [+ redis-args.txt]>
   local dir="$1" tls="$WORK/tls" log pid redis_addr="" redis_pid=""
@@ -420,14 +427,20 @@ real_scrape() {
   /usr/sbin/smtp-sink -u nobody "127.0.0.1:$sink_port" 10 >"$dir/sink.log" 2>&1 &
   sink=$!
   PIDS+=("$sink")
-  for _ in $(seq 1 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_port "$sink_port"
   cp "$ROOT/policy/examples/quickstart.json" "$dir/policy.json"
   # A certificate, so relaygate_tls_certificate_expiry_timestamp_seconds
   # (exported only with tls.cert_file) is in the scrape.
   make_tls "$WORK/tls"
+  # The policy over HTTPS (openssl s_server -WWW serves the directory), so
+  # the policy_url series are in the scrape too.
+  local www_port www
+  www_port="$(free_port)"
+  (cd "$dir" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$www_port" \
+     -cert "$WORK/tls/tls.crt" -key "$WORK/tls/tls.key") >"$dir/s_server.log" 2>&1 &
+  www=$!
+  PIDS+=("$www")
+  wait_port "$www_port"
   # smtp-sink offers XCLIENT but answers it with 250 (Postfix sends 220).
   cat >"$dir/config.json" <<EOF
 {
@@ -435,7 +448,9 @@ real_scrape() {
   "upstream": { "host": "127.0.0.1", "port": $sink_port, "xclient": false,
                 "connect_timeout_seconds": 5 },
   "tls": { "cert_file": "$WORK/tls/tls.crt", "key_file": "$WORK/tls/tls.key" },
-  "policy_file": "policy.json",
+  "policy_url": "https://127.0.0.1:$www_port/policy.json",
+  "policy_fetch": { "ca_file": "$WORK/tls/tls.crt", "verify_name": "relaygate.test",
+                    "cache_file": "cache.json", "poll_seconds": 1 },
   "admin": { "enabled": true, "address": "127.0.0.1", "port": 0 },
   "threads": 1,
   "drain_timeout_seconds": 2

@@ -48,6 +48,7 @@ class PolicyServer:
     def __init__(self, cert, key, signing_key):
         self.signing_key = signing_key
         self.mode = "normal"  # normal | 500 | slow | truncated
+        self.send_etag = True
         self.requests = []     # (monotonic time, path, If-None-Match, status)
         self.body = self.sig = b""
         self.etag = ""
@@ -82,12 +83,13 @@ class PolicyServer:
                     return self.answer(200, server.sig)
                 if self.path != "/policy.json":
                     return self.answer(404)
-                if self.headers.get("If-None-Match") == server.etag:
-                    return self.answer(304, headers=[("ETag", server.etag)])
+                etag = [("ETag", server.etag)] if server.send_etag else []
+                if server.send_etag and self.headers.get("If-None-Match") == server.etag:
+                    return self.answer(304, headers=etag)
                 if server.mode == "truncated":
-                    return self.answer(200, server.body[: len(server.body) // 2],
-                                       [("ETag", server.etag)], length=len(server.body))
-                return self.answer(200, server.body, [("ETag", server.etag)])
+                    return self.answer(200, server.body[: len(server.body) // 2], etag,
+                                       length=len(server.body))
+                return self.answer(200, server.body, etag)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -249,6 +251,18 @@ class PolicyUrlTest(GatewayTestCase):
         self.assertEqual(metric(gw, "relaygate_policy_fetches_total", result="updated"), 2)
         with open(self.cache, "rb") as fh:
             self.assertEqual(fh.read(), self.server.body)
+
+    def test_a_server_without_etags_costs_no_reloads(self):
+        self.server.send_etag = False
+        gw = self.start_gateway(self.sink.port, config=self.config())
+        self.wait_fetches(gw, "unchanged", 2)
+        self.assertEqual(self.server.count(304), 0)
+        self.assertEqual(len(log_events(gw, "policy_loaded")), 1)
+        new = policy("demo.example", "new.example")
+        self.server.publish(new)
+        wait_for(lambda: readyz(gw)[1]["policy_hash"] == self.hash_of(new), 20, interval=0.2,
+                 what="the new policy")
+        self.assertEqual(len(log_events(gw, "policy_loaded")), 2)
 
     def test_failures_back_off(self):
         gw = self.start_gateway(self.sink.port, config=self.config())
