@@ -4,6 +4,7 @@
 #include "gateway/common/ascii.hpp"
 
 #include <ctime>
+#include <filesystem>
 
 #include <openssl/asn1.h>
 #include <openssl/evp.h>
@@ -83,7 +84,10 @@ std::shared_ptr<ssl::context> make_verifying_client_context(const std::string& c
     else
         ctx->set_default_verify_paths(ec);
     if (ec) {
-        error = "cannot load CA " + ca_file + ": " + ec.message();
+        // Asio 1.18 names most OpenSSL errors only "asio.ssl error".
+        std::error_code fs;
+        error = "cannot load CA " + ca_file + ": " +
+                (std::filesystem::exists(ca_file, fs) ? "not PEM certificates" : "no such file");
         return nullptr;
     }
     ctx->set_verify_mode(ssl::verify_peer);

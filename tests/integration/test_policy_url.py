@@ -318,6 +318,10 @@ class PolicyUrlTest(GatewayTestCase):
             self.assertEqual(code, 1, log)
             self.assertIn("TLS handshake", log)
         self.assertFalse(os.path.exists(self.cache))
+        code, log = self.run_failing(ca_file=os.path.join(self.workdir, "missing.pem"))
+        self.assertEqual(code, 1, log)
+        self.assertIn("cannot load CA", log)
+        self.assertIn("no such file", log)
         # The certificate's name (not only its IP) verifies; the body is
         # then refused for its size.
         self.server.publish(policy("demo.example") | {"description": "x" * 2000})
