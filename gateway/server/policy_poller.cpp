@@ -159,7 +159,8 @@ awaitable<bool> PolicyPoller::fetch_once() {
         co_return true;
     }
 
-    if (const auto digest = sha256(result.body); digest == digest_) {
+    const auto digest = sha256(result.body);
+    if (digest == digest_) {
         etag_ = result.etag;
         metrics_.policy_fetch("unchanged");
         holder_.set_error("");
@@ -201,7 +202,7 @@ awaitable<bool> PolicyPoller::fetch_once() {
         co_return false;
     }
     etag_ = result.etag;
-    digest_ = sha256(result.body);
+    digest_ = digest;
     metrics_.policy_fetch("updated");
     co_return true;
 }
