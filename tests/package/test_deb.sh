@@ -17,8 +17,10 @@
 #    bound by the test and the packaged config (ports changed in the
 #    conffile, the listener on a privileged port) in front of a sink relay
 #    (tests/peers/sink.py): READY=1, one accepted and one refused message
-#    (swaks), both in /var/log/relaygate/audit.log; SIGHUP gives RELOADING=1
-#    then READY=1; SIGTERM gives STOPPING=1 and a clean exit.
+#    (swaks), both in /var/log/relaygate/audit.log, which the packaged
+#    logrotate snippet rotates under the running gateway; log lines carry
+#    their journal priority; SIGHUP gives RELOADING=1 then READY=1; SIGTERM
+#    gives STOPPING=1 and a clean exit.
 # 4. Upgrade to the same build with a higher version: the edited conffile
 #    is kept. Then remove (conffiles stay) and purge (conffiles, state, logs
 #    and the user gone).
@@ -35,7 +37,7 @@ SECURITY_MAX="2.0"
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (installs a package)"
 for tool in cpack lintian dpkg-deb dpkg-query apt-get systemd-analyze swaks setpriv man lexgrog \
-    curl /usr/bin/python3; do
+    curl logrotate prlimit /usr/bin/python3; do
   command -v "$tool" >/dev/null 2>&1 || skip "$tool missing (scripts/setup installs it)"
 done
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || skip "python3-aiosmtpd missing"
@@ -224,17 +226,23 @@ EOF
 PIDS+=($!)
 wait_for 10 test -S "$WORK/notify" || die "notify socket"
 
+# As systemd would: stderr is "the journal" (JOURNAL_STREAM names its
+# device and inode), so each log line carries its syslog priority.
+: >"$WORK/relaygate.log"
+JOURNAL_STREAM="$(stat -c '%d:%i' "$WORK/relaygate.log")"
 read -r -a EXEC_START <<<"$(unit_value ExecStart)"
 setpriv --reuid=relaygate --regid=relaygate --init-groups --no-new-privs \
   --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service \
   --bounding-set=-all,+net_bind_service \
-  env NOTIFY_SOCKET="$WORK/notify" "${EXEC_START[@]}" >"$WORK/relaygate.log" 2>&1 &
+  env NOTIFY_SOCKET="$WORK/notify" JOURNAL_STREAM="$JOURNAL_STREAM" "${EXEC_START[@]}" \
+  >>"$WORK/relaygate.log" 2>&1 &
 GATEWAY=$!
 PIDS+=("$GATEWAY")
 wait_for 30 grep -q '^READY=1' "$WORK/notify.log" || die "no READY=1 from the gateway"
 [ "$(stat -c %U "/proc/$GATEWAY")" = relaygate ] || die "gateway not running as relaygate"
 curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null || die "/readyz"
-ok "ExecStart as relaygate on privileged port $SMTP_PORT: READY=1, /readyz 200"
+grep -q '^<6>{.*"event":"started"' "$WORK/relaygate.log" || die "no <6> journal priority on the log"
+ok "ExecStart as relaygate on privileged port $SMTP_PORT: READY=1, /readyz 200, <6>-prefixed log"
 
 send() {  # send <from>: prints swaks' transcript
   swaks --server 127.0.0.1 --port "$SMTP_PORT" --from "$1" --to bob@example.net \
@@ -252,6 +260,16 @@ wait_for 10 grep -q '"reason":"envelope_domain_unauthorized"' "$AUDIT" || die "r
 grep -q '"reason":"accepted"' "$AUDIT" || die "acceptance not in $AUDIT"
 [ "$(stat -c %U "$AUDIT")" = relaygate ] || die "$AUDIT not owned by relaygate"
 ok "swaks: example.com accepted and relayed, partner.example refused 550 5.7.1; both in $AUDIT"
+
+# The packaged logrotate snippet, forced: copytruncate keeps the gateway's
+# O_APPEND descriptor, so the next line starts the truncated file.
+logrotate -f -s "$WORK/logrotate.state" /etc/logrotate.d/relaygate >"$WORK/logrotate.log" 2>&1 \
+  || { cat "$WORK/logrotate.log"; die "logrotate /etc/logrotate.d/relaygate"; }
+grep -q '"reason":"accepted"' "$AUDIT.1" || die "logrotate: no $AUDIT.1 with the old lines"
+send alice@example.com >"$WORK/accepted2.txt"
+wait_for 10 grep -q '"reason":"accepted"' "$AUDIT" || die "no audit line after the rotation"
+[ "$(head -c 1 "$AUDIT")" = "{" ] || die "$AUDIT does not start with a line after the rotation (a hole?)"
+ok "logrotate -f: $AUDIT.1 holds the old lines, the gateway writes on at the start of $AUDIT"
 
 kill -HUP "$GATEWAY"
 wait_for 20 bash -c "grep -q '^RELOADING=1' '$WORK/notify.log' && [ \$(grep -c '^READY=1' '$WORK/notify.log') -ge 2 ]" \
