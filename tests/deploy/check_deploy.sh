@@ -8,7 +8,8 @@
 #    and the runtime package list proven complete for the built binary: every
 #    library ldd resolves belongs (dpkg -S) to a listed package or to the
 #    base image's libc6/libstdc++6/libgcc-s1, and, as root, the binary runs
-#    in a chroot holding only those packages' files.
+#    in a chroot holding only those packages' files. The Debian package's
+#    unit: `systemd-analyze security --offline=yes` exposure <= 2.0.
 # 2. Kubernetes: `kubectl kustomize` renders both overlays and the
 #    standalone one with the Redis component (overlays/standalone-redis)
 #    (where kubectl exists; otherwise a notice and per-file checks), each
@@ -228,6 +229,22 @@ elif [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null; then
   step "relaygate runs in a chroot of only the runtime packages' files" chroot_proof
 else
   notice "not root: chroot proof of the runtime packages skipped (dpkg -S check above still ran)"
+fi
+
+# The Debian package's unit, offline (tests/package/test_deb.sh checks the
+# installed one, as root): exposure at most 2.0 ("OK").
+unit_security() {
+  local out score
+  out="$(systemd-analyze security --offline=yes --no-pager "$DEPLOY/debian/relaygate.service" 2>&1)" || true
+  score="$(sed -n 's/.*Overall exposure level for relaygate.service: \([0-9.]*\) .*/\1/p' <<<"$out")"
+  [ -n "$score" ] || { echo "$out"; return 1; }
+  echo "ok: exposure $score"
+  awk -v s="$score" 'BEGIN {exit !(s <= 2.0)}' || { grep '✗' <<<"$out"; return 1; }
+}
+if command -v systemd-analyze >/dev/null 2>&1; then
+  step "deploy/debian/relaygate.service: systemd-analyze security <= 2.0" unit_security
+else
+  notice "systemd-analyze missing: the unit's security score is checked by package.deb only"
 fi
 
 # ---- 2. Kubernetes -----------------------------------------------------------
