@@ -11,11 +11,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iterator>
 #include <mutex>
+
+#include "gateway/server/journal_stream.hpp"
 
 namespace relaygate::server {
 namespace {
@@ -89,10 +92,11 @@ const char* level_name(Level l) {
     return "info";
 }
 
-void write_line(std::FILE* f, std::mutex& m, const nlohmann::json& j) {
+void write_line(std::FILE* f, std::mutex& m, const nlohmann::json& j, std::string_view prefix) {
     // `replace` keeps invalid UTF-8 from client input from throwing.
-    const std::string line =
-        j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    const std::string line = std::string(prefix) +
+                             j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                             "\n";
     std::lock_guard lock(m);
     std::fwrite(line.data(), 1, line.size(), f);
     std::fflush(f);
@@ -143,7 +147,9 @@ void Logger::log(Level level, std::string_view event, nlohmann::json fields) {
     if (level < g_min_level) return;
     nlohmann::json j = {{"ts", now_rfc3339()}, {"level", level_name(level)}, {"event", event}};
     if (fields.is_object()) j.update(fields);
-    write_line(stderr, g_log_mutex, j);
+    // Under systemd, stderr is the journal: give journald each line's priority.
+    static const bool journal = is_journal_stream(STDERR_FILENO, std::getenv("JOURNAL_STREAM"));
+    write_line(stderr, g_log_mutex, j, journal ? journal_priority_prefix(level) : "");
 }
 
 void Logger::batch_audit_on_this_thread(std::function<void(std::function<void()>)> post) {

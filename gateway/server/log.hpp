@@ -1,8 +1,9 @@
 // Structured logging: one JSON object per line. The operational log goes to
-// stderr; the audit log (one line per transaction and per connection) goes
-// to stderr or a file, and a file that cannot be opened stops the start
-// (never a silent fallback to stderr). Thread-safe; never throws into the
-// data path.
+// stderr (each line prefixed with its syslog priority, "<6>", when stderr is
+// the journal: journal_stream.hpp); the audit log (one line per transaction
+// and per connection) goes to stderr or a file, and a file that cannot be
+// opened stops the start (never a silent fallback to stderr). Thread-safe;
+// never throws into the data path.
 #pragma once
 
 #include <cmath>

@@ -21,6 +21,7 @@
 #include "gateway/server/descriptors.hpp"
 #include "gateway/server/log.hpp"
 #include "gateway/server/redis_store.hpp"
+#include "gateway/server/systemd_notify.hpp"
 #include "gateway/server/upstream_pool.hpp"
 
 namespace relaygate::server {
@@ -241,6 +242,7 @@ int Server::run() {
     log_info("started", {{"threads", thread_count()},
                          {"upstream", shared_.config.upstream.host + ":" +
                                           std::to_string(shared_.config.upstream.port)}});
+    systemd::notify_ready("serving");  // Type=notify: listeners are up
     // Each thread writes its audit lines once per turn of its loop, and
     // what is left when its loop stops.
     const auto serve = [](asio::io_context& io) {
@@ -298,7 +300,10 @@ void Server::start_signals() {
             // A fetched policy is fetched again now; its cached copy is
             // loaded again only for the credentials beside it.
             if (poller_) poller_->fetch_now();
-            if (!poller_ || !shared_.config.credentials_file.empty()) request_policy_reload();
+            if (!poller_ || !shared_.config.credentials_file.empty()) {
+                systemd::notify_reloading();  // READY=1 again once the policy load ends
+                request_policy_reload();
+            }
             reload_tls();
             start_signals();
             return;
@@ -342,6 +347,7 @@ void Server::request_policy_reload() {
     asio::post(policy_loader_, [this] {
         reload_queued_ = false;
         shared_.policy->reload();
+        systemd::notify_ready("serving");  // ends a SIGHUP's RELOADING=1 (kept or swapped)
         // Parsing leaves hundreds of MB in glibc's free lists; the old
         // policy goes when its last session ends (and the trim timer runs).
         ::malloc_trim(0);
@@ -413,6 +419,7 @@ void Server::start_memory_trim() {
 }
 
 void Server::begin_drain() {
+    systemd::notify_stopping();
     shared_.health.draining = true;
     for (auto& acc : acceptors_) {
         error_code ec;

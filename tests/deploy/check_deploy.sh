@@ -3,11 +3,13 @@
 #
 #   tests/deploy/check_deploy.sh RELAYGATE_BINARY
 #
-# 1. Dockerfile: lint rules (deploy/tools/check-dockerfile.mjs) and the
-#    runtime package list proven complete for the built binary: every
+# 1. Dockerfile: lint rules (deploy/tools/check-dockerfile.mjs), OCI labels,
+#    the REVISION build-arg and deploy/release.cmake (the package's options),
+#    and the runtime package list proven complete for the built binary: every
 #    library ldd resolves belongs (dpkg -S) to a listed package or to the
 #    base image's libc6/libstdc++6/libgcc-s1, and, as root, the binary runs
-#    in a chroot holding only those packages' files.
+#    in a chroot holding only those packages' files. The Debian package's
+#    unit: `systemd-analyze security --offline=yes` exposure <= 2.0.
 # 2. Kubernetes: `kubectl kustomize` renders both overlays and the
 #    standalone one with the Redis component (overlays/standalone-redis)
 #    (where kubectl exists; otherwise a notice and per-file checks), each
@@ -31,7 +33,8 @@
 #    front of smtp-sink, two SMTP sessions, then every metric and label the
 #    rules and the dashboard name must be in /metrics, and the certificate
 #    expiry gauge equal to the certificate's notAfter.
-# 6. yamllint on deploy/, shellcheck on scripts/, deploy/ and tests/.
+# 6. yamllint on deploy/, shellcheck on scripts/, deploy/ (with the Debian
+#    maintainer scripts) and tests/.
 #
 # Needs node + npm (npm ci runs once into deploy/tools/node_modules), and
 # the Debian packages of scripts/setup (prometheus, yamllint, shellcheck,
@@ -107,6 +110,40 @@ pass "deploy/tools node_modules (npm ci, pinned by package-lock.json)"
 
 # ---- 1. Dockerfile ------------------------------------------------------------
 step "Dockerfile lint rules" node "$TOOLS/check-dockerfile.mjs" "$DEPLOY/Dockerfile"
+
+# The image builds with the Debian package's options (deploy/release.cmake,
+# which scripts/package uses too), takes its revision as a build argument
+# (the context has no .git) and says what it is in OCI labels whose values
+# are the package's: project version, source URL, license.
+# tests/deploy/dockerfile_build.sh runs that build and checks --version.
+check_image_metadata() {
+  local df="$DEPLOY/Dockerfile" bad=0 run version source label
+  run="$(awk '/^FROM .* AS runtime/{exit} /^RUN cmake /{on=1} on{print} on && !/\\$/{exit}' "$df")"
+  # shellcheck disable=SC2016 # ${REVISION} is the Dockerfile's, literally
+  grep -qF -- '-DRELAYGATE_REVISION="${REVISION}"' <<<"$run" \
+    || { echo "the build stage's cmake must pass -DRELAYGATE_REVISION=\"\${REVISION}\""; bad=1; }
+  grep -qF -- 'cmake -C deploy/release.cmake ' <<<"$run" \
+    || { echo "the build stage's cmake must configure with -C deploy/release.cmake"; bad=1; }
+  grep -qF 'cmake -C deploy/release.cmake ' "$ROOT/scripts/package" \
+    || { echo "scripts/package must configure with -C deploy/release.cmake"; bad=1; }
+  [ "$(grep -c '^ARG REVISION=' "$df")" -eq 2 ] || { echo "ARG REVISION needed in both stages"; bad=1; }
+  version="$(sed -n 's/^project(relaygate VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")"
+  source="$(sed -n 's/^set(RELAYGATE_SOURCE_URL "\([^"]*\)".*/\1/p' "$ROOT/deploy/debian/package.cmake")"
+  grep -qx "ARG VERSION=$version" "$df" || { echo "ARG VERSION must default to the project version $version"; bad=1; }
+  grep -q 'Apache License' "$ROOT/LICENSE" || { echo "LICENSE is not the Apache License"; bad=1; }
+  # shellcheck disable=SC2016 # ${VERSION} and ${REVISION} are the Dockerfile's
+  for label in "org.opencontainers.image.source=\"$source\"" 'org.opencontainers.image.version="${VERSION}"' \
+      'org.opencontainers.image.revision="${REVISION}"' 'org.opencontainers.image.licenses="Apache-2.0"'; do
+    if grep -qF "$label" "$df"; then echo "ok   LABEL $label"; else echo "missing LABEL $label"; bad=1; fi
+  done
+  if command -v hadolint >/dev/null 2>&1; then
+    hadolint "$df" || bad=1
+  else
+    echo "NOTICE: hadolint not installed (not packaged for Debian 12); check-dockerfile.mjs has its rules"
+  fi
+  return "$bad"
+}
+step "Dockerfile: OCI labels, REVISION build-arg, the package's release options" check_image_metadata
 
 mapfile -t RUNTIME_PKGS < <(node "$TOOLS/check-dockerfile.mjs" --runtime-packages "$DEPLOY/Dockerfile")
 BASE_PKGS=(libc6 libstdc++6 libgcc-s1)
@@ -192,6 +229,22 @@ elif [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null; then
   step "relaygate runs in a chroot of only the runtime packages' files" chroot_proof
 else
   notice "not root: chroot proof of the runtime packages skipped (dpkg -S check above still ran)"
+fi
+
+# The Debian package's unit, offline (tests/package/test_deb.sh checks the
+# installed one, as root): exposure at most 2.0 ("OK").
+unit_security() {
+  local out score
+  out="$(systemd-analyze security --offline=yes --no-pager "$DEPLOY/debian/relaygate.service" 2>&1)" || true
+  score="$(sed -n 's/.*Overall exposure level for relaygate.service: \([0-9.]*\) .*/\1/p' <<<"$out")"
+  [ -n "$score" ] || { echo "$out"; return 1; }
+  echo "ok: exposure $score"
+  awk -v s="$score" 'BEGIN {exit !(s <= 2.0)}' || { grep '✗' <<<"$out"; return 1; }
+}
+if command -v systemd-analyze >/dev/null 2>&1; then
+  step "deploy/debian/relaygate.service: systemd-analyze security <= 2.0" unit_security
+else
+  notice "systemd-analyze missing: the unit's security score is checked by package.deb only"
 fi
 
 # ---- 2. Kubernetes -----------------------------------------------------------
@@ -507,6 +560,7 @@ step "real scrape: every metric and label of rules + dashboard exists" real_scra
 # ---- 6. linters ----------------------------------------------------------------------
 step "yamllint deploy/" yamllint -s -c "$DEPLOY/.yamllint" "$DEPLOY"
 mapfile -t own_sh < <(find "$ROOT/tests/deploy" "$DEPLOY" -path '*/node_modules' -prune -o -name '*.sh' -print | sort)
+own_sh+=("$DEPLOY"/debian/postinst "$DEPLOY"/debian/prerm "$DEPLOY"/debian/postrm)  # #!/bin/sh, no .sh
 step "shellcheck (all severities) deploy/ and tests/deploy/" shellcheck -x "${own_sh[@]}"
 mapfile -t other_sh < <(
   find "$ROOT/tests" -path "$ROOT/tests/deploy" -prune -o -name '*.sh' -print

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the Dockerfile's build stage exactly as `docker build` would, without
-# a Docker engine: the files its COPY lines name go to a scratch /src, then
-# the shell of its `RUN cmake ...` instruction runs there unchanged. So the
-# release build users and the image get (no -Werror, -O3) is proven to build.
+# a Docker engine: the files its COPY lines name go to a scratch /src (at
+# their destinations), then the shell of its `RUN cmake ...` instruction runs
+# there unchanged, with REVISION set as `--build-arg REVISION=$(git rev-parse
+# --short=12 HEAD)` would set it. So the release build users, the package and
+# the image get (deploy/release.cmake: no -Werror, hardening) is proven to
+# build, and the binary is proven to report that revision.
 #
 #   tests/deploy/dockerfile_build.sh [WORKDIR]
 set -euo pipefail
@@ -12,8 +15,9 @@ WORK="${1:-$(mktemp -d /tmp/relaygate-dockerbuild.XXXXXX)}"
 mkdir -p "$WORK/src"
 
 # COPY lines of the build stage (up to the first "FROM ... AS runtime").
-awk '/^FROM .* AS runtime/{exit} /^COPY /{print $2}' "$DOCKERFILE" | while read -r path; do
-  cp -r "$ROOT/${path%/}" "$WORK/src/"
+awk '/^FROM .* AS runtime/{exit} /^COPY /{print $2, $3}' "$DOCKERFILE" | while read -r path dest; do
+  mkdir -p "$(dirname "$WORK/src/${dest%/}")"
+  cp -r "$ROOT/${path%/}" "$WORK/src/${dest%/}"
 done
 # The RUN instruction that starts with cmake, joined over its continuations.
 script="$(awk '/^FROM .* AS runtime/{exit}
@@ -25,6 +29,13 @@ if [ -z "$script" ]; then
 fi
 echo "dockerfile_build: in $WORK/src:"
 echo "$script"
+REVISION="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+echo "dockerfile_build: REVISION=$REVISION"
 cd "$WORK/src"
-bash -euo pipefail -c "$script"
+REVISION="$REVISION" bash -euo pipefail -c "$script"
+version="$("$WORK/src/build/gateway/relaygate" --version)"
+case "$version" in
+  *"(revision $REVISION)"*) echo "dockerfile_build: $version" ;;
+  *) echo "dockerfile_build: --version says '$version', not revision $REVISION" >&2; exit 1 ;;
+esac
 echo "dockerfile_build: OK"
