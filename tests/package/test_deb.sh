@@ -15,9 +15,9 @@
 # 3. The unit's ExecStart command line, run as the relaygate user with the
 #    unit's capabilities (setpriv; no systemd as PID 1 here), a NOTIFY_SOCKET
 #    bound by the test and the packaged config (ports changed in the
-#    conffile, the listener on a privileged port) in front of a sink relay
-#    (tests/peers/sink.py): READY=1, one accepted and one refused message
-#    (swaks), both in /var/log/relaygate/audit.log, which the packaged
+#    conffile, the listener on a privileged port) in front of the quickstart
+#    signer (scripts/signer: Postfix + OpenDKIM): READY=1, one accepted and
+#    DKIM-signed and one refused message (swaks), both in /var/log/relaygate/audit.log, which the packaged
 #    logrotate snippet rotates under the running gateway; log lines carry
 #    their journal priority; SIGHUP gives RELOADING=1 then READY=1; SIGTERM
 #    gives STOPPING=1 and a clean exit.
@@ -37,7 +37,7 @@ SECURITY_MAX="${RELAYGATE_SECURITY_MAX:-2.0}"   # exposure threshold ("OK" is be
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (installs a package)"
 for tool in cpack lintian dpkg-deb dpkg-query apt-get systemd-analyze swaks setpriv man lexgrog \
-    curl logrotate prlimit /usr/bin/python3; do
+    curl logrotate prlimit /usr/bin/python3 /usr/sbin/postfix /usr/sbin/opendkim; do
   command -v "$tool" >/dev/null 2>&1 || skip "$tool missing (scripts/setup installs it)"
 done
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || skip "python3-aiosmtpd missing"
@@ -49,18 +49,20 @@ WORK="$(mktemp -d /tmp/relaygate-deb.XXXXXX)"
 chmod 0755 "$WORK"   # the relaygate user reaches the notify socket in it
 PIDS=()
 PASSED=0
+SIGNER_STARTED=0
 cleanup() {
   local rc=$? pid
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  [ "$SIGNER_STARTED" -eq 0 ] || "$ROOT/scripts/signer" stop --dir "$WORK/signer" >/dev/null 2>&1 || true
   if dpkg-query -W -f='${Status}' relaygate 2>/dev/null | grep -q 'installed\|config-files'; then
     echo "cleanup: purging relaygate"
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq relaygate >/dev/null 2>&1 || true
   fi
   if [ "$rc" -ne 0 ]; then
-    for f in "$WORK"/relaygate.log "$WORK"/notify.log "$WORK"/sink.log; do
+    for f in "$WORK"/relaygate.log "$WORK"/notify.log "$WORK"/signer.log "$WORK"/signer/postfix.log; do
       [ -f "$f" ] && { echo "--- $f"; tail -30 "$f"; }
     done
   fi
@@ -195,15 +197,17 @@ SMTP_PORT="$(free_port 900 1000)"     # privileged: only CAP_NET_BIND_SERVICE le
 ADMIN_PORT="$(free_port 20000 40000)"
 if [ -z "$SMTP_PORT" ] || [ -z "$ADMIN_PORT" ]; then die "no free port"; fi
 
-mkdir "$WORK/mail"
-/usr/bin/python3 "$ROOT/tests/peers/sink.py" --port 0 --port-file "$WORK/sink.port" \
-  --maildir "$WORK/mail" >"$WORK/sink.log" 2>&1 &
-PIDS+=($!)
-wait_for 20 test -s "$WORK/sink.port" || die "sink did not start"
-SINK_PORT="$(cat "$WORK/sink.port")"
+# The quickstart signer (scripts/signer: Postfix + OpenDKIM signing for
+# example.com, delivering to a sink): what the package sits in front of.
+"$ROOT/scripts/signer" start --dir "$WORK/signer" --domain example.com >"$WORK/signer.log" 2>&1 \
+  || { cat "$WORK/signer.log"; die "scripts/signer start"; }
+SIGNER_STARTED=1
+# shellcheck disable=SC1091
+. "$WORK/signer/env"
+MAIL="$SINK_DIR"
 
 # The operator's edit of the conffile (kept across the upgrade below).
-/usr/bin/python3 - "$SMTP_PORT" "$SINK_PORT" "$ADMIN_PORT" <<'EOF'
+/usr/bin/python3 - "$SMTP_PORT" "$SIGNER_PORT" "$ADMIN_PORT" <<'EOF'
 import json, sys
 path = "/etc/relaygate/config.json"
 c = json.load(open(path))
@@ -251,15 +255,16 @@ send() {  # send <from>: prints swaks' transcript
 send alice@example.com >"$WORK/accepted.txt"
 grep -q '^<- *250 2.0.0 Ok: queued as ' "$WORK/accepted.txt" \
   || { cat "$WORK/accepted.txt"; die "alice@example.com was not accepted"; }
-wait_for 10 bash -c "ls '$WORK'/mail/*.json >/dev/null 2>&1" || die "accepted message not at the sink"
+wait_for 30 bash -c "ls '$MAIL'/*.json >/dev/null 2>&1" || die "accepted message not at the signer's sink"
+grep -q '^DKIM-Signature: .*d=example.com' "$MAIL"/*.eml || die "the relayed message was not DKIM-signed by the signer"
 send mallory@partner.example >"$WORK/refused.txt"
 grep -q '^<\*\* *550 5.7.1' "$WORK/refused.txt" || { cat "$WORK/refused.txt"; die "mallory@partner.example not refused"; }
-[ "$(find "$WORK/mail" -name '*.json' | wc -l)" -eq 1 ] || die "the refused message reached the sink"
+[ "$(find "$MAIL" -name '*.json' | wc -l)" -eq 1 ] || die "the refused message reached the sink"
 AUDIT=/var/log/relaygate/audit.log
 wait_for 10 grep -q '"reason":"envelope_domain_unauthorized"' "$AUDIT" || die "refusal not in $AUDIT"
 grep -q '"reason":"accepted"' "$AUDIT" || die "acceptance not in $AUDIT"
 [ "$(stat -c %U "$AUDIT")" = relaygate ] || die "$AUDIT not owned by relaygate"
-ok "swaks: example.com accepted and relayed, partner.example refused 550 5.7.1; both in $AUDIT"
+ok "swaks: example.com accepted, signed by the quickstart signer (Postfix + OpenDKIM), partner.example refused 550 5.7.1; both in $AUDIT"
 
 # The packaged logrotate snippet, forced: copytruncate keeps the gateway's
 # O_APPEND descriptor, so the next line starts the truncated file.
