@@ -160,6 +160,8 @@ constexpr std::array kTable{
                "Too many failed authentication attempts; wait and try again later"},
     ReasonInfo{R::auth_throttled_close, "auth_throttled_close", 421, "4.7.0",
                "Too many failed authentication attempts from your address, closing connection"},
+    ReasonInfo{R::auth_busy, "auth_busy", 454, "4.7.0",
+               "Too many authentication attempts in progress; try again in a few seconds"},
     ReasonInfo{R::client_disconnected, "client_disconnected", 421, "4.4.2",
                "Connection lost during the transaction"},
     ReasonInfo{R::session_lifetime_exceeded, "session_lifetime_exceeded", 421, "4.7.0",

@@ -101,6 +101,7 @@ enum class Reason : std::uint8_t {
     proxy_header_invalid,
     auth_throttled,        // 454: failures from this address/user, retry later
     auth_throttled_close,  // 421: this address keeps guessing
+    auth_busy,             // 454: too many password checks queued, retry later
     client_disconnected,   // the client went away mid-transaction (never sent)
     session_lifetime_exceeded,
     too_many_transactions,

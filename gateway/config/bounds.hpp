@@ -49,6 +49,7 @@ inline constexpr Bound kBounds[] = {
     {"auth_throttle.window_seconds", 600, 1, 86400, ""},
     {"auth_throttle.entries", 100000, 16, 10000000, ""},
     {"auth_throttle.failure_delay_ms", 1000, 0, 10000, ""},
+    {"auth_throttle.max_pending", 32, 1, 100000, ""},
     {"dns.timeout_ms", 2000, 10, 60000, ""},
     {"dns.attempts", 2, 1, 10, ""},
     {"dns.cache_entries", 10000, 0, 10000000, "0 turns the cache off"},

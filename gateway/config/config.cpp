@@ -253,15 +253,16 @@ void read_timeouts(Reader& r, const json& j, Timeouts& t) {
 
 void read_auth_throttle(Reader& r, const json& j, AuthThrottle& a) {
     const std::string path = "/auth_throttle";
-    if (!r.object(
-            j, path,
-            {"client_failures", "user_failures", "window_seconds", "entries", "failure_delay_ms"}))
+    if (!r.object(j, path,
+                  {"client_failures", "user_failures", "window_seconds", "entries",
+                   "failure_delay_ms", "max_pending"}))
         return;
     r.integer(j, path, "auth_throttle.client_failures", a.client_failures);
     r.integer(j, path, "auth_throttle.user_failures", a.user_failures);
     r.duration(j, path, "auth_throttle.window_seconds", a.window);
     r.integer(j, path, "auth_throttle.entries", a.entries);
     r.duration(j, path, "auth_throttle.failure_delay_ms", a.failure_delay);
+    r.integer(j, path, "auth_throttle.max_pending", a.max_pending);
 }
 
 void read_rate_limit(Reader& r, const json& j, RateLimit& rl) {

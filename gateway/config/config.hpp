@@ -112,6 +112,9 @@ struct AuthThrottle {
     std::uint32_t entries = default_of("auth_throttle.entries");
     // before a 535 (Postfix: 1 s)
     std::chrono::milliseconds failure_delay{default_of("auth_throttle.failure_delay_ms")};
+    // password checks queued or running on the hashing pool, all sessions
+    // together; AUTH beyond that gets 454 4.7.0 unchecked (memory bound)
+    std::uint32_t max_pending = default_of("auth_throttle.max_pending");
 };
 
 // The resolver for DNS-verified domains and DKIM keys.

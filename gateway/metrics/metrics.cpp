@@ -244,7 +244,7 @@ struct Metrics::Impl {
     prometheus::Family<Counter>& auths =
         BuildCounter()
             .Name("relaygate_auth_attempts_total")
-            .Help("SMTP AUTH attempts by result (success, failure, throttled)")
+            .Help("SMTP AUTH attempts by result (success, failure, throttled, busy)")
             .Register(registry);
     prometheus::Family<Counter>& auth_throttled =
         BuildCounter()
@@ -252,6 +252,11 @@ struct Metrics::Impl {
             .Help(
                 "SMTP AUTH attempts refused unchecked by the failure throttle, by scope "
                 "(client, user)")
+            .Register(registry);
+    prometheus::Family<Gauge>& auth_pending =
+        BuildGauge()
+            .Name("relaygate_auth_pending_checks")
+            .Help("SMTP AUTH password checks queued or running on the hashing pool")
             .Register(registry);
     prometheus::Family<Gauge>& auth_throttle_entries =
         BuildGauge()
@@ -362,9 +367,11 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         impl_->auths.Add({{"result", r}});
     }
     impl_->auths.Add({{"result", "throttled"}});
+    impl_->auths.Add({{"result", "busy"}});
     for (auto s : {"client", "user"})
         impl_->auth_throttled.Add({{"scope", s}});
     impl_->auth_throttle_entries.Add({});
+    impl_->auth_pending.Add({});
     for (auto r : {"reused", "stale", "empty"})
         impl_->upstream_pool_checkouts.Add({{"result", r}});
     for (auto r : {"idle_timeout", "full", "unusable", "drain"})
@@ -532,6 +539,10 @@ void Metrics::upstream_pool_checkout(std::string_view result) {
 
 void Metrics::upstream_pool_closed(std::string_view reason) {
     impl_->upstream_pool_closed.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void Metrics::auth_pending(std::size_t n) {
+    impl_->auth_pending.Add({}).Set(static_cast<double>(n));
 }
 
 void Metrics::auth_throttle_entries(std::size_t n) {

@@ -79,6 +79,8 @@ class Metrics {
     void auth_throttled(std::string_view scope);
     // Keys the AUTH failure throttle tracks (both tables).
     void auth_throttle_entries(std::size_t n);
+    // Password checks queued or running on the hashing pool.
+    void auth_pending(std::size_t n);
     // accept() failed. kind: descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) | other
     void accept_error(std::string_view kind);
 

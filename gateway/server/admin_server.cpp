@@ -2,6 +2,10 @@
 // bounded requests, deadlines on every read.
 #include "gateway/server/admin_server.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +21,25 @@
 namespace relaygate::server {
 
 using namespace net;
+
+namespace {
+
+// One accept(2) that never blocks: the reactor said a connection was
+// waiting, but somebody may have taken it (or the descriptor) since.
+tcp::socket accept_now(tcp::acceptor& acceptor, error_code& ec) {
+    tcp::socket socket(acceptor.get_executor());
+    const int fd =
+        ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        ec.assign(errno, boost::system::system_category());
+        return socket;
+    }
+    socket.assign(acceptor.local_endpoint().protocol(), fd, ec);
+    if (ec) ::close(fd);
+    return socket;
+}
+
+}  // namespace
 
 AdminServer::AdminServer(asio::io_context& io, tcp::endpoint endpoint,
                          const metrics::Metrics& metrics, const Health& health, Status status,
@@ -44,7 +67,12 @@ awaitable<void> AdminServer::accept_loop() {
         tcp::socket socket =
             co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+        if (ec && AcceptBackoff::out_of_resources(ec) && spare_.held()) {
+            backoff.on_error(ec);  // counted and logged like any failure
+            socket = co_await accept_with_spare(ec);
+        }
         if (ec) {
+            spare_.acquire();
             co_await accept_pause(acceptor_, backoff.on_error(ec));
             continue;
         }
@@ -55,6 +83,19 @@ awaitable<void> AdminServer::accept_loop() {
         asio::co_spawn(acceptor_.get_executor(), std::move(handler),
                        log_exception("admin connection"));
     }
+}
+
+// Out of descriptors, accept(2) fails whether or not a client is waiting:
+// wait until one is, then give up the spare descriptor to let it in (a
+// liveness probe must not fail because SMTP clients hold every other
+// descriptor). If somebody took the descriptor or the client went away,
+// `ec` says so and the loop backs off.
+awaitable<tcp::socket> AdminServer::accept_with_spare(error_code& ec) {
+    co_await acceptor_.async_wait(tcp::acceptor::wait_read,
+                                  asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return tcp::socket(acceptor_.get_executor());
+    spare_.release();
+    co_return accept_now(acceptor_, ec);
 }
 
 awaitable<void> AdminServer::serve(tcp::socket socket) {
@@ -120,6 +161,8 @@ awaitable<void> AdminServer::serve(tcp::socket socket) {
     }
     error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+    spare_.acquire();  // the descriptor just freed, if the spare was used
 }
 
 awaitable<void> AdminServer::clear_hold(beast::tcp_stream& stream, const std::string& target,

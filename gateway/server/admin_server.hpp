@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gateway/net/asio.hpp"
+#include "gateway/server/descriptors.hpp"
 #include "gateway/server/health.hpp"
 
 namespace relaygate::metrics {
@@ -35,6 +36,7 @@ class AdminServer {
 
   private:
     net::awaitable<void> accept_loop();
+    net::awaitable<net::tcp::socket> accept_with_spare(net::error_code& ec);
     net::awaitable<void> serve(net::tcp::socket socket);
     net::awaitable<void> clear_hold(net::beast::tcp_stream& stream, const std::string& target,
                                     net::http::response<net::http::string_body>& res);
@@ -44,6 +46,7 @@ class AdminServer {
     const Health& health_;
     Status status_;
     ratelimit::Store* limits_;
+    SpareDescriptor spare_;  // lets one probe in while descriptors are exhausted
 };
 
 }  // namespace relaygate::server

@@ -526,6 +526,16 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     machine.on_auth_throttled();
                     break;
                 }
+                // A bounded queue: a flood of guesses from many addresses
+                // gets 454 instead of growing it (and everybody's wait).
+                if (shared.auth_pending.fetch_add(1) >= shared.config.auth_throttle.max_pending) {
+                    shared.auth_pending.fetch_sub(1);
+                    shared.metrics.auth("busy");
+                    audit_auth(info, user, "busy");
+                    machine.on_auth_busy();
+                    break;
+                }
+                shared.metrics.auth_pending(shared.auth_pending.load());
                 // Unknown users are checked against a decoy hash of the same
                 // cost, so the reply time does not tell which users exist.
                 auto current = shared.policy->get();
@@ -538,6 +548,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     return policy::verify_password(hash, password);
                 };
                 const bool matched = co_await run_on_pool(*shared.auth_pool, std::move(check));
+                shared.metrics.auth_pending(shared.auth_pending.fetch_sub(1) - 1);
                 const bool ok = matched && known != nullptr;
                 shared.metrics.auth_throttle_entries(throttle.size());
                 if (ok) {

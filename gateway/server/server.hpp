@@ -57,6 +57,9 @@ class Server {
         TlsContexts tls;
         // PBKDF2 checks are slow by design: they run here, not on I/O threads.
         std::unique_ptr<net::asio::thread_pool> auth_pool;
+        // Password checks queued or running on auth_pool (bounded by
+        // auth_throttle.max_pending).
+        std::atomic<std::uint32_t> auth_pending{0};
         // Failed AUTH attempts across connections (per address, per user).
         std::unique_ptr<session::AuthThrottle> auth_throttle;
         // DNS for DNS-verified domains and DKIM keys (its own cache).

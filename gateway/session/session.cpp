@@ -568,6 +568,13 @@ void SessionMachine::on_auth_throttled() {
     error_reply(Reason::auth_throttled);
 }
 
+void SessionMachine::on_auth_busy() {
+    if (pending_ != Pending::auth) return;
+    enter(Pending::none);
+    auth_user_.clear();
+    error_reply(Reason::auth_busy);
+}
+
 void SessionMachine::on_auth_result(bool ok) {
     if (pending_ != Pending::auth) return;
     enter(Pending::none);

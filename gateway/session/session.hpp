@@ -173,6 +173,9 @@ class SessionMachine {
     // The verify_auth action was refused unchecked: this client address or
     // user name failed too often lately (454 4.7.0; a second time 421).
     void on_auth_throttled();
+    // The verify_auth action was refused unchecked: auth_throttle.max_pending
+    // password checks are already waiting (454 4.7.0; not a failure).
+    void on_auth_busy();
     // The upstream connection idled past upstream.idle_timeout_seconds
     // between transactions: close it (politely) to free its resources.
     void on_upstream_idle();

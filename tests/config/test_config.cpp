@@ -131,13 +131,15 @@ TEST_CASE("hardening keys: auth_throttle, session and upstream idle limits") {
     CHECK(d->auth_throttle.user_failures == 30);
     CHECK(d->auth_throttle.window == std::chrono::seconds(600));
     CHECK(d->auth_throttle.failure_delay == std::chrono::milliseconds(1000));
+    CHECK(d->auth_throttle.max_pending == 32);
     CHECK(d->timeouts.session == std::chrono::seconds(3600));
     CHECK(d->limits.max_transactions_per_session == 1000);
     CHECK(d->upstream.idle_timeout == std::chrono::seconds(30));
     CHECK(d->upstream.final_reply_timeout == std::chrono::seconds(600));
 
     auto c = parse_config(R"({ "auth_throttle": { "client_failures": 3, "user_failures": 5,
-                                 "window_seconds": 60, "entries": 1000, "failure_delay_ms": 0 },
+                                 "window_seconds": 60, "entries": 1000, "failure_delay_ms": 0,
+                                 "max_pending": 4 },
                                "timeouts": { "session_seconds": 120 },
                                "limits": { "max_transactions_per_session": 7 },
                                "upstream": { "idle_timeout_seconds": 5 } })",
@@ -148,18 +150,20 @@ TEST_CASE("hardening keys: auth_throttle, session and upstream idle limits") {
     CHECK(c->auth_throttle.window == std::chrono::seconds(60));
     CHECK(c->auth_throttle.entries == 1000);
     CHECK(c->auth_throttle.failure_delay == std::chrono::milliseconds(0));
+    CHECK(c->auth_throttle.max_pending == 4);
     CHECK(c->timeouts.session == std::chrono::seconds(120));
     CHECK(c->limits.max_transactions_per_session == 7);
     CHECK(c->upstream.idle_timeout == std::chrono::seconds(5));
 
     auto bad = parse_config(R"({ "auth_throttle": { "client_failures": 0, "entries": 1,
-                                   "failure_delay_ms": 60000, "typo": 1 },
+                                   "failure_delay_ms": 60000, "max_pending": 0, "typo": 1 },
                                  "limits": { "max_transactions_per_session": 0 } })",
                             ".");
     REQUIRE(!bad.ok());
     CHECK(has_error(bad.error(), "/auth_throttle/client_failures"));
     CHECK(has_error(bad.error(), "/auth_throttle/entries"));
     CHECK(has_error(bad.error(), "/auth_throttle/failure_delay_ms"));
+    CHECK(has_error(bad.error(), "/auth_throttle/max_pending"));
     CHECK(has_error(bad.error(), "/auth_throttle/typo"));
     CHECK(has_error(bad.error(), "/limits/max_transactions_per_session"));
 }

@@ -697,10 +697,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 break;
             }
             case Kind::verify_auth: {
-                const std::uint8_t op = in.byte(1) % 3;
-                TRACE("auth", op == 0 ? "success" : op == 1 ? "failure" : "throttled");
+                const std::uint8_t op = in.byte(1) % 4;
+                TRACE("auth", op == 0   ? "success"
+                              : op == 1 ? "failure"
+                              : op == 2 ? "throttled"
+                                        : "busy");
                 if (op == 2)
                     m.on_auth_throttled();
+                else if (op == 3)
+                    m.on_auth_busy();
                 else
                     m.on_auth_result(op == 0);
                 break;

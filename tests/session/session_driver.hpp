@@ -214,6 +214,8 @@ inline void drive(Run& run, const std::vector<std::string>& chunks,
                 const std::string answer = run.auth ? run.auth(a.bytes, a.secret) : "fail";
                 if (answer == "throttled")
                     m.on_auth_throttled();
+                else if (answer == "busy")
+                    m.on_auth_busy();
                 else
                     m.on_auth_result(answer == "ok");
                 break;

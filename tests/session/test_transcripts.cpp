@@ -597,6 +597,8 @@ class Replay {
                     emit("AUTH? " + esc(a.bytes) + " / " + esc(a.secret) + " -> " + r);
                     if (r == "throttled")
                         m.on_auth_throttled();
+                    else if (r == "busy")
+                        m.on_auth_busy();
                     else
                         m.on_auth_result(r == "ok");
                     break;
