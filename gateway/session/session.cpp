@@ -757,6 +757,7 @@ bool SessionMachine::check_volume(LimitsFor point) {
     const auto& d = txn_.decision;
     if (d.tenant.empty()) return false;  // no single tenant: nothing to count against
     using K = policy::LimitKind;
+    using Mode = ratelimit::Check::Mode;
     const auto& vs = settings_.volume;
     VolumeAsk ask;
     switch (point) {
@@ -764,13 +765,15 @@ bool SessionMachine::check_volume(LimitsFor point) {
         case LimitsFor::header:
             if (!txn_.volume_counted) {
                 txn_.volume_counted = true;
-                ask.add(d.limits, K::messages, 1, true);
+                ask.add(d.limits, K::messages, 1, Mode::consume);
                 // Recipients accepted before the tenant was certain (a
                 // provider identity) count now.
-                if (txn_.recipients > 0) ask.add(d.limits, K::recipients, txn_.recipients, true);
+                if (txn_.recipients > 0)
+                    ask.add(d.limits, K::recipients, txn_.recipients, Mode::consume);
                 // RFC 1870 SIZE: a message that cannot fit is refused before
                 // its data is sent; the real size is counted at end of data.
-                if (txn_.mail.mail.size) ask.add(d.limits, K::bytes, *txn_.mail.mail.size, false);
+                if (txn_.mail.mail.size)
+                    ask.add(d.limits, K::bytes, *txn_.mail.mail.size, Mode::ask);
                 ask.observe_volume(d.tenant, vs);
                 if (conn_.client_ip)
                     ask.mark_seen(d.tenant, "net", client_network(*conn_.client_ip), vs);
@@ -779,10 +782,10 @@ bool SessionMachine::check_volume(LimitsFor point) {
         case LimitsFor::rcpt:
             // Not yet certain for a provider identity: counted at the header.
             if (d.pending_header) return false;
-            ask.add(d.limits, K::recipients, 1, true);
+            ask.add(d.limits, K::recipients, 1, Mode::consume);
             break;
         case LimitsFor::end_of_data:
-            ask.add(d.limits, K::bytes, data_.size(), true);
+            ask.add(d.limits, K::bytes, data_.size(), Mode::consume);
             // A signal only, so it rides on this request rather than costing
             // the header decision a round trip of its own.
             if (!txn_.from_domain.empty())

@@ -33,9 +33,9 @@ struct VolumeAsk {
     bool empty() const {
         return request.checks.empty() && request.volume_key.empty() && request.first_seen.empty();
     }
-    // Adds a check per limit of `kind` (cost units; consume or only ask).
+    // Adds a check per limit of `kind` (cost units, in the given mode).
     void add(const std::vector<policy::AppliedLimit>& limits, policy::LimitKind kind,
-             std::uint64_t cost, bool consume);
+             std::uint64_t cost, ratelimit::Check::Mode mode);
     // Counts one message into the tenant's volume baseline.
     void observe_volume(const std::string& tenant, const VolumeSettings& s);
     // Marks a (tenant, kind, what) pair; the outcome says whether it was new.

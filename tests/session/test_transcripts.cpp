@@ -493,19 +493,37 @@ std::string audit_line(const session::TransactionRecord& r) {
     return l + " reply=" + quoted(r.reply);
 }
 
+// One check: "key+1" consumes, "key+5000?" only asks, "key~1" leases,
+// "key-1" refunds.
+std::string check_text(const ratelimit::Check& c) {
+    using Mode = ratelimit::Check::Mode;
+    const std::string cost = std::to_string(c.cost);
+    switch (c.mode) {
+        case Mode::consume:
+            return c.key + "+" + cost;
+        case Mode::ask:
+            return c.key + "+" + cost + "?";
+        case Mode::lease:
+            return c.key + "~" + cost;
+        case Mode::refund:
+            return c.key + "-" + cost;
+    }
+    return c.key;
+}
+
 // "LIMITS? rl:{acme}:...:3600+1 bytes...+5000? vol:{acme} seen:{acme}:net:... -> allowed new=1":
-// a check_limits request (a `?` marks a check that only asks) and what the
-// runner's real MemoryStore (on the transcript's clock) answered.
+// a check_limits request and what the runner's real MemoryStore (on the
+// transcript's clock) answered ("leased": its lease checks were taken).
 std::string limits_line(const ratelimit::Request& r, const ratelimit::Outcome& o) {
     std::string l = "LIMITS?";
     for (const auto& c : r.checks)
-        l += " " + c.key + "+" + std::to_string(c.cost) + (c.consume ? "" : "?");
+        l += " " + check_text(c);
     if (!r.volume_key.empty()) l += " " + r.volume_key;
     for (const auto& k : r.first_seen)
         l += " " + k;
     if (o.status == ratelimit::Outcome::Status::store_error) return l + " -> store_error";
     if (o.allowed)
-        l += " -> allowed";
+        l += o.leased ? " -> allowed leased" : " -> allowed";
     else
         l += " -> denied " + std::to_string(o.denied) + " retry " +
              (std::isfinite(o.retry_after)
