@@ -229,6 +229,8 @@ void apply_setting(session::Settings& s, const std::string& key, const std::stri
         s.volume.anomalies = v == "on";
     else if (key == "limits_report_only")
         s.volume.report_only = v == "on";
+    else if (key == "recipient_lease")
+        s.volume.recipient_lease = num();
     else if (key == "spike")  // multiple,min_messages,bucket_seconds,slots
         std::sscanf(v.c_str(), "%lf,%lu,%lf,%u", &s.volume.spike.multiple,
                     &s.volume.spike.min_messages, &s.volume.spike.bucket_seconds,
@@ -408,7 +410,8 @@ Transcript parse(const fs::path& path) {
         } else if (starts(l, "TLS -> ")) {
             t.tls.push_back(l.substr(7));
         } else if (starts(l, "S:") || starts(l, "S+") || starts(l, "U>") || starts(l, "U+") ||
-                   starts(l, "AUDIT:") || starts(l, "LIMITS?") || l == "CLOSE") {
+                   starts(l, "AUDIT:") || starts(l, "LIMITS?") || starts(l, "LIMITS!") ||
+                   l == "CLOSE") {
             // output: compared, never fed
         } else {
             FAIL(where << ": unknown line: " << l);
@@ -632,6 +635,16 @@ class Replay {
                         o = store_.decide(a.request);
                     emit(limits_line(a.request, o));
                     m.on_limits_result(o);
+                    break;
+                }
+                case TK::refund_limits: {
+                    // Sent without waiting for an answer; a store that is
+                    // down loses it.
+                    std::string l = "LIMITS!";
+                    for (const auto& c : a.request.checks)
+                        l += " " + check_text(c);
+                    emit(l);
+                    if (!store_down_) store_.decide(a.request);
                     break;
                 }
                 case TK::close:
