@@ -4,9 +4,9 @@
 // DNS and TLS results. It traps when an invariant of the gateway breaks;
 // it must never touch a socket or a real clock.
 //
-// Input: byte 0 picks the listener settings and the client address; then,
-// each time the machine waits for something, one byte (plus operands) says
-// what happens:
+// Input: byte 0 picks the listener settings, the client address and the
+// recipient lease (1 or 2); then, each time the machine waits for
+// something, one byte (plus operands) says what happens:
 //   read_client       op%16: 0-5 raw chunk (next byte = length, then bytes),
 //                     6-10 a canned token (next byte = index), 11 command
 //                     timeout, 12 data too slow, 13 client closes, 14 the
@@ -567,7 +567,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         settings.limits.max_message_bytes = 65536;
         settings.limits.max_header_bytes = 8192;
     }
-    session::ClientInfo client{"fuzz-1", kAddresses[((setup >> 4) & 7) % 5], 40000};
+    // Bits 4-6 pick the client address; 5-7 are the first three again,
+    // with a recipient lease of 2 (so that unused units ride on the
+    // end-of-data request too).
+    const int address = (setup >> 4) & 7;
+    session::ClientInfo client{"fuzz-1", kAddresses[address % 5], 40000};
+    settings.volume.recipient_lease = address >= 5 ? 2 : 1;
 
     State s;
     FuzzHooks hooks(s);
