@@ -144,6 +144,8 @@ ExplainRun run_explain_session(const session::Settings& settings,
             auto outcome = store.decide(c->request);
             run.limits.emplace_back(std::move(c->request), outcome);
             m.on_limits_result(outcome);
+        } else if (auto* refund = std::get_if<act::RefundLimits>(&a)) {
+            store.decide(refund->request);  // no result expected
         } else if (const auto* q = std::get_if<act::DnsLookup>(&a)) {
             dns::Answer answer = resolve(q->name);
             run.dns.emplace_back(q->name, answer);

@@ -65,6 +65,7 @@ inline constexpr Bound kBounds[] = {
     {"rate_limit.connect_timeout_ms", 1000, 10, 60000, ""},
     {"rate_limit.timeout_ms", 250, 10, 60000, ""},
     {"rate_limit.replicas", 1, 1, 1000, "fail_open divides each limit by it"},
+    {"rate_limit.recipient_lease", 1, 0, 100, "0 turns the lease off"},
     {"anomalies.first_seen_ttl_seconds", 2592000, 3600, 31536000, ""},
     {"anomalies.spike_multiple", 10, 2, 1000, ""},
     {"anomalies.spike_min_messages", 100, 1, 1000000000, ""},

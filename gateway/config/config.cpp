@@ -267,10 +267,10 @@ void read_auth_throttle(Reader& r, const json& j, AuthThrottle& a) {
 
 void read_rate_limit(Reader& r, const json& j, RateLimit& rl) {
     const std::string path = "/rate_limit";
-    if (!r.object(
-            j, path,
-            {"store", "report_only", "memory_entries", "address", "username", "password_file",
-             "key_prefix", "tls", "connect_timeout_ms", "timeout_ms", "on_error", "replicas"}))
+    if (!r.object(j, path,
+                  {"store", "report_only", "memory_entries", "address", "username", "password_file",
+                   "key_prefix", "tls", "connect_timeout_ms", "timeout_ms", "on_error", "replicas",
+                   "recipient_lease"}))
         return;
     enumeration(r, j, path, "store", rl.store,
                 {{"memory", RateLimitStore::memory}, {"redis", RateLimitStore::redis}});
@@ -318,6 +318,7 @@ void read_rate_limit(Reader& r, const json& j, RateLimit& rl) {
         r, j, path, "on_error", rl.on_error,
         {{"fail_open", StoreFailure::fail_open}, {"fail_closed", StoreFailure::fail_closed}});
     r.integer(j, path, "rate_limit.replicas", rl.replicas);
+    r.integer(j, path, "rate_limit.recipient_lease", rl.recipient_lease);
     if (!rl.username.empty() && rl.password_file.empty())
         r.error(pointer(path, "username"), "needs password_file (AUTH <username> <password>)");
 }

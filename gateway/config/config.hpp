@@ -154,6 +154,8 @@ struct RateLimit {
     std::chrono::milliseconds timeout{default_of("rate_limit.timeout_ms")};
     StoreFailure on_error = StoreFailure::fail_open;
     std::uint32_t replicas = default_of("rate_limit.replicas");  // expected gateway replicas
+    // Recipient units leased with each MAIL FROM decision (0: no lease).
+    std::uint64_t recipient_lease = default_of("rate_limit.recipient_lease");
 };
 
 // Anomaly signals: first-seen pairs and per-tenant volume spikes.

@@ -336,6 +336,13 @@ struct Metrics::Impl {
             .Name("relaygate_rate_limit_store_entries")
             .Help("Entries held by the memory rate-limit store")
             .Register(registry);
+    prometheus::Family<Counter>& rate_limit_lease_units =
+        BuildCounter()
+            .Name("relaygate_rate_limit_lease_units_total")
+            .Help(
+                "Recipient-lease units by result (granted at MAIL FROM, used by a RCPT, refunded, "
+                "lost: a refund the store did not get)")
+            .Register(registry);
     prometheus::Family<Counter>& anomalies =
         BuildCounter()
             .Name("relaygate_anomalies_total")
@@ -392,6 +399,8 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     for (auto k : {"connect", "timeout", "reply", "protocol"})
         impl_->rate_limit_store_errors.Add({{"kind", k}});
     impl_->rate_limit_fallback.Add({});
+    for (auto r : {"granted", "used", "refunded", "lost"})
+        impl_->rate_limit_lease_units.Add({{"result", r}});
     for (auto k : {"first_seen_domain", "first_seen_network", "volume_spike"})
         impl_->anomalies.Add({{"kind", k}});
     for (auto t : {"A", "AAAA", "CNAME", "PTR", "TXT"}) {
@@ -645,6 +654,16 @@ void Metrics::rate_limit_fallback() {
 
 void Metrics::rate_limit_store_entries(std::size_t n) {
     impl_->rate_limit_store_entries.Add({}).Set(static_cast<double>(n));
+}
+
+void Metrics::rate_limit_lease(std::string_view result, std::uint64_t units) {
+    const std::string r(result);
+    impl_->counters
+        .get(std::string("rll\0", 4) + r,
+             [&]() -> Counter& {
+                 return impl_->rate_limit_lease_units.Add({{"result", r}});
+             })
+        .Increment(static_cast<double>(units));
 }
 
 void Metrics::anomaly(std::string_view kind, std::string_view tenant) {

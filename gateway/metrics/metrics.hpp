@@ -124,6 +124,8 @@ class Metrics {
     void rate_limit_fallback();
     // Entries the memory store holds (cells, volume states, first-seen marks).
     void rate_limit_store_entries(std::size_t n);
+    // Recipient-lease units. result: granted | used | refunded | lost
+    void rate_limit_lease(std::string_view result, std::uint64_t units);
     // An anomaly signal. kind: first_seen_domain | first_seen_network |
     // volume_spike. `tenant` non-empty adds a tenant label: pass it only
     // when the operator turned anomalies.tenant_label on (one series per

@@ -39,4 +39,11 @@ GcraResult gcra_decide(std::optional<double> stored_tat, double now, double inte
     return r;
 }
 
+double gcra_refund(std::optional<double> stored_tat, double now, double interval,
+                   std::uint64_t cost) {
+    const double tat = stored_tat && *stored_tat > now ? *stored_tat : now;
+    const double back = tat - interval * static_cast<double>(cost);
+    return back > now ? back : now;
+}
+
 }  // namespace relaygate::ratelimit

@@ -28,6 +28,15 @@
 //
 // A unit is a message, a recipient or an octet; a check may cost several
 // units (a message of 40 kB costs 40000 byte units).
+//
+// Leases: units taken ahead of use (a transaction's first recipient, taken
+// with its MAIL FROM decision) pass the same check and are consumed like
+// any others, so replicas sharing a cell never overshoot it. Units leased
+// and not used are refunded: the TAT moves back by interval * units, never
+// below now. While the cell stays in debt (TAT > now) from the lease to
+// the refund, that undoes the lease (up to rounding); otherwise at most
+// the leased units come back and the cell is at most full. The guarantee
+// above counts a leased unit when it is leased.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +73,13 @@ struct GcraResult {
 // returned tat is the stored one: the caller stores nothing.
 GcraResult gcra_decide(std::optional<double> stored_tat, double now, double interval,
                        double tolerance, std::uint64_t cost, bool consume);
+
+// Gives back `cost` units leased earlier and not used: the TAT (the
+// stored one, or now when absent or past) moves back by interval * cost,
+// never below `now` (the time that passed already refilled that much).
+// Returns the new TAT; <= now means the cell is empty.
+double gcra_refund(std::optional<double> stored_tat, double now, double interval,
+                   std::uint64_t cost);
 
 // Whole units that fit at `now` against a cell at `tat` (>= now):
 // floor((now + tolerance - tat) / interval), never negative.

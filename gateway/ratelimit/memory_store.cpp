@@ -162,14 +162,18 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
     // Read under the locks: the decisions of one shard are in clock order.
     const double now = clock();
 
-    // 1. The checks, all or nothing. `base`: a key's TAT before the request
-    // (max(stored, now)); `tat`: after the consuming checks decided so
-    // far. A key named twice sees its first check's consumption.
+    // 1. The checks. `base`: a key's TAT before the request (max(stored,
+    // now)); `start`: after the request's refunds, which apply whatever
+    // the outcome; `tat`: after the consuming checks decided so far. A key
+    // named twice sees its first check's effect.
+    using Mode = Check::Mode;
     const std::size_t n = request.checks.size();
-    std::vector<double> base(n), tat(n);
+    std::vector<double> base(n), start(n), tat(n);
     std::vector<std::size_t> first(n);  // the first check index naming the same key
+    bool has_lease = false;
     for (std::size_t i = 0; i < n; ++i) {
         const auto& c = request.checks[i];
+        has_lease = has_lease || c.mode == Mode::lease;
         first[i] = i;
         for (std::size_t j = 0; j < i; ++j) {
             if (request.checks[j].key == c.key) {
@@ -180,13 +184,26 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
         if (first[i] == i) {
             const Cell* cell = shard_of(c.key).find<Cell>(c.key);
             base[i] = cell && cell->tat > now ? cell->tat : now;
-            tat[i] = base[i];
+            start[i] = base[i];
         }
     }
+    // 1a. Refunds first: units leased earlier and not used are not this
+    // request's to decide on.
     for (std::size_t i = 0; i < n; ++i) {
         const auto& c = request.checks[i];
+        if (c.mode != Mode::refund) continue;
+        double& s = start[first[i]];
+        s = gcra_refund(s, now, c.interval, c.cost);
+    }
+    // 1b. The consume and ask checks, all or nothing.
+    for (std::size_t i = 0; i < n; ++i)
+        if (first[i] == i) tat[i] = start[i];
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto& c = request.checks[i];
+        if (c.mode != Mode::consume && c.mode != Mode::ask) continue;
         double& current = tat[first[i]];
-        const GcraResult r = gcra_decide(current, now, c.interval, c.tolerance, c.cost, c.consume);
+        const GcraResult r =
+            gcra_decide(current, now, c.interval, c.tolerance, c.cost, c.mode == Mode::consume);
         if (r.allowed) {
             current = r.tat;
         } else {
@@ -196,19 +213,36 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
             out.retry_after = std::max(out.retry_after, r.retry_after);
         }
     }
+    std::vector<double>& final_tat = out.allowed ? tat : start;
+    // 1c. Leases, only for an allowed request, all or nothing among
+    // themselves; one that does not fit is not granted and refuses nothing.
+    if (out.allowed && has_lease) {
+        std::vector<double> leased = final_tat;
+        bool fits = true;
+        for (std::size_t i = 0; i < n && fits; ++i) {
+            const auto& c = request.checks[i];
+            if (c.mode != Mode::lease) continue;
+            double& current = leased[first[i]];
+            const GcraResult r = gcra_decide(current, now, c.interval, c.tolerance, c.cost, true);
+            fits = r.allowed;
+            current = r.tat;
+        }
+        if (fits) {
+            final_tat = std::move(leased);
+            out.leased = true;
+        }
+    }
     out.remaining.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
         const auto& c = request.checks[i];
         const std::size_t k = first[i];
-        const double final_tat = out.allowed ? tat[k] : base[k];
-        out.remaining[i] = gcra_remaining(final_tat, now, c.interval, c.tolerance);
+        out.remaining[i] = gcra_remaining(final_tat[k], now, c.interval, c.tolerance);
         if (k != i) continue;
         Shard& shard = shard_of(c.key);
-        if (final_tat != base[k]) {
-            shard.put(c.key, Cell{final_tat});
-        } else if (gcra_expired(final_tat, now)) {
-            shard.erase(c.key);  // holds no information any more
-        }
+        if (gcra_expired(final_tat[k], now))
+            shard.erase(c.key);  // holds no information (any more)
+        else if (final_tat[k] != base[k])
+            shard.put(c.key, Cell{final_tat[k]});
     }
 
     // 2. The volume counts attempts, allowed or not: a spike must show

@@ -20,10 +20,11 @@ namespace {
 //   Redis Cluster slot holds them all.
 // ARGV: [1] n, [2] volume 0|1, [3] m, [4] now ("": the server's TIME),
 //   [5] first-seen TTL s, [6..10] bucket seconds, slots, alpha, multiple,
-//   min messages, then per check: interval, tolerance, cost, consume 0|1.
+//   min messages, then per check: interval, tolerance, cost, mode (0 ask,
+//   1 consume, 2 lease, 3 refund: store.hpp's Check::Mode).
 // Reply (all strings: Redis truncates Lua numbers to integers):
 //   allowed 0|1, first denied index, retry_after ("inf": never),
-//   remaining per check, [spike 0|1, held 0|1, volume, baseline], then
+//   leased 0|1, remaining per check, [spike 0|1, held 0|1, volume, baseline], then
 //   one 0|1 per first-seen key (1: new).
 //
 // State: a cell is a string TAT (PX: until it holds no information, plus
@@ -73,59 +74,103 @@ if m > 0 and not (finite(seen_ttl) and seen_ttl > 0) then
   return redis.error_reply('relaygate: invalid first_seen_ttl')
 end
 
--- 1. GCRA checks, all or nothing (gcra.cpp).
-local base, tat, iv, tol, cost, consume = {}, {}, {}, {}, {}, {}
+-- 1. GCRA checks (gcra.cpp, MemoryStore::decide): refunds, then the
+-- consume/ask checks all or nothing, then the leases if allowed.
+local base, tat, iv, tol, cost, mode = {}, {}, {}, {}, {}, {}
+local has_lease = false
 for i = 1, n do
   local a = 10 + (i - 1) * 4
   iv[i], tol[i], cost[i] = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  consume[i] = ARGV[a + 4] == '1'
-  if not (finite(iv[i]) and iv[i] > 0 and finite(tol[i]) and tol[i] >= 0 and finite(cost[i])) then
+  mode[i] = ARGV[a + 4]
+  if not (finite(iv[i]) and iv[i] > 0 and finite(tol[i]) and tol[i] >= 0 and finite(cost[i]) and
+          (mode[i] == '0' or mode[i] == '1' or mode[i] == '2' or mode[i] == '3')) then
     return redis.error_reply('relaygate: invalid check for ' .. KEYS[i])
   end
+  if mode[i] == '2' then has_lease = true end
   local key = KEYS[i]
   if base[key] == nil then
     local v = redis.call('GET', key)
     local s = v and tonumber(v)
     if s and s > now then base[key] = s else base[key] = now end
-    tat[key] = base[key]
   end
 end
+local start = {}
+for key, b in pairs(base) do start[key] = b end
+for i = 1, n do
+  if mode[i] == '3' then
+    local key = KEYS[i]
+    local back = start[key] - iv[i] * cost[i]
+    if back > now then start[key] = back else start[key] = now end
+  end
+end
+for key, s in pairs(start) do tat[key] = s end
 local allowed, denied, retry = true, 0, 0
 for i = 1, n do
-  local key = KEYS[i]
-  local t = tat[key]
-  local inc = iv[i] * cost[i]
-  local new_tat = t + inc
-  local allow_at = new_tat - tol[i]
-  local slack = SLACK * iv[i]
-  local ok, ra = false, 0
-  if inc > tol[i] + slack then
-    ra = math.huge
-  elseif now < allow_at - slack then
-    ra = allow_at - now
-  else
-    ok = true
-    if consume[i] then tat[key] = new_tat end
-  end
-  if not ok then
-    if allowed then denied = i - 1 end
-    allowed = false
-    if ra > retry then retry = ra end
+  if mode[i] == '0' or mode[i] == '1' then
+    local key = KEYS[i]
+    local t = tat[key]
+    local inc = iv[i] * cost[i]
+    local new_tat = t + inc
+    local allow_at = new_tat - tol[i]
+    local slack = SLACK * iv[i]
+    local ok, ra = false, 0
+    if inc > tol[i] + slack then
+      ra = math.huge
+    elseif now < allow_at - slack then
+      ra = allow_at - now
+    else
+      ok = true
+      if mode[i] == '1' then tat[key] = new_tat end
+    end
+    if not ok then
+      if allowed then denied = i - 1 end
+      allowed = false
+      if ra > retry then retry = ra end
+    end
   end
 end
-local reply = {allowed and '1' or '0', tostring(denied), retry == math.huge and 'inf' or fmt(retry)}
+local final = start
+if allowed then final = tat end
+local leased = false
+if allowed and has_lease then
+  local lt = {}
+  for key, t in pairs(final) do lt[key] = t end
+  local fits = true
+  for i = 1, n do
+    if mode[i] == '2' then
+      local key = KEYS[i]
+      local inc = iv[i] * cost[i]
+      local new_tat = lt[key] + inc
+      local slack = SLACK * iv[i]
+      if inc > tol[i] + slack or now < new_tat - tol[i] - slack then
+        fits = false
+        break
+      end
+      lt[key] = new_tat
+    end
+  end
+  if fits then
+    final = lt
+    leased = true
+  end
+end
+local reply = {allowed and '1' or '0', tostring(denied), retry == math.huge and 'inf' or fmt(retry),
+               leased and '1' or '0'}
 local written = {}
 for i = 1, n do
   local key = KEYS[i]
-  local final = base[key]
-  if allowed then final = tat[key] end
-  local r = math.floor((now + tol[i] - final) / iv[i] + SLACK)
+  local f = final[key]
+  local r = math.floor((now + tol[i] - f) / iv[i] + SLACK)
   if not (r > 0) then r = 0 end
   if r >= CAP then r = CAP end
   reply[#reply + 1] = string.format('%.0f', r)
-  if final ~= base[key] and not written[key] then
+  if f ~= base[key] and not written[key] then
     written[key] = true
-    redis.call('SET', key, fmt(final), 'PX', ttl_ms(final - now))
+    if f > now then
+      redis.call('SET', key, fmt(f), 'PX', ttl_ms(f - now))
+    else
+      redis.call('DEL', key)
+    end
   end
 end
 
@@ -228,6 +273,21 @@ std::string number(std::uint64_t x) {
     return std::to_string(x);
 }
 
+// The script's mode digits (see kDecideScript).
+std::string mode_arg(Check::Mode m) {
+    switch (m) {
+        case Check::Mode::ask:
+            return "0";
+        case Check::Mode::consume:
+            return "1";
+        case Check::Mode::lease:
+            return "2";
+        case Check::Mode::refund:
+            return "3";
+    }
+    return "1";
+}
+
 bool parse_flag(const std::string& s, bool& out) {
     if (s == "0" || s == "1") {
         out = s == "1";
@@ -282,7 +342,7 @@ ScriptCall encode_decide(const Request& request, std::optional<double> now) {
         call.args.push_back(number(c.interval));
         call.args.push_back(number(c.tolerance));
         call.args.push_back(number(c.cost));
-        call.args.push_back(c.consume ? "1" : "0");
+        call.args.push_back(mode_arg(c.mode));
     }
     return call;
 }
@@ -292,7 +352,7 @@ std::optional<Outcome> decode_decide(const Request& request,
     const std::size_t n = request.checks.size();
     const bool has_volume = !request.volume_key.empty();
     const std::size_t m = request.first_seen.size();
-    if (reply.size() != 3 + n + (has_volume ? 4 : 0) + m) return std::nullopt;
+    if (reply.size() != 4 + n + (has_volume ? 4 : 0) + m) return std::nullopt;
 
     Outcome out;
     std::size_t at = 0;
@@ -308,6 +368,7 @@ std::optional<Outcome> decode_decide(const Request& request,
     if (out.retry_after < 0) return std::nullopt;
     if (out.allowed ? (denied != 0 || out.retry_after != 0) : denied >= n) return std::nullopt;
     out.denied = static_cast<std::size_t>(denied);
+    if (!parse_flag(reply[at++], out.leased) || (out.leased && !out.allowed)) return std::nullopt;
 
     out.remaining.resize(n);
     for (std::size_t i = 0; i < n; ++i)

@@ -15,11 +15,22 @@ namespace relaygate::ratelimit {
 
 // One GCRA check (see gcra.hpp): `cost` units against `key`.
 struct Check {
+    // What the check does with its units. A store decides a request in
+    // this order: every refund, then the consume/ask checks (all or
+    // nothing: they decide `allowed`), then, only when allowed, the leases
+    // (all or nothing among themselves; a lease that does not fit is not
+    // granted and never refuses the request).
+    enum class Mode : std::uint8_t {
+        consume,  // take `cost` units when the request is allowed
+        ask,      // only ask whether `cost` would fit (SIZE= at MAIL FROM)
+        lease,    // take `cost` units for later if they fit (recipients at MAIL FROM)
+        refund,   // give back `cost` unused leased units (never below an empty cell)
+    };
     std::string key;       // with the tenant's hash tag: "rl:{acme}:tenant:acme:messages:3600"
     double interval = 1;   // seconds of budget one unit costs (per / count)
     double tolerance = 1;  // burst tolerance in seconds (interval * burst)
     std::uint64_t cost = 1;
-    bool consume = true;  // false: only ask whether `cost` would fit (SIZE= at MAIL FROM)
+    Mode mode = Mode::consume;
 };
 
 // Anomaly settings that ride on a request (config "anomalies").
@@ -32,9 +43,9 @@ struct SpikeSettings {
 };
 
 struct Request {
-    // All or nothing: the consuming checks are taken only when every check
-    // passes (a message passing its hourly limit but not its daily one
-    // costs neither).
+    // All or nothing: the consuming checks are taken only when every
+    // consume and ask check passes (a message passing its hourly limit but
+    // not its daily one costs neither). Refunds apply whatever the outcome.
     std::vector<Check> checks;
     // Count one message into this tenant volume key and report a spike
     // ("vol:{acme}"); empty: no volume observation.
@@ -55,6 +66,9 @@ struct Outcome {
     // own fallback counters (limits divided by the expected replica count).
     bool fallback = false;
     bool allowed = true;
+    // The request's lease checks were all taken (false when it has none,
+    // when one did not fit, or when the request was not allowed).
+    bool leased = false;
     std::size_t denied = 0;  // !allowed: index of the first check that did not fit
     double retry_after = 0;  // !allowed: seconds until it would fit (inf: never);
                              // the longest wait of the checks that did not fit

@@ -108,6 +108,9 @@ class RunnerHooks final : public session::Hooks {
                                      : o.allowed ? "allowed"
                                                  : "limited");
     }
+    void on_lease(std::string_view event, std::uint64_t units) override {
+        metrics_.rate_limit_lease(event, units);
+    }
     void on_rate_limited(std::string_view limit, bool reported, std::string_view tenant,
                          std::string_view detail) override {
         metrics_.rate_limited(limit, reported);
@@ -590,6 +593,19 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 ratelimit::Outcome outcome = co_await await_callback<ratelimit::Outcome>(
                     [&](auto done) { store.submit(std::move(request), std::move(done)); });
                 machine.on_limits_result(outcome);
+                break;
+            }
+            case session::index_of<session::act::RefundLimits>: {
+                // Not waited for: nothing in the session depends on it. The
+                // store keeps its requests in order on this thread's
+                // connection, so the next transaction's MAIL FROM sees it.
+                auto& refund = std::get<session::act::RefundLimits>(a);
+                auto& metrics = shared.metrics;
+                auto counted = [&metrics, units = refund.units](ratelimit::Outcome o) {
+                    const bool ok = o.status == ratelimit::Outcome::Status::ok && !o.fallback;
+                    metrics.rate_limit_lease(ok ? "refunded" : "lost", units);
+                };
+                shared.limits->submit(std::move(refund.request), std::move(counted));
                 break;
             }
             case session::index_of<session::act::Close>:

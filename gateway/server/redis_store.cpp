@@ -264,6 +264,14 @@ Request RedisStore::divided(const Request& request, std::uint32_t replicas) {
     for (auto& c : out.checks) {
         c.interval *= r;
         c.tolerance = std::max(c.tolerance, c.interval);
+        // No lease from the fallback (a refund of it could reach Redis
+        // later), and a refund of a Redis lease is not the fallback's to
+        // give: both become questions of nothing, in place, so that the
+        // outcome's indices still match the request's.
+        if (c.mode == ratelimit::Check::Mode::lease || c.mode == ratelimit::Check::Mode::refund) {
+            c.mode = ratelimit::Check::Mode::ask;
+            c.cost = 0;
+        }
     }
     return out;  // volume_key and first_seen left empty on purpose
 }

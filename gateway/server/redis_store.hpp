@@ -62,7 +62,8 @@ class RedisStore final : public ratelimit::Store {
     // (each replica gets count / replicas per period); the tolerance stays,
     // so the burst is divided too, but never below one unit of the check
     // (or the check could never pass); no volume or first-seen
-    // observation (those need the shared history). Public for tests.
+    // observation (those need the shared history); no lease taken and no
+    // refund given (both are Redis's). Public for tests.
     static ratelimit::Request divided(const ratelimit::Request& request, std::uint32_t replicas);
 
   private:

@@ -40,6 +40,7 @@ namespace {
 session::VolumeSettings volume_settings(const config::Config& c) {
     session::VolumeSettings v;
     v.report_only = c.rate_limit.report_only;
+    v.recipient_lease = c.rate_limit.recipient_lease;
     v.anomalies = c.anomalies.enabled;
     v.first_seen = c.anomalies.first_seen;
     v.first_seen_ttl = static_cast<double>(c.anomalies.first_seen_ttl.count());

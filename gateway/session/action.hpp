@@ -65,14 +65,21 @@ struct DnsLookup {
 struct CheckLimits {
     ratelimit::Request request;
 };
+// Give unused recipient-lease units back to the volume-control store. No
+// result: the runner submits it without waiting (the session goes on) and
+// counts whether it reached the store; `units` is what it gives back.
+struct RefundLimits {
+    ratelimit::Request request;
+    std::uint64_t units = 0;
+};
 // Flush client output and close the client connection. Always the last.
 struct Close {};
 }  // namespace act
 
-using Action =
-    std::variant<act::ReadClient, act::SendClient, act::UpstreamConnect, act::UpstreamCommand,
-                 act::UpstreamWrite, act::UpstreamCommit, act::UpstreamAbort, act::UpstreamQuit,
-                 act::StartTls, act::VerifyAuth, act::DnsLookup, act::CheckLimits, act::Close>;
+using Action = std::variant<act::ReadClient, act::SendClient, act::UpstreamConnect,
+                            act::UpstreamCommand, act::UpstreamWrite, act::UpstreamCommit,
+                            act::UpstreamAbort, act::UpstreamQuit, act::StartTls, act::VerifyAuth,
+                            act::DnsLookup, act::CheckLimits, act::RefundLimits, act::Close>;
 
 // The position of action type T in Action, for a switch over a.index() (a
 // coroutine runner cannot co_await inside std::visit):

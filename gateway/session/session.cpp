@@ -50,10 +50,11 @@ std::string_view to_string(DataTransfer::Phase p) {
 
 std::string_view name(const Action& a) {
     static constexpr std::string_view kNames[] = {
-        "read_client",    "send_client",     "upstream_connect", "upstream_command",
-        "upstream_write", "upstream_commit", "upstream_abort",   "upstream_quit",
-        "start_tls",      "verify_auth",     "dns_lookup",       "check_limits",
-        "close"};
+        "read_client",      "send_client",    "upstream_connect",
+        "upstream_command", "upstream_write", "upstream_commit",
+        "upstream_abort",   "upstream_quit",  "start_tls",
+        "verify_auth",      "dns_lookup",     "check_limits",
+        "refund_limits",    "close"};
     static_assert(std::size(kNames) == std::variant_size_v<Action>);
     return name_of(a.index(), kNames);
 }
@@ -764,6 +765,7 @@ bool SessionMachine::check_volume(LimitsFor point) {
     const auto& d = txn_.decision;
     if (d.tenant.empty()) return false;  // no single tenant: nothing to count against
     using K = policy::LimitKind;
+    using Mode = ratelimit::Check::Mode;
     const auto& vs = settings_.volume;
     VolumeAsk ask;
     switch (point) {
@@ -771,25 +773,42 @@ bool SessionMachine::check_volume(LimitsFor point) {
         case LimitsFor::header:
             if (!txn_.volume_counted) {
                 txn_.volume_counted = true;
-                ask.add(d.limits, K::messages, 1, true);
+                ask.add(d.limits, K::messages, 1, Mode::consume);
                 // Recipients accepted before the tenant was certain (a
                 // provider identity) count now.
-                if (txn_.recipients > 0) ask.add(d.limits, K::recipients, txn_.recipients, true);
+                if (txn_.recipients > 0)
+                    ask.add(d.limits, K::recipients, txn_.recipients, Mode::consume);
                 // RFC 1870 SIZE: a message that cannot fit is refused before
                 // its data is sent; the real size is counted at end of data.
-                if (txn_.mail.mail.size) ask.add(d.limits, K::bytes, *txn_.mail.mail.size, false);
+                if (txn_.mail.mail.size)
+                    ask.add(d.limits, K::bytes, *txn_.mail.mail.size, Mode::ask);
                 ask.observe_volume(d.tenant, vs);
                 if (conn_.client_ip)
                     ask.mark_seen(d.tenant, "net", client_network(*conn_.client_ip), vs);
+                // Every transaction that goes on has a RCPT: lease its
+                // recipient units now, on a request made anyway, and RCPT
+                // needs no round trip of its own. Never a request for the
+                // lease alone (it would only move the RCPT's round trip).
+                if (point == LimitsFor::mail_from && vs.recipient_lease > 0 && !ask.empty()) {
+                    const std::size_t before = ask.limits.size();
+                    ask.add(d.limits, K::recipients, vs.recipient_lease, Mode::lease);
+                    txn_.lease_limits.assign(ask.limits.begin() + before, ask.limits.end());
+                }
             }
             break;
         case LimitsFor::rcpt:
             // Not yet certain for a provider identity: counted at the header.
             if (d.pending_header) return false;
-            ask.add(d.limits, K::recipients, 1, true);
+            if (txn_.lease_left > 0) {
+                // Taken from the store with the MAIL FROM decision.
+                --txn_.lease_left;
+                hooks_.on_lease("used", 1);
+                return false;
+            }
+            ask.add(d.limits, K::recipients, 1, Mode::consume);
             break;
         case LimitsFor::end_of_data:
-            ask.add(d.limits, K::bytes, data_.size(), true);
+            ask.add(d.limits, K::bytes, data_.size(), Mode::consume);
             // A signal only, so it rides on this request rather than costing
             // the header decision a round trip of its own.
             if (!txn_.from_domain.empty())
@@ -800,6 +819,13 @@ bool SessionMachine::check_volume(LimitsFor point) {
                                               : d.identity_detail,
                                           txn_.from_domain),
                               vs);
+            // The unused lease goes back on this request, if there is one
+            // (else finish_transaction() refunds it without waiting).
+            if (!ask.empty() && txn_.lease_left > 0) {
+                ask.add(txn_.lease_limits, K::recipients, txn_.lease_left, Mode::refund);
+                txn_.lease_refunding = txn_.lease_left;
+                txn_.lease_left = 0;
+            }
             break;
     }
     if (ask.empty()) return false;
@@ -819,6 +845,24 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
     hooks_.on_limits_outcome(point, o);
     const auto& d = txn_.decision;
     const auto& ask = txn_.ask;
+    // The lease's units are this transaction's from here on, whatever the
+    // outcome says below (a spike hold refuses an allowed request: its
+    // lease is refunded with the refusal).
+    const bool store_ok = o.status == ratelimit::Outcome::Status::ok && !o.fallback;
+    if (txn_.limits_for == LimitsFor::mail_from) {
+        if (o.leased && store_ok) {
+            txn_.lease_left = settings_.volume.recipient_lease;
+            hooks_.on_lease("granted", txn_.lease_left);
+        } else {
+            txn_.lease_limits.clear();
+        }
+    }
+    if (txn_.lease_refunding > 0) {
+        // A failed call (or the fallback, which never holds Redis's lease)
+        // gave nothing back: the units return with time.
+        hooks_.on_lease(store_ok ? "refunded" : "lost", txn_.lease_refunding);
+        txn_.lease_refunding = 0;
+    }
     if (o.spike)
         hooks_.on_anomaly(
             "volume_spike", d.tenant,
@@ -1098,6 +1142,7 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     record_transaction(r, reason, stage, std::move(queue_id));
     if (r.code >= 400) ++errors_;
     reply(r);
+    refund_lease();
     txn_ = {};
     release_buffers();
     if (errors_ >= settings_.limits.max_errors && stage_ != Stage::closed) {
@@ -1112,8 +1157,18 @@ void SessionMachine::abandon_transaction(Reason reason) {
                                    : txn_.recipients > 0 ? "rcpt"
                                                          : "mail_from";
     record_transaction(smtp::make_reply(reason), reason, stage, {});
+    refund_lease();
     txn_ = {};
     release_buffers();
+}
+
+void SessionMachine::refund_lease() {
+    if (txn_.lease_left == 0) return;
+    VolumeAsk ask;
+    ask.add(txn_.lease_limits, policy::LimitKind::recipients, txn_.lease_left,
+            ratelimit::Check::Mode::refund);
+    push(act::RefundLimits{std::move(ask.request), txn_.lease_left});
+    txn_.lease_left = 0;  // exactly once
 }
 
 void SessionMachine::release_buffers() {

@@ -140,6 +140,11 @@ class Hooks {
     // messages | recipients | bytes | spike_hold; `detail` names it.
     virtual void on_rate_limited(std::string_view /*limit*/, bool /*reported*/,
                                  std::string_view /*tenant*/, std::string_view /*detail*/) {}
+    // Recipient-lease units: granted (with a MAIL FROM decision), used (by
+    // a RCPT, without a store call), refunded or lost (the refund riding on
+    // the end-of-data request reached the store, or did not). A refund
+    // sent as a RefundLimits action is counted by the runner that sends it.
+    virtual void on_lease(std::string_view /*event*/, std::uint64_t /*units*/) {}
     // An anomaly signal: first_seen_domain | first_seen_network | volume_spike.
     virtual void on_anomaly(std::string_view /*kind*/, std::string_view /*tenant*/,
                             std::string_view /*detail*/) {}
@@ -230,6 +235,13 @@ class SessionMachine {
         LimitsFor limits_for = LimitsFor::mail_from;
         std::string rcpt_line;  // the RCPT waiting for its recipients check
         std::string limit;      // the limit that refused or was reported
+        // The recipient lease (VolumeSettings::recipient_lease): units of
+        // each of `lease_limits` taken with the MAIL FROM decision. RCPT
+        // uses them without a store call; what is left goes back exactly
+        // once, with the end-of-data request or by refund_lease().
+        std::vector<policy::AppliedLimit> lease_limits;
+        std::uint64_t lease_left = 0;
+        std::uint64_t lease_refunding = 0;  // riding on the pending request
         // Message data for the relay not written yet: it goes out before
         // the next client read, when it reaches kUpstreamBatch, or with the
         // final "." (a small message: one write for data and terminator).
@@ -276,6 +288,8 @@ class SessionMachine {
     void abandon_transaction(Reason reason);
     void record_transaction(const smtp::Reply& reply, Reason reason, std::string_view stage,
                             std::string queue_id);
+    // Gives the transaction's unused lease back (RefundLimits), if any.
+    void refund_lease();
     // Gives buffers grown by the last message back between transactions.
     void release_buffers();
     void release_upstream_transaction();

@@ -7,10 +7,10 @@
 namespace relaygate::session {
 
 void VolumeAsk::add(const std::vector<policy::AppliedLimit>& all, policy::LimitKind kind,
-                    std::uint64_t cost, bool consume) {
+                    std::uint64_t cost, ratelimit::Check::Mode mode) {
     for (const auto& l : all) {
         if (l.kind != kind) continue;
-        request.checks.push_back({l.key(), l.rate.interval(), l.rate.tolerance(), cost, consume});
+        request.checks.push_back({l.key(), l.rate.interval(), l.rate.tolerance(), cost, mode});
         limits.push_back(l);
     }
 }

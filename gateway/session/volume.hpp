@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "gateway/config/bounds.hpp"
 #include "gateway/ratelimit/store.hpp"
 #include "policy/engine/decision.hpp"
 
@@ -16,8 +17,12 @@ namespace relaygate::session {
 // The gateway's volume-control settings (config rate_limit and anomalies).
 struct VolumeSettings {
     bool report_only = false;  // rate_limit.report_only: no limit refuses, every one is logged
-    bool anomalies = true;     // anomalies.enabled: volume baseline and spike signal
-    bool first_seen = true;    // anomalies.first_seen: first-seen pairs
+    // rate_limit.recipient_lease: recipient units of every recipients limit
+    // taken with the MAIL FROM decision, so that RCPT needs no store call
+    // of its own while they last; 0: none (every RCPT asks the store).
+    std::uint64_t recipient_lease = config::default_of("rate_limit.recipient_lease");
+    bool anomalies = true;   // anomalies.enabled: volume baseline and spike signal
+    bool first_seen = true;  // anomalies.first_seen: first-seen pairs
     double first_seen_ttl = 30 * 86400.0;
     ratelimit::SpikeSettings spike;
 };
@@ -33,9 +38,9 @@ struct VolumeAsk {
     bool empty() const {
         return request.checks.empty() && request.volume_key.empty() && request.first_seen.empty();
     }
-    // Adds a check per limit of `kind` (cost units; consume or only ask).
+    // Adds a check per limit of `kind` (cost units, in the given mode).
     void add(const std::vector<policy::AppliedLimit>& limits, policy::LimitKind kind,
-             std::uint64_t cost, bool consume);
+             std::uint64_t cost, ratelimit::Check::Mode mode);
     // Counts one message into the tenant's volume baseline.
     void observe_volume(const std::string& tenant, const VolumeSettings& s);
     // Marks a (tenant, kind, what) pair; the outcome says whether it was new.

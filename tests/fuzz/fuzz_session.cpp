@@ -4,9 +4,9 @@
 // DNS and TLS results. It traps when an invariant of the gateway breaks;
 // it must never touch a socket or a real clock.
 //
-// Input: byte 0 picks the listener settings and the client address; then,
-// each time the machine waits for something, one byte (plus operands) says
-// what happens:
+// Input: byte 0 picks the listener settings, the client address and the
+// recipient lease (1 or 2); then, each time the machine waits for
+// something, one byte (plus operands) says what happens:
 //   read_client       op%16: 0-5 raw chunk (next byte = length, then bytes),
 //                     6-10 a canned token (next byte = index), 11 command
 //                     timeout, 12 data too slow, 13 client closes, 14 the
@@ -22,8 +22,9 @@
 //                     timeout, the ed25519 DKIM key, NODATA, junk
 //   start_tls         op%4: 0 handshake fails, 2 with the pinned client
 //                     certificate, else without one
-//   check_limits      op%5: allowed, the last limit denied, store error
-//                     (fail_closed), a volume spike (held), first seen
+//   check_limits      op%5: allowed (its lease granted), the last limit
+//                     denied, store error (fail_closed), a volume spike
+//                     (held; lease granted), first seen (lease not granted)
 // When the input runs out the client closes and every result is natural.
 //
 // Invariants (each trap prints which one first):
@@ -44,6 +45,9 @@
 //             also asks it of transactions ended by RSET or EHLO)
 //   bounded   at most kActionsPerByte actions per input byte, and no reads
 //             after the client closed
+//   lease     recipient-lease units granted are used or given back (refunded,
+//             lost, or a refund_limits action) exactly once: never more
+//             than granted, and none left at the next MAIL FROM or the end
 // FUZZ_SESSION_TRACE=1 in the environment prints the transcript of an input.
 #include <algorithm>
 #include <cstddef>
@@ -112,11 +116,11 @@ void trace(const char* who, std::string_view what) {
     } while (0)
 
 const char* kind_name(Kind k) {
-    static const char* const names[] = {
-        "read_client",    "send_client",     "upstream_connect", "upstream_command",
-        "upstream_write", "upstream_commit", "upstream_abort",   "upstream_quit",
-        "start_tls",      "verify_auth",     "dns_lookup",       "check_limits",
-        "close"};
+    static const char* const names[] = {"read_client",      "send_client",    "upstream_connect",
+                                        "upstream_command", "upstream_write", "upstream_commit",
+                                        "upstream_abort",   "upstream_quit",  "start_tls",
+                                        "verify_auth",      "dns_lookup",     "check_limits",
+                                        "refund_limits",    "close"};
     return names[static_cast<int>(k)];
 }
 
@@ -290,6 +294,8 @@ struct State {
     int records_since_mail = 0;  // records since the last MAIL FROM decision
     bool reset_sent = false;     // RSET went upstream while txn_open
     bool soft_reported = false;
+    // lease
+    std::uint64_t lease_out = 0;  // units granted, not yet used or given back
 };
 
 struct FuzzHooks final : session::Hooks {
@@ -315,7 +321,20 @@ struct FuzzHooks final : session::Hooks {
         s.commit_2xx_seen = false;
     }
     void on_decision(std::string_view point, double) override {
-        if (point == "mail_from") s.records_since_mail = 0;
+        if (point == "mail_from") {
+            s.records_since_mail = 0;
+            if (s.lease_out != 0) fail("lease", "a recipient lease outlived its transaction");
+        }
+    }
+    void on_lease(std::string_view event, std::uint64_t units) override {
+        TRACE("lease", std::string(event) + " " + std::to_string(units));
+        if (event == "granted") {
+            s.lease_out += units;
+        } else if (units > s.lease_out) {
+            fail("lease", std::string(event) + " more units than were granted");
+        } else {
+            s.lease_out -= units;
+        }
     }
     void on_reply(int) override {}
 };
@@ -548,7 +567,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         settings.limits.max_message_bytes = 65536;
         settings.limits.max_header_bytes = 8192;
     }
-    session::ClientInfo client{"fuzz-1", kAddresses[((setup >> 4) & 7) % 5], 40000};
+    // Bits 4-6 pick the client address; 5-7 are the first three again,
+    // with a recipient lease of 2 (so that unused units ride on the
+    // end-of-data request too).
+    const int address = (setup >> 4) & 7;
+    session::ClientInfo client{"fuzz-1", kAddresses[address % 5], 40000};
+    settings.volume.recipient_lease = address >= 5 ? 2 : 1;
 
     State s;
     FuzzHooks hooks(s);
@@ -722,13 +746,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 ratelimit::Outcome o;
                 o.remaining.assign(a.request.checks.size(), 0);
                 o.first_seen_new.assign(a.request.first_seen.size(), op == 4);
-                if (op == 1 && !a.request.checks.empty()) {
+                using Mode = ratelimit::Check::Mode;
+                std::size_t last_limit = a.request.checks.size();  // consume or ask
+                bool has_lease = false;
+                for (std::size_t i = 0; i < a.request.checks.size(); ++i) {
+                    const Mode mode = a.request.checks[i].mode;
+                    if (mode == Mode::consume || mode == Mode::ask) last_limit = i;
+                    has_lease = has_lease || mode == Mode::lease;
+                }
+                o.leased = has_lease && (op == 0 || op == 3);
+                if (op == 1 && last_limit < a.request.checks.size()) {
                     o.allowed = false;
-                    o.denied = a.request.checks.size() - 1;
+                    o.denied = last_limit;
                     o.retry_after = 30;
                 } else if (op == 2) {
                     o.status = ratelimit::Outcome::Status::store_error;
                     o.error = "fuzz";
+                    o.leased = false;
                 } else if (op == 3 && !a.request.volume_key.empty()) {
                     o.spike = o.held = true;
                     o.volume = 500;
@@ -741,7 +775,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 m.on_limits_result(o);
                 break;
             }
+            case Kind::refund_limits:
+                TRACE("refund", std::to_string(a.units) + " units");
+                if (a.units == 0 || a.units > s.lease_out)
+                    fail("lease", "a refund of more units than were granted");
+                s.lease_out -= a.units;
+                break;
             case Kind::close:
+                if (s.lease_out != 0)
+                    fail("lease", "the session ended with a lease not given back");
 #if FUZZ_SESSION_CHECK_RECORDS
                 if (s.txn_open)
                     fail("records", "the session ended with a started transaction unrecorded");

@@ -9,9 +9,12 @@ mode refuses nothing but logs and counts; a volume spike is an audit event
 and a metric, and with "on_spike": "hold" a 450 until an operator clears
 it; two replicas on one Redis share one limit; Redis going away behaves as
 rate_limit.on_error says (fail_open: per-process limits divided by the
-replica count; fail_closed: 451 4.3.0), without a crash or a hang."""
+replica count; fail_closed: 451 4.3.0), without a crash or a hang; with
+recipient leases (the default) two replicas never accept more recipients
+than the limit, and a lease given back reaches Redis."""
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -63,6 +66,14 @@ def send(port, sender="alice@demo.example", rcpts=("bob@example.org",), source="
         return c.data(message(from_hdr=f"Alice <alice@{domain}>", body=body)), rr
     finally:
         c.close()
+
+
+def redis_command(redis, *args):
+    """One command on a fresh connection; the reply's first line."""
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as c:
+        c.sendall(("*%d\r\n" % len(args) + "".join(
+            "$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)).encode())
+        return c.recv(4096).split(b"\r\n")[0].decode()
 
 
 def clear_hold(gw, tenant):
@@ -224,6 +235,77 @@ class RedisStoreTest(GatewayTestCase):
         self.assertEqual(len(sink.stored()), 10)
         self.assertEqual(metric(a, "relaygate_rate_limit_store_up"), 1)
         self.assertEqual(readyz(a)[1]["rate_limit_store_up"], True)
+
+    def test_two_replicas_with_recipient_leases_never_exceed_the_recipients_limit(self):
+        redis = self.start_redis()
+        sink = self.start_sink()
+        # The messages limit never binds; it makes the MAIL FROM request on
+        # which each transaction's lease of one recipient rides.
+        a, b = self.two_replicas(sink, policy_with(tenant_limits={
+            "messages": [{"count": 1000, "per": "1h"}],
+            "recipients": [{"count": 12, "per": "1h"}]}), self.redis_config(redis))
+        accepted = []
+        lock = threading.Lock()
+
+        def worker(gw, n, offset):
+            for i in range(n):
+                k = 1 + (i + offset) % 3
+                _, rr = send(gw.port, rcpts=[f"r{i}-{j}@example.org" for j in range(k)])
+                with lock:
+                    accepted.extend(x.code for x in rr)
+        threads = [threading.Thread(target=worker, args=(gw, 6, i))
+                   for i, gw in enumerate((a, b, a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Every lease was used by its transaction's first RCPT: exactly the
+        # limit, never more, however the replicas interleaved.
+        self.assertEqual(accepted.count(250), 12, accepted)
+        self.assertEqual(accepted.count(250) + accepted.count(452), len(accepted), accepted)
+        a.wait_transactions(12)
+        b.wait_transactions(12)
+        self.assertEqual(sum(len(meta["rcpt_tos"]) for meta, _ in sink.stored()), 12)
+        for gw in (a, b):
+            self.assertGreater(metric(gw, "relaygate_rate_limit_lease_units_total",
+                                      result="granted"), 0)
+            self.assertEqual(metric(gw, "relaygate_rate_limit_lease_units_total",
+                                    result="granted"),
+                             metric(gw, "relaygate_rate_limit_lease_units_total", result="used"))
+            self.assertEqual(metric(gw, "relaygate_rate_limit_lease_units_total",
+                                    result="lost"), 0)
+
+    def test_a_lease_given_back_reaches_redis(self):
+        redis = self.start_redis()
+        sink = self.start_sink()
+        a, b = self.two_replicas(sink, policy_with(tenant_limits={
+            "messages": [{"count": 1000, "per": "1h"}],
+            "recipients": [{"count": 2, "per": "1h"}]}), self.redis_config(redis))
+        # Five transactions on replica a that end without a RCPT: each takes
+        # a lease of one recipient at MAIL FROM and gives it back.
+        c = client_from("127.0.0.1", a.port)
+        try:
+            c.ehlo()
+            for ending in ("RSET", "RSET", "RSET", "RSET"):
+                self.assertEqual(c.cmd("MAIL FROM:<alice@demo.example>").code, 250)
+                self.assertEqual(c.cmd(ending).code, 250)
+            self.assertEqual(c.cmd("MAIL FROM:<alice@demo.example>").code, 250)
+            self.assertEqual(c.cmd("QUIT").code, 221)
+        finally:
+            c.close()
+        harness.wait_for(lambda: metric(a, "relaygate_rate_limit_lease_units_total",
+                                        result="refunded") == 5, 10,
+                         what="five refunds answered by Redis")
+        self.assertEqual(metric(a, "relaygate_rate_limit_lease_units_total", result="granted"), 5)
+        self.assertEqual(metric(a, "relaygate_rate_limit_lease_units_total", result="lost"), 0)
+        # Redis holds no debt on the recipients limit: the budget is whole.
+        self.assertEqual(redis_command(
+            redis, "EXISTS", "relaygate:rl:{demo}:tenant:demo:recipients:3600"), ":0")
+        # The other replica gets the whole budget, and no more.
+        r, rr = send(b.port, rcpts=("x@example.org", "y@example.org", "z@example.org"))
+        self.assertEqual([x.code for x in rr], [250, 250, 452])
+        self.assertIn("recipients 2 per 1h (tenant demo)", rr[2].text)
+        self.assertEqual(r.code, 250)
 
     def test_redis_down_fail_open_divides_the_limit_by_the_replica_count(self):
         redis = self.start_redis()

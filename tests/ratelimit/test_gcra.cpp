@@ -144,3 +144,46 @@ TEST_CASE("remaining never underflows after the tolerance shrank") {
     CHECK(r.retry_after == doctest::Approx(191));
     CHECK(gcra_remaining(200.0, 0, 1, 10) == 0);
 }
+
+TEST_CASE("a lease is a consumption; its refund moves the TAT back, never below now") {
+    // 10 per 100 s (interval 10 s), burst 10.
+    Cell c = rate(10, 100, 10);
+    for (int i = 0; i < 4; ++i)
+        REQUIRE(c.hit(1000).allowed);
+    const double before = *c.tat;  // 1040
+    // A lease of 3 units is taken like any other cost.
+    GcraResult lease = c.hit(1000, 3);
+    REQUIRE(lease.allowed);
+    CHECK(lease.remaining == 3);
+    CHECK(*c.tat == 1070);
+    // Refunded at once: exactly where it was.
+    CHECK(gcra_refund(c.tat, 1000, c.interval, 3) == before);
+    // Two of three refunded 5 s later: the TAT moves back by 20 s; the time
+    // that passed refills as it would have.
+    const double back = gcra_refund(c.tat, 1005, c.interval, 2);
+    CHECK(back == 1050);
+    CHECK(gcra_remaining(back, 1005, c.interval, c.tolerance) == 5);
+    // Never below now: the cell is then empty (full budget), not in credit.
+    CHECK(gcra_refund(1015.0, 1010, c.interval, 3) == 1010);
+    CHECK(gcra_expired(gcra_refund(1015.0, 1010, c.interval, 3), 1010));
+    CHECK(gcra_remaining(gcra_refund(1015.0, 1010, c.interval, 3), 1010, c.interval, c.tolerance) ==
+          10);
+    // No cell, or a cell in the past: the refund leaves it empty.
+    CHECK(gcra_refund(std::nullopt, 1000, c.interval, 1) == 1000);
+    CHECK(gcra_refund(900.0, 1000, c.interval, 1) == 1000);
+}
+
+TEST_CASE("lease and refund at epoch scale give the budget back to the unit") {
+    // 1000 per hour: the interval 3.6 s is not a binary fraction.
+    const double now = 1.7e9 + 0.123;
+    Cell c = rate(1000, 3600, 1000);
+    for (int i = 0; i < 700; ++i)
+        REQUIRE(c.hit(now).allowed);
+    const std::uint64_t left = gcra_remaining(*c.tat, now, c.interval, c.tolerance);
+    CHECK(left == 300);
+    REQUIRE(c.hit(now, 7).allowed);
+    CHECK(gcra_remaining(*c.tat, now, c.interval, c.tolerance) == 293);
+    const double refunded = gcra_refund(c.tat, now, c.interval, 7);
+    CHECK(refunded == doctest::Approx(now + 700 * 3.6));
+    CHECK(gcra_remaining(refunded, now, c.interval, c.tolerance) == left);
+}

@@ -15,13 +15,13 @@ using namespace relaygate::ratelimit;
 namespace {
 
 Check check(std::string key, double count, double per, double burst, std::uint64_t cost = 1,
-            bool consume = true) {
+            Check::Mode mode = Check::Mode::consume) {
     Check c;
     c.key = std::move(key);
     c.interval = per / count;
     c.tolerance = per / count * burst;
     c.cost = cost;
-    c.consume = consume;
+    c.mode = mode;
     return c;
 }
 
@@ -71,14 +71,15 @@ TEST_CASE("all or nothing: a check that refuses keeps the others untaken") {
 TEST_CASE("look-only checks take nothing; a key named twice sees the first") {
     double now = 0;
     MemoryStore store([&] { return now; }, 1000);
-    const Check bytes = check("rl:{acme}:tenant:acme:bytes:86400", 1000, 86400, 1000, 600, false);
+    const Check bytes =
+        check("rl:{acme}:tenant:acme:bytes:86400", 1000, 86400, 1000, 600, Check::Mode::ask);
     Outcome o = store.decide(one(bytes));
     CHECK(o.allowed);
     CHECK(o.remaining == std::vector<std::uint64_t>{1000});
     CHECK(store.size() == 0);  // nothing stored for a question
 
     Check take = bytes;
-    take.consume = true;
+    take.mode = Check::Mode::consume;
     Request twice;
     twice.checks = {take, take};  // 600 + 600 > 1000
     o = store.decide(twice);
@@ -102,16 +103,16 @@ TEST_CASE("bounded: least recently used out, expired cells dropped") {
     REQUIRE(store.decide(one(check(key('a'), 5, 60, 5))).allowed);  // a is recent now
     REQUIRE(store.decide(one(check(key('e'), 5, 60, 5))).allowed);  // b goes
     CHECK(store.size() == 4);
-    // Looking only (consume = false) does not re-create an evicted cell.
-    Outcome o = store.decide(one(check(key('b'), 5, 60, 5, 1, false)));
+    // Looking only (Mode::ask) does not re-create an evicted cell.
+    Outcome o = store.decide(one(check(key('b'), 5, 60, 5, 1, Check::Mode::ask)));
     CHECK(o.remaining == std::vector<std::uint64_t>{5});  // forgotten
-    o = store.decide(one(check(key('a'), 5, 60, 5, 1, false)));
+    o = store.decide(one(check(key('a'), 5, 60, 5, 1, Check::Mode::ask)));
     CHECK(o.remaining == std::vector<std::uint64_t>{3});  // kept
     CHECK(store.size() == 4);
 
     // A cell past its TAT holds nothing and is dropped when met.
     now = 1000;
-    o = store.decide(one(check(key('a'), 5, 60, 5, 1, false)));
+    o = store.decide(one(check(key('a'), 5, 60, 5, 1, Check::Mode::ask)));
     CHECK(o.remaining == std::vector<std::uint64_t>{5});
     CHECK(store.size() == 3);
 
@@ -252,4 +253,138 @@ TEST_CASE("threads: exactly the budget passes on one key, and per tenant") {
         CAPTURE(i);
         CHECK(per_tenant[i].load() == 5);
     }
+}
+
+TEST_CASE("a lease is taken when it fits and never refuses the request") {
+    double now = 100;
+    MemoryStore store([&] { return now; }, 1000);
+    const Check messages = check("rl:{acme}:tenant:acme:messages:3600", 100, 3600, 100);
+    const Check recipients =
+        check("rl:{acme}:tenant:acme:recipients:3600", 3, 3600, 3, 1, Check::Mode::lease);
+    Request mail;
+    mail.checks = {messages, recipients};
+    Outcome o = store.decide(mail);
+    REQUIRE(o.allowed);
+    CHECK(o.leased);
+    CHECK(o.remaining == std::vector<std::uint64_t>{99, 2});  // taken in the store at once
+
+    // Two more recipients used at RCPT (consumed there): the limit is full.
+    Check rcpt = recipients;
+    rcpt.mode = Check::Mode::consume;
+    REQUIRE(store.decide(one(rcpt)).allowed);
+    REQUIRE(store.decide(one(rcpt)).allowed);
+    // The next MAIL FROM is allowed; its lease does not fit and is not taken.
+    o = store.decide(mail);
+    CHECK(o.allowed);
+    CHECK_FALSE(o.leased);
+    CHECK(o.remaining == std::vector<std::uint64_t>{98, 0});
+    CHECK(o.retry_after == 0);
+    // A refused request takes no lease.
+    Request refused = mail;
+    refused.checks[0].cost = 1000;  // more than the whole messages limit
+    o = store.decide(refused);
+    CHECK_FALSE(o.allowed);
+    CHECK(o.denied == 0);
+    CHECK_FALSE(o.leased);
+
+    // Leases are all or nothing among themselves: the hourly fits, the
+    // daily does not, so neither is taken.
+    now += 3600;
+    const Check daily =
+        check("rl:{acme}:tenant:acme:recipients:86400", 3, 86400, 3, 1, Check::Mode::lease);
+    Request both;
+    both.checks = {messages, recipients, daily};
+    both.checks[2].cost = 4;
+    o = store.decide(both);
+    CHECK(o.allowed);
+    CHECK_FALSE(o.leased);
+    CHECK(o.remaining == std::vector<std::uint64_t>{99, 3, 3});
+    both.checks[2].cost = 1;
+    o = store.decide(both);
+    CHECK(o.leased);
+    CHECK(o.remaining == std::vector<std::uint64_t>{98, 2, 2});
+    // No lease check: not leased.
+    CHECK_FALSE(store.decide(one(messages)).leased);
+}
+
+TEST_CASE("a refund restores exactly what the lease took, applies whatever the outcome") {
+    double now = 1.7e9;
+    MemoryStore store([&] { return now; }, 1000);
+    const Check lease =
+        check("rl:{acme}:tenant:acme:recipients:3600", 1000, 3600, 1000, 5, Check::Mode::lease);
+    const Check messages = check("rl:{acme}:tenant:acme:messages:3600", 2, 3600, 2);
+    Check refund = lease;
+    refund.mode = Check::Mode::refund;
+    Check ask = lease;
+    ask.mode = Check::Mode::ask;
+    ask.cost = 0;
+
+    for (int i = 0; i < 3; ++i) {
+        Request r;
+        r.checks = {messages, lease};
+        const Outcome o = store.decide(r);
+        CHECK(o.allowed == (i < 2));
+        CHECK(o.leased == (i < 2));
+    }
+    CHECK(store.decide(one(ask)).remaining == std::vector<std::uint64_t>{990});
+    // Two of five used, three back: 993 left.
+    refund.cost = 3;
+    Outcome o = store.decide(one(refund));
+    CHECK(o.allowed);
+    CHECK(o.remaining == std::vector<std::uint64_t>{993});
+    // With a request that is refused: the refund still applies, the
+    // consumption does not.
+    Request eod;
+    eod.checks = {messages, refund};
+    o = store.decide(eod);
+    CHECK_FALSE(o.allowed);
+    CHECK(o.denied == 0);
+    CHECK(o.remaining == std::vector<std::uint64_t>{0, 996});
+    // Refunds first: the units given back are there for the same request.
+    const Check small = check("rl:{t}:r", 2, 60, 2, 2);
+    REQUIRE(store.decide(one(small)).allowed);
+    Check small_refund = small;
+    small_refund.mode = Check::Mode::refund;
+    small_refund.cost = 1;
+    Request again;
+    again.checks = {small_refund, small};  // 2 do not fit with 1 given back
+    o = store.decide(again);
+    CHECK_FALSE(o.allowed);
+    CHECK(o.denied == 1);
+    CHECK(o.remaining == std::vector<std::uint64_t>{1, 1});  // the refund stayed
+    again.checks[1].cost = 1;  // with one more given back, 1 of 2 is taken
+    o = store.decide(again);
+    CHECK(o.allowed);
+    CHECK(o.remaining == std::vector<std::uint64_t>{1, 1});
+}
+
+TEST_CASE("a refund never goes below now: the cell is empty, then dropped") {
+    double now = 500;
+    MemoryStore store([&] { return now; }, 1000);
+    const Check lease = check("rl:{acme}:tenant:acme:recipients:60", 6, 60, 6, 2,
+                              Check::Mode::lease);  // interval 10 s
+    Request r;
+    r.checks = {check("rl:{acme}:tenant:acme:messages:60", 6, 60, 6), lease};
+    REQUIRE(store.decide(r).leased);
+    CHECK(store.size() == 2);
+    // 15 s later the lease's 20 s of debt is down to 5 s: refunding both
+    // units empties the cell, no credit beyond the burst.
+    now += 15;
+    Check refund = lease;
+    refund.mode = Check::Mode::refund;
+    Outcome o = store.decide(one(refund));
+    CHECK(o.remaining == std::vector<std::uint64_t>{6});
+    CHECK(store.size() == 1);  // the recipients cell holds nothing: dropped
+    Check take = lease;
+    take.mode = Check::Mode::consume;
+    take.cost = 6;
+    CHECK(store.decide(one(take)).allowed);
+    take.cost = 1;
+    CHECK_FALSE(store.decide(one(take)).allowed);
+    // A refund for a key with no cell stores nothing.
+    now += 1000;
+    refund.key = "rl:{other}:tenant:other:recipients:60";
+    o = store.decide(one(refund));
+    CHECK(o.remaining == std::vector<std::uint64_t>{6});
+    CHECK(store.size() == 2);
 }

@@ -25,15 +25,21 @@ Request sample() {
     b.interval = 86400.0 / 3e9;
     b.tolerance = 86400;
     b.cost = 40000;
-    b.consume = false;
-    r.checks = {a, b};
+    b.mode = Check::Mode::ask;
+    Check c = a;
+    c.key = "rl:{acme}:tenant:acme:recipients:3600";
+    c.mode = Check::Mode::lease;
+    Check d = c;
+    d.mode = Check::Mode::refund;
+    d.cost = 2;
+    r.checks = {a, b, c, d};
     r.volume_key = "vol:{acme}";
     r.first_seen = {"seen:{acme}:net:192.0.2.0/24"};
     return r;
 }
 
 std::vector<std::string> good_reply() {
-    return {"0", "1", "12.5", "999", "0", "1", "1", "250", "-1", "1"};
+    return {"0", "1", "12.5", "0", "999", "0", "3", "2", "1", "1", "250", "-1", "1"};
 }
 
 }  // namespace
@@ -41,10 +47,11 @@ std::vector<std::string> good_reply() {
 TEST_CASE("encode: keys in order, one hash tag, numbers that read back exactly") {
     const Request r = sample();
     ScriptCall call = encode_decide(r, 1.7e9 + 0.123456789);
-    CHECK(call.keys == std::vector<std::string>{r.checks[0].key, r.checks[1].key, "vol:{acme}",
+    CHECK(call.keys == std::vector<std::string>{r.checks[0].key, r.checks[1].key, r.checks[2].key,
+                                                r.checks[3].key, "vol:{acme}",
                                                 "seen:{acme}:net:192.0.2.0/24"});
-    REQUIRE(call.args.size() == 10 + 4 * 2);
-    CHECK(call.args[0] == "2");
+    REQUIRE(call.args.size() == 10 + 4 * 4);
+    CHECK(call.args[0] == "4");
     CHECK(call.args[1] == "1");
     CHECK(call.args[2] == "1");
     double now = 0;
@@ -54,7 +61,12 @@ TEST_CASE("encode: keys in order, one hash tag, numbers that read back exactly")
     std::from_chars(call.args[14].data(), call.args[14].data() + call.args[14].size(), interval);
     CHECK(interval == 86400.0 / 3e9);
     CHECK(call.args[16] == "40000");
+    // The modes: consume 1, ask 0, lease 2, refund 3.
+    CHECK(call.args[13] == "1");
     CHECK(call.args[17] == "0");
+    CHECK(call.args[21] == "2");
+    CHECK(call.args[24] == "2");  // the refund's cost
+    CHECK(call.args[25] == "3");
     // Without `now` the script reads the server's TIME.
     CHECK(encode_decide(r).args[3].empty());
 
@@ -73,7 +85,8 @@ TEST_CASE("decode: the script's reply") {
     CHECK_FALSE(o->allowed);
     CHECK(o->denied == 1);
     CHECK(o->retry_after == 12.5);
-    CHECK(o->remaining == std::vector<std::uint64_t>{999, 0});
+    CHECK_FALSE(o->leased);
+    CHECK(o->remaining == std::vector<std::uint64_t>{999, 0, 3, 2});
     CHECK(o->spike);
     CHECK(o->held);
     CHECK(o->volume == 250);
@@ -86,11 +99,15 @@ TEST_CASE("decode: the script's reply") {
     CHECK(std::isinf(decode_decide(r, inf)->retry_after));
 
     Request bare;
-    const auto ok = decode_decide(bare, {"1", "0", "0"});
+    const auto ok = decode_decide(bare, {"1", "0", "0", "0"});
     REQUIRE(ok);
     CHECK(ok->allowed);
+    CHECK_FALSE(ok->leased);
     CHECK(ok->remaining.empty());
     CHECK(ok->baseline == -1);
+    const auto leased = decode_decide(bare, {"1", "0", "0", "1"});
+    REQUIRE(leased);
+    CHECK(leased->leased);
 }
 
 TEST_CASE("decode: anything else is nullopt") {
@@ -102,7 +119,7 @@ TEST_CASE("decode: anything else is nullopt") {
     };
     const std::vector<std::vector<std::string>> bad = {
         {},
-        {"0", "1", "12.5"},  // short
+        {"0", "1", "12.5", "0"},  // short
         [] {
             auto x = good_reply();
             x.push_back("1");
@@ -111,25 +128,27 @@ TEST_CASE("decode: anything else is nullopt") {
         with(0, "2"),
         with(0, ""),
         with(0, "true"),
-        with(1, "2"),
+        with(1, "4"),
         with(1, "-1"),
         with(1, "x"),  // index out of range / bad
         with(2, "nan"),
         with(2, "-1"),
         with(2, "1e"),
         with(2, ""),
-        with(3, "-5"),
-        with(3, "1.5"),
-        with(3, "+3"),
-        with(3, " 3"),
-        with(3, "18446744073709551616"),  // over uint64
-        with(6, "0"),                     // spike without hold
-        with(5, "yes"),
-        with(7, "0"),
-        with(7, "12x"),
-        with(8, "inf"),
-        with(8, ""),
-        with(9, "01"),
+        with(3, "2"),
+        with(3, "1"),  // leased, but the request was denied
+        with(4, "-5"),
+        with(4, "1.5"),
+        with(4, "+3"),
+        with(4, " 3"),
+        with(4, "18446744073709551616"),  // over uint64
+        with(9, "0"),                     // spike without hold
+        with(8, "yes"),
+        with(10, "0"),
+        with(10, "12x"),
+        with(11, "inf"),
+        with(11, ""),
+        with(12, "01"),
     };
     for (std::size_t i = 0; i < bad.size(); ++i) {
         CAPTURE(i);
@@ -137,7 +156,7 @@ TEST_CASE("decode: anything else is nullopt") {
     }
     // Allowed with a denied index or a wait is not a reply of the script.
     Request bare;
-    CHECK_FALSE(decode_decide(bare, {"1", "1", "0"}).has_value());
-    CHECK_FALSE(decode_decide(bare, {"1", "0", "3"}).has_value());
-    CHECK_FALSE(decode_decide(bare, {"0", "0", "3"}).has_value());  // denied, but no check
+    CHECK_FALSE(decode_decide(bare, {"1", "1", "0", "0"}).has_value());
+    CHECK_FALSE(decode_decide(bare, {"1", "0", "3", "0"}).has_value());
+    CHECK_FALSE(decode_decide(bare, {"0", "0", "3", "0"}).has_value());  // denied, but no check
 }

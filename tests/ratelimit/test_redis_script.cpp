@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -126,7 +127,7 @@ int run_sequence(redisContext* c, unsigned seed, int steps) {
                             {"recipients:5", 3, 5, 1, 2},
                             {"bytes:30", 1000, 30, 1000, 1300}};
     const char* tenants[] = {"acme", "globex", "initech"};
-    int allowed = 0, spikes = 0, news = 0, holds_cleared = 0;
+    int allowed = 0, spikes = 0, news = 0, holds_cleared = 0, leased = 0, not_leased = 0;
 
     for (int step = 0; step < steps; ++step) {
         CAPTURE(seed);
@@ -156,7 +157,11 @@ int run_sequence(redisContext* c, unsigned seed, int steps) {
             ch.interval = l.per / l.count;
             ch.tolerance = ch.interval * l.burst;
             ch.cost = 1 + below(l.max_cost);
-            ch.consume = uniform(0, 1) < 0.85;
+            const double mode = uniform(0, 1);
+            ch.mode = mode < 0.7   ? Check::Mode::consume
+                      : mode < 0.8 ? Check::Mode::ask
+                      : mode < 0.9 ? Check::Mode::lease
+                                   : Check::Mode::refund;
             req.checks.push_back(ch);
         }
         if (uniform(0, 1) < 0.7) {
@@ -177,6 +182,7 @@ int run_sequence(redisContext* c, unsigned seed, int steps) {
         REQUIRE(red.has_value());
         REQUIRE(mem.status == Outcome::Status::ok);
         CHECK(red->allowed == mem.allowed);
+        CHECK(red->leased == mem.leased);
         CHECK(red->denied == mem.denied);
         CHECK(close_enough(red->retry_after, mem.retry_after));
         CHECK(red->remaining == mem.remaining);
@@ -186,6 +192,11 @@ int run_sequence(redisContext* c, unsigned seed, int steps) {
         CHECK(close_enough(red->baseline, mem.baseline));
         CHECK(red->first_seen_new == mem.first_seen_new);
         allowed += mem.allowed && n > 0;
+        const bool has_lease =
+            std::any_of(req.checks.begin(), req.checks.end(),
+                        [](const Check& c) { return c.mode == Check::Mode::lease; });
+        leased += mem.leased;
+        not_leased += mem.allowed && has_lease && !mem.leased;
         spikes += mem.spike;
         for (bool b : mem.first_seen_new)
             news += b;
@@ -194,8 +205,11 @@ int run_sequence(redisContext* c, unsigned seed, int steps) {
     CHECK(spikes > 0);
     CHECK(news > 0);
     CHECK(allowed > 0);
+    CHECK(leased > 0);
+    CHECK(not_leased > 0);
     MESSAGE("seed " << seed << ": " << allowed << " allowed, " << spikes << " spikes, " << news
-                    << " first-seen, " << holds_cleared << " holds cleared");
+                    << " first-seen, " << holds_cleared << " holds cleared, " << leased
+                    << " leases granted, " << not_leased << " not");
 
     // Every key the script wrote expires by itself.
     const Reply keys = command(c, {"KEYS", "*"});

@@ -233,6 +233,74 @@ TEST_CASE("two replicas share one limit") {
           std::string::npos);
 }
 
+TEST_CASE("recipient leases on two replicas: never over the limit, refunds reach Redis") {
+    RedisServer redis;
+    metrics::Metrics m;  // outlives the io thread, which reports into it
+    IoThread io;
+    RedisStore a(io.ioc.get_executor(), store_options(redis.address()), m);
+    RedisStore b(io.ioc.get_executor(), store_options(redis.address()), m);
+    REQUIRE(wait_until([&] { return a.connected() && b.connected(); }));
+
+    // 12 recipients per hour. A transaction is a MAIL FROM request (a
+    // message and a lease of one recipient) and, when the lease was not
+    // granted, the RCPT's own request; the replicas alternate.
+    auto mail = [] {
+        Request r = messages(1000);
+        ratelimit::Check lease;
+        lease.key = "rl:{acme}:tenant:acme:recipients:3600";
+        lease.interval = 3600.0 / 12;
+        lease.tolerance = 3600.0;
+        lease.mode = ratelimit::Check::Mode::lease;
+        r.checks.push_back(lease);
+        return r;
+    };
+    auto rcpt = [&] {
+        Request r;
+        r.checks.push_back(mail().checks[1]);
+        r.checks[0].mode = ratelimit::Check::Mode::consume;
+        return r;
+    };
+    constexpr int kN = 40;
+    std::vector<std::promise<Outcome>> mails(kN);
+    for (int i = 0; i < kN; ++i)
+        (i % 2 ? a : b).submit(mail(), [&mails, i](Outcome o) { mails[i].set_value(o); });
+    int recipients = 0, leases = 0;
+    for (int i = 0; i < kN; ++i) {
+        auto f = mails[i].get_future();
+        REQUIRE(f.wait_for(5s) == std::future_status::ready);
+        const Outcome o = f.get();
+        REQUIRE(o.status == Outcome::Status::ok);
+        CHECK(o.allowed);  // never refused for its lease
+        if (o.leased) {
+            ++leases;
+            ++recipients;
+        } else if (decide(i % 2 ? a : b, rcpt()).allowed) {
+            ++recipients;
+        }
+    }
+    CHECK(leases == 12);
+    CHECK(recipients == 12);  // exactly the limit, never more
+
+    // A lease of 3 taken on one replica shows on the other; its refund
+    // gives all 3 back there, and the cell is gone (no debt left).
+    Request fresh = mail();
+    fresh.checks[1].key = "rl:{acme}:tenant:acme:recipients:60";
+    fresh.checks[1].cost = 3;
+    const Outcome leased = decide(a, fresh);
+    REQUIRE(leased.leased);
+    CHECK(leased.remaining.at(1) == 9);
+    Request refund;
+    refund.checks.push_back(fresh.checks[1]);
+    refund.checks[0].mode = ratelimit::Check::Mode::refund;
+    CHECK(decide(b, refund).remaining.at(0) == 12);
+    auto c = RedisClient::create(io.ioc.get_executor(), client_options(redis.address()));
+    REQUIRE(wait_until([&] { return c->connected(); }));
+    auto cell = call(*c, {"EXISTS", "relaygate:rl:{acme}:tenant:acme:recipients:60"});
+    REQUIRE(cell.ok());
+    CHECK(cell->integer == 0);
+    c->close();
+}
+
 TEST_CASE("one connection per I/O thread, each answering on its own thread") {
     RedisServer redis;
     metrics::Metrics m;  // outlives the io threads, which report into it
@@ -495,4 +563,20 @@ TEST_CASE("fallback division: interval times replicas, tolerance kept, at least 
     CHECK(d.first_seen.empty());
     const Request many = RedisStore::divided(r, 100);  // burst 10 over 100 replicas
     CHECK(many.checks[0].tolerance == doctest::Approx(many.checks[0].interval));
+
+    // Leases and refunds are Redis's: the fallback neither takes nor gives
+    // (questions of nothing, in place, so indices still match).
+    Request leasing = messages(10);
+    leasing.checks.push_back(leasing.checks[0]);
+    leasing.checks[1].mode = ratelimit::Check::Mode::lease;
+    leasing.checks.push_back(leasing.checks[0]);
+    leasing.checks[2].mode = ratelimit::Check::Mode::refund;
+    leasing.checks[2].cost = 2;
+    const Request f = RedisStore::divided(leasing, 2);
+    REQUIRE(f.checks.size() == 3);
+    CHECK(f.checks[0].mode == ratelimit::Check::Mode::consume);
+    CHECK(f.checks[1].mode == ratelimit::Check::Mode::ask);
+    CHECK(f.checks[1].cost == 0);
+    CHECK(f.checks[2].mode == ratelimit::Check::Mode::ask);
+    CHECK(f.checks[2].cost == 0);
 }

@@ -2,6 +2,7 @@
 // one kind (in the order of Action's alternatives) and its payload.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <variant>
 
@@ -22,6 +23,7 @@ enum class Kind {
     verify_auth,
     dns_lookup,
     check_limits,
+    refund_limits,
     close,
 };
 
@@ -31,7 +33,8 @@ struct Flat {
     std::string data;   // commit: the message data written with the terminator
     UpstreamStep step = UpstreamStep::connect;
     std::string secret;          // verify_auth: the password
-    ratelimit::Request request;  // check_limits
+    ratelimit::Request request;  // check_limits, refund_limits
+    std::uint64_t units = 0;     // refund_limits
 };
 
 inline Flat flatten(Action a) {
@@ -59,6 +62,9 @@ inline Flat flatten(Action a) {
                 f.bytes = std::move(x.name);
             } else if constexpr (std::is_same_v<T, act::CheckLimits>) {
                 f.request = std::move(x.request);
+            } else if constexpr (std::is_same_v<T, act::RefundLimits>) {
+                f.request = std::move(x.request);
+                f.units = x.units;
             }
         },
         a);

@@ -68,6 +68,11 @@ struct FakeHooks : session::Hooks {
         decisions.emplace_back(point, d);
     }
     void on_dkim_result(const dkim::VerifyResult& r) override { dkim.push_back(r); }
+    // Recipient-lease events: "granted 1", "used 1", in order.
+    std::vector<std::string> leases;
+    void on_lease(std::string_view event, std::uint64_t units) override {
+        leases.push_back(std::string(event) + " " + std::to_string(units));
+    }
 };
 
 smtp::Reply reply(int code, std::string enhanced, std::string text) {
@@ -166,6 +171,7 @@ struct Run {
     // request it answered, in order; `store_down` makes it fail.
     ratelimit::MemoryStore store{[this] { return hooks.t; }, 100000};
     std::vector<ratelimit::Request> limits_asked;
+    std::vector<ratelimit::Request> refunds;  // refund_limits actions, in order
     bool store_down = false;
 };
 
@@ -232,6 +238,11 @@ inline void drive(Run& run, const std::vector<std::string>& chunks,
                 m.on_limits_result(o);
                 break;
             }
+            case TK::refund_limits:
+                // No result: the session does not wait for it.
+                if (!run.store_down) run.store.decide(a.request);
+                run.refunds.push_back(std::move(a.request));
+                break;
             case TK::dns_lookup: {
                 run.dns_asked.push_back(a.bytes);
                 auto it = run.dns.find(a.bytes);

@@ -229,6 +229,8 @@ void apply_setting(session::Settings& s, const std::string& key, const std::stri
         s.volume.anomalies = v == "on";
     else if (key == "limits_report_only")
         s.volume.report_only = v == "on";
+    else if (key == "recipient_lease")
+        s.volume.recipient_lease = num();
     else if (key == "spike")  // multiple,min_messages,bucket_seconds,slots
         std::sscanf(v.c_str(), "%lf,%lu,%lf,%u", &s.volume.spike.multiple,
                     &s.volume.spike.min_messages, &s.volume.spike.bucket_seconds,
@@ -408,7 +410,8 @@ Transcript parse(const fs::path& path) {
         } else if (starts(l, "TLS -> ")) {
             t.tls.push_back(l.substr(7));
         } else if (starts(l, "S:") || starts(l, "S+") || starts(l, "U>") || starts(l, "U+") ||
-                   starts(l, "AUDIT:") || starts(l, "LIMITS?") || l == "CLOSE") {
+                   starts(l, "AUDIT:") || starts(l, "LIMITS?") || starts(l, "LIMITS!") ||
+                   l == "CLOSE") {
             // output: compared, never fed
         } else {
             FAIL(where << ": unknown line: " << l);
@@ -493,19 +496,37 @@ std::string audit_line(const session::TransactionRecord& r) {
     return l + " reply=" + quoted(r.reply);
 }
 
+// One check: "key+1" consumes, "key+5000?" only asks, "key~1" leases,
+// "key-1" refunds.
+std::string check_text(const ratelimit::Check& c) {
+    using Mode = ratelimit::Check::Mode;
+    const std::string cost = std::to_string(c.cost);
+    switch (c.mode) {
+        case Mode::consume:
+            return c.key + "+" + cost;
+        case Mode::ask:
+            return c.key + "+" + cost + "?";
+        case Mode::lease:
+            return c.key + "~" + cost;
+        case Mode::refund:
+            return c.key + "-" + cost;
+    }
+    return c.key;
+}
+
 // "LIMITS? rl:{acme}:...:3600+1 bytes...+5000? vol:{acme} seen:{acme}:net:... -> allowed new=1":
-// a check_limits request (a `?` marks a check that only asks) and what the
-// runner's real MemoryStore (on the transcript's clock) answered.
+// a check_limits request and what the runner's real MemoryStore (on the
+// transcript's clock) answered ("leased": its lease checks were taken).
 std::string limits_line(const ratelimit::Request& r, const ratelimit::Outcome& o) {
     std::string l = "LIMITS?";
     for (const auto& c : r.checks)
-        l += " " + c.key + "+" + std::to_string(c.cost) + (c.consume ? "" : "?");
+        l += " " + check_text(c);
     if (!r.volume_key.empty()) l += " " + r.volume_key;
     for (const auto& k : r.first_seen)
         l += " " + k;
     if (o.status == ratelimit::Outcome::Status::store_error) return l + " -> store_error";
     if (o.allowed)
-        l += " -> allowed";
+        l += o.leased ? " -> allowed leased" : " -> allowed";
     else
         l += " -> denied " + std::to_string(o.denied) + " retry " +
              (std::isfinite(o.retry_after)
@@ -616,6 +637,16 @@ class Replay {
                         o = store_.decide(a.request);
                     emit(limits_line(a.request, o));
                     m.on_limits_result(o);
+                    break;
+                }
+                case TK::refund_limits: {
+                    // Sent without waiting for an answer; a store that is
+                    // down loses it.
+                    std::string l = "LIMITS!";
+                    for (const auto& c : a.request.checks)
+                        l += " " + check_text(c);
+                    emit(l);
+                    if (!store_down_) store_.decide(a.request);
                     break;
                 }
                 case TK::close:

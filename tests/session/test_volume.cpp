@@ -26,8 +26,8 @@ TEST_CASE("a request has one check per limit of the kind asked, with its cost") 
                                                    limit(LimitKind::recipients, 50, 60),
                                                    limit(LimitKind::messages, 10000, 86400)};
     session::VolumeAsk ask;
-    ask.add(limits, LimitKind::messages, 1, true);
-    ask.add(limits, LimitKind::bytes, 5000, false);  // no bytes limit: nothing
+    ask.add(limits, LimitKind::messages, 1, ratelimit::Check::Mode::consume);
+    ask.add(limits, LimitKind::bytes, 5000, ratelimit::Check::Mode::ask);  // no bytes limit
     REQUIRE(ask.request.checks.size() == 2);
     REQUIRE(ask.limits.size() == 2);
     CHECK(ask.limits[1].rate.per_seconds == 86400);
@@ -35,7 +35,7 @@ TEST_CASE("a request has one check per limit of the kind asked, with its cost") 
     CHECK(ask.request.checks[0].interval == doctest::Approx(3.6));
     CHECK(ask.request.checks[0].tolerance == doctest::Approx(3600));
     CHECK(ask.request.checks[0].cost == 1);
-    CHECK(ask.request.checks[0].consume);
+    CHECK(ask.request.checks[0].mode == ratelimit::Check::Mode::consume);
     CHECK_FALSE(ask.empty());
 }
 
