@@ -104,25 +104,25 @@ for i = 1, n do
   end
 end
 for key, s in pairs(start) do tat[key] = s end
+-- gcra_decide (gcra.cpp) for check i against a cell at TAT t: the TAT
+-- after its cost, or nil and the seconds until it would fit.
+local function decide(t, i)
+  local inc = iv[i] * cost[i]
+  local new_tat = t + inc
+  local allow_at = new_tat - tol[i]
+  local slack = SLACK * iv[i]
+  if inc > tol[i] + slack then return nil, math.huge end
+  if now < allow_at - slack then return nil, allow_at - now end
+  return new_tat, 0
+end
 local allowed, denied, retry = true, 0, 0
 for i = 1, n do
   if mode[i] == '0' or mode[i] == '1' then
     local key = KEYS[i]
-    local t = tat[key]
-    local inc = iv[i] * cost[i]
-    local new_tat = t + inc
-    local allow_at = new_tat - tol[i]
-    local slack = SLACK * iv[i]
-    local ok, ra = false, 0
-    if inc > tol[i] + slack then
-      ra = math.huge
-    elseif now < allow_at - slack then
-      ra = allow_at - now
-    else
-      ok = true
+    local new_tat, ra = decide(tat[key], i)
+    if new_tat then
       if mode[i] == '1' then tat[key] = new_tat end
-    end
-    if not ok then
+    else
       if allowed then denied = i - 1 end
       allowed = false
       if ra > retry then retry = ra end
@@ -139,10 +139,8 @@ if allowed and has_lease then
   for i = 1, n do
     if mode[i] == '2' then
       local key = KEYS[i]
-      local inc = iv[i] * cost[i]
-      local new_tat = lt[key] + inc
-      local slack = SLACK * iv[i]
-      if inc > tol[i] + slack or now < new_tat - tol[i] - slack then
+      local new_tat = decide(lt[key], i)
+      if not new_tat then
         fits = false
         break
       end

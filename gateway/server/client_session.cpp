@@ -531,14 +531,15 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 }
                 // A bounded queue: a flood of guesses from many addresses
                 // gets 454 instead of growing it (and everybody's wait).
-                if (shared.auth_pending.fetch_add(1) >= shared.config.auth_throttle.max_pending) {
+                const std::uint32_t ahead = shared.auth_pending.fetch_add(1);
+                if (ahead >= shared.config.auth_throttle.max_pending) {
                     shared.auth_pending.fetch_sub(1);
                     shared.metrics.auth("busy");
                     audit_auth(info, user, "busy");
                     machine.on_auth_busy();
                     break;
                 }
-                shared.metrics.auth_pending(shared.auth_pending.load());
+                shared.metrics.auth_pending(ahead + 1);
                 // Unknown users are checked against a decoy hash of the same
                 // cost, so the reply time does not tell which users exist.
                 auto current = shared.policy->get();
