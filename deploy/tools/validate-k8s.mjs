@@ -199,7 +199,8 @@ const KNOWN = {
   admin: ["enabled", "address", "port"],
   tls: ["cert_file", "key_file"],
   rate_limit: ["store", "address", "username", "password_file", "key_prefix", "tls", "timeout_ms",
-    "connect_timeout_ms", "on_error", "replicas", "report_only"],
+    "connect_timeout_ms", "on_error", "replicas", "report_only", "memory_entries", "recipient_lease",
+    "batch_ms", "block_percent", "seen_cache_entries"],
 };
 const keysKnown = (o, known, where) => {
   for (const k of Object.keys(o ?? {})) check(known.includes(k), `${W} config.json${where}`, `unknown key "${k}"`);

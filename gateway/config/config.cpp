@@ -270,7 +270,7 @@ void read_rate_limit(Reader& r, const json& j, RateLimit& rl) {
     if (!r.object(j, path,
                   {"store", "report_only", "memory_entries", "address", "username", "password_file",
                    "key_prefix", "tls", "connect_timeout_ms", "timeout_ms", "on_error", "replicas",
-                   "recipient_lease"}))
+                   "recipient_lease", "batch_ms", "block_percent", "seen_cache_entries"}))
         return;
     enumeration(r, j, path, "store", rl.store,
                 {{"memory", RateLimitStore::memory}, {"redis", RateLimitStore::redis}});
@@ -319,6 +319,9 @@ void read_rate_limit(Reader& r, const json& j, RateLimit& rl) {
         {{"fail_open", StoreFailure::fail_open}, {"fail_closed", StoreFailure::fail_closed}});
     r.integer(j, path, "rate_limit.replicas", rl.replicas);
     r.integer(j, path, "rate_limit.recipient_lease", rl.recipient_lease);
+    r.duration(j, path, "rate_limit.batch_ms", rl.batch);
+    r.integer(j, path, "rate_limit.block_percent", rl.block_percent);
+    r.integer(j, path, "rate_limit.seen_cache_entries", rl.seen_cache_entries);
     if (!rl.username.empty() && rl.password_file.empty())
         r.error(pointer(path, "username"), "needs password_file (AUTH <username> <password>)");
 }

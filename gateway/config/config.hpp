@@ -156,6 +156,13 @@ struct RateLimit {
     std::uint32_t replicas = default_of("rate_limit.replicas");  // expected gateway replicas
     // Recipient units leased with each MAIL FROM decision (0: no lease).
     std::uint64_t recipient_lease = default_of("rate_limit.recipient_lease");
+    // Redis only (ratelimit/batch_store.hpp): how long units taken ahead
+    // and volume counts wait in this process (0: every decision calls
+    // Redis), the block taken with each call (percent of each limit's
+    // burst), and the first-seen marks remembered so as not to send them.
+    std::chrono::milliseconds batch{default_of("rate_limit.batch_ms")};
+    std::uint32_t block_percent = default_of("rate_limit.block_percent");
+    std::uint64_t seen_cache_entries = default_of("rate_limit.seen_cache_entries");
 };
 
 // Anomaly signals: first-seen pairs and per-tenant volume spikes.

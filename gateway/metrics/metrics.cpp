@@ -343,6 +343,20 @@ struct Metrics::Impl {
                 "Recipient-lease units by result (granted at MAIL FROM, used by a RCPT, refunded, "
                 "lost: a refund the store did not get)")
             .Register(registry);
+    prometheus::Family<Counter>& rate_limit_batch_decisions =
+        BuildCounter()
+            .Name("relaygate_rate_limit_batch_decisions_total")
+            .Help(
+                "Volume-control decisions by where they were made (process: from units and counts "
+                "this process holds; store: a call to the shared store)")
+            .Register(registry);
+    prometheus::Family<Counter>& rate_limit_block_units =
+        BuildCounter()
+            .Name("relaygate_rate_limit_block_units_total")
+            .Help(
+                "Units of process blocks by result (taken from the shared store, returned to it, "
+                "lost: a return the store did not get)")
+            .Register(registry);
     prometheus::Family<Counter>& anomalies =
         BuildCounter()
             .Name("relaygate_anomalies_total")
@@ -401,6 +415,10 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     impl_->rate_limit_fallback.Add({});
     for (auto r : {"granted", "used", "refunded", "lost"})
         impl_->rate_limit_lease_units.Add({{"result", r}});
+    for (auto w : {"process", "store"})
+        impl_->rate_limit_batch_decisions.Add({{"where", w}});
+    for (auto r : {"taken", "returned", "lost"})
+        impl_->rate_limit_block_units.Add({{"result", r}});
     for (auto k : {"first_seen_domain", "first_seen_network", "volume_spike"})
         impl_->anomalies.Add({{"kind", k}});
     for (auto t : {"A", "AAAA", "CNAME", "PTR", "TXT"}) {
@@ -662,6 +680,27 @@ void Metrics::rate_limit_lease(std::string_view result, std::uint64_t units) {
         .get(std::string("rll\0", 4) + r,
              [&]() -> Counter& {
                  return impl_->rate_limit_lease_units.Add({{"result", r}});
+             })
+        .Increment(static_cast<double>(units));
+}
+
+void Metrics::rate_limit_batch_decision(bool in_process) {
+    static const std::string kProcess("rlb\0process", 11), kStore("rlb\0store", 9);
+    const bool p = in_process;
+    impl_->counters
+        .get(p ? kProcess : kStore,
+             [&]() -> Counter& {
+                 return impl_->rate_limit_batch_decisions.Add({{"where", p ? "process" : "store"}});
+             })
+        .Increment();
+}
+
+void Metrics::rate_limit_block(std::string_view result, std::uint64_t units) {
+    const std::string r(result);
+    impl_->counters
+        .get(std::string("rlk\0", 4) + r,
+             [&]() -> Counter& {
+                 return impl_->rate_limit_block_units.Add({{"result", r}});
              })
         .Increment(static_cast<double>(units));
 }

@@ -126,6 +126,10 @@ class Metrics {
     void rate_limit_store_entries(std::size_t n);
     // Recipient-lease units. result: granted | used | refunded | lost
     void rate_limit_lease(std::string_view result, std::uint64_t units);
+    // rate_limit.batch_ms: a decision answered in this process or by the store.
+    void rate_limit_batch_decision(bool in_process);
+    // Units of process blocks: taken | returned | lost.
+    void rate_limit_block(std::string_view result, std::uint64_t units);
     // An anomaly signal. kind: first_seen_domain | first_seen_network |
     // volume_spike. `tenant` non-empty adds a tenant label: pass it only
     // when the operator turned anomalies.tenant_label on (one series per

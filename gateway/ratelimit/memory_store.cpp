@@ -36,17 +36,6 @@ struct Mark {
 };
 using Value = std::variant<Cell, VolumeState, Mark>;
 
-// Redis Cluster's hash tag rule: the text between the first '{' and the
-// next '}' when not empty, else the whole key. All keys of one tenant
-// share it, so one request normally locks one shard.
-std::string_view hash_tag(std::string_view key) {
-    const auto open = key.find('{');
-    if (open == std::string_view::npos) return key;
-    const auto close = key.find('}', open + 1);
-    if (close == std::string_view::npos || close == open + 1) return key;
-    return key.substr(open + 1, close - open - 1);
-}
-
 bool check_valid(const Check& c) {
     return std::isfinite(c.interval) && c.interval > 0 && std::isfinite(c.tolerance) &&
            c.tolerance >= 0;
@@ -129,7 +118,7 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
         }
     }
     const bool has_volume = !request.volume_key.empty();
-    if (has_volume && !volume_settings_valid(request.spike)) {
+    if (has_volume && (!volume_settings_valid(request.spike) || request.volume_count == 0)) {
         out.status = Outcome::Status::store_error;
         out.error = "invalid spike settings";
         out.allowed = false;
@@ -251,7 +240,8 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
         Shard& shard = shard_of(request.volume_key);
         VolumeState* state = shard.find<VolumeState>(request.volume_key);
         if (!state) state = &shard.put(request.volume_key, VolumeState{});
-        const VolumeObservation v = volume_observe(*state, request.spike, now);
+        const VolumeObservation v =
+            volume_observe(*state, request.spike, now, request.volume_count);
         out.spike = v.spike;
         out.held = v.held;
         out.volume = v.volume;

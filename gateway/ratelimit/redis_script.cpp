@@ -20,7 +20,8 @@ namespace {
 //   Redis Cluster slot holds them all.
 // ARGV: [1] n, [2] volume 0|1, [3] m, [4] now ("": the server's TIME),
 //   [5] first-seen TTL s, [6..10] bucket seconds, slots, alpha, multiple,
-//   min messages, then per check: interval, tolerance, cost, mode (0 ask,
+//   min messages, [11] messages the volume observation counts, then per
+//   check: interval, tolerance, cost, mode (0 ask,
 //   1 consume, 2 lease, 3 refund: store.hpp's Check::Mode).
 // Reply (all strings: Redis truncates Lua numbers to integers):
 //   allowed 0|1, first denied index, retry_after ("inf": never),
@@ -57,7 +58,8 @@ local slots = tonumber(ARGV[7])
 local alpha = tonumber(ARGV[8])
 local multiple = tonumber(ARGV[9])
 local min_msgs = tonumber(ARGV[10])
-if not (n and m and now and #KEYS == n + (has_vol and 1 or 0) + m and #ARGV == 10 + 4 * n) then
+local vol_count = tonumber(ARGV[11])
+if not (n and m and now and #KEYS == n + (has_vol and 1 or 0) + m and #ARGV == 11 + 4 * n) then
   return redis.error_reply('relaygate: bad arguments')
 end
 local function finite(x) return x ~= nil and x == x and x > -math.huge and x < math.huge end
@@ -67,7 +69,8 @@ local function ttl_ms(seconds) return string.format('%.0f', math.ceil(seconds * 
 -- half-way keeps its writes.
 if has_vol and not (finite(bucket_s) and bucket_s > 0 and slots and slots >= 1 and
                     slots <= 10080 and alpha and alpha >= 0 and alpha <= 1 and
-                    finite(multiple) and multiple >= 0 and min_msgs) then
+                    finite(multiple) and multiple >= 0 and min_msgs and vol_count and
+                    vol_count >= 1) then
   return redis.error_reply('relaygate: invalid spike settings')
 end
 if m > 0 and not (finite(seen_ttl) and seen_ttl > 0) then
@@ -79,7 +82,7 @@ end
 local base, tat, iv, tol, cost, mode = {}, {}, {}, {}, {}, {}
 local has_lease = false
 for i = 1, n do
-  local a = 10 + (i - 1) * 4
+  local a = 11 + (i - 1) * 4
   iv[i], tol[i], cost[i] = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   mode[i] = ARGV[a + 4]
   if not (finite(iv[i]) and iv[i] > 0 and finite(tol[i]) and tol[i] >= 0 and finite(cost[i]) and
@@ -186,7 +189,7 @@ if has_vol then
   local spike, b
   if cur == bucket and count ~= nil and fired ~= nil and exp ~= nil and
      tonumber(q[1]) == bucket_s and tonumber(q[2]) == slots and now < exp then
-    count = count + 1
+    count = count + vol_count
     b = tonumber(q[7]) or -1
     spike = fired == 0 and count >= min_msgs and count > multiple * math.max(b, 1)
     if spike then fired = 1 end
@@ -218,7 +221,7 @@ if has_vol then
       for j = 1, skipped do fold((cur + j) % slots, 0) end
       cur, count, fired = bucket, 0, 0
     end
-    count = count + 1
+    count = count + vol_count
     b = bl[cur % slots]
     spike = fired == 0 and count >= min_msgs and count > multiple * math.max(b, 1)
     if spike then fired = 1 end
@@ -335,7 +338,8 @@ ScriptCall encode_decide(const Request& request, std::optional<double> now) {
                  number(std::uint64_t{s.slots}),
                  number(s.alpha),
                  number(s.multiple),
-                 number(s.min_messages)};
+                 number(s.min_messages),
+                 number(request.volume_count)};
     for (const auto& c : request.checks) {
         call.args.push_back(number(c.interval));
         call.args.push_back(number(c.tolerance));

@@ -26,8 +26,7 @@ std::string_view decide_script();
 ScriptCall encode_decide(const Request& request, std::optional<double> now = std::nullopt);
 // The script's reply, each element as text (integers in decimal, nil as
 // ""); nullopt when it is not the shape the script returns.
-std::optional<Outcome> decode_decide(const Request& request,
-                                     const std::vector<std::string>& reply);
+std::optional<Outcome> decode_decide(const Request& request, const std::vector<std::string>& reply);
 
 // Clears a tenant's spike hold; replies 1 when a hold was cleared, else 0.
 std::string_view clear_hold_script();

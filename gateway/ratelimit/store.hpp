@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace relaygate::ratelimit {
@@ -50,6 +51,9 @@ struct Request {
     // Count one message into this tenant volume key and report a spike
     // ("vol:{acme}"); empty: no volume observation.
     std::string volume_key;
+    // Messages this observation counts (>= 1): more than one when a
+    // process sends the counts of several messages at once (batch_store).
+    std::uint64_t volume_count = 1;
     SpikeSettings spike;
     // First-seen keys to mark ("seen:{acme}:net:198.51.100.0/24"); the
     // outcome says which were new. Each expires first_seen_ttl after its
@@ -94,9 +98,22 @@ class Store {
     virtual std::string_view name() const = 0;  // "memory" | "redis"
     // The store answers now (Redis: connected); /readyz shows it.
     virtual bool available() const { return true; }
-    // submit() always calls `done` before it returns (the memory store):
-    // the caller may skip suspending for it.
-    virtual bool synchronous() const { return false; }
+    // Decides `request` at once, without I/O, when this store can (the
+    // memory store always; the batch store from the units it holds):
+    // then the caller need not suspend. Otherwise nullopt, and `request`
+    // is untouched for submit(). Never throws. Thread-safe.
+    virtual std::optional<Outcome> decide_now(Request& /*request*/) { return std::nullopt; }
 };
+
+// Redis Cluster's hash tag rule: the text between the first '{' and the
+// next '}' when not empty, else the whole key. All keys of one tenant
+// share it ("rl:{acme}:...", "vol:{acme}").
+inline std::string_view hash_tag(std::string_view key) {
+    const auto open = key.find('{');
+    if (open == std::string_view::npos) return key;
+    const auto close = key.find('}', open + 1);
+    if (close == std::string_view::npos || close == open + 1) return key;
+    return key.substr(open + 1, close - open - 1);
+}
 
 }  // namespace relaygate::ratelimit

@@ -28,7 +28,8 @@ bool volume_settings_valid(const SpikeSettings& s) {
            std::isfinite(s.multiple);
 }
 
-VolumeObservation volume_observe(VolumeState& state, const SpikeSettings& s, double now) {
+VolumeObservation volume_observe(VolumeState& state, const SpikeSettings& s, double now,
+                                 std::uint64_t count) {
     const double bucket = std::floor(now / s.bucket_seconds);
     const bool fresh = state.baselines.empty() || state.bucket_seconds != s.bucket_seconds ||
                        state.baselines.size() != s.slots || now >= state.expires_at;
@@ -55,7 +56,7 @@ VolumeObservation volume_observe(VolumeState& state, const SpikeSettings& s, dou
         state.count = 0;
         state.fired = SpikeFired::none;
     }
-    state.count += 1;
+    state.count += count;
     state.expires_at = now + (static_cast<double>(s.slots) + 1) * s.bucket_seconds;
 
     VolumeObservation o;

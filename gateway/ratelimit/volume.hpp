@@ -31,7 +31,7 @@ struct VolumeState {
 };
 
 struct VolumeObservation {
-    bool spike = false;  // this message made the bucket cross the threshold
+    bool spike = false;  // these messages made the bucket cross the threshold
     bool held = false;   // fired == held after this message
     std::uint64_t volume = 0;
     double baseline = -1;  // the current slot's baseline; -1: no history
@@ -42,10 +42,11 @@ struct VolumeObservation {
 inline constexpr std::uint32_t kMaxVolumeSlots = 10080;  // a week of minutes
 bool volume_settings_valid(const SpikeSettings& s);
 
-// Counts one message at `now` into `state` (reset first when it is empty,
-// expired or was made for other bucket settings) and reports the spike
-// signal. `s` must be valid.
-VolumeObservation volume_observe(VolumeState& state, const SpikeSettings& s, double now);
+// Counts `count` (>= 1) messages at `now` into `state` (reset first when
+// it is empty, expired or was made for other bucket settings) and reports
+// the spike signal. `s` must be valid.
+VolumeObservation volume_observe(VolumeState& state, const SpikeSettings& s, double now,
+                                 std::uint64_t count = 1);
 
 // An operator clears a hold: held -> cleared. False when nothing was held.
 bool volume_clear_hold(VolumeState& state);

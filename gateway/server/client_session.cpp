@@ -584,11 +584,10 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             case session::index_of<session::act::CheckLimits>: {
                 auto& request = std::get<session::act::CheckLimits>(a).request;
                 auto& store = *shared.limits;
-                if (store.synchronous()) {
-                    // The memory store answers at once: no suspension, no
-                    // hop through the executor.
-                    store.submit(std::move(request),
-                                 [&machine](ratelimit::Outcome o) { machine.on_limits_result(o); });
+                // The memory store, or the batch store from the units it
+                // holds, answers at once: no suspension, no executor hop.
+                if (auto now = store.decide_now(request)) {
+                    machine.on_limits_result(*now);
                     break;
                 }
                 ratelimit::Outcome outcome = co_await await_callback<ratelimit::Outcome>(

@@ -13,7 +13,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "gateway/common/ascii.hpp"
+#include "gateway/ratelimit/batch_store.hpp"
 #include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/server/accept_backoff.hpp"
 #include "gateway/server/admin_server.hpp"
@@ -54,7 +57,7 @@ session::VolumeSettings volume_settings(const config::Config& c) {
 }  // namespace
 
 Server::Server(config::Config config)
-    : signals_(io_), drain_timer_(io_), watch_timer_(io_), trim_timer_(io_) {
+    : signals_(io_), drain_timer_(io_), watch_timer_(io_), trim_timer_(io_), batch_timer_(io_) {
     shared_.config = std::move(config);
     for (const auto& l : shared_.config.listeners) {
         ListenerInfo info;
@@ -118,36 +121,94 @@ Server::~Server() {
 }
 
 namespace {
+double steady_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
 // The embedded store, with the metrics the Redis store reports itself.
 class MeteredMemoryStore final : public ratelimit::Store {
   public:
     MeteredMemoryStore(std::size_t entries, metrics::Metrics& m)
-        : store_([] { return seconds_now(); }, entries), metrics_(m) {
+        : store_(steady_seconds, entries), metrics_(m) {
         metrics_.rate_limit_store_up(true);
     }
     void submit(ratelimit::Request request, std::function<void(ratelimit::Outcome)> done) override {
-        const double t0 = seconds_now();
+        done(*decide_now(request));
+    }
+    std::optional<ratelimit::Outcome> decide_now(ratelimit::Request& request) override {
+        const double t0 = steady_seconds();
         auto outcome = store_.decide(request);
-        metrics_.rate_limit_store_latency("memory", seconds_now() - t0);
+        metrics_.rate_limit_store_latency("memory", steady_seconds() - t0);
         // Every 256th call: the gauge's own cost stays off the hot path.
         if ((++calls_ & 0xff) == 0) metrics_.rate_limit_store_entries(store_.size());
-        done(std::move(outcome));
+        return outcome;
     }
     void clear_hold(std::string key, std::function<void(bool)> done) override {
         store_.clear_hold(std::move(key), std::move(done));
     }
     std::string_view name() const override { return "memory"; }
-    bool synchronous() const override { return true; }
 
   private:
-    static double seconds_now() {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-            .count();
-    }
     ratelimit::MemoryStore store_;
     metrics::Metrics& metrics_;
     std::atomic<std::uint64_t> calls_{0};
 };
+
+// What the batch store did, as metrics and audit lines. Shared with the
+// callbacks the Redis client may still run while the stores go away.
+class BatchMetrics final : public ratelimit::BatchEvents {
+  public:
+    BatchMetrics(metrics::Metrics& m, bool tenant_label)
+        : metrics_(m), tenant_label_(tenant_label) {}
+    void decided(bool in_process) override { metrics_.rate_limit_batch_decision(in_process); }
+    void block_units(std::string_view result, std::uint64_t units) override {
+        metrics_.rate_limit_block(result, units);
+    }
+    // A spike in counts sent by a flush, not with a message: no session.
+    void spike(std::string_view volume_key, const ratelimit::Outcome& o) override {
+        const std::string_view tenant = ratelimit::hash_tag(volume_key);
+        metrics_.anomaly("volume_spike", tenant_label_ ? tenant : std::string_view());
+        AuditLine("anomaly")
+            .field("kind", "volume_spike")
+            .field("tenant", tenant)
+            .field("detail",
+                   o.baseline < 0
+                       ? fmt::format("{} messages in this bucket, no history yet", o.volume)
+                       : fmt::format("{} messages in this bucket, baseline {:.1f}", o.volume,
+                                     o.baseline))
+            .write();
+    }
+
+  private:
+    metrics::Metrics& metrics_;
+    bool tenant_label_;
+};
+
+// Redis behind a BatchStore (rate_limit.batch_ms > 0).
+class BatchedStore final : public ratelimit::Store {
+  public:
+    BatchedStore(std::unique_ptr<ratelimit::Store> inner, ratelimit::BatchSettings s,
+                 std::shared_ptr<ratelimit::BatchEvents> events)
+        : inner_(std::move(inner)), batch_(*inner_, steady_seconds, s, std::move(events)) {}
+    void submit(ratelimit::Request request, std::function<void(ratelimit::Outcome)> done) override {
+        batch_.submit(std::move(request), std::move(done));
+    }
+    std::optional<ratelimit::Outcome> decide_now(ratelimit::Request& request) override {
+        return batch_.decide_now(request);
+    }
+    void clear_hold(std::string key, std::function<void(bool)> done) override {
+        batch_.clear_hold(std::move(key), std::move(done));
+    }
+    std::string_view name() const override { return batch_.name(); }
+    bool available() const override { return batch_.available(); }
+    ratelimit::BatchStore& batch() { return batch_; }
+
+  private:
+    std::unique_ptr<ratelimit::Store> inner_;  // first: batch_ refers to it
+    ratelimit::BatchStore batch_;
+};
+
 }  // namespace
 
 std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
@@ -160,8 +221,22 @@ std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
         std::vector<asio::io_context::executor_type> executors;
         for (std::size_t i = 0; i < thread_count(); ++i)
             executors.push_back(context(i).get_executor());
-        return std::make_unique<RedisStore>(std::move(executors), std::move(options).value(),
-                                            shared_.metrics);
+        auto redis = std::make_unique<RedisStore>(std::move(executors), std::move(options).value(),
+                                                  shared_.metrics);
+        if (rl.batch.count() == 0) return redis;
+        ratelimit::BatchSettings s;
+        s.batch_seconds = static_cast<double>(rl.batch.count()) / 1000;
+        s.lease_fraction = static_cast<double>(rl.block_percent) / 100;
+        s.seen_entries = rl.seen_cache_entries;
+        // A remembered mark's expiry runs at most an hour (or half its
+        // TTL) short of what sending every sighting would give.
+        s.seen_refresh = std::min(
+            3600.0, static_cast<double>(shared_.config.anomalies.first_seen_ttl.count()) / 2);
+        auto batched = std::make_unique<BatchedStore>(
+            std::move(redis), s,
+            std::make_shared<BatchMetrics>(shared_.metrics, shared_.config.anomalies.tenant_label));
+        batch_ = &batched->batch();
+        return batched;
     }
     return std::make_unique<MeteredMemoryStore>(rl.memory_entries, shared_.metrics);
 }
@@ -246,6 +321,7 @@ int Server::run() {
     start_file_watch();
     if (poller_) poller_->start(io_.get_executor());
     start_memory_trim();
+    start_batch_flush();
     shared_.health.listeners_up = true;
 
     log_info("started", {{"threads", thread_count()},
@@ -427,6 +503,18 @@ void Server::start_memory_trim() {
     });
 }
 
+// Blocks and volume counts older than rate_limit.batch_ms go to Redis.
+void Server::start_batch_flush() {
+    if (!batch_) return;
+    const auto every = std::max(shared_.config.rate_limit.batch / 2, std::chrono::milliseconds(10));
+    batch_timer_.expires_after(every);
+    batch_timer_.async_wait([this](const error_code& ec) {
+        if (ec) return;
+        batch_->flush();
+        start_batch_flush();
+    });
+}
+
 void Server::begin_drain() {
     systemd::notify_stopping();
     shared_.health.draining = true;
@@ -436,6 +524,7 @@ void Server::begin_drain() {
     }
     watch_timer_.cancel();
     trim_timer_.cancel();
+    batch_timer_.cancel();
     if (poller_) poller_->stop();
     for (std::size_t i = 0; i < thread_count(); ++i)
         asio::post(context(i), [pool = shared_.upstream_pools[i].get()] { pool->drain(); });
@@ -457,6 +546,18 @@ void Server::drain_poll() {
                     [](const auto& pool) { return pool->drained(); });
     if ((shared_.limiter->active() == 0 && pools_drained) ||
         std::chrono::steady_clock::now() >= drain_deadline_) {
+        if (batch_ && !batch_flushed_) {
+            // Unused units and unsent counts go to Redis before the loops
+            // stop; its replies get one store timeout to arrive.
+            batch_flushed_ = true;
+            batch_->flush(true);
+            drain_timer_.expires_after(shared_.config.rate_limit.timeout +
+                                       std::chrono::milliseconds(50));
+            drain_timer_.async_wait([this](const error_code& ec) {
+                if (!ec) drain_poll();
+            });
+            return;
+        }
         log_info("drain_finished", {{"sessions_left", shared_.limiter->active()}});
         if (admin_) admin_->stop();
         signals_.cancel();

@@ -16,6 +16,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/net/asio.hpp"
+#include "gateway/ratelimit/batch_store.hpp"
 #include "gateway/ratelimit/store.hpp"
 #include "gateway/server/connection_limiter.hpp"
 #include "gateway/server/dns_resolver.hpp"
@@ -91,6 +92,7 @@ class Server {
     // the TLS certificates when their files changed.
     void start_file_watch();
     void start_memory_trim();
+    void start_batch_flush();
     bool load_policy_at_start();
     // Loads the policy on policy_loader_ and swaps it in (see server.cpp).
     void request_policy_reload();
@@ -116,6 +118,10 @@ class Server {
     net::asio::steady_timer drain_timer_;
     net::asio::steady_timer watch_timer_;
     net::asio::steady_timer trim_timer_;
+    net::asio::steady_timer batch_timer_;
+    // rate_limit.batch_ms with Redis: the batch store inside shared_.limits.
+    ratelimit::BatchStore* batch_ = nullptr;
+    bool batch_flushed_ = false;  // at the end of the drain
     FileWatch policy_watch_, tls_watch_;
     // policy_url only. Declared before policy_loader_: a load it posted
     // finishes (the loader is joined) before the poller goes away.

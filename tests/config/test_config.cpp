@@ -347,6 +347,9 @@ TEST_CASE("rate_limit and anomalies: defaults") {
     CHECK(rl.timeout == std::chrono::milliseconds(250));
     CHECK(rl.on_error == StoreFailure::fail_open);
     CHECK(rl.replicas == 1);
+    CHECK(rl.batch == std::chrono::milliseconds(1000));
+    CHECK(rl.block_percent == 1);
+    CHECK(rl.seen_cache_entries == 100000);
     const Anomalies& a = c->anomalies;
     CHECK(a.enabled);
     CHECK(a.first_seen);
@@ -366,7 +369,7 @@ TEST_CASE("rate_limit: every key read, files relative to the config") {
         "tls": { "enabled": true, "ca_file": "ca.pem", "verify_name": "redis.internal",
                  "cert_file": "/abs/c.pem", "key_file": "k.pem" },
         "connect_timeout_ms": 500, "timeout_ms": 100, "on_error": "fail_closed",
-        "replicas": 3 },
+        "replicas": 3, "batch_ms": 250, "block_percent": 5, "seen_cache_entries": 0 },
         "anomalies": { "enabled": false, "first_seen": false, "first_seen_ttl_seconds": 7200,
         "spike_multiple": 5, "spike_min_messages": 20, "bucket_seconds": 600,
         "seasonal_slots": 168, "alpha_percent": 50, "tenant_label": true } })",
@@ -389,6 +392,9 @@ TEST_CASE("rate_limit: every key read, files relative to the config") {
     CHECK(rl.timeout == std::chrono::milliseconds(100));
     CHECK(rl.on_error == StoreFailure::fail_closed);
     CHECK(rl.replicas == 3);
+    CHECK(rl.batch == std::chrono::milliseconds(250));
+    CHECK(rl.block_percent == 5);
+    CHECK(rl.seen_cache_entries == 0);
     const Anomalies& a = c->anomalies;
     CHECK_FALSE(a.enabled);
     CHECK_FALSE(a.first_seen);
@@ -434,6 +440,10 @@ TEST_CASE("rate_limit and anomalies: bad values and unknown keys at their paths"
     one_error(R"({"rate_limit": {"key_prefix": "a}"}})", "/rate_limit/key_prefix");
     one_error(R"({"rate_limit": {"key_prefix": "a b"}})", "/rate_limit/key_prefix");
     CHECK(parse_config(R"({"rate_limit": {"key_prefix": ""}})", ".").ok());
+    one_error(R"({"rate_limit": {"batch_ms": 60001}})", "/rate_limit/batch_ms");
+    one_error(R"({"rate_limit": {"block_percent": 51}})", "/rate_limit/block_percent");
+    one_error(R"({"rate_limit": {"seen_cache_entries": -1}})", "/rate_limit/seen_cache_entries");
+    CHECK(parse_config(R"({"rate_limit": {"batch_ms": 0, "block_percent": 0}})", ".").ok());
     one_error(R"({"rate_limit": {"tls": {"cert_file": "c.pem"}}})", "/rate_limit/tls");
     one_error(R"({"rate_limit": {"username": "u"}})", "/rate_limit/username");
     one_error(R"({"rate_limit": {"password_file": ""}})", "/rate_limit/password_file");

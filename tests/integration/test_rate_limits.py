@@ -76,6 +76,15 @@ def redis_command(redis, *args):
         return c.recv(4096).split(b"\r\n")[0].decode()
 
 
+def redis_value(redis, *args):
+    """A command whose reply is a bulk string: its value (None for nil)."""
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as c:
+        c.sendall(("*%d\r\n" % len(args) + "".join(
+            "$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)).encode())
+        lines = c.recv(4096).split(b"\r\n")
+        return None if lines[0] == b"$-1" else lines[1].decode()
+
+
 def clear_hold(gw, tenant):
     req = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}/limits/clear-hold?tenant={tenant}",
                                  method="POST")
@@ -298,14 +307,68 @@ class RedisStoreTest(GatewayTestCase):
                          what="five refunds answered by Redis")
         self.assertEqual(metric(a, "relaygate_rate_limit_lease_units_total", result="granted"), 5)
         self.assertEqual(metric(a, "relaygate_rate_limit_lease_units_total", result="lost"), 0)
-        # Redis holds no debt on the recipients limit: the budget is whole.
-        self.assertEqual(redis_command(
-            redis, "EXISTS", "relaygate:rl:{demo}:tenant:demo:recipients:3600"), ":0")
+        # The refunds wait in the replica's block for rate_limit.batch_ms
+        # and then reach Redis: it holds no debt on the recipients limit.
+        harness.wait_for(lambda: redis_command(
+            redis, "EXISTS", "relaygate:rl:{demo}:tenant:demo:recipients:3600") == ":0", 10,
+            what="the returned block reaching Redis")
+        self.assertGreaterEqual(metric(a, "relaygate_rate_limit_block_units_total",
+                                       result="returned"), 5)
         # The other replica gets the whole budget, and no more.
         r, rr = send(b.port, rcpts=("x@example.org", "y@example.org", "z@example.org"))
         self.assertEqual([x.code for x in rr], [250, 250, 452])
         self.assertIn("recipients 2 per 1h (tenant demo)", rr[2].text)
         self.assertEqual(r.code, 250)
+
+    def test_batched_replicas_decide_most_messages_in_process_and_never_exceed_the_limit(self):
+        redis = self.start_redis()
+        sink = self.start_sink()
+        # Blocks of 4 messages (10% of 40); anomalies on, so that volume
+        # counts and first-seen marks are batched too.
+        config = self.redis_config(redis, block_percent=10)
+        config["anomalies"] = {"enabled": True}
+        a, b = self.two_replicas(sink, policy_with(
+            tenant_limits={"messages": [{"count": 40, "per": "1h"}]}), config)
+        codes = [send((a, b)[i % 2].port)[0].code for i in range(60)]
+        self.assertEqual(codes.count(250), 40, codes)
+        self.assertEqual(codes.count(450), 20, codes)
+        a.wait_transactions(30)
+        b.wait_transactions(30)
+        self.assertEqual(len(sink.stored()), 40)
+        for gw in (a, b):
+            in_process = metric(gw, "relaygate_rate_limit_batch_decisions_total",
+                                where="process")
+            in_store = metric(gw, "relaygate_rate_limit_batch_decisions_total", where="store")
+            self.assertGreater(in_process, in_store)
+            self.assertGreater(metric(gw, "relaygate_rate_limit_block_units_total",
+                                      result="taken"), 0)
+        # Both replicas count into one volume state in Redis (a single
+        # bucket: 60 attempts), once their waiting counts are sent.
+        harness.wait_for(lambda: redis_value(redis, "HGET", "relaygate:vol:{demo}", "c") == "60",
+                         10, what="all 60 counts in Redis")
+
+    def test_batched_volume_spike_holds_the_tenant_on_every_replica(self):
+        redis = self.start_redis()
+        sink = self.start_sink()
+        config = self.redis_config(redis)
+        config["anomalies"] = {"enabled": True, "spike_multiple": 2, "spike_min_messages": 4}
+        a, b = self.two_replicas(sink, policy_with(tenant_limits={"on_spike": "hold"}), config)
+        # Counts reach Redis at most rate_limit.batch_ms late: the spike is
+        # seen and the hold applies within about a second, on both replicas.
+        codes = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and codes[-2:] != [450, 450]:
+            codes.append(send((a, b)[len(codes) % 2].port)[0].code)
+            time.sleep(0.05)
+        self.assertEqual(codes[-2:], [450, 450], codes)
+        self.assertEqual(set(codes), {250, 450})
+        spikes = [e for gw in (a, b) for e in gw.audit("anomaly") if e["kind"] == "volume_spike"]
+        self.assertEqual(len(spikes), 1, spikes)
+        self.assertEqual(spikes[0]["tenant"], "demo")
+        # Cleared on one replica: both send again once they next ask Redis.
+        self.assertEqual(clear_hold(a, "demo"), (200, "cleared\n"))
+        harness.wait_for(lambda: send(b.port)[0].code == 250, 10, what="b sending again")
+        self.assertEqual(send(a.port)[0].code, 250)
 
     def test_redis_down_fail_open_divides_the_limit_by_the_replica_count(self):
         redis = self.start_redis()

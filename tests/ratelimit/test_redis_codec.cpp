@@ -50,23 +50,24 @@ TEST_CASE("encode: keys in order, one hash tag, numbers that read back exactly")
     CHECK(call.keys == std::vector<std::string>{r.checks[0].key, r.checks[1].key, r.checks[2].key,
                                                 r.checks[3].key, "vol:{acme}",
                                                 "seen:{acme}:net:192.0.2.0/24"});
-    REQUIRE(call.args.size() == 10 + 4 * 4);
+    REQUIRE(call.args.size() == 11 + 4 * 4);
     CHECK(call.args[0] == "4");
     CHECK(call.args[1] == "1");
     CHECK(call.args[2] == "1");
     double now = 0;
     std::from_chars(call.args[3].data(), call.args[3].data() + call.args[3].size(), now);
     CHECK(now == 1.7e9 + 0.123456789);  // exact: both stores compute on the same double
+    CHECK(call.args[10] == "1");        // the volume observation counts one message
     double interval = 0;
-    std::from_chars(call.args[14].data(), call.args[14].data() + call.args[14].size(), interval);
+    std::from_chars(call.args[15].data(), call.args[15].data() + call.args[15].size(), interval);
     CHECK(interval == 86400.0 / 3e9);
-    CHECK(call.args[16] == "40000");
+    CHECK(call.args[17] == "40000");
     // The modes: consume 1, ask 0, lease 2, refund 3.
-    CHECK(call.args[13] == "1");
-    CHECK(call.args[17] == "0");
-    CHECK(call.args[21] == "2");
-    CHECK(call.args[24] == "2");  // the refund's cost
-    CHECK(call.args[25] == "3");
+    CHECK(call.args[14] == "1");
+    CHECK(call.args[18] == "0");
+    CHECK(call.args[22] == "2");
+    CHECK(call.args[25] == "2");  // the refund's cost
+    CHECK(call.args[26] == "3");
     // Without `now` the script reads the server's TIME.
     CHECK(encode_decide(r).args[3].empty());
 

@@ -171,6 +171,8 @@ int run_sequence(redisContext* c, unsigned seed, int steps) {
             req.spike.alpha = 0.3;
             req.spike.multiple = 2;
             req.spike.min_messages = 3;
+            // A batching process counts several messages at once.
+            if (uniform(0, 1) < 0.2) req.volume_count = 1 + below(4);
         }
         const std::uint64_t m = below(3);
         for (std::uint64_t j = 0; j < m; ++j)
