@@ -336,6 +336,13 @@ struct Metrics::Impl {
             .Name("relaygate_rate_limit_store_entries")
             .Help("Entries held by the memory rate-limit store")
             .Register(registry);
+    prometheus::Family<Gauge>& rate_limit_batch_entries =
+        BuildGauge()
+            .Name("relaygate_rate_limit_batch_entries")
+            .Help(
+                "Entries the batch store in front of Redis holds (blocks, tenants' volume counts, "
+                "remembered first-seen marks)")
+            .Register(registry);
     prometheus::Family<Counter>& rate_limit_lease_units =
         BuildCounter()
             .Name("relaygate_rate_limit_lease_units_total")
@@ -672,6 +679,10 @@ void Metrics::rate_limit_fallback() {
 
 void Metrics::rate_limit_store_entries(std::size_t n) {
     impl_->rate_limit_store_entries.Add({}).Set(static_cast<double>(n));
+}
+
+void Metrics::rate_limit_batch_entries(std::size_t n) {
+    impl_->rate_limit_batch_entries.Add({}).Set(static_cast<double>(n));
 }
 
 void Metrics::rate_limit_lease(std::string_view result, std::uint64_t units) {

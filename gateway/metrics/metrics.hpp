@@ -130,6 +130,8 @@ class Metrics {
     void rate_limit_batch_decision(bool in_process);
     // Units of process blocks: taken | returned | lost.
     void rate_limit_block(std::string_view result, std::uint64_t units);
+    // Entries the batch store holds (blocks, volume states, marks).
+    void rate_limit_batch_entries(std::size_t n);
     // An anomaly signal. kind: first_seen_domain | first_seen_network |
     // volume_spike. `tenant` non-empty adds a tenant label: pass it only
     // when the operator turned anomalies.tenant_label on (one series per

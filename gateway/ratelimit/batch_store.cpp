@@ -320,6 +320,9 @@ void BatchStore::flush(bool everything) {
     std::vector<Request> refunds;
     std::vector<std::uint64_t> refund_units;
     std::vector<Request> counts;
+    // One refund request per tenant (a Redis Cluster slot holds its
+    // keys): tag -> index in `refunds`.
+    std::unordered_map<std::string, std::size_t> by_tag;
     {
         std::lock_guard lock(impl_->mutex);
         const double now = impl_->clock();
@@ -331,19 +334,15 @@ void BatchStore::flush(bool everything) {
                 continue;
             }
             if (b.units > 0) {
-                // One request per tenant: a Redis Cluster slot holds its keys.
-                const std::string_view tag = hash_tag(it->first);
-                auto same = std::find_if(refunds.begin(), refunds.end(), [&](const Request& r) {
-                    return hash_tag(r.checks.front().key) == tag;
-                });
-                if (same == refunds.end()) {
+                const auto [at, fresh] =
+                    by_tag.try_emplace(std::string(hash_tag(it->first)), refunds.size());
+                if (fresh) {
                     refunds.emplace_back();
                     refund_units.push_back(0);
-                    same = refunds.end() - 1;
                 }
-                same->checks.push_back(
+                refunds[at->second].checks.push_back(
                     {it->first, b.interval, b.tolerance, b.units, Check::Mode::refund});
-                refund_units[static_cast<std::size_t>(same - refunds.begin())] += b.units;
+                refund_units[at->second] += b.units;
             }
             it = impl_->blocks.erase(it);
         }
@@ -395,6 +394,12 @@ std::uint64_t BatchStore::units_held() const {
     for (const auto& [key, b] : impl_->blocks)
         n += b.units;
     return n;
+}
+
+std::size_t BatchStore::entries() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->blocks.size() + impl_->volumes.size() + impl_->seen.size() +
+           impl_->seen_old.size();
 }
 
 std::uint64_t BatchStore::counts_waiting() const {

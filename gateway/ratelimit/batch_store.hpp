@@ -72,6 +72,10 @@ class BatchStore final : public Store {
     // Held here now: units in blocks, messages not yet counted in the store.
     std::uint64_t units_held() const;
     std::uint64_t counts_waiting() const;
+    // Blocks, tenants' volume states and remembered marks (for a gauge):
+    // bounded by what was active in the last 60 * batch_seconds, plus
+    // seen_entries.
+    std::size_t entries() const;
 
   private:
     struct Impl;

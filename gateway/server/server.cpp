@@ -511,6 +511,7 @@ void Server::start_batch_flush() {
     batch_timer_.async_wait([this](const error_code& ec) {
         if (ec) return;
         batch_->flush();
+        shared_.metrics.rate_limit_batch_entries(batch_->entries());
         start_batch_flush();
     });
 }

@@ -381,3 +381,31 @@ TEST_CASE("first-seen marks: sent once, then remembered until the refresh") {
     CHECK(shared.calls == calls + 1);
     CHECK(o.first_seen_new == std::vector<bool>{false});
 }
+
+TEST_CASE("100k tenants once each: what the process holds goes away when they are idle") {
+    double now = 7200;
+    Shared shared([&] { return now; });
+    BatchSettings s = settings();
+    s.seen_entries = 1000;
+    BatchStore store(
+        shared, [&] { return now; }, s);
+    for (int t = 0; t < 100000; ++t) {
+        const std::string tag = "{t" + std::to_string(t) + "}";
+        Request r;
+        r.checks.push_back(limit("rl:" + tag + ":messages", 100000));
+        r.volume_key = "vol:" + tag;
+        r.first_seen.push_back("seen:" + tag + ":net:192.0.2.0/24");
+        r.first_seen_ttl = 86400;
+        REQUIRE(decide(store, r).allowed);
+    }
+    // A block, a volume state per tenant, and at most seen_entries marks.
+    CHECK(store.entries() <= 2 * 100000 + 1000);
+    CHECK(store.units_held() == 100000 * 1000);
+    now += 1;
+    store.flush();  // the blocks go back
+    CHECK(store.units_held() == 0);
+    CHECK(store.entries() <= 100000 + 1000);
+    now += 60;
+    store.flush();  // the idle volume states are forgotten
+    CHECK(store.entries() <= 1000);
+}
