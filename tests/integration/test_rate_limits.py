@@ -11,7 +11,11 @@ it; two replicas on one Redis share one limit; Redis going away behaves as
 rate_limit.on_error says (fail_open: per-process limits divided by the
 replica count; fail_closed: 451 4.3.0), without a crash or a hang; with
 recipient leases (the default) two replicas never accept more recipients
-than the limit, and a lease given back reaches Redis."""
+than the limit, and a lease given back reaches Redis; with process blocks
+(rate_limit.batch_ms, the default with Redis) most decisions are made in the
+process, two replicas still never accept more than the limit, the volume
+counts all reach Redis, a spike holds the tenant on both replicas, and a
+replica that stops gives its block back."""
 
 import os
 import socket
@@ -346,6 +350,22 @@ class RedisStoreTest(GatewayTestCase):
         # bucket: 60 attempts), once their waiting counts are sent.
         harness.wait_for(lambda: redis_value(redis, "HGET", "relaygate:vol:{demo}", "c") == "60",
                          10, what="all 60 counts in Redis")
+
+    def test_a_replica_that_stops_gives_its_block_back(self):
+        redis = self.start_redis()
+        sink = self.start_sink()
+        a, b = self.two_replicas(sink, policy_with(
+            tenant_limits={"messages": [{"count": 40, "per": "1h"}]}),
+            self.redis_config(redis, block_percent=10, batch_ms=60000))
+        # a takes one message and a block of 4 it keeps (batch_ms 60 s) ...
+        self.assertEqual(send(a.port)[0].code, 250)
+        a.wait_transactions(1)
+        self.assertEqual(metric(a, "relaygate_rate_limit_block_units_total", result="taken"), 4)
+        # ... until it drains on SIGTERM: the block goes back to Redis.
+        a.expect_exit = True
+        self.assertEqual(a.stop(), 0)
+        codes = [send(b.port)[0].code for _ in range(42)]
+        self.assertEqual(codes, [250] * 39 + [450] * 3)
 
     def test_batched_volume_spike_holds_the_tenant_on_every_replica(self):
         redis = self.start_redis()
