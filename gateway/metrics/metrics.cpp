@@ -103,6 +103,17 @@ class TenantCounters {
 
 struct Metrics::Impl {
     ChildCache<Counter> counters;
+    // The child of a counter family with one label, cached under `tag`,
+    // a NUL (no other cached key has one there) and the value.
+    Counter& one_label(prometheus::Family<Counter>& family, std::string_view tag, const char* label,
+                       std::string_view value) {
+        std::string key(tag);
+        key += '\0';
+        key += value;
+        return counters.get(key, [&]() -> Counter& {
+            return family.Add({{label, std::string(value)}});
+        });
+    }
     TenantCounters tenant_counters;
     config::MetricsConfig config;
     std::atomic<bool> tenant_labels{true};
@@ -634,14 +645,7 @@ void Metrics::dkim_signature(std::string_view result) {
 }
 
 void Metrics::rate_limit_decision(std::string_view result) {
-    const std::string r(result);
-    // Keys with a NUL after the prefix: no other cached key has one there.
-    impl_->counters
-        .get(std::string("rld\0", 4) + r,
-             [&]() -> Counter& {
-                 return impl_->rate_limit_decisions.Add({{"result", r}});
-             })
-        .Increment();
+    impl_->one_label(impl_->rate_limit_decisions, "rld", "result", result).Increment();
 }
 
 void Metrics::rate_limited(std::string_view limit, bool reported) {
@@ -686,33 +690,19 @@ void Metrics::rate_limit_batch_entries(std::size_t n) {
 }
 
 void Metrics::rate_limit_lease(std::string_view result, std::uint64_t units) {
-    const std::string r(result);
-    impl_->counters
-        .get(std::string("rll\0", 4) + r,
-             [&]() -> Counter& {
-                 return impl_->rate_limit_lease_units.Add({{"result", r}});
-             })
+    impl_->one_label(impl_->rate_limit_lease_units, "rll", "result", result)
         .Increment(static_cast<double>(units));
 }
 
 void Metrics::rate_limit_batch_decision(bool in_process) {
-    static const std::string kProcess("rlb\0process", 11), kStore("rlb\0store", 9);
-    const bool p = in_process;
-    impl_->counters
-        .get(p ? kProcess : kStore,
-             [&]() -> Counter& {
-                 return impl_->rate_limit_batch_decisions.Add({{"where", p ? "process" : "store"}});
-             })
+    impl_
+        ->one_label(impl_->rate_limit_batch_decisions, "rlb", "where",
+                    in_process ? "process" : "store")
         .Increment();
 }
 
 void Metrics::rate_limit_block(std::string_view result, std::uint64_t units) {
-    const std::string r(result);
-    impl_->counters
-        .get(std::string("rlk\0", 4) + r,
-             [&]() -> Counter& {
-                 return impl_->rate_limit_block_units.Add({{"result", r}});
-             })
+    impl_->one_label(impl_->rate_limit_block_units, "rlk", "result", result)
         .Increment(static_cast<double>(units));
 }
 
