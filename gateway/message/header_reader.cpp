@@ -57,24 +57,29 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
         return std::optional<HeaderReject>({r, std::move(d)});
     };
     std::size_t pos = 0;
+    // A message's usual fields without growing (and copying) the vector.
+    fields.reserve(16);
     while (pos < end) {
         std::size_t eol = pos;
         while (eol < end && in[eol] != '\r' && in[eol] != '\n' && in[eol] != '\0')
             ++eol;
-        std::string where = " in header line at byte " + std::to_string(pos);
+        // Only for a refusal's text: not built for every line.
+        const auto where = [pos] { return " in header line at byte " + std::to_string(pos); };
         if (eol == end)
-            return bad(Reason::header_malformed, "last line does not end with CRLF" + where);
-        if (in[eol] == '\0') return bad(Reason::header_malformed, "NUL" + where);
-        if (in[eol] == '\n') return bad(Reason::header_malformed, "bare LF" + where);
+            return bad(Reason::header_malformed, "last line does not end with CRLF" + where());
+        if (in[eol] == '\0') return bad(Reason::header_malformed, "NUL" + where());
+        if (in[eol] == '\n') return bad(Reason::header_malformed, "bare LF" + where());
         if (eol + 1 >= end || in[eol + 1] != '\n')
-            return bad(Reason::header_malformed, "bare CR" + where);
+            return bad(Reason::header_malformed, "bare CR" + where());
         std::string_view line = in.substr(pos, eol - pos);
         std::size_t next = eol + 2;
         if (line.empty()) break;  // the empty line that ends the header section
 
         if (!ascii::is_all_ascii(line)) {
-            if (!smtputf8) return bad(Reason::header_8bit_without_smtputf8, "8-bit octet" + where);
-            if (!is_valid_utf8(line)) return bad(Reason::header_malformed, "invalid UTF-8" + where);
+            if (!smtputf8)
+                return bad(Reason::header_8bit_without_smtputf8, "8-bit octet" + where());
+            if (!is_valid_utf8(line))
+                return bad(Reason::header_malformed, "invalid UTF-8" + where());
         }
 
         if (ascii::is_wsp(static_cast<unsigned char>(line[0]))) {
@@ -83,7 +88,7 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
             if (fields.empty())
                 return bad(Reason::header_malformed, "header section starts with whitespace");
             if (line.find_first_not_of(" \t") == std::string_view::npos)
-                return bad(Reason::header_malformed, "whitespace-only continuation line" + where);
+                return bad(Reason::header_malformed, "whitespace-only continuation line" + where());
             HeaderField& f = fields.back();
             f.value.append(line);
             f.length = next - f.offset;
@@ -97,7 +102,7 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
                 ++colon;
             if (n == 0 || colon >= line.size() || line[colon] != ':')
                 return bad(Reason::header_malformed,
-                           "line without a field name and colon (or folded field name)" + where);
+                           "line without a field name and colon (or folded field name)" + where());
             fields.push_back(HeaderField{std::string(line.substr(0, n)),
                                          std::string(line.substr(colon + 1)), pos, next - pos});
         }

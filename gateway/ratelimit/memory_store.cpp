@@ -4,6 +4,8 @@
 // order of the steps below is the script's order.
 #include "gateway/ratelimit/memory_store.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <list>
@@ -35,6 +37,9 @@ struct Mark {
     double expires_at = 0;
 };
 using Value = std::variant<Cell, VolumeState, Mark>;
+
+template <class T>
+using Small = boost::container::small_vector<T, 8>;
 
 bool check_valid(const Check& c) {
     return std::isfinite(c.interval) && c.interval > 0 && std::isfinite(c.tolerance) &&
@@ -134,8 +139,9 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
 
     // Lock every shard the request touches, in shard order (no deadlock
     // between requests whose keys, against the rule, mix hash tags).
-    std::vector<Shard*> touched;
-    touched.reserve(request.checks.size() + request.first_seen.size() + 1);
+    // Small vectors: a request names a few keys, and a decision per
+    // message must not cost a heap allocation per scratch array.
+    Small<Shard*> touched;
     for (const auto& c : request.checks)
         touched.push_back(&shard_of(c.key));
     if (has_volume) touched.push_back(&shard_of(request.volume_key));
@@ -143,8 +149,7 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
         touched.push_back(&shard_of(k));
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    std::vector<std::unique_lock<std::mutex>> locks;
-    locks.reserve(touched.size());
+    Small<std::unique_lock<std::mutex>> locks;
     for (Shard* s : touched)
         locks.emplace_back(s->mutex);
 
@@ -157,8 +162,8 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
     // named twice sees its first check's effect.
     using Mode = Check::Mode;
     const std::size_t n = request.checks.size();
-    std::vector<double> base(n), start(n), tat(n);
-    std::vector<std::size_t> first(n);  // the first check index naming the same key
+    Small<double> base(n), start(n), tat(n);
+    Small<std::size_t> first(n);  // the first check index naming the same key
     bool has_lease = false;
     for (std::size_t i = 0; i < n; ++i) {
         const auto& c = request.checks[i];
@@ -202,11 +207,11 @@ Outcome MemoryStore::Impl::decide(const Request& request) {
             out.retry_after = std::max(out.retry_after, r.retry_after);
         }
     }
-    std::vector<double>& final_tat = out.allowed ? tat : start;
+    Small<double>& final_tat = out.allowed ? tat : start;
     // 1c. Leases, only for an allowed request, all or nothing among
     // themselves; one that does not fit is not granted and refuses nothing.
     if (out.allowed && has_lease) {
-        std::vector<double> leased = final_tat;
+        Small<double> leased = final_tat;
         bool fits = true;
         for (std::size_t i = 0; i < n && fits; ++i) {
             const auto& c = request.checks[i];

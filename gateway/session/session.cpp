@@ -166,11 +166,12 @@ SessionMachine::SessionMachine(const Settings& settings,
 }
 
 Action SessionMachine::next() {
-    while (actions_.empty())
+    while (action_head_ == actions_.size()) {
+        actions_.clear();  // keeps its capacity: no allocation per action
+        action_head_ = 0;
         step();
-    Action a = std::move(actions_.front());
-    actions_.pop_front();
-    return a;
+    }
+    return std::move(actions_[action_head_++]);
 }
 
 void SessionMachine::step() {
@@ -678,7 +679,8 @@ std::string SessionMachine::verdict_header() const {
                                 txn_.from_domain.empty() ? txn_.envelope.domain : txn_.from_domain,
                                 policy_->hash());
     if (d.report_only) v += fmt::format("; mode=report; would-reject={}", label(d.reason));
-    return v + "\r\n";
+    v += "\r\n";
+    return v;
 }
 
 void SessionMachine::end_of_data() {
@@ -890,13 +892,17 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
         hooks_.on_rate_limited("spike_hold", report, d.tenant, detail);
         if (!report) refuse = Reason::anomaly_hold;
     }
-    smtp::Reply refusal = smtp::make_reply(refuse);
-    if (!detail.empty() && !refusal.lines.empty()) refusal.lines.back() += ": " + detail;
+    // Only made for a refusal (most decisions allow).
+    const auto refusal = [&] {
+        smtp::Reply r = smtp::make_reply(refuse);
+        if (!detail.empty() && !r.lines.empty()) r.lines.back() += ": " + detail;
+        return r;
+    };
 
     switch (txn_.limits_for) {
         case LimitsFor::mail_from:
             if (refuse != Reason::accepted)
-                finish_transaction(refusal, refuse, "mail_from");
+                finish_transaction(refusal(), refuse, "mail_from");
             else
                 proceed_mail_from();
             return;
@@ -904,13 +910,13 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
             // This recipient only: the ones accepted before stay (RFC 5321
             // 4.5.3.1.10 lets the client send the rest later).
             if (refuse != Reason::accepted)
-                reply(refusal);
+                reply(refusal());
             else
                 command(Pending::rcpt, std::move(txn_.rcpt_line));
             return;
         case LimitsFor::header:
             if (refuse != Reason::accepted)
-                discard_with(refusal, refuse);
+                discard_with(refusal(), refuse);
             else
                 proceed_header();
             return;
@@ -918,7 +924,7 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
             if (refuse != Reason::accepted) {
                 // Before the commit point: the relay discards what it got.
                 release_upstream_transaction();
-                finish_transaction(refusal, refuse, "end_of_data");
+                finish_transaction(refusal(), refuse, "end_of_data");
             } else {
                 commit_upstream();
             }

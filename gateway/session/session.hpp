@@ -6,11 +6,11 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gateway/common/reason.hpp"
 #include "gateway/config/config.hpp"
@@ -322,7 +322,9 @@ class SessionMachine {
     Hooks& hooks_;
     policy::ConnectionFacts conn_;
 
-    std::deque<Action> actions_;
+    // Actions not yet taken by next(): actions_[action_head_..].
+    std::vector<Action> actions_;
+    std::size_t action_head_ = 0;
     std::string in_;
     std::size_t in_pos_ = 0;
     smtp::LineFramer framer_;

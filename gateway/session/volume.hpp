@@ -32,8 +32,9 @@ struct VolumeSettings {
 struct VolumeAsk {
     ratelimit::Request request;
     std::vector<policy::AppliedLimit> limits;  // per request.checks
-    std::vector<std::string> seen_kinds;       // per request.first_seen: the anomaly kind
-    std::vector<std::string> seen_what;        // per request.first_seen: for the log
+    std::vector<std::string_view>
+        seen_kinds;                      // per request.first_seen: the anomaly kind (a literal)
+    std::vector<std::string> seen_what;  // per request.first_seen: for the log
 
     bool empty() const {
         return request.checks.empty() && request.volume_key.empty() && request.first_seen.empty();

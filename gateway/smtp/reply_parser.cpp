@@ -108,16 +108,23 @@ ReplyEvent ReplyParser::feed(std::string_view input) {
         if (!lines_.empty() && code != code_) return fail(ReplyError::inconsistent_code, pos);
         if (lines_.size() >= limits_.max_lines) return fail(ReplyError::too_many_lines, pos);
         code_ = code;
-        lines_.emplace_back(text);
-        if (!last) continue;
+        if (!last) {
+            lines_.emplace_back(text);
+            continue;
+        }
 
+        // The last line is still in the input: a one-line reply (the
+        // usual) is made from it without a copy in lines_.
         ReplyEvent ev;
         ev.kind = ReplyEvent::Kind::reply;
         ev.consumed = pos;
         ev.reply.code = code_;
-        ev.reply.enhanced = std::string(leading_enhanced(lines_.front(), line[0]));
+        ev.reply.enhanced =
+            std::string(leading_enhanced(lines_.empty() ? text : lines_.front(), line[0]));
+        ev.reply.lines.reserve(lines_.size() + 1);
         for (auto& l : lines_)
             ev.reply.lines.emplace_back(strip_enhanced(l, ev.reply.enhanced));
+        ev.reply.lines.emplace_back(strip_enhanced(text, ev.reply.enhanced));
         lines_.clear();
         code_ = 0;
         return ev;

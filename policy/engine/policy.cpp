@@ -215,7 +215,9 @@ void append_decimal(std::string& out, unsigned v) {
 // "network " + cidr.to_string(), without fmt and inet_ntop for IPv4.
 std::string network_detail(const Cidr& cidr) {
     if (!cidr.address.is_v4()) return "network " + cidr.to_string();
-    std::string out = "network ";
+    std::string out;
+    out.reserve(sizeof "network 255.255.255.255/32");  // one allocation, not a regrowth
+    out = "network ";
     const auto& b = cidr.address.bytes();
     for (int i = 0; i < 4; ++i) {
         if (i) out += '.';

@@ -83,7 +83,7 @@ class Policy {
     static LoadResult load_file(const std::filesystem::path& file,
                                 const Credentials* credentials = nullptr);
 
-    std::string hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
+    const std::string& hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
     std::size_t tenant_count() const { return tenants_.size(); }
     std::size_t domain_count() const { return domain_count_; }
     std::vector<std::string> tenant_ids() const;

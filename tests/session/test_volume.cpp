@@ -49,7 +49,8 @@ TEST_CASE("anomaly observations follow the settings and share the tenant's hash 
     CHECK(ask.request.volume_key == "vol:{acme}");
     REQUIRE(ask.request.first_seen.size() == 2);
     CHECK(ask.request.first_seen[0] == "seen:{acme}:net:192.0.2.0/24");
-    CHECK(ask.seen_kinds == std::vector<std::string>{"first_seen_network", "first_seen_domain"});
+    CHECK(ask.seen_kinds ==
+          std::vector<std::string_view>{"first_seen_network", "first_seen_domain"});
 
     session::VolumeAsk off;
     s.anomalies = false;
