@@ -13,35 +13,57 @@ SmtpStream::SmtpStream(tcp::socket socket)
       timer_(socket_.get_executor()),
       watch_(std::make_shared<Watch>()) {
     watch_->socket = &socket_;
+    watch_->timer = &timer_;
 }
 
 SmtpStream::SmtpStream(asio::any_io_executor ex)
     : socket_(ex), timer_(ex), watch_(std::make_shared<Watch>()) {
     watch_->socket = &socket_;
+    watch_->timer = &timer_;
 }
 
 SmtpStream::~SmtpStream() {
+    // The timer's destructor cancels the pending wait: its handler runs
+    // later, with operation_aborted, and touches nothing.
     watch_->socket = nullptr;
+    watch_->timer = nullptr;
 }
 
-void SmtpStream::arm() {
-    // Everything here and in the handler runs on the connection's thread,
-    // so the watch needs no lock.
-    const std::uint64_t generation = ++watch_->generation;
-    watch_->fired = false;
-    if (deadline_ == Clock::time_point::max()) return;
-    timer_.expires_at(deadline_);
-    timer_.async_wait([watch = watch_, generation](const error_code& e) {
-        if (e || watch->generation != generation || !watch->socket) return;
+// Everything here and in the handler runs on the connection's thread, so
+// the watch needs no lock.
+void SmtpStream::wait(const std::shared_ptr<Watch>& watch, Clock::time_point at) {
+    watch->waiting = true;
+    watch->wait_until = at;
+    watch->timer->expires_at(at);  // a pending wait ends with operation_aborted
+    watch->timer->async_wait([watch](const error_code& e) {
+        // Aborted: replaced by a sooner wait (which is pending now) or the
+        // stream is gone.
+        if (e == asio::error::operation_aborted || !watch->socket) return;
+        watch->waiting = false;
+        if (watch->op_deadline == Clock::time_point::max()) return;  // nothing in flight
+        if (Clock::now() < watch->op_deadline) {
+            wait(watch, watch->op_deadline);  // a later operation's deadline
+            return;
+        }
         watch->fired = true;
         error_code ignored;
         watch->socket->cancel(ignored);
     });
 }
 
+void SmtpStream::arm() {
+    watch_->fired = false;
+    watch_->op_deadline = deadline_;
+    if (deadline_ == Clock::time_point::max()) return;
+    // A pending wait that fires no later than this deadline re-arms itself.
+    if (watch_->waiting && watch_->wait_until <= deadline_) return;
+    wait(watch_, deadline_);
+}
+
 void SmtpStream::disarm(error_code& ec, bool close_on_timeout) {
-    ++watch_->generation;  // a handler already queued is stale now
-    if (deadline_ != Clock::time_point::max()) timer_.cancel();
+    // The wait stays pending: it fires once, finds nothing in flight (or
+    // the next operation, with its own deadline) and acts on that.
+    watch_->op_deadline = Clock::time_point::max();
     if (!watch_->fired || ec != asio::error::operation_aborted) return;
     ec = beast::error::timeout;
     if (close_on_timeout) {

@@ -55,17 +55,31 @@ class SmtpStream {
 
   private:
     // What the deadline timer's handler needs. Shared with it: a handler
-    // may run after the operation it watched (then `generation` tells it
-    // is stale) or after the stream is gone (then `socket` is null).
+    // may run after the operation it watched (then `op_deadline` is
+    // another operation's, or none) or after the stream is gone (then
+    // `socket` and `timer` are null).
+    //
+    // One wait at a time, not one per operation: arm() only records the
+    // operation's deadline, and starts a wait only when none is pending or
+    // the pending one would fire too late. When the wait fires it cancels
+    // the operation in flight if its deadline passed, else waits again
+    // for it. Operations a few milliseconds apart, each with a deadline
+    // seconds away, then cost no timer operation (and no allocation) each.
     struct Watch {
-        std::uint64_t generation = 0;
-        bool fired = false;
+        bool fired = false;    // this wait cancelled the operation in flight
+        bool waiting = false;  // a wait is pending, until `wait_until`
+        std::chrono::steady_clock::time_point wait_until{};
+        // The operation in flight's deadline; max: none in flight.
+        std::chrono::steady_clock::time_point op_deadline =
+            std::chrono::steady_clock::time_point::max();
         net::tcp::socket* socket = nullptr;
+        net::asio::steady_timer* timer = nullptr;
     };
-    // Around each operation: arm() starts the deadline timer, disarm()
-    // stops it and turns the cancelled operation's error into a timeout
-    // (closing the socket when asked). Not a wrapping coroutine: every
-    // coroutine frame on the data path is an allocation.
+    static void wait(const std::shared_ptr<Watch>& watch, std::chrono::steady_clock::time_point at);
+    // Around each operation: arm() records its deadline, disarm() ends it
+    // and turns the cancelled operation's error into a timeout (closing
+    // the socket when asked). Not a wrapping coroutine: every coroutine
+    // frame on the data path is an allocation.
     void arm();
     void disarm(net::error_code& ec, bool close_on_timeout);
 

@@ -108,7 +108,7 @@ awaitable<IoStatus> UpstreamClient::open_socket(std::chrono::seconds timeout) {
     co_return IoStatus::ok;
 }
 
-awaitable<upstream::Result> UpstreamClient::run(Action a) {
+awaitable<UpstreamResult> UpstreamClient::run(Action a) {
     for (;;) {
         switch (a.kind) {
             case Action::Kind::connect: {
@@ -152,7 +152,7 @@ awaitable<upstream::Result> UpstreamClient::run(Action a) {
                 a = machine_.resume(IoStatus::ok);
                 break;
             case Action::Kind::done:
-                co_return std::move(a.result);
+                co_return to_session(std::move(a.result));
         }
     }
 }
@@ -164,31 +164,25 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
     Action first = machine_.open(client);
     auto r = co_await run(std::move(first));
     if (r.ok) metrics_.upstream_connect_latency(since(t0));
-    co_return to_session(std::move(r));
+    co_return r;
 }
 
+// Not coroutines themselves: the caller awaits run()'s frame directly, one
+// frame allocation per request fewer (Boost 1.74 rarely recycles them).
 awaitable<UpstreamResult> UpstreamClient::reuse(const XclientInfo& client) {
-    Action first = machine_.reuse(client);
-    auto r = co_await run(std::move(first));
-    co_return to_session(std::move(r));
+    return run(machine_.reuse(client));
 }
 
 awaitable<UpstreamResult> UpstreamClient::command(std::string line, session::UpstreamStep step) {
-    Action first = machine_.command(std::move(line), reply_step(step));
-    auto r = co_await run(std::move(first));
-    co_return to_session(std::move(r));
+    return run(machine_.command(std::move(line), reply_step(step)));
 }
 
 awaitable<UpstreamResult> UpstreamClient::write(std::string bytes) {
-    Action first = machine_.write(std::move(bytes));
-    auto r = co_await run(std::move(first));
-    co_return to_session(std::move(r));
+    return run(machine_.write(std::move(bytes)));
 }
 
 awaitable<UpstreamResult> UpstreamClient::commit(std::string terminator) {
-    Action first = machine_.commit(std::move(terminator));
-    auto r = co_await run(std::move(first));
-    co_return to_session(std::move(r));
+    return run(machine_.commit(std::move(terminator)));
 }
 
 awaitable<void> UpstreamClient::quit() {

@@ -71,7 +71,7 @@ class UpstreamClient {
     };
 
     // Performs actions until the machine is done.
-    net::awaitable<upstream::Result> run(upstream::Action action);
+    net::awaitable<session::UpstreamResult> run(upstream::Action action);
     net::awaitable<upstream::IoStatus> open_socket(std::chrono::seconds timeout);
     void close_socket();
 
