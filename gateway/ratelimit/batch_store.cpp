@@ -267,6 +267,12 @@ BatchStore::BatchStore(Store& inner, std::function<double()> clock, BatchSetting
                        std::shared_ptr<BatchEvents> events)
     : inner_(inner), impl_(std::make_shared<Impl>(std::move(clock), settings, std::move(events))) {}
 
+BatchStore::BatchStore(std::unique_ptr<Store> inner, std::function<double()> clock,
+                       BatchSettings settings, std::shared_ptr<BatchEvents> events)
+    : BatchStore(*inner, std::move(clock), settings, std::move(events)) {
+    owned_ = std::move(inner);
+}
+
 BatchStore::~BatchStore() = default;
 
 std::optional<Outcome> BatchStore::decide_now(Request& request) {

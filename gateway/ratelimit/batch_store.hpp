@@ -57,6 +57,9 @@ class BatchStore final : public Store {
     // the inner store still holds (null: none).
     BatchStore(Store& inner, std::function<double()> clock, BatchSettings settings,
                std::shared_ptr<BatchEvents> events = nullptr);
+    // The same, owning `inner` (the server's Redis store).
+    BatchStore(std::unique_ptr<Store> inner, std::function<double()> clock, BatchSettings settings,
+               std::shared_ptr<BatchEvents> events = nullptr);
     ~BatchStore() override;
 
     void submit(Request request, std::function<void(Outcome)> done) override;
@@ -79,6 +82,7 @@ class BatchStore final : public Store {
 
   private:
     struct Impl;
+    std::unique_ptr<Store> owned_;  // first: inner_ may refer to it
     Store& inner_;
     std::shared_ptr<Impl> impl_;  // shared with the inner store's callbacks
 };

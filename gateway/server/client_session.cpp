@@ -124,13 +124,7 @@ class RunnerHooks final : public session::Hooks {
     }
     void on_anomaly(std::string_view kind, std::string_view tenant,
                     std::string_view detail) override {
-        metrics_.anomaly(kind, tenant_label_ ? tenant : std::string_view());
-        AuditLine("anomaly")
-            .field("session", session_id_)
-            .field("kind", kind)
-            .field("tenant", tenant)
-            .field("detail", detail)
-            .write();
+        record_anomaly(metrics_, tenant_label_, session_id_, kind, tenant, detail);
     }
     void on_decision(std::string_view point, double seconds) override {
         metrics_.decision_latency(point, seconds);
@@ -247,6 +241,14 @@ awaitable<std::optional<std::string>> read_proxy_header(SmtpStream& stream,
 }
 
 }  // namespace
+
+void record_anomaly(metrics::Metrics& metrics, bool tenant_label, std::string_view session,
+                    std::string_view kind, std::string_view tenant, std::string_view detail) {
+    metrics.anomaly(kind, tenant_label ? tenant : std::string_view());
+    AuditLine line("anomaly");
+    if (!session.empty()) line.field("session", session);
+    line.field("kind", kind).field("tenant", tenant).field("detail", detail).write();
+}
 
 awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                                    std::size_t listener_index, UpstreamPool& pool) {

@@ -13,8 +13,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include <fmt/format.h>
-
 #include "gateway/common/ascii.hpp"
 #include "gateway/ratelimit/batch_store.hpp"
 #include "gateway/ratelimit/memory_store.hpp"
@@ -26,6 +24,7 @@
 #include "gateway/server/redis_store.hpp"
 #include "gateway/server/systemd_notify.hpp"
 #include "gateway/server/upstream_pool.hpp"
+#include "gateway/session/volume.hpp"
 
 namespace relaygate::server {
 
@@ -167,46 +166,13 @@ class BatchMetrics final : public ratelimit::BatchEvents {
     }
     // A spike in counts sent by a flush, not with a message: no session.
     void spike(std::string_view volume_key, const ratelimit::Outcome& o) override {
-        const std::string_view tenant = ratelimit::hash_tag(volume_key);
-        metrics_.anomaly("volume_spike", tenant_label_ ? tenant : std::string_view());
-        AuditLine("anomaly")
-            .field("kind", "volume_spike")
-            .field("tenant", tenant)
-            .field("detail",
-                   o.baseline < 0
-                       ? fmt::format("{} messages in this bucket, no history yet", o.volume)
-                       : fmt::format("{} messages in this bucket, baseline {:.1f}", o.volume,
-                                     o.baseline))
-            .write();
+        record_anomaly(metrics_, tenant_label_, {}, "volume_spike", ratelimit::hash_tag(volume_key),
+                       session::spike_detail(o));
     }
 
   private:
     metrics::Metrics& metrics_;
     bool tenant_label_;
-};
-
-// Redis behind a BatchStore (rate_limit.batch_ms > 0).
-class BatchedStore final : public ratelimit::Store {
-  public:
-    BatchedStore(std::unique_ptr<ratelimit::Store> inner, ratelimit::BatchSettings s,
-                 std::shared_ptr<ratelimit::BatchEvents> events)
-        : inner_(std::move(inner)), batch_(*inner_, steady_seconds, s, std::move(events)) {}
-    void submit(ratelimit::Request request, std::function<void(ratelimit::Outcome)> done) override {
-        batch_.submit(std::move(request), std::move(done));
-    }
-    std::optional<ratelimit::Outcome> decide_now(ratelimit::Request& request) override {
-        return batch_.decide_now(request);
-    }
-    void clear_hold(std::string key, std::function<void(bool)> done) override {
-        batch_.clear_hold(std::move(key), std::move(done));
-    }
-    std::string_view name() const override { return batch_.name(); }
-    bool available() const override { return batch_.available(); }
-    ratelimit::BatchStore& batch() { return batch_; }
-
-  private:
-    std::unique_ptr<ratelimit::Store> inner_;  // first: batch_ refers to it
-    ratelimit::BatchStore batch_;
 };
 
 }  // namespace
@@ -232,10 +198,10 @@ std::unique_ptr<ratelimit::Store> Server::make_limits_store() {
         // TTL) short of what sending every sighting would give.
         s.seen_refresh = std::min(
             3600.0, static_cast<double>(shared_.config.anomalies.first_seen_ttl.count()) / 2);
-        auto batched = std::make_unique<BatchedStore>(
-            std::move(redis), s,
+        auto batched = std::make_unique<ratelimit::BatchStore>(
+            std::move(redis), steady_seconds, s,
             std::make_shared<BatchMetrics>(shared_.metrics, shared_.config.anomalies.tenant_label));
-        batch_ = &batched->batch();
+        batch_ = batched.get();
         return batched;
     }
     return std::make_unique<MeteredMemoryStore>(rl.memory_entries, shared_.metrics);

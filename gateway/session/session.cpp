@@ -865,12 +865,7 @@ void SessionMachine::on_limits_result(const ratelimit::Outcome& o) {
         hooks_.on_lease(store_ok ? "refunded" : "lost", txn_.lease_refunding);
         txn_.lease_refunding = 0;
     }
-    if (o.spike)
-        hooks_.on_anomaly(
-            "volume_spike", d.tenant,
-            o.baseline < 0
-                ? fmt::format("{} messages in this bucket, no history yet", o.volume)
-                : fmt::format("{} messages in this bucket, baseline {:.1f}", o.volume, o.baseline));
+    if (o.spike) hooks_.on_anomaly("volume_spike", d.tenant, spike_detail(o));
     for (std::size_t i = 0; i < o.first_seen_new.size() && i < ask.seen_kinds.size(); ++i)
         if (o.first_seen_new[i]) hooks_.on_anomaly(ask.seen_kinds[i], d.tenant, ask.seen_what[i]);
 

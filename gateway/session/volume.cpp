@@ -48,6 +48,12 @@ std::string retry_text(double seconds) {
     return fmt::format("retry in {}h", (s + 3599) / 3600);
 }
 
+std::string spike_detail(const ratelimit::Outcome& o) {
+    return o.baseline < 0
+               ? fmt::format("{} messages in this bucket, no history yet", o.volume)
+               : fmt::format("{} messages in this bucket, baseline {:.1f}", o.volume, o.baseline);
+}
+
 Reason limit_reason(policy::LimitKind kind) {
     switch (kind) {
         case policy::LimitKind::messages:

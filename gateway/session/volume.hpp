@@ -56,6 +56,9 @@ std::string client_network(const policy::IpAddress& ip);
 // "retry in 42s", "retry in 3m", "retry in 2h"; "the message is larger
 // than the whole limit" for a check that can never fit.
 std::string retry_text(double seconds);
+// The detail of a volume_spike anomaly: "120 messages in this bucket,
+// baseline 9.5" (or "no history yet").
+std::string spike_detail(const ratelimit::Outcome& o);
 // The reason a refused limit of `kind` gives.
 Reason limit_reason(policy::LimitKind kind);
 
