@@ -48,6 +48,8 @@ struct Upstream {
     std::string host = "127.0.0.1";
     std::uint16_t port = default_of("upstream.port");
     bool xclient = true;  // use XCLIENT when offered
+    // RFC 2920: MAIL and the client's first RCPT in one write, when offered.
+    bool pipelining = true;
     std::chrono::seconds connect_timeout{default_of("upstream.connect_timeout_seconds")};
     std::chrono::seconds reply_timeout{default_of("upstream.reply_timeout_seconds")};
     // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the

@@ -168,6 +168,13 @@ struct Metrics::Impl {
             .Name("relaygate_upstream_errors_total")
             .Help("Upstream failures by kind (connect, timeout, reset, protocol, refused)")
             .Register(registry);
+    Counter& upstream_pipelined = BuildCounter()
+                                      .Name("relaygate_upstream_pipelined_total")
+                                      .Help(
+                                          "MAIL commands written to the relay together with the "
+                                          "first RCPT (RFC 2920 pipelining)")
+                                      .Register(registry)
+                                      .Add({});
     prometheus::Family<Gauge>& upstream_pool_idle =
         BuildGauge()
             .Name("relaygate_upstream_pool_idle_connections")
@@ -576,6 +583,10 @@ void Metrics::auth_throttled(std::string_view scope) {
 
 void Metrics::upstream_pool_idle(double delta) {
     impl_->pool_idle.Increment(delta);
+}
+
+void Metrics::upstream_pipelined() {
+    impl_->upstream_pipelined.Increment();
 }
 
 void Metrics::upstream_pool_checkout(std::string_view result) {

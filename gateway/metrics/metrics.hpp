@@ -62,6 +62,8 @@ class Metrics {
     void upstream_reply_latency(std::string_view command, double seconds);
     // kind: connect | timeout | reset | protocol | refused | tls
     void upstream_error(std::string_view kind);
+    // A MAIL and its first RCPT written to the relay together (RFC 2920).
+    void upstream_pipelined();
     // The upstream connection pool (server/upstream_pool.hpp): idle
     // connections (+1 kept, -1 taken or closed); a checkout's result:
     // reused | stale | empty; a close instead of keeping, reason:

@@ -480,7 +480,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             case session::index_of<session::act::UpstreamCommand>: {
                 auto& c = std::get<session::act::UpstreamCommand>(a);
                 auto r = not_connected();
-                if (upstream) r = co_await upstream->command(std::move(c.line), c.step);
+                if (upstream)
+                    r = co_await upstream->command(std::move(c.line), c.step, c.then_rcpt);
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;

@@ -24,6 +24,7 @@ UpstreamResult to_session(upstream::Result r) {
     out.failure = r.failure;
     out.reply = std::move(r.reply);
     out.capabilities = std::move(r.capabilities);
+    out.rcpt_reply = std::move(r.rcpt_reply);
     return out;
 }
 
@@ -173,8 +174,10 @@ awaitable<UpstreamResult> UpstreamClient::reuse(const XclientInfo& client) {
     return run(machine_.reuse(client));
 }
 
-awaitable<UpstreamResult> UpstreamClient::command(std::string line, session::UpstreamStep step) {
-    return run(machine_.command(std::move(line), reply_step(step)));
+awaitable<UpstreamResult> UpstreamClient::command(std::string lines, session::UpstreamStep step,
+                                                  bool then_rcpt) {
+    if (then_rcpt) metrics_.upstream_pipelined();
+    return run(machine_.command(std::move(lines), reply_step(step), then_rcpt));
 }
 
 awaitable<UpstreamResult> UpstreamClient::write(std::string bytes) {

@@ -48,7 +48,9 @@ class UpstreamClient {
         return machine_.announced() && *machine_.announced() == client;
     }
     net::asio::any_io_executor get_executor() const { return ex_; }
-    net::awaitable<session::UpstreamResult> command(std::string line, session::UpstreamStep step);
+    // `then_rcpt`: `lines` is MAIL + RCPT, pipelined (UpstreamMachine::command).
+    net::awaitable<session::UpstreamResult> command(std::string lines, session::UpstreamStep step,
+                                                    bool then_rcpt = false);
     net::awaitable<session::UpstreamResult> write(std::string bytes);
     net::awaitable<session::UpstreamResult> commit(std::string terminator);
     // Closes at once: mid-DATA, the relay discards the partial message.

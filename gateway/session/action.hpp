@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -30,10 +31,13 @@ struct SendClient {
 };
 // Connect, greeting, EHLO (STARTTLS, XCLIENT) to the relay -> on_upstream_result.
 struct UpstreamConnect {};
-// One command line (MAIL, RCPT, DATA, RSET) -> on_upstream_result.
+// One command line (MAIL, RCPT, DATA, RSET) -> on_upstream_result. With
+// `then_rcpt`, `line` is a MAIL line and a RCPT line written together (RFC
+// 2920 pipelining): the result carries both replies.
 struct UpstreamCommand {
     std::string line;
     UpstreamStep step = UpstreamStep::mail;
+    bool then_rcpt = false;
 };
 // Dot-stuffed message data -> on_upstream_result (ok or lost).
 struct UpstreamWrite {
@@ -106,6 +110,9 @@ struct UpstreamResult {
     Reason failure = Reason::upstream_failed;  // when !ok
     smtp::Reply reply;                         // command/commit: the reply
     smtp::EhloCapabilities capabilities;       // connect: the EHLO capabilities
+    // A MAIL + RCPT group (UpstreamCommand::then_rcpt): the RCPT's reply, when
+    // both arrived; `reply` is the MAIL's.
+    std::optional<smtp::Reply> rcpt_reply;
 };
 
 }  // namespace relaygate::session

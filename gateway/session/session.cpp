@@ -239,8 +239,19 @@ void SessionMachine::on_upstream_idle() {
 // --- command stage -------------------------------------------------------
 
 void SessionMachine::process_command_input() {
+    const std::size_t start = in_pos_;
     auto ev = framer_.feed(std::string_view(in_).substr(in_pos_));
     in_pos_ += ev.consumed;
+    if (!txn_.held_mail.empty() &&
+        !(ev.kind == smtp::LineEvent::Kind::line && joins_held_mail(ev.line))) {
+        // Not a RCPT that goes to the relay at once: the MAIL goes alone,
+        // and this line is read again after its reply. rcpt_follows() made
+        // sure the whole line came from in_ (the framer held nothing).
+        in_pos_ = start;
+        framer_.reset();
+        command(Pending::mail, std::exchange(txn_.held_mail, {}));
+        return;
+    }
     switch (ev.kind) {
         case smtp::LineEvent::Kind::need_more:
             return;
@@ -274,10 +285,7 @@ void SessionMachine::handle_line(std::string_view line) {
         close_session();
         return;
     }
-    smtp::ParseOptions opts;
-    opts.smtputf8_offered = true;
-    opts.smtputf8_transaction = txn_.active && txn_.mail.mail.smtputf8;
-    auto parsed = smtp::parse_command(line, opts);
+    auto parsed = smtp::parse_command(line, parse_options());
     if (!parsed) {
         error_reply(smtp::reason(parsed.error()));
         return;
@@ -356,6 +364,13 @@ void SessionMachine::handle_line(std::string_view line) {
     }
 }
 
+smtp::ParseOptions SessionMachine::parse_options() const {
+    smtp::ParseOptions opts;
+    opts.smtputf8_offered = true;
+    opts.smtputf8_transaction = txn_.active && txn_.mail.mail.smtputf8;
+    return opts;
+}
+
 void SessionMachine::handle_mail(smtp::Command cmd) {
     if (!helo_ || txn_.active) {
         error_reply(Reason::bad_sequence);
@@ -420,13 +435,58 @@ void SessionMachine::send_upstream_mail() {
         line += " BODY=7BIT";
     if (txn_.mail.mail.smtputf8) {
         if (!upstream_caps_.has("SMTPUTF8")) {
-            finish_transaction(smtp::make_reply(Reason::local_error), Reason::local_error,
-                               "mail_from");
+            mail_failed(smtp::make_reply(Reason::local_error), Reason::local_error);
             return;
         }
         line += " SMTPUTF8";
     }
-    command(Pending::mail, line + "\r\n");
+    line += "\r\n";
+    const bool pipelining = settings_.upstream_pipelining && upstream_caps_.has("PIPELINING");
+    if (!txn_.pipelined_rcpt.empty()) {
+        // Again on a fresh connection: the RCPT goes with it, or after it.
+        if (pipelining)
+            await(act::UpstreamCommand{line + txn_.pipelined_rcpt, UpstreamStep::mail, true},
+                  Pending::mail);
+        else
+            command(Pending::mail, std::move(line));
+        return;
+    }
+    // RFC 2920: a client that pipelined its RCPT gets both to the relay in
+    // one write, and both replies in one read: a round trip less.
+    if (pipelining && rcpt_follows()) {
+        txn_.held_mail = std::move(line);
+        return;
+    }
+    command(Pending::mail, std::move(line));
+}
+
+bool SessionMachine::rcpt_follows() const {
+    if (framer_.buffered() > 0 || in_pos_ >= in_.size()) return false;
+    const std::string_view rest = std::string_view(in_).substr(in_pos_);
+    return rest.size() > 5 && ascii::iequals(rest.substr(0, 5), "RCPT ") &&
+           rest.find("\r\n") != std::string_view::npos;
+}
+
+bool SessionMachine::joins_held_mail(std::string_view line) const {
+    if (sasl_.active() || draining_ || hooks_.now() - started_ >= settings_.session_seconds)
+        return false;
+    auto parsed = smtp::parse_command(line, parse_options());
+    if (!parsed || parsed->verb != smtp::Verb::rcpt || !parsed->rcpt_params.empty() ||
+        txn_.recipients >= settings_.limits.max_recipients)
+        return false;
+    // check_volume(LimitsFor::rcpt) must decide without the store: a
+    // refusal would be the session's own reply, before the MAIL's.
+    const auto& d = txn_.decision;
+    if (d.tenant.empty() || d.pending_header || txn_.lease_left > 0) return true;
+    VolumeAsk ask;
+    ask.add(d.limits, policy::LimitKind::recipients, 1, ratelimit::Check::Mode::consume);
+    return ask.empty();
+}
+
+void SessionMachine::mail_failed(const smtp::Reply& reply, Reason reason) {
+    const bool rcpt_sent = !txn_.pipelined_rcpt.empty();
+    finish_transaction(reply, reason, "mail_from");
+    if (rcpt_sent && stage_ != Stage::closed) error_reply(Reason::bad_sequence);
 }
 
 void SessionMachine::handle_rcpt(smtp::Command cmd) {
@@ -987,32 +1047,13 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
     if (p == Pending::dns || p == Pending::auth || p == Pending::limits)
         return;  // not an upstream result
     enter(Pending::none);
-    if (r.ok && r.reply.code == 421 && p != Pending::connect) {
-        // RFC 5321 3.8: 421 means the relay is closing this connection (e.g.
-        // its idle timeout). Passing it on would tell the client that *we*
-        // are closing; treat it as a lost connection instead.
-        push(act::UpstreamAbort{});
-        r.ok = false;
-        r.failure = Reason::upstream_failed;
-    }
-    if (r.ok && !expected_reply(p, r.reply.code)) {
-        // A reply the command cannot get (RFC 5321 4.3.2), e.g. 250 to DATA
-        // or 354 to the final ".": the relay is not in the state we think.
-        // Never relay it (a 2xx for an uncommitted message would lose it):
-        // drop the connection and tempfail.
-        push(act::UpstreamAbort{});
-        r.ok = false;
-        r.failure = Reason::upstream_failed;
-    }
-    // The runner closed the connection: nothing of this transaction is
-    // queued upstream, and the next transaction connects afresh.
-    if (!r.ok) enter(Link::closed);
+    screen_upstream_reply(p, r);
     switch (p) {
         case Pending::none:
             return;
         case Pending::connect:
             if (!r.ok) {
-                finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
+                mail_failed(smtp::make_reply(r.failure), r.failure);
                 return;
             }
             enter(Link::idle);
@@ -1028,24 +1069,28 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                     await(act::UpstreamConnect{}, Pending::connect);
                     return;
                 }
-                finish_transaction(smtp::make_reply(r.failure), r.failure, "mail_from");
+                mail_failed(smtp::make_reply(r.failure), r.failure);
                 return;
             }
             if (!r.reply.positive()) {
-                finish_transaction(r.reply, Reason::upstream_rejected, "mail_from");
+                mail_failed(r.reply, Reason::upstream_rejected);
                 return;
             }
             enter(Link::in_transaction);
             reply(r.reply);
+            if (r.rcpt_reply) {
+                UpstreamResult rcpt;
+                rcpt.ok = true;
+                rcpt.reply = std::move(*r.rcpt_reply);
+                screen_upstream_reply(Pending::rcpt, rcpt);
+                on_rcpt_result(std::move(rcpt));
+            } else if (!txn_.pipelined_rcpt.empty()) {
+                // A fresh connection to a relay without PIPELINING.
+                command(Pending::rcpt, std::exchange(txn_.pipelined_rcpt, {}));
+            }
             return;
         case Pending::rcpt:
-            if (!r.ok) {
-                // The relay is gone and took the transaction with it.
-                finish_transaction(smtp::make_reply(r.failure), r.failure, "rcpt");
-                return;
-            }
-            if (r.reply.positive()) ++txn_.recipients;
-            reply(r.reply);
+            on_rcpt_result(std::move(r));
             return;
         case Pending::data:
             if (!r.ok)
@@ -1087,6 +1132,40 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
         case Pending::limits:
             return;
     }
+}
+
+void SessionMachine::screen_upstream_reply(Pending p, UpstreamResult& r) {
+    if (r.ok && r.reply.code == 421 && p != Pending::connect) {
+        // RFC 5321 3.8: 421 means the relay is closing this connection (e.g.
+        // its idle timeout). Passing it on would tell the client that *we*
+        // are closing; treat it as a lost connection instead.
+        push(act::UpstreamAbort{});
+        r.ok = false;
+        r.failure = Reason::upstream_failed;
+    }
+    if (r.ok && !expected_reply(p, r.reply.code)) {
+        // A reply the command cannot get (RFC 5321 4.3.2), e.g. 250 to DATA
+        // or 354 to the final ".": the relay is not in the state we think.
+        // Never relay it (a 2xx for an uncommitted message would lose it):
+        // drop the connection and tempfail.
+        push(act::UpstreamAbort{});
+        r.ok = false;
+        r.failure = Reason::upstream_failed;
+    }
+    // The runner closed the connection: nothing of this transaction is
+    // queued upstream, and the next transaction connects afresh.
+    if (!r.ok) enter(Link::closed);
+}
+
+void SessionMachine::on_rcpt_result(UpstreamResult r) {
+    txn_.pipelined_rcpt.clear();
+    if (!r.ok) {
+        // The relay is gone and took the transaction with it.
+        finish_transaction(smtp::make_reply(r.failure), r.failure, "rcpt");
+        return;
+    }
+    if (r.reply.positive()) ++txn_.recipients;
+    reply(r.reply);
 }
 
 void SessionMachine::release_upstream_transaction() {
@@ -1216,6 +1295,15 @@ void SessionMachine::await(Action a, Pending p) {
 }
 
 void SessionMachine::command(Pending p, std::string line) {
+    if (p == Pending::rcpt && !txn_.held_mail.empty()) {
+        // The first RCPT joins the held MAIL (RFC 2920): one write, and the
+        // result carries both replies.
+        txn_.pipelined_rcpt = line;
+        await(act::UpstreamCommand{std::exchange(txn_.held_mail, {}) + line, UpstreamStep::mail,
+                                   true},
+              Pending::mail);
+        return;
+    }
     await(act::UpstreamCommand{std::move(line), step_of(p)}, p);
 }
 

@@ -42,6 +42,9 @@ struct Settings {
     bool trace_decisions = false;
     bool verify_dkim_always = false;
     VolumeSettings volume;  // rate limits and anomaly signals
+    // upstream.pipelining: a MAIL goes to a relay that offers PIPELINING
+    // together with the client's first RCPT, when that is already here.
+    bool upstream_pipelining = true;
 };
 
 struct ClientInfo {
@@ -234,7 +237,13 @@ class SessionMachine {
         VolumeAsk ask;
         LimitsFor limits_for = LimitsFor::mail_from;
         std::string rcpt_line;  // the RCPT waiting for its recipients check
-        std::string limit;      // the limit that refused or was reported
+        // RFC 2920 towards the relay: the MAIL line held until the client's
+        // first RCPT (already read) joins it in one write; that RCPT line,
+        // kept until its reply arrives (a retry on a fresh connection sends
+        // both again).
+        std::string held_mail;
+        std::string pipelined_rcpt;
+        std::string limit;  // the limit that refused or was reported
         // The recipient lease (VolumeSettings::recipient_lease): units of
         // each of `lease_limits` taken with the MAIL FROM decision. RCPT
         // uses them without a store call; what is left goes back exactly
@@ -275,6 +284,20 @@ class SessionMachine {
     void handle_rcpt(smtp::Command cmd);
     void handle_data();
     void send_upstream_mail();
+    // The next client line is a RCPT, complete in the input: a MAIL may wait
+    // for it (RFC 2920).
+    bool rcpt_follows() const;
+    // The held MAIL can go with this line: a RCPT that handle_line() sends
+    // to the relay at once, with no reply of the session's own before it.
+    bool joins_held_mail(std::string_view line) const;
+    // The MAIL failed (relay refused or lost, or cannot be sent): its reply,
+    // and the one a pipelined RCPT gets after it (503, as without pipelining).
+    void mail_failed(const smtp::Reply& reply, Reason reason);
+    // The relay's reply to a RCPT.
+    void on_rcpt_result(UpstreamResult r);
+    // A reply the relay must not send in this state becomes a lost connection.
+    void screen_upstream_reply(Pending p, UpstreamResult& r);
+    smtp::ParseOptions parse_options() const;
     void decide_header();
     void decide_header_policy();
     void decide_end_of_data();

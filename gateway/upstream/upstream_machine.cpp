@@ -138,11 +138,13 @@ bool UpstreamMachine::reusable_for(const XclientInfo& client) const {
     return idle_and_clean() && (!announced_ || *announced_ == client || offers_xclient("ADDR"));
 }
 
-Action UpstreamMachine::command(std::string line, Step step) {
+Action UpstreamMachine::command(std::string lines, Step step, bool then_rcpt) {
     if (!ready()) return not_ready();
     step_ = step;
+    then_rcpt_ = then_rcpt;
+    mail_reply_.reset();
     enter(State::command);
-    return send(std::move(line), cfg_.reply_timeout);
+    return send(std::move(lines), cfg_.reply_timeout);
 }
 
 Action UpstreamMachine::write(std::string bytes) {
@@ -305,10 +307,24 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
             return send("EHLO " + (client_.helo.empty() ? helo_name_ : client_.helo) + "\r\n",
                         cfg_.reply_timeout);
         case State::command:
+            if (std::exchange(then_rcpt_, false)) {
+                // The MAIL's reply of a pipelined group: the RCPT's follows
+                // (perhaps already in rbuf_).
+                mail_reply_ = std::move(reply);
+                step_ = Step::rcpt;
+                return await_reply();
+            }
+            [[fallthrough]];
         case State::commit: {
             Result r;
             r.ok = true;
-            r.reply = std::move(reply);
+            if (mail_reply_) {
+                r.reply = std::move(*mail_reply_);
+                r.rcpt_reply = std::move(reply);
+                mail_reply_.reset();
+            } else {
+                r.reply = std::move(reply);
+            }
             return finish(std::move(r));
         }
         default:
@@ -385,6 +401,8 @@ Action UpstreamMachine::fail(Reason reason, std::string_view kind) {
     // A pooled connection that fails its health check is the pool's
     // business (the relay closed it while idle), not a relay error.
     if (state_ != State::resetting) observer_.failed(kind);
+    then_rcpt_ = false;
+    mail_reply_.reset();
     rbuf_.clear();
     parser_.reset();
     result_ = Result{};

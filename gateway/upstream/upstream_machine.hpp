@@ -36,6 +36,9 @@ struct Result {
     Reason failure = Reason::upstream_failed;  // when !ok
     smtp::Reply reply;                    // open: the last EHLO reply; command/commit: the reply
     smtp::EhloCapabilities capabilities;  // open: the last EHLO's capabilities
+    // command() with then_rcpt: the reply to the RCPT pipelined after the
+    // MAIL (RFC 2920); `reply` is the MAIL's.
+    std::optional<smtp::Reply> rcpt_reply;
 };
 
 // The next thing the I/O layer must do, then report with resume().
@@ -114,7 +117,10 @@ class UpstreamMachine {
     // EHLO reply and capabilities, as open() does. Needs reusable_for(client).
     Action reuse(XclientInfo client);
     // One command line (with CRLF); done carries the reply. Needs ready().
-    Action command(std::string line, Step step);
+    // With `then_rcpt`, `lines` is a MAIL line and a RCPT line, written
+    // together (RFC 2920 pipelining; only to a relay that offers it): done
+    // carries both replies, once both have arrived.
+    Action command(std::string lines, Step step, bool then_rcpt = false);
     // Dot-stuffed message data; done carries ok only.
     Action write(std::string bytes);
     // The end-of-data terminator; done carries the final reply.
@@ -169,6 +175,8 @@ class UpstreamMachine {
     State state_ = State::closed;
     Action::Kind pending_ = Action::Kind::done;  // the Action handed out last
     Step step_ = Step::greeting;                 // the command's reply step
+    bool then_rcpt_ = false;                     // a pipelined RCPT's reply follows
+    std::optional<smtp::Reply> mail_reply_;      // the first reply of a MAIL + RCPT group
     XclientInfo client_;
     std::optional<XclientInfo> announced_;  // XCLIENT sent on this connection
     std::string out_;                       // the octets of the current send

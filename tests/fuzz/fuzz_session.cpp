@@ -435,10 +435,11 @@ UpstreamResult upstream_result(Input& in, const Flat& a, State& s) {
                                       : Reason::upstream_failed;
         } else {
             smtp::Reply ehlo{250, "", {"relay.test"}};
-            const std::uint8_t caps = op % 8 == 0 ? 7 : arg;
+            const std::uint8_t caps = op % 8 == 0 ? 15 : arg;
             if (caps & 1) ehlo.lines.push_back("SIZE 100000000");
             if (caps & 2) ehlo.lines.push_back("8BITMIME");
             if (caps & 4) ehlo.lines.push_back("SMTPUTF8");
+            if (caps & 8) ehlo.lines.push_back("PIPELINING");
             r.reply = ehlo;
             r.capabilities = smtp::parse_ehlo_capabilities(ehlo);
         }
@@ -470,6 +471,16 @@ UpstreamResult upstream_result(Input& in, const Flat& a, State& s) {
     if (a.kind == Kind::upstream_command && a.bytes.starts_with("MAIL FROM:") && r.ok &&
         r.reply.positive() && r.reply.code != 421)
         s.txn_open = true;
+    if (a.kind == Kind::upstream_command &&
+        a.then_rcpt != (a.bytes.find("\r\nRCPT TO:<") != std::string::npos))
+        fail("upstream", "a pipelined group other than MAIL + RCPT: " + a.bytes);
+    if (a.then_rcpt && r.ok) {
+        // The RCPT's reply: the natural 250, or any code the relay may send.
+        const std::uint8_t op2 = in.byte(0);
+        static const int codes[] = {250, 251, 421, 450, 452, 503, 550, 354};
+        r.rcpt_reply = make(op2 % 2 == 0 ? 250 : codes[(op2 >> 1) % 8], "rcpt");
+        TRACE("relay", "rcpt: " + smtp::format_reply(*r.rcpt_reply));
+    }
     return r;
 }
 

@@ -57,6 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     cfg.xclient = data[0] & 8;
     const XclientInfo client{(data[0] & 16) ? "" : "192.0.2.1", "client+=.example"};
     const bool faults = data[0] & 128;
+    const bool pipelined = data[0] & 32;  // MAIL and RCPT as one group (RFC 2920)
     const std::size_t chunk = 1 + data[1] % 64;
     std::uint32_t seed = data[2] | 0x100u;
     int faults_left = 8;
@@ -82,7 +83,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 a = m.open(client);
                 break;
             case 1:
-                a = m.command("MAIL FROM:<a@example.com>\r\n", Step::mail);
+                a = pipelined
+                        ? m.command("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+                                    Step::mail, true)
+                        : m.command("MAIL FROM:<a@example.com>\r\n", Step::mail);
+                if (pipelined) ++request;  // the RCPT went with it
                 break;
             case 2:
                 a = m.command("RCPT TO:<b@example.com>\r\n", Step::rcpt);
@@ -144,6 +149,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (relay.empty()) stop = true;
         } else {
             if (m.state() != State::ready) trap();
+            // A group's result carries both replies; nothing else carries two.
+            if (a.result.rcpt_reply.has_value() != (pipelined && request == 2)) trap();
             ++request;
         }
     }

@@ -32,6 +32,7 @@ struct Flat {
     std::string bytes;  // reply, command line, data, terminator, user or DNS name
     std::string data;   // commit: the message data written with the terminator
     UpstreamStep step = UpstreamStep::connect;
+    bool then_rcpt = false;      // upstream_command: MAIL and RCPT pipelined
     std::string secret;          // verify_auth: the password
     ratelimit::Request request;  // check_limits, refund_limits
     std::uint64_t units = 0;     // refund_limits
@@ -49,6 +50,7 @@ inline Flat flatten(Action a) {
             else if constexpr (std::is_same_v<T, act::UpstreamCommand>) {
                 f.bytes = std::move(x.line);
                 f.step = x.step;
+                f.then_rcpt = x.then_rcpt;
             } else if constexpr (std::is_same_v<T, act::UpstreamCommit>) {
                 f.data = std::move(x.data);
                 f.bytes = std::move(x.terminator);

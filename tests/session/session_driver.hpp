@@ -106,6 +106,10 @@ struct FakeUpstream {
     std::size_t writes = 0;  // message data written before the commit
     // Overrides: step name -> result (for fault injection).
     std::map<std::string, std::function<UpstreamResult()>> faults;
+    bool pipelining = false;            // the EHLO offers PIPELINING (RFC 2920)
+    std::vector<std::string> commands;  // each upstream_command's bytes (a group is one)
+    std::size_t lose_at = static_cast<std::size_t>(-1);  // this action (0-based) is lost
+    std::size_t actions = 0;
 
     UpstreamResult ok(smtp::Reply r) {
         UpstreamResult u;
@@ -114,6 +118,10 @@ struct FakeUpstream {
         return u;
     }
     UpstreamResult handle(const Flat& a) {
+        if (actions++ == lose_at) {
+            connected = false;
+            return lost(Reason::upstream_failed)();
+        }
         const std::string step(session::to_string(a.step));
         if (auto it = faults.find(step); it != faults.end()) {
             auto r = it->second();
@@ -125,11 +133,20 @@ struct FakeUpstream {
                 log.push_back("connect");
                 connected = true;
                 auto r = ok(smtp::Reply{250, "", {"relay.test", "SIZE 100000000", "8BITMIME"}});
+                if (pipelining) r.reply.lines.push_back("PIPELINING");
                 r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
                 return r;
             }
             case TK::upstream_command:
                 received += a.bytes;
+                commands.push_back(a.bytes);
+                if (a.then_rcpt) {
+                    auto r = ok(reply(250, "2.1.0", "Ok"));
+                    r.rcpt_reply = a.bytes.find("RCPT TO:<bad@") != std::string::npos
+                                       ? reply(550, "5.1.1", "no such user")
+                                       : reply(250, "2.1.5", "Ok");
+                    return r;
+                }
                 if (a.bytes.starts_with("DATA")) return ok(reply(354, "", "go ahead"));
                 if (a.bytes.starts_with("RCPT TO:<bad@"))
                     return ok(reply(550, "5.1.1", "no such user"));

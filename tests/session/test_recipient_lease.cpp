@@ -286,3 +286,30 @@ TEST_CASE("a refund the store did not get is counted lost, never sent twice") {
     CHECK(r.hooks.leases == Strings{"granted 3", "used 1", "lost 2"});
     CHECK(r.refunds.empty());
 }
+
+TEST_CASE(
+    "pipelining to the relay: a RCPT the lease covers joins the MAIL, one that asks the store does "
+    "not") {
+    const Strings group{"MAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@example.org>\r\n",
+                        "DATA\r\n"};
+    Run leased;
+    leased.policy = limits_policy(10);
+    leased.upstream.pipelining = true;
+    drive(leased, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+          "192.0.2.10", quiet());
+    CHECK(leased.upstream.commands == group);
+    CHECK(leased.hooks.records.at(0).reason == Reason::accepted);
+    CHECK(recipients_left(leased, 10) == 9);
+
+    // No lease: the RCPT's own store call decides, and a refusal must not
+    // come before the MAIL's reply.
+    Run asks;
+    asks.policy = limits_policy(10);
+    asks.upstream.pipelining = true;
+    drive(asks, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+          "192.0.2.10", quiet(0));
+    CHECK(asks.upstream.commands == Strings{"MAIL FROM:<alice@acme.example>\r\n",
+                                            "RCPT TO:<bob@example.org>\r\n", "DATA\r\n"});
+    CHECK(asks.hooks.records.at(0).reason == Reason::accepted);
+    CHECK(recipients_left(asks, 10) == 9);
+}

@@ -35,3 +35,74 @@ TEST_CASE("the client's EHLO/HELO name is kept for XCLIENT, latest wins") {
     drain();
     CHECK(m.client_helo() == "mx.other.example");
 }
+
+// RFC 2920 towards the relay (the transcript upstream-pipelining.txt shows
+// the conversation): what a transcript's scripted relay cannot vary.
+TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when it may") {
+    const std::string mail = "MAIL FROM:<alice@acme.example>\r\n";
+    const std::string rcpt = "RCPT TO:<bob@example.org>\r\n";
+    auto sent = [](const Run& r) { return r.upstream.commands; };
+    using Strings = std::vector<std::string>;
+    SUBCASE("offered and pipelined by the client: one group") {
+        Run r;
+        r.upstream.pipelining = true;
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::accepted);
+        CHECK(sent(r) == Strings{mail + rcpt, "DATA\r\n"});
+        CHECK(has(r.client_out, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 "));
+    }
+    SUBCASE("not offered, or upstream.pipelining off: MAIL alone") {
+        Run r;
+        session::Settings off;
+        off.upstream_pipelining = false;
+        r.upstream.pipelining = true;
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+              "192.0.2.10", off);
+        CHECK(sent(r) == Strings{mail, rcpt, "DATA\r\n"});
+        Run plain;
+        drive(plain, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(sent(plain) == Strings{mail, rcpt, "DATA\r\n"});
+    }
+    SUBCASE("the RCPT arrives in a later read: MAIL alone") {
+        Run r;
+        r.upstream.pipelining = true;
+        drive(r,
+              {"EHLO client.example\r\nMAIL FROM:<alice@acme.example>\r\n",
+               "RCPT TO:<bob@example.org>\r\nDATA\r\n", stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(sent(r) == Strings{mail, rcpt, "DATA\r\n"});
+        CHECK(r.hooks.records.at(0).reason == Reason::accepted);
+    }
+    SUBCASE("a RCPT the session refuses itself: MAIL alone, replies in order") {
+        Run r;
+        r.upstream.pipelining = true;
+        drive(r,
+              {"EHLO client.example\r\nMAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@example.org> "
+               "NOTIFY=NEVER\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
+               stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(sent(r) == Strings{mail, rcpt, "DATA\r\n"});
+        CHECK(has(r.client_out, "250 2.1.0 Ok\r\n504 5.5.4 "));
+        CHECK(r.hooks.records.at(0).reason == Reason::accepted);
+    }
+    SUBCASE("the group is lost: sent again on a fresh connection, the client sees nothing") {
+        Run r;
+        r.upstream.pipelining = true;
+        r.upstream.lose_at = 1;  // 0: connect, 1: the group
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(count(r.upstream.log, "connect") == 2);
+        CHECK(sent(r) == Strings{mail + rcpt, "DATA\r\n"});  // the lost one never answered
+        CHECK(r.hooks.records.at(0).reason == Reason::accepted);
+        CHECK(has(r.client_out, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 "));
+    }
+    SUBCASE("lost twice: 4xx for the MAIL, 503 for its RCPT, nothing relayed") {
+        Run r;
+        r.upstream.pipelining = true;
+        r.upstream.faults["mail"] = lost(Reason::upstream_failed);
+        drive(r, {transaction("alice@acme.example"), "QUIT\r\n"});
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
+        CHECK(has(r.client_out, "\r\n451 "));
+        CHECK(has(r.client_out, "\r\n503 5.5.1 "));
+        CHECK_FALSE(has(r.upstream.received, "DATA"));
+    }
+}

@@ -579,8 +579,13 @@ class Replay {
                     m.on_upstream_result(upstream(a, {}));
                     break;
                 case TK::upstream_command:
-                    emit(line_of("U>", esc(a.bytes.substr(0, a.bytes.size() - 2))));
                     if (!a.bytes.ends_with("\r\n")) fail("upstream command without CRLF");
+                    // One U> line per command (a pipelined MAIL + RCPT is two).
+                    for (std::size_t at = 0; at < a.bytes.size();) {
+                        const std::size_t end = a.bytes.find("\r\n", at);
+                        emit(line_of("U>", esc(a.bytes.substr(at, end - at))));
+                        at = end == std::string::npos ? a.bytes.size() : end + 2;
+                    }
                     m.on_upstream_result(upstream(a, a.bytes));
                     break;
                 case TK::upstream_write: {
@@ -870,6 +875,19 @@ class Replay {
                 r.ok = true;
         } else if (upstream_next_ < t_.upstream.size()) {
             r = take_upstream();
+            if (a.then_rcpt && r.ok) {
+                // The RCPT's reply is the next U< answer; a LOST there loses both.
+                if (upstream_next_ < t_.upstream.size()) {
+                    UpstreamResult rcpt = take_upstream();
+                    if (rcpt.ok)
+                        r.rcpt_reply = std::move(rcpt.reply);
+                    else
+                        r = rcpt;
+                } else {
+                    fail("a pipelined RCPT: the transcript has no U< answer left for it");
+                    r.ok = false;
+                }
+            }
         } else {
             fail("the session talks to the relay: the transcript has no U< answer left");
             r.ok = false;
@@ -899,6 +917,7 @@ class Replay {
             u.reply = smtp::Reply{250, "2.0.0", {"Ok: queued as FAULT1"}};
         else if (a.kind == TK::upstream_command)
             u.reply = smtp::Reply{250, "2.0.0", {"Ok"}};
+        if (a.then_rcpt) u.rcpt_reply = u.reply;
         u.capabilities = smtp::parse_ehlo_capabilities(u.reply);
         return u;
     }
@@ -937,6 +956,12 @@ class Replay {
                       std::string(to_string(a.step)));
         if (a.kind == TK::upstream_command && !is_mail && !is_rset && !relay_txn_)
             violation("RCPT or DATA outside a relay transaction: " + line);
+        // RFC 2920: a RCPT only ever follows its MAIL in the same write.
+        const auto lines = std::count(line.begin(), line.end(), '\n');
+        if (a.kind == TK::upstream_command &&
+            (a.then_rcpt ? lines != 2 || !is_mail || line.find("\r\nRCPT TO:<") == std::string::npos
+                         : lines != 1))
+            violation("a pipelined group other than MAIL + RCPT: " + line);
         if ((a.kind == TK::upstream_write || a.kind == TK::upstream_commit) &&
             (!relay_data_ || !client_in_data_))
             violation("message data or \".\" outside DATA");

@@ -72,6 +72,7 @@ std::string render(const upstream::Result& r) {
     if (r.reply.code != 0) s += " " + std::to_string(r.reply.code);
     for (const auto& [k, v] : r.capabilities.keywords)
         s += " " + k;
+    if (r.rcpt_reply) s += " rcpt " + std::to_string(r.rcpt_reply->code);
     return s;
 }
 
@@ -566,6 +567,53 @@ TEST_CASE("pipelined replies already received are used before reading again") {
     };
     CHECK(play(c, requests).results ==
           std::vector<std::string>{"ok 250 8BITMIME PIPELINING", "ok 250"});
+}
+
+TEST_CASE("MAIL and RCPT pipelined: one write, both replies, however they arrive") {
+    const Config c = plain();
+    Request open = open_request("", "");
+    open.script = greet_ehlo(kEhloPlain);
+    auto group = [](UpstreamMachine& m) {
+        return m.command("MAIL FROM:<a@acme.example>\r\nRCPT TO:<b@x.example>\r\n", Step::mail,
+                         true);
+    };
+    const std::string sent = "send 300 MAIL FROM:<a@acme.example>\r\nRCPT TO:<b@x.example>\r\n";
+    SUBCASE("both replies in one read, split at every octet") {
+        const std::vector<Request> requests = {
+            open, request(group, {{sent}, {"read 300", "250 2.1.0 Ok\r\n550 5.1.1 no\r\n"}}),
+            request([](UpstreamMachine& m) { return m.command("RSET\r\n", Step::rset); },
+                    {{"send 300 RSET\r\n"}, {"read 300", "250 Ok\r\n"}})};
+        const Outcome o = play(c, requests);
+        CHECK(o.results ==
+              std::vector<std::string>{"ok 250 8BITMIME PIPELINING", "ok 250 rcpt 550", "ok 250"});
+        std::vector<std::string> steps;
+        for (const auto& e : o.events)
+            if (e.starts_with("wait ") || e.starts_with("got ")) steps.push_back(e);
+        CHECK(std::vector<std::string>(steps.begin() + 4, steps.end()) ==
+              std::vector<std::string>{"wait mail", "got mail", "wait rcpt", "got rcpt",
+                                       "wait rset", "got rset"});
+        check_splits(c, requests);
+    }
+    SUBCASE("the replies in two reads") {
+        CHECK(play(c, {open, request(group, {{sent},
+                                             {"read 300", "451 4.3.0 later\r\n"},
+                                             {"read 300", "503 5.5.1 need MAIL\r\n"}})})
+                  .results.back() == "ok 451 rcpt 503");
+    }
+    SUBCASE("the connection breaks after the MAIL's reply: the group fails as one") {
+        const Outcome o = play(c, {open, request(group, {{sent},
+                                                         {"read 300", "250 2.1.0 Ok\r\n"},
+                                                         {"read 300", "", IoStatus::error},
+                                                         {"close"}})});
+        CHECK(o.results.back() == "fail upstream_failed");
+        CHECK(Recorder(o.events).failures() == std::vector<std::string>{"reset"});
+    }
+    SUBCASE("after a group, a plain command carries no RCPT reply") {
+        CHECK(play(c, {open, request(group, {{sent}, {"read 300", "250 a\r\n250 b\r\n"}}),
+                       request([](UpstreamMachine& m) { return m.command("DATA\r\n", Step::data); },
+                               {{"send 300 DATA\r\n"}, {"read 300", "354 go\r\n"}})})
+                  .results.back() == "ok 354");
+    }
 }
 
 TEST_CASE("transaction failures") {
