@@ -319,13 +319,17 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     // first MAIL FROM, handed back to the pool when the session is done.
     std::unique_ptr<UpstreamClient> upstream;
     XclientInfo xclient{info.address, {}};
+    // The first pooled connection's RSET rides with the MAIL (relays that
+    // offer PIPELINING); once one was found dead, the session checks each
+    // before use, so a relay restart costs a sender at most one retry.
+    bool defer_rset = true;
     auto open_upstream = [&]() -> awaitable<session::UpstreamResult> {
         // A pooled connection the relay closed while idle fails its RSET;
         // two such in a row and the pool is left to expire.
         for (int tries = 0; tries < 2; ++tries) {
             auto pooled = pool.take(xclient);
             if (!pooled) break;
-            auto r = co_await pooled->reuse(xclient);
+            auto r = co_await pooled->reuse(xclient, defer_rset);
             if (r.ok) {
                 pool.reused();
                 upstream = std::move(pooled);
@@ -482,6 +486,12 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 auto r = not_connected();
                 if (upstream)
                     r = co_await upstream->command(std::move(c.line), c.step, c.then_rcpt);
+                if (upstream && upstream->stale()) {
+                    // Its deferred RSET found the pooled connection dead: the
+                    // session tries once more (UpstreamConnect), checked.
+                    pool.stale();
+                    defer_rset = false;
+                }
                 upstream_used = Clock::now();
                 machine.on_upstream_result(std::move(r));
                 break;

@@ -153,6 +153,7 @@ awaitable<UpstreamResult> UpstreamClient::run(Action a) {
                 a = machine_.resume(IoStatus::ok);
                 break;
             case Action::Kind::done:
+                stale_ = a.result.stale;
                 co_return to_session(std::move(a.result));
         }
     }
@@ -170,8 +171,8 @@ awaitable<UpstreamResult> UpstreamClient::connect(const XclientInfo& client) {
 
 // Not coroutines themselves: the caller awaits run()'s frame directly, one
 // frame allocation per request fewer (Boost 1.74 rarely recycles them).
-awaitable<UpstreamResult> UpstreamClient::reuse(const XclientInfo& client) {
-    return run(machine_.reuse(client));
+awaitable<UpstreamResult> UpstreamClient::reuse(const XclientInfo& client, bool defer_rset) {
+    return run(machine_.reuse(client, defer_rset));
 }
 
 awaitable<UpstreamResult> UpstreamClient::command(std::string lines, session::UpstreamStep step,

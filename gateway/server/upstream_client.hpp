@@ -36,7 +36,11 @@ class UpstreamClient {
     net::awaitable<session::UpstreamResult> connect(const XclientInfo& client);
     // An idle connection from the pool, taken over for `client` (RSET, then
     // XCLIENT again; upstream::UpstreamMachine::reuse). On failure it is closed.
-    net::awaitable<session::UpstreamResult> reuse(const XclientInfo& client);
+    // `defer_rset`: UpstreamMachine::reuse's; then the first command may
+    // fail as stale().
+    net::awaitable<session::UpstreamResult> reuse(const XclientInfo& client, bool defer_rset);
+    // The last request failed because the pooled connection was dead.
+    bool stale() const { return stale_; }
     // Open and clean enough to go back to the pool.
     bool idle_and_clean() const { return stream_ && machine_.idle_and_clean(); }
     // Can carry `client`'s mail next (upstream::UpstreamMachine::reusable_for).
@@ -85,6 +89,7 @@ class UpstreamClient {
     upstream::UpstreamMachine machine_;
     std::optional<SmtpStream> stream_;
     std::array<char, 4096> rbuf_;
+    bool stale_ = false;
 };
 
 }  // namespace relaygate::server

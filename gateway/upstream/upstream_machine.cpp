@@ -119,6 +119,7 @@ Action UpstreamMachine::open(XclientInfo client) {
     // A new connection replaces whatever was there.
     client_ = std::move(client);
     announced_.reset();
+    rset_pending_ = rset_ahead_ = false;
     rbuf_.clear();
     parser_.reset();
     enter(State::connecting);
@@ -126,9 +127,16 @@ Action UpstreamMachine::open(XclientInfo client) {
     return make(Action::Kind::connect, cfg_.connect_timeout);
 }
 
-Action UpstreamMachine::reuse(XclientInfo client) {
+Action UpstreamMachine::reuse(XclientInfo client, bool defer_rset) {
     if (!reusable_for(client)) return not_ready();
     client_ = std::move(client);
+    const bool xclient_needed = announced_ ? !(*announced_ == client_) : announces();
+    if (defer_rset && !xclient_needed && cfg_.pipelining && caps_.has("PIPELINING")) {
+        rset_pending_ = true;
+        Action a = make(Action::Kind::done);
+        a.result = ehlo_result();
+        return a;
+    }
     step_ = Step::rset;
     enter(State::resetting);
     return send("RSET\r\n", cfg_.reply_timeout);
@@ -144,6 +152,10 @@ Action UpstreamMachine::command(std::string lines, Step step, bool then_rcpt) {
     then_rcpt_ = then_rcpt;
     mail_reply_.reset();
     enter(State::command);
+    if (std::exchange(rset_pending_, false)) {
+        rset_ahead_ = true;
+        return send("RSET\r\n" + lines, cfg_.reply_timeout);
+    }
     return send(std::move(lines), cfg_.reply_timeout);
 }
 
@@ -162,6 +174,7 @@ Action UpstreamMachine::commit(std::string terminator) {
 }
 
 Action UpstreamMachine::quit() {
+    rset_pending_ = false;  // QUIT needs no health check
     if (!ready()) {
         // Nothing open (or a stream in an unknown state): just close.
         result_ = Result{};
@@ -174,6 +187,7 @@ Action UpstreamMachine::quit() {
 }
 
 void UpstreamMachine::abort() {
+    rset_pending_ = rset_ahead_ = false;
     rbuf_.clear();
     parser_.reset();
     pending_ = Action::Kind::done;
@@ -307,6 +321,12 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
             return send("EHLO " + (client_.helo.empty() ? helo_name_ : client_.helo) + "\r\n",
                         cfg_.reply_timeout);
         case State::command:
+            if (rset_ahead_) {
+                // The deferred health check of a pooled connection.
+                if (reply.code != 250) return fail(Reason::upstream_failed, "reset");
+                rset_ahead_ = false;
+                return await_reply();
+            }
             if (std::exchange(then_rcpt_, false)) {
                 // The MAIL's reply of a pipelined group: the RCPT's follows
                 // (perhaps already in rbuf_).
@@ -359,8 +379,12 @@ Action UpstreamMachine::after_ehlo() {
 // without ADDR there is nothing worth sending. Every attribute is sent each
 // time ([UNAVAILABLE] when unknown): the relay keeps the value of one left
 // out, and on a pooled connection that value would be the last client's.
+bool UpstreamMachine::announces() const {
+    return cfg_.xclient && offers_xclient("ADDR") && !client_.addr.empty();
+}
+
 Action UpstreamMachine::maybe_xclient() {
-    if (cfg_.xclient && offers_xclient("ADDR") && !client_.addr.empty()) {
+    if (announces()) {
         std::string line = "XCLIENT ADDR=" + xtext(client_.addr);
         if (offers_xclient("HELO"))
             line += " HELO=" + (client_.helo.empty() ? "[UNAVAILABLE]" : xtext(client_.helo));
@@ -400,7 +424,9 @@ Action UpstreamMachine::finish(Result result) {
 Action UpstreamMachine::fail(Reason reason, std::string_view kind) {
     // A pooled connection that fails its health check is the pool's
     // business (the relay closed it while idle), not a relay error.
-    if (state_ != State::resetting) observer_.failed(kind);
+    const bool stale = state_ == State::resetting || rset_ahead_;
+    if (!stale) observer_.failed(kind);
+    rset_pending_ = rset_ahead_ = false;
     then_rcpt_ = false;
     mail_reply_.reset();
     rbuf_.clear();
@@ -408,6 +434,7 @@ Action UpstreamMachine::fail(Reason reason, std::string_view kind) {
     result_ = Result{};
     result_.ok = false;
     result_.failure = reason;
+    result_.stale = stale;
     enter(State::closing);
     pending_ = Action::Kind::close;
     return make(Action::Kind::close);
@@ -427,6 +454,8 @@ Step UpstreamMachine::reply_step() const {
             return Step::xclient;
         case State::resetting:
             return Step::rset;
+        case State::command:
+            return rset_ahead_ ? Step::rset : step_;
         case State::ehlo:
         case State::tls_ehlo:
         case State::xclient_ehlo:

@@ -39,6 +39,10 @@ struct Result {
     // command() with then_rcpt: the reply to the RCPT pipelined after the
     // MAIL (RFC 2920); `reply` is the MAIL's.
     std::optional<smtp::Reply> rcpt_reply;
+    // !ok because a connection taken from the pool was found dead by its
+    // RSET (reuse(), or the RSET that went ahead of the first command):
+    // nothing of the request reached a live relay.
+    bool stale = false;
 };
 
 // The next thing the I/O layer must do, then report with resume().
@@ -115,7 +119,11 @@ class UpstreamMachine {
     // told the relay about another client, XCLIENT with every attribute of
     // this one, so nothing of the last client survives. done carries the
     // EHLO reply and capabilities, as open() does. Needs reusable_for(client).
-    Action reuse(XclientInfo client);
+    // With `defer_rset`, when the relay offers PIPELINING and nothing needs
+    // to be announced, done comes at once and the RSET goes ahead of the
+    // next command in its write (RFC 2920): the health check costs no round
+    // trip of its own. A dead connection then fails that command as stale.
+    Action reuse(XclientInfo client, bool defer_rset = false);
     // One command line (with CRLF); done carries the reply. Needs ready().
     // With `then_rcpt`, `lines` is a MAIL line and a RCPT line, written
     // together (RFC 2920 pipelining; only to a relay that offers it): done
@@ -160,6 +168,8 @@ class UpstreamMachine {
     Action after_ehlo();
     Action maybe_xclient();
     bool offers_xclient(std::string_view attribute) const;
+    // maybe_xclient() would tell the relay about client_.
+    bool announces() const;
     Result ehlo_result() const;  // ok, with the last EHLO's reply and capabilities
     Action finish(Result result);
     Action fail(Reason reason, std::string_view kind);
@@ -176,6 +186,8 @@ class UpstreamMachine {
     Action::Kind pending_ = Action::Kind::done;  // the Action handed out last
     Step step_ = Step::greeting;                 // the command's reply step
     bool then_rcpt_ = false;                     // a pipelined RCPT's reply follows
+    bool rset_pending_ = false;                  // reuse() deferred its RSET to the next command
+    bool rset_ahead_ = false;                    // that RSET's reply comes before the command's
     std::optional<smtp::Reply> mail_reply_;      // the first reply of a MAIL + RCPT group
     XclientInfo client_;
     std::optional<XclientInfo> announced_;  // XCLIENT sent on this connection

@@ -190,6 +190,26 @@ class UpstreamPoolTest(GatewayTestCase):
         # Not counted as a relay failure.
         self.assertEqual(metric(gw, "relaygate_upstream_errors_total", kind="reset"), 0)
 
+    def test_with_pipelining_the_rset_rides_with_the_mail_and_still_finds_dead_ones(self):
+        # The sink offers PIPELINING and closes connections idle for 1 s: the
+        # second session's RSET goes ahead of its MAIL in one write, meets a
+        # closed connection, and the MAIL is sent again on a fresh one.
+        sink, gw = self.pair("--ehlo-extra", "PIPELINING", "--timeout", "1", xclient=False)
+        self.assertReply(send_one(gw.port, "127.0.0.2", "a.example", "first")[0], "250 2.0.0")
+        self.wait_pooled(gw)
+        self.assertReply(send_one(gw.port, "127.0.0.2", "a.example", "second")[0], "250 2.0.0")
+        self.assertEqual(sink.connections(), 1)
+        self.assertEqual(pool_metric(gw, "checkouts_total", result="reused"), 1)
+        self.assertEqual([c.split()[0] for c in sink.commands()].count("RSET"), 1)
+        self.wait_pooled(gw)
+        sink.wait_events("disconnect", 1, timeout=10)
+        self.assertReply(send_one(gw.port, "127.0.0.3", "b.example", "third")[0], "250 2.0.0")
+        self.assertEqual(sink.connections(), 2)
+        self.assertEqual(pool_metric(gw, "checkouts_total", result="stale"), 1)
+        self.assertEqual(len(stored_by_token(sink)), 3)
+        # Not counted as a relay failure.
+        self.assertEqual(metric(gw, "relaygate_upstream_errors_total", kind="reset"), 0)
+
     def test_idle_pooled_connections_are_closed_after_the_idle_timeout(self):
         sink, gw = self.pair(*XCLIENT, idle_timeout_seconds=1)
         self.assertReply(send_one(gw.port, "127.0.0.2", "a.example", "only")[0], "250 2.0.0")

@@ -827,6 +827,109 @@ TEST_CASE("reuse: a connection the relay dropped while idle fails quietly and cl
     CHECK(Recorder(refused.events).failures() == std::vector<std::string>{"refused"});
 }
 
+TEST_CASE("reuse with a deferred RSET: it rides with the first command, and finds dead ones") {
+    Config c = plain();
+    c.cfg.xclient = false;  // nothing to announce
+    Request open = open_request();
+    open.script = greet_ehlo(kEhloPlain);  // offers PIPELINING
+    auto deferred = [](std::vector<Entry> script) {
+        return request(
+            [](UpstreamMachine& m) {
+                return m.reuse({"198.51.100.9", "b.example"}, true);
+            },
+            std::move(script));
+    };
+    auto mail = [](std::vector<Entry> script) {
+        return request(
+            [](UpstreamMachine& m) { return m.command("MAIL FROM:<a@x>\r\n", Step::mail); },
+            std::move(script));
+    };
+    SUBCASE("taken over at once; RSET and MAIL in one write, both replies, split anywhere") {
+        const std::vector<Request> requests = {
+            open, deferred({}),
+            mail({{"send 300 RSET\r\nMAIL FROM:<a@x>\r\n"},
+                  {"read 300", "250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n"}}),
+            mail({{"send 300 MAIL FROM:<a@x>\r\n"}, {"read 300", "250 2.1.0 Ok\r\n"}})};
+        const Outcome o = play(c, requests);
+        CHECK(o.results == std::vector<std::string>{"ok 250 8BITMIME PIPELINING",
+                                                    "ok 250 8BITMIME PIPELINING", "ok 250",
+                                                    "ok 250"});
+        std::vector<std::string> got;
+        for (const auto& e : o.events)
+            if (e.starts_with("got ")) got.push_back(e.substr(4));
+        CHECK(got == std::vector<std::string>{"greeting", "ehlo", "rset", "mail", "mail"});
+        check_splits(c, requests);
+    }
+    SUBCASE("with a pipelined RCPT: three replies") {
+        CHECK(play(c, {open, deferred({}),
+                       request(
+                           [](UpstreamMachine& m) {
+                               return m.command("MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n", Step::mail,
+                                                true);
+                           },
+                           {{"send 300 RSET\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n"},
+                            {"read 300", "250 a\r\n250 b\r\n550 c\r\n"}})})
+                  .results.back() == "ok 250 rcpt 550");
+    }
+    SUBCASE("a dead connection fails the command as stale, not as a relay error") {
+        for (const auto& failing : std::vector<std::vector<Entry>>{
+                 {{"send 300 RSET\r\nMAIL FROM:<a@x>\r\n", "", IoStatus::error}, {"close"}},
+                 {{"send 300 RSET\r\nMAIL FROM:<a@x>\r\n"},
+                  {"read 300", "", IoStatus::error},
+                  {"close"}},
+                 {{"send 300 RSET\r\nMAIL FROM:<a@x>\r\n"},
+                  {"read 300", "421 4.4.2 bye\r\n"},
+                  {"close"}}}) {
+            Recorder rec;
+            UpstreamMachine m(c.cfg, "gw.example", false, rec);
+            Action a = m.open({"", ""});
+            for (const auto& e : open.script)
+                a = m.resume(e.status, e.input);
+            REQUIRE(render(a) == "done");
+            a = m.reuse({"198.51.100.9", "b.example"}, true);
+            REQUIRE(render(a) == "done");
+            a = m.command("MAIL FROM:<a@x>\r\n", Step::mail);
+            for (const auto& e : failing) {
+                REQUIRE(render(a) == e.action);
+                a = m.resume(e.status, e.input);
+            }
+            REQUIRE(render(a) == "done");
+            CHECK_FALSE(a.result.ok);
+            CHECK(a.result.stale);
+            CHECK(rec.failures().empty());
+        }
+    }
+    SUBCASE("after the RSET's 250, a failure is the relay's") {
+        const Outcome o = play(c, {open, deferred({}),
+                                   mail({{"send 300 RSET\r\nMAIL FROM:<a@x>\r\n"},
+                                         {"read 300", "250 ok\r\n"},
+                                         {"read 300", "", IoStatus::error},
+                                         {"close"}})});
+        CHECK(o.results.back() == "fail upstream_failed");
+        CHECK(Recorder(o.events).failures() == std::vector<std::string>{"reset"});
+    }
+    SUBCASE("not deferred: no PIPELINING, upstream.pipelining off, or XCLIENT to send") {
+        Request plain_open = open_request();
+        plain_open.script = greet_ehlo("250-relay.example\r\n250 8BITMIME\r\n");
+        CHECK(play(c, {plain_open, deferred({{"send 300 RSET\r\n"}, {"read 300", "250 ok\r\n"}})})
+                  .results.back() == "ok 250 8BITMIME");
+        Config off = c;
+        off.cfg.pipelining = false;
+        CHECK(play(off, {open, deferred({{"send 300 RSET\r\n"}, {"read 300", "250 ok\r\n"}})})
+                  .results.back() == "ok 250 8BITMIME PIPELINING");
+        Request xopen = open_request();
+        xopen.script = kOpenWithXclient;
+        CHECK(play(plain(), {xopen, deferred({{"send 300 RSET\r\n"},
+                                              {"read 300", "250 ok\r\n"},
+                                              {"send 300 XCLIENT ADDR=198.51.100.9 HELO=b.example "
+                                               "PROTO=ESMTP\r\n"},
+                                              {"read 300", "220 relay.example ESMTP\r\n"},
+                                              {"send 300 EHLO b.example\r\n"},
+                                              {"read 300", kEhloXclient}})})
+                  .results.back() == "ok 250 PIPELINING XCLIENT");
+    }
+}
+
 TEST_CASE("reusable_for: idle, clean, and able to tell the relay about that client") {
     Config c = plain();
     Recorder rec;
