@@ -221,7 +221,8 @@ awaitable<std::optional<std::string>> read_proxy_header(SmtpStream& stream,
     for (;;) {
         error_code ec;
         stream.expires_after(deadline - Clock::now());
-        const std::size_t n = co_await stream.read_some(asio::buffer(buf), ec);
+        std::size_t n = 0;
+        co_await stream.read_some(asio::buffer(buf), ec, n);
         if (ec) {
             error = ec == beast::error::timeout ? "timeout" : ec.message();
             co_return std::nullopt;
@@ -448,7 +449,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                     std::max(next.at - now, Clock::duration(std::chrono::milliseconds(1))));
                 error_code rec;
                 drain->idle_read = command_stage;
-                const std::size_t n = co_await client.read_some(target, rec);
+                std::size_t n = 0;
+                co_await client.read_some(target, rec, n);
                 drain->idle_read = false;
                 if (rec == beast::error::timeout) {
                     if (next.wake == session::ReadDeadline::Wake::upstream_idle) {

@@ -72,24 +72,6 @@ void SmtpStream::disarm(error_code& ec, bool close_on_timeout) {
     }
 }
 
-awaitable<std::size_t> SmtpStream::read_some(asio::mutable_buffer buf, error_code& ec) {
-    arm();
-    const std::size_t n =
-        tls_ ? co_await tls_->async_read_some(buf, asio::redirect_error(use_awaitable, ec))
-             : co_await socket_.async_read_some(buf, asio::redirect_error(use_awaitable, ec));
-    disarm(ec, false);
-    co_return n;
-}
-
-awaitable<void> SmtpStream::write(asio::const_buffer buf, error_code& ec) {
-    arm();
-    if (tls_)
-        co_await asio::async_write(*tls_, buf, asio::redirect_error(use_awaitable, ec));
-    else
-        co_await asio::async_write(socket_, buf, asio::redirect_error(use_awaitable, ec));
-    disarm(ec, true);
-}
-
 awaitable<void> SmtpStream::connect(const tcp::endpoint& endpoint, error_code& ec) {
     arm();
     co_await socket_.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));

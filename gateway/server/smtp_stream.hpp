@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gateway/net/asio.hpp"
+#include "gateway/net/frame_op.hpp"
 
 namespace relaygate::server {
 
@@ -34,13 +35,45 @@ class SmtpStream {
         deadline_ = std::chrono::steady_clock::now() + d;
     }
 
-    net::awaitable<std::size_t> read_some(net::asio::mutable_buffer buf, net::error_code& ec);
+    // `co_await read_some(buf, ec, n)` and `co_await write(buf, ec)`: awaited
+    // in the caller's coroutine frame, with the operation block in the
+    // stream (net::in_frame): no heap allocation per read or write.
+    auto read_some(net::asio::mutable_buffer buf, net::error_code& ec, std::size_t& n) {
+        return net::in_frame(
+            read_slot_,
+            [this, buf](auto handler) {
+                arm();
+                if (tls_)
+                    tls_->async_read_some(buf, std::move(handler));
+                else
+                    socket_.async_read_some(buf, std::move(handler));
+            },
+            [this, &ec, &n](const net::error_code& e, std::size_t k) {
+                ec = e;
+                n = k;
+                disarm(ec, false);
+            });
+    }
     // Cancels a pending read (it completes with operation_aborted).
     void cancel() {
         net::error_code ignored;
         socket_.cancel(ignored);
     }
-    net::awaitable<void> write(net::asio::const_buffer buf, net::error_code& ec);
+    auto write(net::asio::const_buffer buf, net::error_code& ec) {
+        return net::in_frame(
+            write_slot_,
+            [this, buf](auto handler) {
+                arm();
+                if (tls_)
+                    net::asio::async_write(*tls_, buf, std::move(handler));
+                else
+                    net::asio::async_write(socket_, buf, std::move(handler));
+            },
+            [this, &ec](const net::error_code& e, std::size_t) {
+                ec = e;
+                disarm(ec, true);
+            });
+    }
     net::awaitable<void> connect(const net::tcp::endpoint& endpoint, net::error_code& ec);
     net::awaitable<void> connect(const net::tcp::resolver::results_type& endpoints,
                                  net::error_code& ec);
@@ -88,6 +121,8 @@ class SmtpStream {
     std::optional<net::asio::ssl::stream<net::tcp::socket&>> tls_;
     net::asio::steady_timer timer_;
     std::shared_ptr<Watch> watch_;
+    net::HandlerSlot read_slot_;
+    net::HandlerSlot write_slot_;
 };
 
 }  // namespace relaygate::server

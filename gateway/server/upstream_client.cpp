@@ -133,7 +133,7 @@ awaitable<UpstreamResult> UpstreamClient::run(Action a) {
                 if (stream_) {
                     ec.clear();
                     stream_->expires_after(a.timeout);
-                    n = co_await stream_->read_some(asio::buffer(rbuf_), ec);
+                    co_await stream_->read_some(asio::buffer(rbuf_), ec, n);
                 }
                 a = machine_.resume(status_of(ec), std::string_view(rbuf_.data(), n));
                 break;
