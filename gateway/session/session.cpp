@@ -532,7 +532,10 @@ void SessionMachine::handle_data() {
     data_.start();
     enter(Phase::header);
     discard_reply_.reset();
-    reply(simple(354, "", "End data with <CR><LF>.<CR><LF>"));
+    // Always the same: formatted once.
+    static const std::string k354 =
+        smtp::format_reply(simple(354, "", "End data with <CR><LF>.<CR><LF>"));
+    send_reply(354, k354);
 }
 
 // --- STARTTLS and AUTH --------------------------------------------------
@@ -1268,8 +1271,13 @@ void SessionMachine::release_buffers() {
 
 void SessionMachine::reply(const smtp::Reply& r) {
     if (close_sent_) return;
-    hooks_.on_reply(r.code);
-    push(act::SendClient{smtp::format_reply(r)});
+    send_reply(r.code, smtp::format_reply(r));
+}
+
+void SessionMachine::send_reply(int code, std::string formatted) {
+    if (close_sent_) return;
+    hooks_.on_reply(code);
+    push(act::SendClient{std::move(formatted)});
 }
 
 void SessionMachine::reply(Reason r) {

@@ -326,6 +326,8 @@ class SessionMachine {
     void enter(DataTransfer::Phase p);
 
     void reply(const smtp::Reply& r);
+    // A reply already formatted (smtp::format_reply).
+    void send_reply(int code, std::string formatted);
     void reply(Reason r);
     void error_reply(Reason r);
     void push(Action a) { actions_.push_back(std::move(a)); }

@@ -29,6 +29,12 @@ std::string format_reply(const Reply& r) {
     std::string out;
     const std::string code = std::to_string(r.code);
     const std::size_t n = r.lines.empty() ? 1 : r.lines.size();
+    // One allocation: each line is at most code, separator, enhanced code,
+    // space, its text and CRLF.
+    std::size_t size = 0;
+    for (const auto& l : r.lines)
+        size += l.size();
+    out.reserve(size + n * (code.size() + r.enhanced.size() + 4));
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t start = out.size();
         out += code;
