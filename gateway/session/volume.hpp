@@ -3,6 +3,7 @@
 // of a refusal. Pure: the session machine asks, the runner's store answers.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -32,9 +33,11 @@ struct VolumeSettings {
 struct VolumeAsk {
     ratelimit::Request request;
     std::vector<policy::AppliedLimit> limits;  // per request.checks
-    std::vector<std::string_view>
-        seen_kinds;                      // per request.first_seen: the anomaly kind (a literal)
-    std::vector<std::string> seen_what;  // per request.first_seen: for the log
+    // Per request.first_seen (at most two marks a request: the network at
+    // MAIL FROM, the From domain at end of data; inline, no allocation):
+    // the anomaly kind (a literal), and what it names, for the log.
+    boost::container::small_vector<std::string_view, 2> seen_kinds;
+    boost::container::small_vector<std::string, 2> seen_what;
 
     bool empty() const {
         return request.checks.empty() && request.volume_key.empty() && request.first_seen.empty();

@@ -49,8 +49,10 @@ TEST_CASE("anomaly observations follow the settings and share the tenant's hash 
     CHECK(ask.request.volume_key == "vol:{acme}");
     REQUIRE(ask.request.first_seen.size() == 2);
     CHECK(ask.request.first_seen[0] == "seen:{acme}:net:192.0.2.0/24");
-    CHECK(ask.seen_kinds ==
+    CHECK(std::vector<std::string_view>(ask.seen_kinds.begin(), ask.seen_kinds.end()) ==
           std::vector<std::string_view>{"first_seen_network", "first_seen_domain"});
+    CHECK(std::vector<std::string>(ask.seen_what.begin(), ask.seen_what.end()) ==
+          std::vector<std::string>{"192.0.2.0/24", "sasl acme-app|acme.example"});
 
     session::VolumeAsk off;
     s.anomalies = false;
