@@ -374,15 +374,15 @@ Action UpstreamMachine::after_ehlo() {
     return maybe_xclient();
 }
 
+bool UpstreamMachine::announces() const {
+    return cfg_.xclient && offers_xclient("ADDR") && !client_.addr.empty();
+}
+
 // XCLIENT (Postfix XCLIENT_README) tells the signer the real client, so its
 // logs and its own checks see it. Only announced attributes are sent, and
 // without ADDR there is nothing worth sending. Every attribute is sent each
 // time ([UNAVAILABLE] when unknown): the relay keeps the value of one left
 // out, and on a pooled connection that value would be the last client's.
-bool UpstreamMachine::announces() const {
-    return cfg_.xclient && offers_xclient("ADDR") && !client_.addr.empty();
-}
-
 Action UpstreamMachine::maybe_xclient() {
     if (announces()) {
         std::string line = "XCLIENT ADDR=" + xtext(client_.addr);

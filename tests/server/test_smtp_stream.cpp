@@ -119,6 +119,9 @@ TEST_CASE("1000 round trips: every octet arrives, and no heap allocation per rea
                 good += ok;
             }
             allocations = g_allocations.load() - before;
+            // Gone streams cancel their pending deadline waits: run() ends.
+            p.a.reset();
+            p.b.reset();
         });
         CHECK(good == 1000);
         // round_trip() itself is a coroutine (one frame per call, which Asio
@@ -169,6 +172,8 @@ TEST_CASE("a read past its deadline ends with timeout and leaves the socket open
         co_await p.b->read_some(asio::buffer(buf), read_ec, n);
         p.b->expires_after(std::chrono::seconds(5));
         after = co_await round_trip(*p.b, *p.a, "421 4.4.2 timeout\r\n");
+        p.a.reset();
+        p.b.reset();
     });
     CHECK(read_ec == beast::error::timeout);
     CHECK(after);  // the session can still say 421
