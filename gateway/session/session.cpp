@@ -242,14 +242,8 @@ void SessionMachine::process_command_input() {
     const std::size_t start = in_pos_;
     auto ev = framer_.feed(std::string_view(in_).substr(in_pos_));
     in_pos_ += ev.consumed;
-    if (!txn_.held_mail.empty() &&
-        !(ev.kind == smtp::LineEvent::Kind::line && joins_held_mail(ev.line))) {
-        // Not a RCPT that goes to the relay at once: the MAIL goes alone,
-        // and this line is read again after its reply. rcpt_follows() made
-        // sure the whole line came from in_ (the framer held nothing).
-        in_pos_ = start;
-        framer_.reset();
-        command(Pending::mail, std::exchange(txn_.held_mail, {}));
+    if (!txn_.held_mail.empty() && (ev.kind != smtp::LineEvent::Kind::line || sasl_.active())) {
+        send_held_mail_alone(start);
         return;
     }
     switch (ev.kind) {
@@ -265,16 +259,31 @@ void SessionMachine::process_command_input() {
             if (sasl_.active())
                 handle_auth_response(line);
             else
-                handle_line(line);
+                handle_line(line, start);
             return;
         }
     }
 }
 
-void SessionMachine::handle_line(std::string_view line) {
+void SessionMachine::send_held_mail_alone(std::size_t line_start) {
+    // The line after the held MAIL is not a RCPT that goes to the relay at
+    // once: the MAIL goes alone, and the line is read again after its
+    // reply. rcpt_follows() made sure the whole line came from in_ (the
+    // framer held nothing).
+    in_pos_ = line_start;
+    framer_.reset();
+    command(Pending::mail, std::exchange(txn_.held_mail, {}));
+}
+
+void SessionMachine::handle_line(std::string_view line, std::size_t line_start) {
     // Draining, or the session has lived its configured life: 421 and
     // close at the next command (RFC 5321 3.8 allows 421 at any time).
     const bool expired = hooks_.now() - started_ >= settings_.session_seconds;
+    auto parsed = smtp::parse_command(line, parse_options());
+    if (!txn_.held_mail.empty() && (draining_ || expired || !parsed || !joins_held_mail(*parsed))) {
+        send_held_mail_alone(line_start);
+        return;
+    }
     if (draining_ || expired) {
         const Reason why = draining_ ? Reason::shutting_down : Reason::session_lifetime_exceeded;
         if (txn_.active) {
@@ -285,7 +294,6 @@ void SessionMachine::handle_line(std::string_view line) {
         close_session();
         return;
     }
-    auto parsed = smtp::parse_command(line, parse_options());
     if (!parsed) {
         error_reply(smtp::reason(parsed.error()));
         return;
@@ -445,8 +453,7 @@ void SessionMachine::send_upstream_mail() {
     if (!txn_.pipelined_rcpt.empty()) {
         // Again on a fresh connection: the RCPT goes with it, or after it.
         if (pipelining)
-            await(act::UpstreamCommand{line + txn_.pipelined_rcpt, UpstreamStep::mail, true},
-                  Pending::mail);
+            send_mail_and_rcpt(std::move(line));
         else
             command(Pending::mail, std::move(line));
         return;
@@ -467,11 +474,8 @@ bool SessionMachine::rcpt_follows() const {
            rest.find("\r\n") != std::string_view::npos;
 }
 
-bool SessionMachine::joins_held_mail(std::string_view line) const {
-    if (sasl_.active() || draining_ || hooks_.now() - started_ >= settings_.session_seconds)
-        return false;
-    auto parsed = smtp::parse_command(line, parse_options());
-    if (!parsed || parsed->verb != smtp::Verb::rcpt || !parsed->rcpt_params.empty() ||
+bool SessionMachine::joins_held_mail(const smtp::Command& cmd) const {
+    if (cmd.verb != smtp::Verb::rcpt || !cmd.rcpt_params.empty() ||
         txn_.recipients >= settings_.limits.max_recipients)
         return false;
     // check_volume(LimitsFor::rcpt) must decide without the store: a
@@ -1270,7 +1274,7 @@ void SessionMachine::release_buffers() {
 // --- output --------------------------------------------------------------
 
 void SessionMachine::reply(const smtp::Reply& r) {
-    if (close_sent_) return;
+    if (close_sent_) return;  // not even formatted
     send_reply(r.code, smtp::format_reply(r));
 }
 
@@ -1304,15 +1308,18 @@ void SessionMachine::await(Action a, Pending p) {
 
 void SessionMachine::command(Pending p, std::string line) {
     if (p == Pending::rcpt && !txn_.held_mail.empty()) {
-        // The first RCPT joins the held MAIL (RFC 2920): one write, and the
-        // result carries both replies.
-        txn_.pipelined_rcpt = line;
-        await(act::UpstreamCommand{std::exchange(txn_.held_mail, {}) + line, UpstreamStep::mail,
-                                   true},
-              Pending::mail);
+        // The first RCPT joins the held MAIL.
+        txn_.pipelined_rcpt = std::move(line);
+        send_mail_and_rcpt(std::exchange(txn_.held_mail, {}));
         return;
     }
     await(act::UpstreamCommand{std::move(line), step_of(p)}, p);
+}
+
+void SessionMachine::send_mail_and_rcpt(std::string mail_line) {
+    // RFC 2920: one write, and the result carries both replies.
+    mail_line += txn_.pipelined_rcpt;
+    await(act::UpstreamCommand{std::move(mail_line), UpstreamStep::mail, true}, Pending::mail);
 }
 
 void SessionMachine::enter(Stage s) {

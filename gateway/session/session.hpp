@@ -265,7 +265,9 @@ class SessionMachine {
     void commit_upstream();
     void process_command_input();
     void process_data_input();
-    void handle_line(std::string_view line);
+    // `line_start`: where the line began in in_ (read again when a held
+    // MAIL has to go alone first).
+    void handle_line(std::string_view line, std::size_t line_start);
     void handle_mail(smtp::Command cmd);
     void decide_mail_from();
     void proceed_mail_from();
@@ -287,9 +289,12 @@ class SessionMachine {
     // The next client line is a RCPT, complete in the input: a MAIL may wait
     // for it (RFC 2920).
     bool rcpt_follows() const;
-    // The held MAIL can go with this line: a RCPT that handle_line() sends
-    // to the relay at once, with no reply of the session's own before it.
-    bool joins_held_mail(std::string_view line) const;
+    // The held MAIL can go with this command: a RCPT that handle_line()
+    // sends to the relay at once, with no reply of the session's own before it.
+    bool joins_held_mail(const smtp::Command& cmd) const;
+    void send_held_mail_alone(std::size_t line_start);
+    // The MAIL line and txn_.pipelined_rcpt as one UpstreamCommand.
+    void send_mail_and_rcpt(std::string mail_line);
     // The MAIL failed (relay refused or lost, or cannot be sent): its reply,
     // and the one a pipelined RCPT gets after it (503, as without pipelining).
     void mail_failed(const smtp::Reply& reply, Reason reason);

@@ -33,8 +33,8 @@ struct VolumeSettings {
 struct VolumeAsk {
     ratelimit::Request request;
     std::vector<policy::AppliedLimit> limits;  // per request.checks
-    // Per request.first_seen (at most two marks a request: the network at
-    // MAIL FROM, the From domain at end of data; inline, no allocation):
+    // Per request.first_seen (the session marks one pair a request: the
+    // network, or the From domain at end of data; inline, no allocation):
     // the anomaly kind (a literal), and what it names, for the log.
     boost::container::small_vector<std::string_view, 2> seen_kinds;
     boost::container::small_vector<std::string, 2> seen_what;
