@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <iterator>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace relaygate::json_reader {
 
@@ -98,10 +97,6 @@ std::string strip_exception_id(std::string message) {
 class DocumentBuilder : public json::json_sax_t {
   public:
     explicit DocumentBuilder(json& root) : root_(root) {}
-    // Streaming: the root object's members go to `on_member` when complete
-    // instead of into the root (parse_members()).
-    DocumentBuilder(json& root, const MemberCallback& on_member)
-        : root_(root), on_member_(&on_member) {}
 
     std::vector<ParseError> errors;
     std::string syntax_error;
@@ -119,18 +114,6 @@ class DocumentBuilder : public json::json_sax_t {
         return true;
     }
     bool key(string_t& k) override {
-        if (streaming()) {
-            if (!member_keys_.insert(k).second && errors.size() < 100)
-                errors.push_back({pointer("", k),
-                                  "duplicate_key",
-                                  fmt::format("key \"{}\" appears twice in the same object", k),
-                                  {}});
-            member_key_ = k;
-            member_ = json();
-            frames_.back().key = &member_key_;
-            element_ = &member_;
-            return true;
-        }
         auto& object = frames_.back().container->get_ref<json::object_t&>();
         auto [it, fresh] = object.try_emplace(k);
         frames_.back().key = &it->first;
@@ -150,7 +133,7 @@ class DocumentBuilder : public json::json_sax_t {
     }
     bool end_object() override {
         frames_.pop_back();
-        return member_done();
+        return true;
     }
     bool start_array(std::size_t) override {
         frames_.push_back({value_ref(json::value_t::array), nullptr});
@@ -158,7 +141,7 @@ class DocumentBuilder : public json::json_sax_t {
     }
     bool end_array() override {
         frames_.pop_back();
-        return member_done();
+        return true;
     }
     bool parse_error(std::size_t position, const std::string&,
                      const nlohmann::detail::exception& e) override {
@@ -176,16 +159,7 @@ class DocumentBuilder : public json::json_sax_t {
     template <class V>
     bool value(V&& v) {
         value_ref(std::forward<V>(v));
-        return member_done();
-    }
-    // Streaming, and the parser is inside the root object (not deeper).
-    bool streaming() const {
-        return on_member_ && frames_.size() == 1 && frames_.front().container->is_object();
-    }
-    // Streaming: a value just ended; if it was a root member's, hand it on.
-    bool member_done() {
-        if (!streaming()) return true;
-        return (*on_member_)(std::move(member_key_), std::move(member_));
+        return true;
     }
     // Stores a value where the parser is (root, next array element, or the
     // current key's slot) and returns it.
@@ -196,10 +170,6 @@ class DocumentBuilder : public json::json_sax_t {
             return &root_;
         }
         json* c = frames_.back().container;
-        if (streaming()) {
-            *element_ = json(std::forward<V>(v));
-            return element_;
-        }
         if (c->is_array()) {
             auto& array = c->get_ref<json::array_t&>();
             array.emplace_back(std::forward<V>(v));
@@ -224,10 +194,6 @@ class DocumentBuilder : public json::json_sax_t {
     json& root_;
     json* element_ = nullptr;
     std::vector<Frame> frames_;
-    const MemberCallback* on_member_ = nullptr;
-    std::unordered_set<std::string> member_keys_;
-    std::string member_key_;
-    json member_;
 };
 
 // An input iterator over the text that records the furthest character the
@@ -486,8 +452,6 @@ std::optional<std::vector<Member>> scan_top_level(std::string_view text) {
         if (key_end == std::string_view::npos) return std::nullopt;
         std::string key(text.substr(i + 1, key_end - i - 2));
         if (key.find('\\') != std::string::npos) return std::nullopt;
-        for (const auto& m : out)
-            if (m.key == key) return std::nullopt;
         i = key_end;
         skip_space();
         if (i >= text.size() || text[i] != ':') return std::nullopt;
@@ -508,24 +472,14 @@ std::optional<std::vector<Member>> scan_top_level(std::string_view text) {
     ++i;
     skip_space();
     if (i != text.size()) return std::nullopt;
+    // Distinct keys: sorted once (a policy's "tenants" has 100k of them).
+    std::vector<std::string_view> keys;
+    keys.reserve(out.size());
+    for (const auto& m : out)
+        keys.push_back(m.key);
+    std::sort(keys.begin(), keys.end());
+    if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return std::nullopt;
     return out;
-}
-
-std::vector<ParseError> parse_members(std::string_view object_text,
-                                      const MemberCallback& on_member) {
-    json root;
-    DocumentBuilder builder(root, on_member);
-    bool ok = false;
-    try {
-        ok = json::sax_parse(object_text.data(), object_text.data() + object_text.size(), &builder);
-    } catch (const json::exception& e) {
-        return {{"", "json_syntax", strip_exception_id(e.what()), {}}};
-    }
-    if (!builder.syntax_error.empty()) return {{"", "json_syntax", builder.syntax_error, {}}};
-    if (!builder.errors.empty()) return std::move(builder.errors);
-    if (!ok) return {{"", "stopped", "stopped by the member callback", {}}};
-    if (!root.is_object()) return {{"", "schema", "expected an object", {}}};
-    return {};
 }
 
 }  // namespace relaygate::json_reader

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstddef>
-#include <functional>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -56,16 +55,6 @@ struct Member {
     std::size_t members = 0;  // for an object value: how many members it has
 };
 std::optional<std::vector<Member>> scan_top_level(std::string_view text);
-
-// Parses `object_text` (an object) and hands each member to `on_member`
-// as soon as its value is complete, keeping nothing itself: memory holds
-// one member at a time. Duplicate keys, at any depth, and syntax errors
-// are errors as in parse() (returned; empty means parsed); their paths are
-// relative to the object and they carry no position. `on_member` returning
-// false stops the parse.
-using MemberCallback = std::function<bool(std::string key, nlohmann::json&& value)>;
-std::vector<ParseError> parse_members(std::string_view object_text,
-                                      const MemberCallback& on_member);
 
 // Where each pointer's value starts in `text` (an unknown pointer or an
 // invalid text gives an unknown Position). With duplicate keys, the last

@@ -130,8 +130,10 @@ class Policy {
     // load() and load_text(): `text`, when given, locates the diagnostics.
     static LoadResult build(const nlohmann::json& doc, const DiagnosticLocator& locator,
                             const Credentials* credentials);
-    // load_text() without a tree of the whole file: the tenants are parsed
-    // and compiled one at a time (memory: one tenant, not 10x the file).
+    // load_text() without a tree of the whole file: the tenants are found
+    // by a scan, then parsed, compiled and hashed one at a time in the
+    // order of their ids (memory: one tenant, not 10x the file, and no
+    // copy of the canonical text to sort for the hash).
     // nullopt when the text is not plain enough for it (not an object,
     // escaped or repeated top-level keys, any syntax error): load_text()
     // then parses it whole, which reports the problem precisely.

@@ -144,21 +144,21 @@ class PolicyCompiler {
   private:
     // One accepted domain grant. Its JSON path is rebuilt only when a
     // diagnostic needs it (a million eager path strings cost ~0.2 s).
+    // 12 octets: a million of them are held until the cross-tenant lint.
     struct DomainEntry {
-        DomainIndex::Entry entry;  // the index entry holding the pattern
-        // As in the file, when that differs from the pattern (U-labels,
-        // upper case): an index into written_forms_, else kSameAsPattern.
-        // Not a pointer into the document, which may be gone by the
-        // cross-tenant lint (tenants compiled one at a time).
-        std::uint32_t written;
+        std::uint32_t ref;  // the index entry holding the pattern (DomainIndex::Entry)
         std::uint32_t tenant;
-        std::uint32_t index;  // position in the tenant's "domains" array
-        bool shared;
+        // Position in the tenant's "domains" array (a policy file would need
+        // gigabytes to overflow it; it only names the diagnostic's path).
+        std::uint32_t index : 30;
+        std::uint32_t wildcard : 1;
+        std::uint32_t shared : 1;
+        DomainIndex::Entry entry() const { return {ref, wildcard != 0}; }
     };
     struct NetworkEntry {
         Cidr cidr;
         std::uint32_t tenant;
-        std::string path;
+        std::uint32_t path;  // offset of its JSON path in network_paths_ ('\0'-terminated)
     };
     struct SharedNet {
         Cidr cidr;
@@ -217,10 +217,17 @@ class PolicyCompiler {
     std::uint32_t first_owner(Policy::OwnerRef o) const {
         return (o & Policy::kOwnerList) ? p_.owner_lists_[o & ~Policy::kOwnerList].front() : o;
     }
-    static constexpr std::uint32_t kSameAsPattern = ~std::uint32_t(0);
+    // The grant as written in the file.
     std::string written_of(const DomainEntry& e) const {
-        return e.written == kSameAsPattern ? p_.domains_.pattern_of(e.entry).pattern()
-                                           : written_forms_[e.written];
+        auto number = static_cast<std::uint32_t>(&e - domain_entries_.data());
+        auto it = std::lower_bound(written_forms_.begin(), written_forms_.end(), number,
+                                   [](const auto& w, std::uint32_t n) { return w.first < n; });
+        return it != written_forms_.end() && it->first == number
+                   ? it->second
+                   : p_.domains_.pattern_of(e.entry()).pattern();
+    }
+    std::string_view network_path(const NetworkEntry& n) const {
+        return network_paths_.c_str() + n.path;
     }
     std::string domain_path(const DomainEntry& e) const {
         return pointer(pointer(pointer("/tenants", p_.tenants_[e.tenant].id), "domains"), e.index);
@@ -236,10 +243,15 @@ class PolicyCompiler {
     std::map<std::string, std::uint32_t> provider_numbers_;
     std::vector<bool> provider_used_;
     std::vector<SharedNet> shared_nets_;
-    std::vector<DomainEntry> domain_entries_;  // tenant by tenant, in file order
-    std::vector<std::string> written_forms_;   // DomainEntry::written
-    std::string scratch_;                      // reused for built patterns and probes
+    std::vector<DomainEntry> domain_entries_;  // tenant by tenant, in compile order
+    // The grants whose pattern differs from the file's text (U-labels, upper
+    // case): position in domain_entries_ -> as written. Not a pointer into
+    // the document, which is gone by the cross-tenant lint (tenants are
+    // compiled one at a time).
+    std::vector<std::pair<std::uint32_t, std::string>> written_forms_;
+    std::string scratch_;  // reused for built patterns and probes
     std::vector<NetworkEntry> networks_;
+    std::string network_paths_;  // NetworkEntry::path: one buffer, not 100k strings
     std::map<std::string, std::string> sasl_users_;  // user -> path of first definition
     std::uint32_t sasl_iterations_ = 0;              // highest PBKDF2 cost of any user
     std::map<std::string, std::string> first_identity_path_;
@@ -588,8 +600,8 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
         if (!added) {
             const DomainEntry* first = nullptr;
             for (std::size_t k = mine; k < domain_entries_.size() && !first; ++k)
-                if (domain_entries_[k].entry.ref == entry.ref &&
-                    domain_entries_[k].entry.wildcard == entry.wildcard)
+                if (domain_entries_[k].ref == entry.ref &&
+                    (domain_entries_[k].wildcard != 0) == entry.wildcard)
                     first = &domain_entries_[k];
             std::string also = first ? domain_path(*first) : std::string();
             const std::string first_written = first ? written_of(*first) : std::string();
@@ -602,12 +614,11 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
                       : fmt::format("\"{}\" is listed twice (also at {})", written, also));
             continue;
         }
-        std::uint32_t form = kSameAsPattern;
-        if (pattern != written) {
-            form = static_cast<std::uint32_t>(written_forms_.size());
-            written_forms_.push_back(written);
-        }
-        domain_entries_.push_back({entry, form, t, static_cast<std::uint32_t>(i), shared});
+        if (pattern != written)
+            written_forms_.emplace_back(static_cast<std::uint32_t>(domain_entries_.size()),
+                                        written);
+        domain_entries_.push_back(
+            {entry.ref, t, static_cast<std::uint32_t>(i) & 0x3fff'ffffU, entry.wildcard, shared});
         if (limits) {
             std::string subject(pattern);
             index_scoped_limits('d', t, subject,
@@ -957,7 +968,8 @@ std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& 
         // The slot is the owners (see Policy::OwnerRef).
         Policy::OwnerRef owners = p_.network_index_.insert(cidr, t);
         if (owners != t && add_owner(owners, t)) p_.network_index_.assign(cidr, owners);
-        networks_.push_back({cidr, t, ipath});
+        networks_.push_back({cidr, t, static_cast<std::uint32_t>(network_paths_.size())});
+        network_paths_.append(ipath).push_back('\0');
         accepted.push_back(cidr);
     }
     return accepted;
@@ -1303,10 +1315,10 @@ void PolicyCompiler::lint_cross_tenant() {
     std::vector<std::uint32_t> reported;
     for (const auto& entry : domain_entries_) {
         const std::uint32_t t = entry.tenant;
-        const DomainIndex::Match own = p_.domains_.pattern_of(entry.entry);
+        const DomainIndex::Match own = p_.domains_.pattern_of(entry.entry());
         reported.clear();
         p_.domains_.for_each_covering(
-            entry.entry, [&](const DomainIndex::Match& other, const DomainIndex::Grant& g) {
+            entry.entry(), [&](const DomainIndex::Match& other, const DomainIndex::Grant& g) {
                 if (g.tenant == t || (g.shared && entry.shared)) return;
                 if (std::find(reported.begin(), reported.end(), g.tenant) != reported.end()) return;
                 reported.push_back(g.tenant);
@@ -1335,10 +1347,10 @@ void PolicyCompiler::lint_cross_tenant() {
         for (auto it = stack.rbegin(); it != stack.rend(); ++it) {
             if ((*it)->tenant == n.tenant) continue;
             bool equal = (*it)->cidr == n.cidr;
-            warn(n.path, "network_overlap",
+            warn(std::string(network_path(n)), "network_overlap",
                  fmt::format("{} {} network {} of tenant \"{}\" ({}): {}", n.cidr.to_string(),
                              equal ? "equals" : "lies inside", (*it)->cidr.to_string(),
-                             p_.tenants_[(*it)->tenant].id, (*it)->path,
+                             p_.tenants_[(*it)->tenant].id, network_path(**it),
                              equal ? "decided by domain, refused as ambiguous otherwise"
                                    : "the longest prefix wins"));
             break;
@@ -1417,39 +1429,39 @@ std::optional<LoadResult> Policy::load_streaming(std::string_view text,
     if (tenants_text.empty()) return std::nullopt;
     top["tenants"] = json::object();
 
+    // The tenants as ranges of the text, compiled one at a time in the
+    // order of their ids: the order of the canonical text the hash covers
+    // (so it is hashed as it is compiled, nothing kept) and the order in
+    // which load() of a document compiles them.
+    auto tenants = json_reader::scan_top_level(tenants_text);
+    if (!tenants || tenants->size() != tenant_count) return std::nullopt;
+    std::sort(
+        tenants->begin(), tenants->end(),
+        [](const json_reader::Member& a, const json_reader::Member& b) { return a.key < b.key; });
+
     auto policy = std::shared_ptr<Policy>(new Policy());
     PolicyCompiler compiler(*policy, credentials);
-    // Each tenant's `"id":<canonical value>`, for the hash of the whole
-    // document's canonical text, which sorts the tenants by id. One buffer
-    // (not a string per tenant: 100k small blocks would stay scattered
-    // between the policy's own once freed).
-    std::string canonical_tenants;
-    struct Piece {
-        std::size_t at, id_size, size;  // the raw id at `at`, then the piece
-    };
-    std::vector<Piece> pieces;
-    pieces.reserve(tenant_count);
-    // Canonical text is no longer than the file's, plus the ids: one
-    // allocation instead of doubling (which peaks at twice the size).
-    canonical_tenants.reserve(tenants_text.size() + tenant_count * 24);
+    // canonical(top) has "tenants":{} where the sorted tenants go (the
+    // last occurrence: keys are sorted and only "version" follows it).
+    const std::string head = canonical(top);
+    constexpr std::string_view kEmpty = "\"tenants\":{}";
+    const auto at = head.rfind(kEmpty);
+    Sha256 sha;
+    sha.update(std::string_view(head).substr(0, at + kEmpty.size() - 1));
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
-        bool begun = false;
-        auto parse_errors =
-            json_reader::parse_members(tenants_text, [&](std::string id, json&& tenant) {
-                if (!begun) compiler.begin_tenants(tenant_count, &tenant);
-                begun = true;
-                compiler.compile_tenant(id, tenant, pointer("/tenants", id));
-                const std::size_t at = canonical_tenants.size();
-                canonical_tenants += id;
-                canonical_tenants += canonical(json(id));
-                canonical_tenants += ':';
-                canonical_tenants += canonical(tenant);
-                pieces.push_back({at, id.size(), canonical_tenants.size() - at - id.size()});
-                return true;
-            });
-        if (!parse_errors.empty()) return std::nullopt;
-        if (!begun) compiler.begin_tenants(0, nullptr);
+        for (std::size_t i = 0; i < tenants->size(); ++i) {
+            const auto& m = (*tenants)[i];
+            auto tenant = json_reader::parse(m.value);
+            if (!tenant) return std::nullopt;
+            if (i == 0) compiler.begin_tenants(tenant_count, &*tenant);
+            compiler.compile_tenant(m.key, *tenant, pointer("/tenants", m.key));
+            if (i) sha.update(",");
+            sha.update(canonical(json(m.key)));
+            sha.update(":");
+            sha.update(canonical(*tenant));
+        }
+        if (tenants->empty()) compiler.begin_tenants(0, nullptr);
         compiler.finish();
         compiler.lint_unused_credentials();
     } catch (const json::exception& e) {
@@ -1461,22 +1473,6 @@ std::optional<LoadResult> Policy::load_streaming(std::string_view text,
     }
     locate(text, compiler.warnings);
     policy->warnings_ = std::move(compiler.warnings);
-
-    // canonical(top) has "tenants":{} where the sorted tenants go (the
-    // last occurrence: keys are sorted and only "version" follows it).
-    const std::string head = canonical(top);
-    constexpr std::string_view kEmpty = "\"tenants\":{}";
-    const auto at = head.rfind(kEmpty);
-    Sha256 sha;
-    sha.update(std::string_view(head).substr(0, at + kEmpty.size() - 1));
-    const std::string_view all = canonical_tenants;
-    std::sort(pieces.begin(), pieces.end(), [all](const Piece& a, const Piece& b) {
-        return all.substr(a.at, a.id_size) < all.substr(b.at, b.id_size);
-    });
-    for (std::size_t i = 0; i < pieces.size(); ++i) {
-        if (i) sha.update(",");
-        sha.update(all.substr(pieces[i].at + pieces[i].id_size, pieces[i].size));
-    }
     sha.update(std::string_view(head).substr(at + kEmpty.size() - 1));
     policy->hash_ = "sha256:" + sha.hex();
     return LoadResult(std::shared_ptr<const Policy>(std::move(policy)));

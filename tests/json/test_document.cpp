@@ -3,6 +3,7 @@
 #include "gateway/json/document.hpp"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 using namespace relaygate::json_reader;
 
@@ -133,35 +134,17 @@ TEST_CASE("scan_top_level: members as ranges, with the member count of objects")
     CHECK(empty->empty());
 }
 
-TEST_CASE("parse_members: one member at a time, duplicates and syntax refused") {
-    std::vector<std::pair<std::string, nlohmann::json>> got;
-    auto collect = [&](std::string key, nlohmann::json&& v) {
-        got.emplace_back(std::move(key), std::move(v));
-        return true;
-    };
-    auto errors =
-        parse_members(R"({"b": {"x": [1, 2]}, "a": 3, "c": [], "d": {"e": {}}})", collect);
-    CHECK(errors.empty());
-    REQUIRE(got.size() == 4);
-    CHECK(got[0].first == "b");  // in file order
-    CHECK(got[0].second == nlohmann::json::parse(R"({"x": [1, 2]})"));
-    CHECK(got[1].second == 3);
-    CHECK(got[2].second == nlohmann::json::array());
-    CHECK(got[3].second == nlohmann::json::parse(R"({"e": {}})"));
-
-    errors = parse_members(R"({"a": 1, "a": 2})", collect);
-    REQUIRE(errors.size() == 1);
-    CHECK(errors[0].rule == "duplicate_key");
-    CHECK(errors[0].path == "/a");
-    errors = parse_members(R"({"a": {"k": 1, "k": 2}})", collect);
-    REQUIRE(!errors.empty());
-    CHECK(errors[0].path == "/a/k");
-    errors = parse_members(R"({"a": 1,)", collect);
-    REQUIRE(!errors.empty());
-    CHECK(errors[0].rule == "json_syntax");
-    CHECK_FALSE(parse_members("[1, 2]", collect).empty());
-    // The callback can stop the parse.
-    errors =
-        parse_members(R"({"a": 1, "b": 2})", [](std::string, nlohmann::json&&) { return false; });
-    CHECK_FALSE(errors.empty());
+TEST_CASE("scan_top_level: distinct keys among many, in file order") {
+    std::string text = "{";
+    for (int i = 999; i >= 0; --i)
+        text += fmt::format("{}\"k{}\": {{\"v\": {}}}", i == 999 ? "" : ",", i, i);
+    auto m = scan_top_level(text + "}");
+    REQUIRE(m);
+    REQUIRE(m->size() == 1000);
+    CHECK((*m)[0].key == "k999");
+    CHECK((*m)[999].value == "{\"v\": 0}");
+    CHECK((*m)[999].members == 1);
+    // A repeated key anywhere among them (here the first and the last).
+    CHECK_FALSE(scan_top_level(text + ",\"k999\": 1}"));
+    CHECK_FALSE(scan_top_level(text + ",\"k500\": 1}"));
 }

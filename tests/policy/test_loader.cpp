@@ -338,6 +338,28 @@ TEST_CASE("the streamed load and the whole-tree load agree") {
   "a": {"domains": ["a.example"], "identities": [{"networks": ["192.0.2.1/24"]}]}}})");
     REQUIRE(has_rule(e, "network_host_bits"));
     CHECK(e.front().line == 2);
+    // Both compile the tenants in the order of their ids, so they report
+    // the same diagnostics in the same order (here: one domain granted to
+    // two tenants, reported at the later one, "b", written first).
+    const std::string twice = R"({"version": 1, "tenants": {
+  "b": {"domains": ["x.example", "b.example"], "identities": [{"networks": ["192.0.2.0/24"]}]},
+  "a": {"domains": ["x.example"], "identities": [{"networks": ["198.51.100.0/24"]}]}}})";
+    auto streamed = load_errors(twice);
+    auto whole = Policy::load(nlohmann::json::parse(twice));
+    REQUIRE_FALSE(whole);
+    REQUIRE(streamed.size() == whole.error().size());
+    for (std::size_t i = 0; i < streamed.size(); ++i) {
+        CHECK(streamed[i].path == whole.error()[i].path);
+        CHECK(streamed[i].message == whole.error()[i].message);
+    }
+    REQUIRE(has_rule(streamed, "domain_granted_twice"));
+    CHECK(streamed.front().path == "/tenants/b/domains/0");
+    CHECK(streamed.front().line == 2);
+    // A tenant defined twice among many is not plain enough to stream; the
+    // whole parse names it.
+    e = load_errors(R"({"version": 1, "tenants": {"a": {}, "b": {}, "c": {}, "a": {}}})");
+    REQUIRE(has_rule(e, "duplicate_key"));
+    CHECK(e.front().path == "/tenants/a");
     // And a syntax error deep in the tenants falls back to the full parse,
     // which reports where it is.
     e = load_errors("{\"version\": 1, \"tenants\": {\n\"a\": {\"domains\": [\"a.example\",]}}}");
