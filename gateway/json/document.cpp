@@ -376,110 +376,141 @@ constexpr bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-// The end of the string starting at text[i] == '"' (one past its closing
-// quote), or npos.
-std::size_t skip_string(std::string_view text, std::size_t i) {
-    for (++i; i < text.size(); ++i) {
-        if (text[i] == '\\') {
-            ++i;
-        } else if (text[i] == '"') {
-            return i + 1;
-        }
-    }
-    return std::string_view::npos;
-}
-
-// The end of the value starting at text[i] (one past it), counting the
-// direct members of an object value into `members`; npos if unbalanced.
-std::size_t skip_value(std::string_view text, std::size_t i, std::size_t& members) {
-    members = 0;
-    if (text[i] == '"') return skip_string(text, i);
-    if (text[i] != '{' && text[i] != '[') {
-        while (i < text.size() && text[i] != ',' && text[i] != '}' && text[i] != ']' &&
-               !is_space(text[i]))
-            ++i;
-        return i;
-    }
-    const bool object = text[i] == '{';
-    int depth = 0;
-    bool empty = true;
-    for (; i < text.size(); ++i) {
-        const char c = text[i];
-        if (c == '"') {
-            if (depth == 1) empty = false;
-            i = skip_string(text, i);
-            if (i == std::string_view::npos) return i;
-            --i;
-        } else if (c == '{' || c == '[') {
-            if (depth == 1) empty = false;
-            ++depth;
-        } else if (c == '}' || c == ']') {
-            if (--depth == 0) {
-                if (object && !empty) ++members;
-                return i + 1;
-            }
-        } else if (c == ',' && depth == 1) {
-            ++members;
-        } else if (depth == 1 && !is_space(c)) {
-            empty = false;
-        }
-    }
-    return std::string_view::npos;
+// Distinct keys: sorted once (a policy's "tenants" has 100k of them).
+bool distinct_keys(const std::vector<MemberScanner::Member>& members) {
+    std::vector<std::string_view> keys;
+    keys.reserve(members.size());
+    for (const auto& m : members)
+        keys.push_back(m.key);
+    std::sort(keys.begin(), keys.end());
+    return std::adjacent_find(keys.begin(), keys.end()) == keys.end();
 }
 
 }  // namespace
 
-std::optional<std::vector<Member>> scan_top_level(std::string_view text) {
-    std::vector<Member> out;
-    std::size_t i = 0;
-    auto skip_space = [&] {
-        while (i < text.size() && is_space(text[i]))
-            ++i;
-    };
-    skip_space();
-    if (i >= text.size() || text[i] != '{') return std::nullopt;
-    ++i;
-    skip_space();
-    if (i < text.size() && text[i] == '}') {
-        ++i;
-        skip_space();
-        return i == text.size() ? std::optional(out) : std::nullopt;
+bool MemberScanner::feed(std::string_view piece) {
+    for (const char c : piece) {
+        step(c);
+        if (!ok_) return false;
+        ++pos_;
+        if (c == '\n') {
+            ++here_.line;
+            here_.column = 1;
+        } else if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) {
+            ++here_.column;  // UTF-8 continuation bytes belong to the previous character
+        }
     }
-    for (;;) {
-        skip_space();
-        if (i >= text.size() || text[i] != '"') return std::nullopt;
-        const auto key_end = skip_string(text, i);
-        if (key_end == std::string_view::npos) return std::nullopt;
-        std::string key(text.substr(i + 1, key_end - i - 2));
-        if (key.find('\\') != std::string::npos) return std::nullopt;
-        i = key_end;
-        skip_space();
-        if (i >= text.size() || text[i] != ':') return std::nullopt;
-        ++i;
-        skip_space();
-        if (i >= text.size()) return std::nullopt;
-        std::size_t members = 0;
-        const auto end = skip_value(text, i, members);
-        if (end == std::string_view::npos || end == i) return std::nullopt;
-        out.push_back({std::move(key), text.substr(i, end - i), members});
-        i = end;
-        skip_space();
-        if (i >= text.size()) return std::nullopt;
-        if (text[i] == '}') break;
-        if (text[i] != ',') return std::nullopt;
-        ++i;
+    return true;
+}
+
+bool MemberScanner::finish() {
+    ok_ = ok_ && expect_ == Expect::done && distinct_keys(members_) && distinct_keys(nested_);
+    return ok_;
+}
+
+void MemberScanner::step(char c) {
+    if (in_string_) {
+        if (escape_) {
+            escape_ = false;
+        } else if (c == '\\') {
+            escape_ = true;
+            ok_ = !in_key_;  // an escaped key is not plain
+        } else if (c == '"') {
+            in_string_ = false;
+            if (in_key_) {
+                in_key_ = false;
+                expect_ = Expect::colon;
+            } else if (value_open_) {
+                end_value(pos_ + 1);
+            }
+        } else if (in_key_) {
+            key_ += c;
+        }
+        return;
     }
-    ++i;
-    skip_space();
-    if (i != text.size()) return std::nullopt;
-    // Distinct keys: sorted once (a policy's "tenants" has 100k of them).
-    std::vector<std::string_view> keys;
-    keys.reserve(out.size());
-    for (const auto& m : out)
-        keys.push_back(m.key);
-    std::sort(keys.begin(), keys.end());
-    if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return std::nullopt;
-    return out;
+    if (depth_ > 0) {  // inside a container value of the current level
+        if (c == '"') {
+            in_string_ = true;
+        } else if (c == '{' || c == '[') {
+            ++depth_;
+        } else if ((c == '}' || c == ']') && --depth_ == 0) {
+            end_value(pos_ + 1);
+        }
+        return;
+    }
+    if (scalar_) {
+        if (c != ',' && c != '}' && c != ']' && !is_space(c)) return;
+        scalar_ = false;
+        end_value(pos_);  // and `c` is the token after it
+    }
+    if (is_space(c)) return;
+    switch (expect_) {
+        case Expect::open:
+            ok_ = c == '{';
+            start_ = here_;
+            level_ = 1;
+            expect_ = Expect::key_or_end;
+            return;
+        case Expect::key_or_end:
+            if (c == '}') return close_object();
+            [[fallthrough]];
+        case Expect::key:
+            ok_ = c == '"';
+            in_string_ = in_key_ = true;
+            key_.clear();
+            return;
+        case Expect::colon:
+            ok_ = c == ':';
+            expect_ = Expect::value;
+            return;
+        case Expect::value:
+            return begin_value(c);
+        case Expect::comma_or_end:
+            if (c == '}') return close_object();
+            ok_ = c == ',';
+            expect_ = Expect::key;
+            return;
+        case Expect::done:
+            ok_ = false;
+            return;
+    }
+}
+
+void MemberScanner::begin_value(char c) {
+    auto& list = level();
+    list.push_back({std::move(key_), {pos_, 0, here_}});
+    key_.clear();
+    expect_ = Expect::comma_or_end;
+    if (level_ == 1 && c == '{' && nested_at_ == kNone && list.back().key == nested_key_) {
+        nested_at_ = list.size() - 1;
+        level_ = 2;
+        expect_ = Expect::key_or_end;
+    } else if (c == '"') {
+        in_string_ = value_open_ = true;
+    } else if (c == '{' || c == '[') {
+        depth_ = 1;
+    } else if (c == ',' || c == '}' || c == ']' || c == ':') {
+        ok_ = false;
+    } else {
+        scalar_ = true;
+    }
+}
+
+void MemberScanner::end_value(std::uint64_t end) {
+    auto& v = level().back().value;
+    v.length = end - v.offset;
+    value_open_ = false;
+}
+
+void MemberScanner::close_object() {
+    if (level_ == 2) {
+        level_ = 1;
+        end_value(pos_ + 1);
+        expect_ = Expect::comma_or_end;
+    } else {
+        level_ = 0;
+        expect_ = Expect::done;
+    }
 }
 
 }  // namespace relaygate::json_reader

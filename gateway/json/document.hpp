@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -43,18 +44,70 @@ std::string pointer(std::string_view base, std::size_t index);
 Result<nlohmann::json, std::vector<ParseError>> parse(std::string_view text);
 
 // For large documents read without building one tree (the policy's
-// "tenants" at 100k entries): the top-level object's members as byte
-// ranges of `text`, found by a scan that only tracks strings and nesting
-// (no values are decoded). nullopt when the text is not a plain top-level
-// object of unescaped, distinct keys with balanced values; callers then
-// parse() as usual, which reports the problem precisely. The scan does not
-// validate the values: parse each range to know they are JSON.
-struct Member {
-    std::string key;
-    std::string_view value;   // the value's text, in `text`
-    std::size_t members = 0;  // for an object value: how many members it has
+// "tenants" at 100k entries, from a file read in blocks): the members of the
+// top-level object, and those of one object member of it (`nested_key`), as
+// byte ranges of the text, found by a scan that only tracks strings and
+// nesting (no values are decoded). The text may be fed in pieces split
+// anywhere. It is "plain" when it is one top-level object whose keys, at
+// both levels, are unescaped and distinct, with balanced values; otherwise
+// the caller parses the whole text with parse(), which reports the problem
+// precisely. The scan does not validate the values: parse each range.
+class MemberScanner {
+  public:
+    struct Range {
+        std::uint64_t offset = 0;  // of the value's first octet in the whole text
+        std::uint64_t length = 0;
+        Position position;  // where the value starts
+    };
+    struct Member {
+        std::string key;
+        Range value;
+    };
+
+    explicit MemberScanner(std::string nested_key) : nested_key_(std::move(nested_key)) {}
+    // False once the text is known not to be plain (stop feeding).
+    bool feed(std::string_view piece);
+    // After the last piece: true when the whole text was plain.
+    bool finish();
+
+    // In text order.
+    const std::vector<Member>& members() const { return members_; }
+    // The members of the top-level `nested_key` object, in text order; the
+    // caller may reorder them. has_nested(): that key held an object.
+    std::vector<Member>& nested() { return nested_; }
+    const std::vector<Member>& nested() const { return nested_; }
+    bool has_nested() const { return nested_at_ != kNone; }
+    bool is_nested(const Member& m) const { return &m == &members_[nested_at_]; }
+    // Where the top-level object starts (the "" pointer).
+    Position start() const { return start_; }
+
+  private:
+    enum class Expect : std::uint8_t { open, key_or_end, key, colon, value, comma_or_end, done };
+    static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+    void step(char c);
+    void begin_value(char c);
+    void end_value(std::uint64_t end);
+    void close_object();
+    std::vector<Member>& level() { return level_ == 2 ? nested_ : members_; }
+
+    std::string nested_key_;
+    std::vector<Member> members_;
+    std::vector<Member> nested_;
+    std::size_t nested_at_ = kNone;  // index in members_
+    std::string key_;
+    std::uint64_t pos_ = 0;
+    Position here_{1, 1};
+    Position start_;
+    int level_ = 0;  // 1: in the top-level object, 2: in the nested one
+    int depth_ = 0;  // inside a container value of the current level
+    Expect expect_ = Expect::open;
+    bool ok_ = true;
+    bool in_string_ = false;
+    bool in_key_ = false;
+    bool escape_ = false;
+    bool scalar_ = false;      // a number or literal value of the current level
+    bool value_open_ = false;  // a string value of the current level
 };
-std::optional<std::vector<Member>> scan_top_level(std::string_view text);
 
 // Where each pointer's value starts in `text` (an unknown pointer or an
 // invalid text gives an unknown Position). With duplicate keys, the last

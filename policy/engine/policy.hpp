@@ -65,6 +65,7 @@ bool valid_sasl_user(std::string_view s);
 inline constexpr std::string_view kNoTenantLabel = "none";
 
 class Policy;
+class PolicyText;  // policy_loader.cpp
 struct Credentials;
 using LoadResult = Result<std::shared_ptr<const Policy>, std::vector<LoadError>>;
 // Fills in where each diagnostic is (file, line, column), for a document
@@ -130,15 +131,16 @@ class Policy {
     // load() and load_text(): `text`, when given, locates the diagnostics.
     static LoadResult build(const nlohmann::json& doc, const DiagnosticLocator& locator,
                             const Credentials* credentials);
-    // load_text() without a tree of the whole file: the tenants are found
-    // by a scan, then parsed, compiled and hashed one at a time in the
-    // order of their ids (memory: one tenant, not 10x the file, and no
-    // copy of the canonical text to sort for the hash).
-    // nullopt when the text is not plain enough for it (not an object,
-    // escaped or repeated top-level keys, any syntax error): load_text()
-    // then parses it whole, which reports the problem precisely.
-    static std::optional<LoadResult> load_streaming(std::string_view text,
+    // A policy without a tree of the whole file: the tenants are found by
+    // a scan, then read, parsed, compiled and hashed one at a time in the
+    // order of their ids (memory: one tenant, not 10x the file; no copy of
+    // the canonical text to sort for the hash; from a file, not even the
+    // file's text). nullopt when the text is not plain enough for it (see
+    // json_reader::MemberScanner, or any syntax error): the caller then
+    // parses it whole (load_whole), which reports the problem precisely.
+    static std::optional<LoadResult> load_streaming(PolicyText& text,
                                                     const Credentials* credentials);
+    static LoadResult load_whole(std::string_view text, const Credentials* credentials);
     struct Tenant {
         std::string id;
         Mode mode = Mode::enforce;

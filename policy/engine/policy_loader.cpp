@@ -6,9 +6,14 @@
 #include <libpsl.h>
 #include <openssl/evp.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -1382,7 +1387,155 @@ void locate(std::string_view text, std::vector<Diagnostic>& ds) {
     }
 }
 
+// The first reference token of a JSON pointer, unescaped (RFC 6901 4), and
+// how many octets of `path` it takes with its '/'; nullopt for "".
+std::optional<std::pair<std::string, std::size_t>> first_token(std::string_view path) {
+    if (!path.starts_with('/')) return std::nullopt;
+    const auto end = std::min(path.find('/', 1), path.size());
+    std::string token;
+    for (std::size_t k = 1; k < end; ++k) {
+        if (path[k] == '~' && k + 1 < end) {
+            token += path[k + 1] == '1' ? '/' : '~';
+            ++k;
+        } else {
+            token += path[k];
+        }
+    }
+    return std::pair{std::move(token), end};
+}
+
 }  // namespace
+
+// The text of a policy: in memory (load_text), or a file read in blocks for
+// the scan and then by ranges, so that a 30 MB file is never held whole
+// while its tenants are compiled (load_file).
+class PolicyText {
+  public:
+    using Range = json_reader::MemberScanner::Range;
+    PolicyText() = default;  // then open() a file
+    explicit PolicyText(std::string_view memory) : memory_(memory) {}
+    PolicyText(const PolicyText&) = delete;
+    PolicyText& operator=(const PolicyText&) = delete;
+    ~PolicyText() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    // false when the file cannot be opened.
+    bool open(const std::filesystem::path& file) {
+        fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        return fd_ >= 0 && ::fstat(fd_, &opened_) == 0;
+    }
+
+    // Feeds the whole text to `scan`; false when it is not plain or a read
+    // failed (read_failed() tells which).
+    bool scan(json_reader::MemberScanner& scan) {
+        if (fd_ < 0) return scan.feed(memory_) && scan.finish();
+        std::string block(std::size_t(1) << 20, '\0');
+        for (;;) {
+            const ssize_t n = ::read(fd_, block.data(), block.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                read_failed_ = true;
+                return false;
+            }
+            if (n == 0) return scan.finish();
+            if (!scan.feed(std::string_view(block.data(), static_cast<std::size_t>(n))))
+                return false;
+        }
+    }
+    // The text of `r`: a view of the memory, or read into `buffer`.
+    std::optional<std::string_view> read(const Range& r, std::string& buffer) {
+        if (fd_ < 0) return memory_.substr(r.offset, r.length);
+        buffer.resize(r.length);
+        for (std::size_t done = 0; done < buffer.size();) {
+            const ssize_t n = ::pread(fd_, buffer.data() + done, buffer.size() - done,
+                                      static_cast<off_t>(r.offset + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                read_failed_ = true;
+                return std::nullopt;
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        return std::string_view(buffer);
+    }
+    bool read_failed() const { return read_failed_; }
+    // A file rewritten in place while it was read (not replaced by a rename,
+    // as editors, ConfigMaps and `replace_file` do) may have mixed two
+    // versions: it is read again.
+    bool changed() const {
+        struct stat now {};
+        if (fd_ < 0) return false;
+        if (::fstat(fd_, &now) != 0) return true;
+        return now.st_size != opened_.st_size || now.st_mtim.tv_sec != opened_.st_mtim.tv_sec ||
+               now.st_mtim.tv_nsec != opened_.st_mtim.tv_nsec ||
+               now.st_ctim.tv_sec != opened_.st_ctim.tv_sec ||
+               now.st_ctim.tv_nsec != opened_.st_ctim.tv_nsec;
+    }
+
+    // Gives each diagnostic the line and column of its path: each range
+    // that holds one is read once and searched (the text is not read whole).
+    void locate(const json_reader::MemberScanner& scan, std::vector<Diagnostic>& ds) {
+        if (fd_ < 0) return policy::locate(memory_, ds);
+        struct Want {
+            const Range* range;
+            std::size_t prefix;  // octets of the path up to the range's value
+            Diagnostic* d;
+        };
+        std::vector<Want> wants;
+        for (auto& d : ds) {
+            if (!d.file.empty()) continue;  // about another file (credentials)
+            auto top = first_token(d.path);
+            if (!top) {
+                d.line = scan.start().line;
+                d.column = scan.start().column;
+                continue;
+            }
+            const auto m = std::find_if(scan.members().begin(), scan.members().end(),
+                                        [&](const auto& m) { return m.key == top->first; });
+            if (m == scan.members().end()) continue;
+            Want w{&m->value, top->second, &d};
+            if (scan.is_nested(*m)) {
+                // "/tenants/<id>...": in that tenant's range (sorted by id).
+                if (auto id = first_token(std::string_view(d.path).substr(top->second))) {
+                    const auto& all = scan.nested();
+                    const auto t = std::lower_bound(all.begin(), all.end(), id->first,
+                                                    [](const auto& member, const std::string& key) {
+                                                        return member.key < key;
+                                                    });
+                    if (t != all.end() && t->key == id->first)
+                        w = {&t->value, top->second + id->second, &d};
+                }
+            }
+            wants.push_back(w);
+        }
+        std::sort(wants.begin(), wants.end(),
+                  [](const Want& a, const Want& b) { return a.range < b.range; });
+        std::string buffer;
+        for (std::size_t i = 0; i < wants.size();) {
+            std::size_t end = i;
+            std::vector<std::string> paths;
+            for (; end < wants.size() && wants[end].range == wants[i].range; ++end)
+                paths.push_back(wants[end].d->path.substr(wants[end].prefix));
+            const Range& r = *wants[i].range;
+            if (auto text = read(r, buffer)) {
+                const auto positions = json_reader::locate(*text, paths);
+                for (std::size_t k = i; k < end; ++k) {
+                    const auto& p = positions[k - i];
+                    if (!p.known()) continue;
+                    wants[k].d->line = r.position.line + p.line - 1;
+                    wants[k].d->column = p.line == 1 ? r.position.column + p.column - 1 : p.column;
+                }
+            }
+            i = end;
+        }
+    }
+
+  private:
+    std::string_view memory_;
+    int fd_ = -1;
+    struct stat opened_ {};
+    bool read_failed_ = false;
+};
 
 LoadResult Policy::load(const json& doc, const Credentials* credentials,
                         const DiagnosticLocator& locator) {
@@ -1408,36 +1561,28 @@ LoadResult Policy::build(const json& doc, const DiagnosticLocator& locator,
     return std::shared_ptr<const Policy>(std::move(policy));
 }
 
-std::optional<LoadResult> Policy::load_streaming(std::string_view text,
-                                                 const Credentials* credentials) {
-    auto members = json_reader::scan_top_level(text);
-    if (!members) return std::nullopt;
+std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credentials* credentials) {
+    json_reader::MemberScanner scan("tenants");
+    if (!text.scan(scan) || !scan.has_nested()) return std::nullopt;
+    std::string buffer;
     json top = json::object();
-    std::string_view tenants_text;
-    std::size_t tenant_count = 0;
-    for (auto& m : *members) {
-        if (m.key == "tenants") {
-            if (m.value.front() != '{') return std::nullopt;
-            tenants_text = m.value;
-            tenant_count = m.members;
-            continue;
-        }
-        auto value = json_reader::parse(m.value);
+    for (const auto& m : scan.members()) {
+        if (scan.is_nested(m)) continue;
+        auto member_text = text.read(m.value, buffer);
+        if (!member_text) return std::nullopt;
+        auto value = json_reader::parse(*member_text);
         if (!value) return std::nullopt;
         top[m.key] = std::move(*value);
     }
-    if (tenants_text.empty()) return std::nullopt;
     top["tenants"] = json::object();
 
-    // The tenants as ranges of the text, compiled one at a time in the
-    // order of their ids: the order of the canonical text the hash covers
-    // (so it is hashed as it is compiled, nothing kept) and the order in
-    // which load() of a document compiles them.
-    auto tenants = json_reader::scan_top_level(tenants_text);
-    if (!tenants || tenants->size() != tenant_count) return std::nullopt;
-    std::sort(
-        tenants->begin(), tenants->end(),
-        [](const json_reader::Member& a, const json_reader::Member& b) { return a.key < b.key; });
+    // The tenants compiled one at a time in the order of their ids: the
+    // order of the canonical text the hash covers (so it is hashed as it is
+    // compiled, nothing kept) and the order in which load() of a document
+    // compiles them.
+    auto& tenants = scan.nested();
+    std::sort(tenants.begin(), tenants.end(),
+              [](const auto& a, const auto& b) { return a.key < b.key; });
 
     auto policy = std::shared_ptr<Policy>(new Policy());
     PolicyCompiler compiler(*policy, credentials);
@@ -1450,28 +1595,30 @@ std::optional<LoadResult> Policy::load_streaming(std::string_view text,
     sha.update(std::string_view(head).substr(0, at + kEmpty.size() - 1));
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
-        for (std::size_t i = 0; i < tenants->size(); ++i) {
-            const auto& m = (*tenants)[i];
-            auto tenant = json_reader::parse(m.value);
+        for (std::size_t i = 0; i < tenants.size(); ++i) {
+            const auto& m = tenants[i];
+            auto tenant_text = text.read(m.value, buffer);
+            if (!tenant_text) return std::nullopt;
+            auto tenant = json_reader::parse(*tenant_text);
             if (!tenant) return std::nullopt;
-            if (i == 0) compiler.begin_tenants(tenant_count, &*tenant);
+            if (i == 0) compiler.begin_tenants(tenants.size(), &*tenant);
             compiler.compile_tenant(m.key, *tenant, pointer("/tenants", m.key));
             if (i) sha.update(",");
             sha.update(canonical(json(m.key)));
             sha.update(":");
             sha.update(canonical(*tenant));
         }
-        if (tenants->empty()) compiler.begin_tenants(0, nullptr);
+        if (tenants.empty()) compiler.begin_tenants(0, nullptr);
         compiler.finish();
         compiler.lint_unused_credentials();
     } catch (const json::exception& e) {
         compiler.errors.push_back({"", "schema", e.what()});
     }
     if (!compiler.errors.empty()) {
-        locate(text, compiler.errors);
+        text.locate(scan, compiler.errors);
         return LoadResult(unexpected(std::move(compiler.errors)));
     }
-    locate(text, compiler.warnings);
+    text.locate(scan, compiler.warnings);
     policy->warnings_ = std::move(compiler.warnings);
     sha.update(std::string_view(head).substr(at + kEmpty.size() - 1));
     policy->hash_ = "sha256:" + sha.hex();
@@ -1479,7 +1626,12 @@ std::optional<LoadResult> Policy::load_streaming(std::string_view text,
 }
 
 LoadResult Policy::load_text(std::string_view text, const Credentials* credentials) {
-    if (auto streamed = load_streaming(text, credentials)) return std::move(*streamed);
+    PolicyText memory(text);
+    if (auto streamed = load_streaming(memory, credentials)) return std::move(*streamed);
+    return load_whole(text, credentials);
+}
+
+LoadResult Policy::load_whole(std::string_view text, const Credentials* credentials) {
     auto doc = json_reader::parse(text);
     if (!doc) {
         std::vector<Diagnostic> errors;
@@ -1492,11 +1644,27 @@ LoadResult Policy::load_text(std::string_view text, const Credentials* credentia
 }
 
 LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials) {
-    const auto text = read_file(file);
-    if (!text)
+    auto cannot_read = [&file] {
         return unexpected(
             std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", file.string())}});
-    return load_text(*text, credentials);
+    };
+    // A file rewritten in place while it is read is read again (twice at
+    // most, then the load fails and the old policy stays).
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        PolicyText text;
+        if (!text.open(file)) return cannot_read();
+        auto streamed = load_streaming(text, credentials);
+        if (text.changed()) continue;
+        if (text.read_failed()) return cannot_read();
+        if (streamed) return std::move(*streamed);
+        // Not plain enough to stream: the whole text, parsed as one tree,
+        // reports the problem precisely.
+        const auto whole = read_file(file);
+        if (!whole) return cannot_read();
+        return load_whole(*whole, credentials);
+    }
+    return unexpected(std::vector<Diagnostic>{
+        {"", "io", fmt::format("{} kept changing while it was read", file.string())}});
 }
 
 }  // namespace relaygate::policy

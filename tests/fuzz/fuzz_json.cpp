@@ -2,7 +2,7 @@
 // must parse or give errors, never crash; every value of a parsed document
 // must be found again by locate() (the pointer walk and the positions agree),
 // parse_config must give a Config or errors, and the streaming readers
-// (scan_top_level, at the top and one level down) must agree with parse()
+// (MemberScanner, at the top and one level down) must agree with parse()
 // on every valid document it accepts.
 #include <cstddef>
 #include <cstdint>
@@ -45,25 +45,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)json_reader::where(e.path, e.position);
     }
     // The policy loader's streaming path: whatever the scan accepts of a
-    // valid document, member by member, is what parse() built.
-    if (auto members = json_reader::scan_top_level(text); members && doc) {
-        if (!doc->is_object() || members->size() != doc->size()) __builtin_trap();
-        for (const auto& m : *members) {
-            auto it = doc->find(m.key);
-            if (it == doc->end()) __builtin_trap();
-            auto value = json_reader::parse(m.value);
+    // valid document, fed in two pieces split where the input says, is
+    // what parse() built, member by member, and where locate() finds it.
+    json_reader::MemberScanner scan("tenants");
+    const std::size_t cut = size ? data[0] % (size + 1) : 0;
+    if (scan.feed(text.substr(0, cut)) && scan.feed(text.substr(cut)) && scan.finish() && doc) {
+        if (!doc->is_object() || scan.members().size() != doc->size()) __builtin_trap();
+        auto same = [&](const nlohmann::json& in, const json_reader::MemberScanner::Member& m) {
+            auto it = in.find(m.key);
+            if (it == in.end()) __builtin_trap();
+            auto value = json_reader::parse(text.substr(m.value.offset, m.value.length));
             if (!value || *value != *it) __builtin_trap();
-            if (!it->is_object()) continue;
-            if (m.members != it->size()) __builtin_trap();
-            // The policy's "tenants": its members, scanned in turn.
-            auto inner = json_reader::scan_top_level(m.value);
-            if (!inner) continue;
-            if (inner->size() != it->size()) __builtin_trap();
-            for (const auto& t : *inner) {
-                auto found = it->find(t.key);
-                auto v = json_reader::parse(t.value);
-                if (found == it->end() || !v || *v != *found) __builtin_trap();
-            }
+            const auto p = json_reader::position_at(text, m.value.offset);
+            if (p.line != m.value.position.line || p.column != m.value.position.column)
+                __builtin_trap();
+            return it;
+        };
+        for (const auto& m : scan.members()) {
+            auto it = same(*doc, m);
+            if (!scan.is_nested(m)) continue;
+            if (!it->is_object() || scan.nested().size() != it->size()) __builtin_trap();
+            for (const auto& t : scan.nested())
+                same(*it, t);
         }
     }
     auto config = config::parse_config(text, ".");

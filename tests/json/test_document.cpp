@@ -110,41 +110,112 @@ TEST_CASE("where, describe and unknown_key") {
     CHECK(unknown_key("prot", {"host", "port"}) == "unknown key \"prot\" (allowed: host, port)");
 }
 
-TEST_CASE("scan_top_level: members as ranges, with the member count of objects") {
-    const std::string text =
-        " {\"version\": 1, \"tenants\": {\"a\": {\"x\": \"}\\\"{\"}, \"b\": [1, {\"c\": 2}]},\n"
-        "  \"empty\": {}, \"s\": \"v,}\" }\n";
-    auto m = scan_top_level(text);
-    REQUIRE(m);
-    REQUIRE(m->size() == 4);
-    CHECK((*m)[0].key == "version");
-    CHECK((*m)[0].value == "1");
-    CHECK((*m)[1].key == "tenants");
-    CHECK((*m)[1].value == "{\"a\": {\"x\": \"}\\\"{\"}, \"b\": [1, {\"c\": 2}]}");
-    CHECK((*m)[1].members == 2);
-    CHECK((*m)[2].value == "{}");
-    CHECK((*m)[2].members == 0);
-    CHECK((*m)[3].value == "\"v,}\"");
-    // Not plain enough: the caller parses the whole text instead.
-    for (const char* bad : {"[1]", "{\"a\": 1, \"a\": 2}", "{\"\\u0061\": 1}", "{\"a\": {}",
-                            "{\"a\": 1} x", "{\"a\" 1}", "{\"a\": }", ""})
-        CHECK_FALSE(scan_top_level(bad));
-    auto empty = scan_top_level("{ }");
-    REQUIRE(empty);
-    CHECK(empty->empty());
+namespace {
+
+// Scans `text` fed as the given pieces; nullopt when it is not plain.
+std::optional<MemberScanner> scan_pieces(std::string_view text, std::vector<std::size_t> cuts) {
+    MemberScanner scan("tenants");
+    std::size_t at = 0;
+    cuts.push_back(text.size());
+    for (auto cut : cuts) {
+        if (!scan.feed(text.substr(at, cut - at))) return std::nullopt;
+        at = cut;
+    }
+    if (!scan.finish()) return std::nullopt;
+    return scan;
+}
+std::optional<MemberScanner> scan_text(std::string_view text) {
+    return scan_pieces(text, {});
+}
+std::string_view range_text(std::string_view text, const MemberScanner::Range& r) {
+    return text.substr(r.offset, r.length);
 }
 
-TEST_CASE("scan_top_level: distinct keys among many, in file order") {
-    std::string text = "{";
+}  // namespace
+
+TEST_CASE("MemberScanner: members and the nested object's members as ranges, split anywhere") {
+    const std::string text =
+        " {\"version\": 1, \"tenants\": {\"a\": {\"x\": \"}\\\"{\"}, \"b\" :[1, {\"c\": 2}],\n"
+        " \"\u00e9t\u00e9\": true}, \"empty\": {}, \"s\": \"v,}\" , \"n\": -1.5e3}\n";
+    auto check = [&](const MemberScanner& m) {
+        REQUIRE(m.members().size() == 5);
+        REQUIRE(m.has_nested());
+        CHECK(m.members()[0].key == "version");
+        CHECK(range_text(text, m.members()[0].value) == "1");
+        CHECK(m.members()[1].key == "tenants");
+        CHECK(m.is_nested(m.members()[1]));
+        CHECK(range_text(text, m.members()[1].value).starts_with("{\"a\""));
+        CHECK(range_text(text, m.members()[1].value).ends_with("true}"));
+        CHECK(range_text(text, m.members()[2].value) == "{}");
+        CHECK(range_text(text, m.members()[3].value) == "\"v,}\"");
+        CHECK(range_text(text, m.members()[4].value) == "-1.5e3");
+        REQUIRE(m.nested().size() == 3);
+        CHECK(m.nested()[0].key == "a");
+        CHECK(range_text(text, m.nested()[0].value) == "{\"x\": \"}\\\"{\"}");
+        CHECK(m.nested()[1].key == "b");
+        CHECK(range_text(text, m.nested()[1].value) == "[1, {\"c\": 2}]");
+        CHECK(m.nested()[2].key == "\u00e9t\u00e9");
+        CHECK(range_text(text, m.nested()[2].value) == "true");
+        for (const auto* list : {&m.members(), &m.nested()})
+            for (const auto& member : *list) {
+                const auto p = position_at(text, member.value.offset);
+                CHECK(member.value.position.line == p.line);
+                CHECK(member.value.position.column == p.column);
+            }
+        CHECK(m.start().line == 1);
+        CHECK(m.start().column == 2);
+        CHECK(m.nested()[2].value.position.line == 2);
+        CHECK(m.nested()[2].value.position.column == 9);  // characters, not octets (11)
+    };
+    auto whole = scan_text(text);
+    REQUIRE(whole);
+    check(*whole);
+    for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+        CAPTURE(cut);
+        auto split = scan_pieces(text, {cut});
+        REQUIRE(split);
+        check(*split);
+    }
+    std::vector<std::size_t> every;
+    for (std::size_t i = 1; i < text.size(); ++i)
+        every.push_back(i);
+    auto bytes = scan_pieces(text, every);
+    REQUIRE(bytes);
+    check(*bytes);
+}
+
+TEST_CASE("MemberScanner: what is not plain") {
+    for (const char* bad :
+         {"[1]", "{\"a\": 1, \"a\": 2}", "{\"\\u0061\": 1}", "{\"a\": {}", "{\"a\": 1} x",
+          "{\"a\" 1}", "{\"a\": }", "", "{\"a\": 1,}", "{,}", "{\"a\": 1 \"b\": 2}",
+          "{\"tenants\": {\"x\": 1, \"x\": 2}}", "{\"tenants\": {\"\\u0078\": 1}}",
+          "{\"tenants\": {\"x\": }}", "{\"a\": [}", "{\"a\": \"open}"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(scan_text(bad));
+    }
+    auto empty = scan_text(" { } ");
+    REQUIRE(empty);
+    CHECK(empty->members().empty());
+    CHECK_FALSE(empty->has_nested());
+    // "tenants" that is not an object is an ordinary member.
+    auto list = scan_text(R"({"tenants": [1], "x": {"tenants": {}}})");
+    REQUIRE(list);
+    CHECK_FALSE(list->has_nested());
+    CHECK(list->members().size() == 2);
+    // Escapes inside values are fine; only keys must be plain.
+    CHECK(scan_text(R"({"a": "\"\\", "tenants": {"t": {"k\\u0041": "\u00e9"}}})"));
+}
+
+TEST_CASE("MemberScanner: distinct keys among many, in file order") {
+    std::string text = "{\"tenants\": {";
     for (int i = 999; i >= 0; --i)
         text += fmt::format("{}\"k{}\": {{\"v\": {}}}", i == 999 ? "" : ",", i, i);
-    auto m = scan_top_level(text + "}");
+    auto m = scan_text(text + "}}");
     REQUIRE(m);
-    REQUIRE(m->size() == 1000);
-    CHECK((*m)[0].key == "k999");
-    CHECK((*m)[999].value == "{\"v\": 0}");
-    CHECK((*m)[999].members == 1);
-    // A repeated key anywhere among them (here the first and the last).
-    CHECK_FALSE(scan_top_level(text + ",\"k999\": 1}"));
-    CHECK_FALSE(scan_top_level(text + ",\"k500\": 1}"));
+    REQUIRE(m->nested().size() == 1000);
+    CHECK(m->nested()[0].key == "k999");
+    CHECK(range_text(text, m->nested()[999].value) == "{\"v\": 0}");
+    // A repeated key anywhere among them (here the first and the middle).
+    CHECK_FALSE(scan_text(text + ",\"k999\": 1}}"));
+    CHECK_FALSE(scan_text(text + ",\"k500\": 1}}"));
 }

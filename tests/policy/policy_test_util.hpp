@@ -3,13 +3,40 @@
 #pragma once
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "policy/engine/policy.hpp"
 
 namespace relaygate::policy::test {
+
+// The same text loaded from a file, which is read in ranges and never held
+// whole: every test of load_text also checks that load_file agrees.
+inline LoadResult load_via_file(std::string_view text) {
+    char name[] = "/tmp/relaygate-policy-test-XXXXXX";
+    const int fd = ::mkstemp(name);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    ::close(fd);
+    auto r = Policy::load_file(name);
+    ::unlink(name);
+    return r;
+}
+
+inline void same_diagnostics(const std::vector<Diagnostic>& a, const std::vector<Diagnostic>& b) {
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        CAPTURE(format_diagnostic(a[i]));
+        CHECK(a[i].path == b[i].path);
+        CHECK(a[i].rule == b[i].rule);
+        CHECK(a[i].message == b[i].message);
+        CHECK(a[i].line == b[i].line);
+        CHECK(a[i].column == b[i].column);
+    }
+}
 
 inline std::shared_ptr<const Policy> must_load(std::string_view text) {
     auto r = Policy::load_text(text);
@@ -18,6 +45,10 @@ inline std::shared_ptr<const Policy> must_load(std::string_view text) {
             MESSAGE(format_diagnostic(e));
         FAIL("policy did not load");
     }
+    auto f = load_via_file(text);
+    REQUIRE(f);
+    CHECK((*f)->hash() == (*r)->hash());
+    same_diagnostics((*r)->warnings(), (*f)->warnings());
     return *r;
 }
 
@@ -25,6 +56,9 @@ inline std::shared_ptr<const Policy> must_load(std::string_view text) {
 inline std::vector<Diagnostic> load_errors(std::string_view text) {
     auto r = Policy::load_text(text);
     if (r) FAIL("policy loaded but should not have");
+    auto f = load_via_file(text);
+    REQUIRE_FALSE(f);
+    same_diagnostics(r.error(), f.error());
     return r ? std::vector<Diagnostic>{} : r.error();
 }
 

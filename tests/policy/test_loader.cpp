@@ -2,7 +2,12 @@
 // all errors at once. Decisions are tested in test_engine.cpp.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "policy/engine/password_hash.hpp"
 #include "policy_test_util.hpp"
@@ -365,4 +370,39 @@ TEST_CASE("the streamed load and the whole-tree load agree") {
     e = load_errors("{\"version\": 1, \"tenants\": {\n\"a\": {\"domains\": [\"a.example\",]}}}");
     REQUIRE(has_rule(e, "json_syntax"));
     CHECK(e.front().message.find("line 2") != std::string::npos);
+}
+
+TEST_CASE("a policy file rewritten in place while it is read is read again, then refused") {
+    // 10k tenants: each attempt reads ranges for a while, and a thread keeps
+    // changing the file's modification time meanwhile (as a rewrite would).
+    std::string text = R"({"version": 1, "tenants": {)";
+    for (int i = 0; i < 10000; ++i)
+        text += fmt::format(R"({}"t{}": {{"domains": ["t{}.example"], "identities": )"
+                            R"([{{"networks": ["10.{}.{}.0/24"]}}]}})",
+                            i ? "," : "", i, i, i / 256, i % 256);
+    text += "}}";
+    char name[] = "/tmp/relaygate-policy-test-XXXXXX";
+    const int fd = ::mkstemp(name);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    ::close(fd);
+    auto steady = Policy::load_file(name);
+    REQUIRE(steady);
+    CHECK((*steady)->tenant_count() == 10000);
+
+    std::atomic<bool> stop{false};
+    std::thread touch([&] {
+        for (long k = 1; !stop; ++k) {
+            const timespec times[2] = {{k, 0}, {k, 0}};
+            ::utimensat(AT_FDCWD, name, times, 0);
+        }
+    });
+    auto changing = Policy::load_file(name);
+    stop = true;
+    touch.join();
+    ::unlink(name);
+    REQUIRE_FALSE(changing);
+    CHECK(has_rule(changing.error(), "io"));
+    CHECK(changing.error().front().message.find("kept changing while it was read") !=
+          std::string::npos);
 }
