@@ -83,6 +83,12 @@ class Policy {
     static LoadResult load_text(std::string_view text, const Credentials* credentials = nullptr);
     static LoadResult load_file(const std::filesystem::path& file,
                                 const Credentials* credentials = nullptr);
+    // Files read in ranges, never whole (load_file; and a policy_dir's
+    // files merged when `dir`: "tenants" split over them, any other key in
+    // one). nullopt when they are not plain enough for it, or do not merge
+    // cleanly: the caller then parses them whole, which reports the problem.
+    static std::optional<LoadResult> load_files(const std::vector<std::filesystem::path>& files,
+                                                bool dir, const Credentials* credentials);
 
     const std::string& hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
     std::size_t tenant_count() const { return tenants_.size(); }
@@ -138,8 +144,10 @@ class Policy {
     // file's text). nullopt when the text is not plain enough for it (see
     // json_reader::MemberScanner, or any syntax error): the caller then
     // parses it whole (load_whole), which reports the problem precisely.
+    // `dir`: the directory of the files, named by diagnostics not about one.
     static std::optional<LoadResult> load_streaming(PolicyText& text,
-                                                    const Credentials* credentials);
+                                                    const Credentials* credentials,
+                                                    const std::filesystem::path& dir = {});
     static LoadResult load_whole(std::string_view text, const Credentials* credentials);
     struct Tenant {
         std::string id;

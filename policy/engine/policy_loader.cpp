@@ -1406,49 +1406,85 @@ std::optional<std::pair<std::string, std::size_t>> first_token(std::string_view 
 
 }  // namespace
 
-// The text of a policy: in memory (load_text), or a file read in blocks for
+// The text of a policy: in memory (load_text), or files read in blocks for
 // the scan and then by ranges, so that a 30 MB file is never held whole
-// while its tenants are compiled (load_file).
+// while its tenants are compiled (load_file; load_files for a policy_dir,
+// whose files are merged: "tenants" split over them, every other key in
+// one of them, "version" in any number as long as they agree).
 class PolicyText {
   public:
     using Range = json_reader::MemberScanner::Range;
-    PolicyText() = default;  // then open() a file
-    explicit PolicyText(std::string_view memory) : memory_(memory) {}
+    // A member of a top-level object, or a tenant, and the text it is in.
+    struct Part {
+        std::string key;
+        std::size_t source;
+        Range value;
+    };
+
+    explicit PolicyText(std::string_view memory) {
+        Source s;
+        s.memory = memory;
+        sources_.push_back(std::move(s));
+    }
+    // Then open() each file.
+    explicit PolicyText(bool dir) : dir_(dir) {}
     PolicyText(const PolicyText&) = delete;
     PolicyText& operator=(const PolicyText&) = delete;
     ~PolicyText() {
-        if (fd_ >= 0) ::close(fd_);
+        for (const auto& s : sources_)
+            if (s.fd >= 0) ::close(s.fd);
     }
     // false when the file cannot be opened.
     bool open(const std::filesystem::path& file) {
-        fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-        return fd_ >= 0 && ::fstat(fd_, &opened_) == 0;
+        Source s;
+        s.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        s.file = file;
+        if (s.fd < 0) return false;
+        sources_.push_back(std::move(s));
+        return ::fstat(s.fd, &sources_.back().opened) == 0;
     }
 
-    // Feeds the whole text to `scan`; false when it is not plain or a read
-    // failed (read_failed() tells which).
-    bool scan(json_reader::MemberScanner& scan) {
-        if (fd_ < 0) return scan.feed(memory_) && scan.finish();
-        std::string block(std::size_t(1) << 20, '\0');
-        for (;;) {
-            const ssize_t n = ::read(fd_, block.data(), block.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                read_failed_ = true;
-                return false;
+    // Scans every text; false when one is not plain, a read failed
+    // (read_failed() tells), or the files do not merge cleanly (the caller
+    // then parses them whole, which reports the problem precisely).
+    bool scan() {
+        for (std::size_t i = 0; i < sources_.size(); ++i) {
+            json_reader::MemberScanner scan("tenants");
+            if (!feed(sources_[i], scan)) return false;
+            sources_[i].start = scan.start();
+            for (auto& m : scan.members()) {
+                if (scan.is_nested(m)) continue;
+                // A "tenants" that is not an object, or (one file) no
+                // "tenants" at all: the whole parse says what is wrong.
+                if (m.key == "tenants") return false;
+                if (dir_ && (m.key == "$schema" || m.key == "description")) continue;
+                members_.push_back({m.key, i, m.value});
             }
-            if (n == 0) return scan.finish();
-            if (!scan.feed(std::string_view(block.data(), static_cast<std::size_t>(n))))
-                return false;
+            if (!dir_ && !scan.has_nested()) return false;
+            for (auto& t : scan.nested())
+                tenants_.push_back({std::move(t.key), i, t.value});
         }
+        // In the order of their ids: the order of the canonical text the
+        // hash covers (so it is hashed as it is compiled, nothing kept) and
+        // the order in which load() of a document compiles them. A tenant
+        // in two files is an error the whole parse names.
+        std::sort(tenants_.begin(), tenants_.end(),
+                  [](const Part& a, const Part& b) { return a.key < b.key; });
+        return std::adjacent_find(tenants_.begin(), tenants_.end(),
+                                  [](const Part& a, const Part& b) { return a.key == b.key; }) ==
+               tenants_.end();
     }
-    // The text of `r`: a view of the memory, or read into `buffer`.
-    std::optional<std::string_view> read(const Range& r, std::string& buffer) {
-        if (fd_ < 0) return memory_.substr(r.offset, r.length);
-        buffer.resize(r.length);
+    const std::vector<Part>& members() const { return members_; }
+    const std::vector<Part>& tenants() const { return tenants_; }
+
+    // The text of `p`: a view of the memory, or read into `buffer`.
+    std::optional<std::string_view> read(const Part& p, std::string& buffer) {
+        const Source& s = sources_[p.source];
+        if (s.fd < 0) return s.memory.substr(p.value.offset, p.value.length);
+        buffer.resize(p.value.length);
         for (std::size_t done = 0; done < buffer.size();) {
-            const ssize_t n = ::pread(fd_, buffer.data() + done, buffer.size() - done,
-                                      static_cast<off_t>(r.offset + done));
+            const ssize_t n = ::pread(s.fd, buffer.data() + done, buffer.size() - done,
+                                      static_cast<off_t>(p.value.offset + done));
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) {
                 read_failed_ = true;
@@ -1463,61 +1499,72 @@ class PolicyText {
     // as editors, ConfigMaps and `replace_file` do) may have mixed two
     // versions: it is read again.
     bool changed() const {
-        struct stat now {};
-        if (fd_ < 0) return false;
-        if (::fstat(fd_, &now) != 0) return true;
-        return now.st_size != opened_.st_size || now.st_mtim.tv_sec != opened_.st_mtim.tv_sec ||
-               now.st_mtim.tv_nsec != opened_.st_mtim.tv_nsec ||
-               now.st_ctim.tv_sec != opened_.st_ctim.tv_sec ||
-               now.st_ctim.tv_nsec != opened_.st_ctim.tv_nsec;
+        for (const auto& s : sources_) {
+            struct stat now {};
+            if (s.fd < 0) continue;
+            if (::fstat(s.fd, &now) != 0) return true;
+            if (now.st_size != s.opened.st_size || now.st_mtim.tv_sec != s.opened.st_mtim.tv_sec ||
+                now.st_mtim.tv_nsec != s.opened.st_mtim.tv_nsec ||
+                now.st_ctim.tv_sec != s.opened.st_ctim.tv_sec ||
+                now.st_ctim.tv_nsec != s.opened.st_ctim.tv_nsec)
+                return true;
+        }
+        return false;
     }
 
-    // Gives each diagnostic the line and column of its path: each range
-    // that holds one is read once and searched (the text is not read whole).
-    void locate(const json_reader::MemberScanner& scan, std::vector<Diagnostic>& ds) {
-        if (fd_ < 0) return policy::locate(memory_, ds);
+    // Gives each diagnostic the line and column of its path (and, from a
+    // directory, its file): each range that holds one is read once and
+    // searched, so the text is not read whole.
+    void locate(std::vector<Diagnostic>& ds, const std::filesystem::path& dir = {}) {
+        if (sources_.size() == 1 && sources_[0].fd < 0)
+            return policy::locate(sources_[0].memory, ds);
         struct Want {
-            const Range* range;
-            std::size_t prefix;  // octets of the path up to the range's value
+            const Part* part;
+            std::size_t prefix;  // octets of the path up to the part's value
             Diagnostic* d;
         };
         std::vector<Want> wants;
         for (auto& d : ds) {
             if (!d.file.empty()) continue;  // about another file (credentials)
-            auto top = first_token(d.path);
-            if (!top) {
-                d.line = scan.start().line;
-                d.column = scan.start().column;
-                continue;
-            }
-            const auto m = std::find_if(scan.members().begin(), scan.members().end(),
-                                        [&](const auto& m) { return m.key == top->first; });
-            if (m == scan.members().end()) continue;
-            Want w{&m->value, top->second, &d};
-            if (scan.is_nested(*m)) {
-                // "/tenants/<id>...": in that tenant's range (sorted by id).
+            const Part* part = nullptr;
+            std::size_t prefix = 0;
+            if (auto top = first_token(d.path); !top) {
+                if (!dir_) {  // "": the one file's top-level object
+                    d.line = sources_[0].start.line;
+                    d.column = sources_[0].start.column;
+                }
+            } else if (top->first == "tenants") {
+                // "/tenants/<id>...": in that tenant's range.
                 if (auto id = first_token(std::string_view(d.path).substr(top->second))) {
-                    const auto& all = scan.nested();
-                    const auto t = std::lower_bound(all.begin(), all.end(), id->first,
-                                                    [](const auto& member, const std::string& key) {
-                                                        return member.key < key;
-                                                    });
-                    if (t != all.end() && t->key == id->first)
-                        w = {&t->value, top->second + id->second, &d};
+                    const auto t = std::lower_bound(
+                        tenants_.begin(), tenants_.end(), id->first,
+                        [](const Part& p, const std::string& key) { return p.key < key; });
+                    if (t != tenants_.end() && t->key == id->first) {
+                        part = &*t;
+                        prefix = top->second + id->second;
+                    }
+                }
+            } else {
+                const auto m = std::find_if(members_.begin(), members_.end(),
+                                            [&](const Part& m) { return m.key == top->first; });
+                if (m != members_.end()) {
+                    part = &*m;
+                    prefix = top->second;
                 }
             }
-            wants.push_back(w);
+            if (dir_) d.file = part ? sources_[part->source].file.string() : dir.string();
+            if (part) wants.push_back({part, prefix, &d});
         }
         std::sort(wants.begin(), wants.end(),
-                  [](const Want& a, const Want& b) { return a.range < b.range; });
+                  [](const Want& a, const Want& b) { return a.part < b.part; });
         std::string buffer;
         for (std::size_t i = 0; i < wants.size();) {
             std::size_t end = i;
             std::vector<std::string> paths;
-            for (; end < wants.size() && wants[end].range == wants[i].range; ++end)
+            for (; end < wants.size() && wants[end].part == wants[i].part; ++end)
                 paths.push_back(wants[end].d->path.substr(wants[end].prefix));
-            const Range& r = *wants[i].range;
-            if (auto text = read(r, buffer)) {
+            const Range& r = wants[i].part->value;
+            if (auto text = read(*wants[i].part, buffer)) {
                 const auto positions = json_reader::locate(*text, paths);
                 for (std::size_t k = i; k < end; ++k) {
                     const auto& p = positions[k - i];
@@ -1531,9 +1578,33 @@ class PolicyText {
     }
 
   private:
-    std::string_view memory_;
-    int fd_ = -1;
-    struct stat opened_ {};
+    struct Source {
+        std::string_view memory;
+        int fd = -1;
+        struct stat opened {};
+        std::filesystem::path file;
+        json_reader::Position start{};  // of the top-level object
+    };
+    bool feed(const Source& s, json_reader::MemberScanner& scan) {
+        if (s.fd < 0) return scan.feed(s.memory) && scan.finish();
+        std::string block(std::size_t(1) << 20, '\0');
+        for (;;) {
+            const ssize_t n = ::read(s.fd, block.data(), block.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                read_failed_ = true;
+                return false;
+            }
+            if (n == 0) return scan.finish();
+            if (!scan.feed(std::string_view(block.data(), static_cast<std::size_t>(n))))
+                return false;
+        }
+    }
+
+    bool dir_ = false;
+    std::vector<Source> sources_;
+    std::vector<Part> members_;  // top-level, but "tenants"; in file order
+    std::vector<Part> tenants_;  // sorted by id
     bool read_failed_ = false;
 };
 
@@ -1561,28 +1632,23 @@ LoadResult Policy::build(const json& doc, const DiagnosticLocator& locator,
     return std::shared_ptr<const Policy>(std::move(policy));
 }
 
-std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credentials* credentials) {
-    json_reader::MemberScanner scan("tenants");
-    if (!text.scan(scan) || !scan.has_nested()) return std::nullopt;
+std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credentials* credentials,
+                                                 const std::filesystem::path& dir) {
+    if (!text.scan()) return std::nullopt;
     std::string buffer;
     json top = json::object();
-    for (const auto& m : scan.members()) {
-        if (scan.is_nested(m)) continue;
-        auto member_text = text.read(m.value, buffer);
+    for (const auto& m : text.members()) {
+        auto member_text = text.read(m, buffer);
         if (!member_text) return std::nullopt;
         auto value = json_reader::parse(*member_text);
         if (!value) return std::nullopt;
-        top[m.key] = std::move(*value);
+        // Only a directory's files can repeat a key, and only "version",
+        // with the same value.
+        if (auto [it, fresh] = top.emplace(m.key, *value); !fresh)
+            if (m.key != "version" || it.value() != *value) return std::nullopt;
     }
     top["tenants"] = json::object();
-
-    // The tenants compiled one at a time in the order of their ids: the
-    // order of the canonical text the hash covers (so it is hashed as it is
-    // compiled, nothing kept) and the order in which load() of a document
-    // compiles them.
-    auto& tenants = scan.nested();
-    std::sort(tenants.begin(), tenants.end(),
-              [](const auto& a, const auto& b) { return a.key < b.key; });
+    const auto& tenants = text.tenants();
 
     auto policy = std::shared_ptr<Policy>(new Policy());
     PolicyCompiler compiler(*policy, credentials);
@@ -1597,7 +1663,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
         if (!compiler.compile_header(top)) return std::nullopt;
         for (std::size_t i = 0; i < tenants.size(); ++i) {
             const auto& m = tenants[i];
-            auto tenant_text = text.read(m.value, buffer);
+            auto tenant_text = text.read(m, buffer);
             if (!tenant_text) return std::nullopt;
             auto tenant = json_reader::parse(*tenant_text);
             if (!tenant) return std::nullopt;
@@ -1615,10 +1681,10 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
         compiler.errors.push_back({"", "schema", e.what()});
     }
     if (!compiler.errors.empty()) {
-        text.locate(scan, compiler.errors);
+        text.locate(compiler.errors, dir);
         return LoadResult(unexpected(std::move(compiler.errors)));
     }
-    text.locate(scan, compiler.warnings);
+    text.locate(compiler.warnings, dir);
     policy->warnings_ = std::move(compiler.warnings);
     sha.update(std::string_view(head).substr(at + kEmpty.size() - 1));
     policy->hash_ = "sha256:" + sha.hex();
@@ -1644,27 +1710,44 @@ LoadResult Policy::load_whole(std::string_view text, const Credentials* credenti
 }
 
 LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials) {
-    auto cannot_read = [&file] {
+    auto streamed = load_files({file}, false, credentials);
+    if (streamed) return std::move(*streamed);
+    // Not plain enough to stream: the whole text, parsed as one tree,
+    // reports the problem precisely.
+    const auto whole = read_file(file);
+    if (!whole)
         return unexpected(
             std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", file.string())}});
+    return load_whole(*whole, credentials);
+}
+
+std::optional<LoadResult> Policy::load_files(const std::vector<std::filesystem::path>& files,
+                                             bool dir, const Credentials* credentials) {
+    const auto where =
+        dir && !files.empty() ? files.front().parent_path() : std::filesystem::path();
+    auto io_error = [&](std::string message, const std::filesystem::path& file) {
+        Diagnostic d{"", "io", std::move(message)};
+        if (dir) d.file = file.string();
+        return LoadResult(unexpected(std::vector<Diagnostic>{std::move(d)}));
     };
     // A file rewritten in place while it is read is read again (twice at
     // most, then the load fails and the old policy stays).
     for (int attempt = 0; attempt < 3; ++attempt) {
-        PolicyText text;
-        if (!text.open(file)) return cannot_read();
-        auto streamed = load_streaming(text, credentials);
+        PolicyText text(dir);
+        for (const auto& file : files)
+            if (!text.open(file))
+                return io_error(fmt::format("cannot read {}", file.string()), file);
+        auto streamed = load_streaming(text, credentials, where);
         if (text.changed()) continue;
-        if (text.read_failed()) return cannot_read();
-        if (streamed) return std::move(*streamed);
-        // Not plain enough to stream: the whole text, parsed as one tree,
-        // reports the problem precisely.
-        const auto whole = read_file(file);
-        if (!whole) return cannot_read();
-        return load_whole(*whole, credentials);
+        if (text.read_failed())
+            return io_error(
+                fmt::format("cannot read {}", dir ? where.string() : files.front().string()),
+                where);
+        return streamed;
     }
-    return unexpected(std::vector<Diagnostic>{
-        {"", "io", fmt::format("{} kept changing while it was read", file.string())}});
+    return io_error(fmt::format("{} kept changing while it was read",
+                                dir ? where.string() : files.front().string()),
+                    where);
 }
 
 }  // namespace relaygate::policy

@@ -168,6 +168,10 @@ LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credent
         return unexpected(std::vector<Diagnostic>{
             at("", "io", fmt::format("no *.json policy files in {}", dir.string()), dir)});
     std::sort(files.begin(), files.end());
+    // Read in ranges, tenant by tenant; only files that do not merge
+    // cleanly (or are not plain JSON objects) are parsed whole below, to
+    // report precisely what is wrong.
+    if (auto streamed = Policy::load_files(files, true, credentials)) return std::move(*streamed);
 
     json merged = json::object();
     merged["tenants"] = json::object();

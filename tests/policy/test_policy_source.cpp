@@ -139,3 +139,41 @@ TEST_CASE("policy_dir: syntax errors, empty and missing directories") {
     REQUIRE(!r);
     CHECK(r.error().front().rule == "schema");
 }
+
+TEST_CASE("policy_dir: read in ranges, tenant by tenant, unless the files conflict") {
+    TempDir dir;
+    dir.write("00-defaults.json", kDefaults);
+    dir.write("acme.json", kAcme);
+    dir.write("beta.json", kBeta);
+    const std::vector<fs::path> files{dir.path / "00-defaults.json", dir.path / "acme.json",
+                                      dir.path / "beta.json"};
+    auto streamed = Policy::load_files(files, true, nullptr);
+    REQUIRE(streamed);
+    REQUIRE(*streamed);
+    CHECK((**streamed)->tenant_ids() == std::vector<std::string>{"acme", "beta"});
+    CHECK((**streamed)->hash() == (*load_dir(dir.path))->hash());
+
+    // Errors found while compiling name their file, line and column.
+    dir.write("beta.json", R"({"version": 1,
+  "tenants": {"beta": {"domains": ["beta.example"],
+                       "identities": [{"networks": ["198.51.100.1/24"]}]}}})");
+    streamed = Policy::load_files(files, true, nullptr);
+    REQUIRE(streamed);
+    REQUIRE_FALSE(*streamed);
+    const auto* d = find_rule(streamed->error(), "network_host_bits");
+    REQUIRE(d != nullptr);
+    CHECK(d->file == (dir.path / "beta.json").string());
+    CHECK(d->line == 3);
+    CHECK(d->column == 53);
+
+    // What does not merge cleanly is left to the whole parse, which names
+    // both files: a tenant in two files, a key in two, versions that differ.
+    dir.write("beta.json", kAcme);
+    CHECK_FALSE(Policy::load_files(files, true, nullptr));
+    dir.write("beta.json", R"({"version": 1, "limits": {}, "tenants": {}})");
+    CHECK_FALSE(Policy::load_files(files, true, nullptr));
+    dir.write("beta.json", R"({"version": 2, "tenants": {}})");
+    CHECK_FALSE(Policy::load_files(files, true, nullptr));
+    dir.write("beta.json", R"([1, 2])");
+    CHECK_FALSE(Policy::load_files(files, true, nullptr));
+}
