@@ -1,11 +1,15 @@
 // libFuzzer target for the policy loader: arbitrary bytes as a policy file
 // must give a Policy or diagnostics, never a crash, hang or leak; a loaded
 // policy must then decide fixed facts without throwing, and DNS-verified
-// grants must ask for their proof and never accept without it.
+// grants must ask for their proof and never accept without it. The load
+// of the text (tenant by tenant, in ranges) and the load of its parsed
+// tree must agree: both load with the same hash, or both refuse with the
+// same diagnostics.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
+#include "gateway/json/document.hpp"
 #include "policy/engine/policy.hpp"
 
 using namespace relaygate::policy;
@@ -14,6 +18,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size > 64 * 1024) return 0;  // bounded: the interesting bugs are structural
     std::string_view text(reinterpret_cast<const char*>(data), size);
     auto loaded = Policy::load_text(text);
+    if (auto doc = relaygate::json_reader::parse(text)) {
+        auto tree = Policy::load(*doc);
+        if (bool(tree) != bool(loaded)) __builtin_trap();
+        if (tree && (*tree)->hash() != (*loaded)->hash()) __builtin_trap();
+        if (!tree) {
+            if (tree.error().size() != loaded.error().size()) __builtin_trap();
+            for (std::size_t i = 0; i < tree.error().size(); ++i)
+                if (tree.error()[i].path != loaded.error()[i].path ||
+                    tree.error()[i].rule != loaded.error()[i].rule ||
+                    tree.error()[i].message != loaded.error()[i].message)
+                    __builtin_trap();
+        }
+    }
     if (!loaded) {
         for (const auto& e : loaded.error())
             (void)format_diagnostic(e);
