@@ -13,17 +13,25 @@
 
 namespace relaygate::policy::test {
 
+// A policy text in a temporary file, removed with the object.
+struct TempPolicyFile {
+    std::string path = "/tmp/relaygate-policy-test-XXXXXX";
+    explicit TempPolicyFile(std::string_view text) {
+        const int fd = ::mkstemp(path.data());
+        REQUIRE(fd >= 0);
+        REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+        ::close(fd);
+    }
+    ~TempPolicyFile() { ::unlink(path.c_str()); }
+    TempPolicyFile(const TempPolicyFile&) = delete;
+    TempPolicyFile& operator=(const TempPolicyFile&) = delete;
+};
+
 // The same text loaded from a file, which is read in ranges and never held
 // whole: every test of load_text also checks that load_file agrees.
 inline LoadResult load_via_file(std::string_view text) {
-    char name[] = "/tmp/relaygate-policy-test-XXXXXX";
-    const int fd = ::mkstemp(name);
-    REQUIRE(fd >= 0);
-    REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
-    ::close(fd);
-    auto r = Policy::load_file(name);
-    ::unlink(name);
-    return r;
+    TempPolicyFile file(text);
+    return Policy::load_file(file.path);
 }
 
 inline void same_diagnostics(const std::vector<Diagnostic>& a, const std::vector<Diagnostic>& b) {

@@ -381,11 +381,8 @@ TEST_CASE("a policy file rewritten in place while it is read is read again, then
                             R"([{{"networks": ["10.{}.{}.0/24"]}}]}})",
                             i ? "," : "", i, i, i / 256, i % 256);
     text += "}}";
-    char name[] = "/tmp/relaygate-policy-test-XXXXXX";
-    const int fd = ::mkstemp(name);
-    REQUIRE(fd >= 0);
-    REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
-    ::close(fd);
+    TempPolicyFile file(text);
+    const char* name = file.path.c_str();
     auto steady = Policy::load_file(name);
     REQUIRE(steady);
     CHECK((*steady)->tenant_count() == 10000);
@@ -400,7 +397,6 @@ TEST_CASE("a policy file rewritten in place while it is read is read again, then
     auto changing = Policy::load_file(name);
     stop = true;
     touch.join();
-    ::unlink(name);
     REQUIRE_FALSE(changing);
     CHECK(has_rule(changing.error(), "io"));
     CHECK(changing.error().front().message.find("kept changing while it was read") !=
