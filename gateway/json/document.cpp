@@ -48,6 +48,21 @@ Position position_at(std::string_view text, std::size_t offset) {
     return p;
 }
 
+std::optional<std::pair<std::string, std::size_t>> first_token(std::string_view path) {
+    if (!path.starts_with('/')) return std::nullopt;
+    const auto end = std::min(path.find('/', 1), path.size());
+    std::string token;
+    for (std::size_t k = 1; k < end; ++k) {
+        if (path[k] == '~' && k + 1 < end) {
+            token += path[k + 1] == '1' ? '/' : '~';
+            ++k;
+        } else {
+            token += path[k];
+        }
+    }
+    return std::pair{std::move(token), end};
+}
+
 std::string where(std::string_view path, Position p) {
     std::string_view shown = path.empty() ? std::string_view("/") : path;
     if (!p.known()) return std::string(shown);

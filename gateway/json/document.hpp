@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gateway/common/result.hpp"
@@ -37,6 +38,9 @@ struct ParseError {
 // RFC 6901 3: a reference token escapes "~" as "~0" and "/" as "~1".
 std::string pointer(std::string_view base, std::string_view key);
 std::string pointer(std::string_view base, std::size_t index);
+// The first reference token of `path`, unescaped, and how many octets of
+// `path` it takes with its '/' ("/a~1b/c" -> {"a/b", 5}); nullopt for "".
+std::optional<std::pair<std::string, std::size_t>> first_token(std::string_view path);
 
 // Parses `text`. JSON parsers disagree on which of two equal keys counts
 // (RFC 8259 4 only says names SHOULD be unique), so both readers refuse

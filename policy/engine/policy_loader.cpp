@@ -1387,23 +1387,6 @@ void locate(std::string_view text, std::vector<Diagnostic>& ds) {
     }
 }
 
-// The first reference token of a JSON pointer, unescaped (RFC 6901 4), and
-// how many octets of `path` it takes with its '/'; nullopt for "".
-std::optional<std::pair<std::string, std::size_t>> first_token(std::string_view path) {
-    if (!path.starts_with('/')) return std::nullopt;
-    const auto end = std::min(path.find('/', 1), path.size());
-    std::string token;
-    for (std::size_t k = 1; k < end; ++k) {
-        if (path[k] == '~' && k + 1 < end) {
-            token += path[k + 1] == '1' ? '/' : '~';
-            ++k;
-        } else {
-            token += path[k];
-        }
-    }
-    return std::pair{std::move(token), end};
-}
-
 }  // namespace
 
 // The text of a policy: in memory (load_text), or files read in blocks for
@@ -1528,14 +1511,15 @@ class PolicyText {
             if (!d.file.empty()) continue;  // about another file (credentials)
             const Part* part = nullptr;
             std::size_t prefix = 0;
-            if (auto top = first_token(d.path); !top) {
+            if (auto top = json_reader::first_token(d.path); !top) {
                 if (!dir_) {  // "": the one file's top-level object
                     d.line = sources_[0].start.line;
                     d.column = sources_[0].start.column;
                 }
             } else if (top->first == "tenants") {
                 // "/tenants/<id>...": in that tenant's range.
-                if (auto id = first_token(std::string_view(d.path).substr(top->second))) {
+                if (auto id =
+                        json_reader::first_token(std::string_view(d.path).substr(top->second))) {
                     const auto t = std::lower_bound(
                         tenants_.begin(), tenants_.end(), id->first,
                         [](const Part& p, const std::string& key) { return p.key < key; });

@@ -28,24 +28,12 @@ Diagnostic at(std::string path, std::string_view rule, std::string message,
 // The first reference token of an RFC 6901 pointer ("/tenants/acme/x" ->
 // "tenants"), unescaped; and the second ("acme").
 std::string token(std::string_view pointer, int n) {
-    for (int i = 0; i <= n; ++i) {
-        if (pointer.empty() || pointer.front() != '/') return {};
-        pointer.remove_prefix(1);
-        const auto end = pointer.find('/');
-        if (i == n) {
-            std::string out;
-            for (std::size_t k = 0; k < std::min(end, pointer.size()); ++k) {
-                if (pointer[k] == '~' && k + 1 < pointer.size()) {
-                    out += pointer[k + 1] == '1' ? '/' : '~';
-                    ++k;
-                } else
-                    out += pointer[k];
-            }
-            return out;
-        }
-        pointer.remove_prefix(end == std::string_view::npos ? pointer.size() : end);
+    for (int i = 0;; ++i) {
+        auto t = json_reader::first_token(pointer);
+        if (!t) return {};
+        if (i == n) return std::move(t->first);
+        pointer.remove_prefix(t->second);
     }
-    return {};
 }
 
 // Gives each diagnostic (without a file yet) the file its path came from,

@@ -133,6 +133,15 @@ std::string_view range_text(std::string_view text, const MemberScanner::Range& r
 
 }  // namespace
 
+TEST_CASE("first_token: the first reference token, unescaped, and its length") {
+    CHECK(first_token("/tenants/acme/x") == std::pair<std::string, std::size_t>{"tenants", 8});
+    CHECK(first_token("/a~1b~0c") == std::pair<std::string, std::size_t>{"a/b~c", 8});
+    CHECK(first_token("/") == std::pair<std::string, std::size_t>{"", 1});
+    CHECK(first_token("//x") == std::pair<std::string, std::size_t>{"", 1});
+    CHECK_FALSE(first_token(""));
+    CHECK_FALSE(first_token("tenants"));
+}
+
 TEST_CASE("MemberScanner: members and the nested object's members as ranges, split anywhere") {
     const std::string text =
         " {\"version\": 1, \"tenants\": {\"a\": {\"x\": \"}\\\"{\"}, \"b\" :[1, {\"c\": 2}],\n"
