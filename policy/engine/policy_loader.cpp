@@ -1424,7 +1424,7 @@ class PolicyText {
         s.file = file;
         if (s.fd < 0) return false;
         sources_.push_back(std::move(s));
-        return ::fstat(s.fd, &sources_.back().opened) == 0;
+        return ::fstat(sources_.back().fd, &sources_.back().opened) == 0;
     }
 
     // Scans every text; false when one is not plain, a read failed
