@@ -1,6 +1,7 @@
 #include "gateway/common/file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,6 +25,20 @@ std::optional<std::string> read_file(const std::filesystem::path& path) {
     return out;
 }
 
+std::optional<std::string> read_descriptor(int fd) {
+    std::string out;
+    if (struct stat st{}; ::fstat(fd, &st) == 0 && st.st_size > 0)
+        out.reserve(static_cast<std::size_t>(st.st_size));
+    char chunk[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return std::nullopt;
+        if (n == 0) return out;
+        out.append(chunk, static_cast<std::size_t>(n));
+    }
+}
+
 std::optional<std::string> read_secret_file(const std::filesystem::path& path) {
     auto text = read_file(path);
     if (!text) return std::nullopt;
@@ -32,12 +47,16 @@ std::optional<std::string> read_secret_file(const std::filesystem::path& path) {
     return text;
 }
 
-bool replace_file(const std::filesystem::path& path, std::string_view data, std::string& error) {
-    const std::string tmp = path.string() + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+std::filesystem::path staged_path(const std::filesystem::path& path) {
+    return path.string() + ".tmp";
+}
+
+int write_staged(const std::filesystem::path& path, std::string_view data, std::string& error) {
+    const std::string tmp = staged_path(path);
+    const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         error = "cannot create " + tmp + ": " + std::strerror(errno);
-        return false;
+        return -1;
     }
     std::size_t done = 0;
     while (done < data.size()) {
@@ -46,15 +65,28 @@ bool replace_file(const std::filesystem::path& path, std::string_view data, std:
         if (n <= 0) break;
         done += static_cast<std::size_t>(n);
     }
-    const bool written = done == data.size() && ::fsync(fd) == 0;
-    const int saved = errno;
-    ::close(fd);
-    if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        error = "cannot write " + path.string() + ": " + std::strerror(written ? errno : saved);
+    if (done != data.size() || ::fsync(fd) != 0) {
+        error = "cannot write " + tmp + ": " + std::strerror(errno);
+        ::close(fd);
         ::unlink(tmp.c_str());
-        return false;
+        return -1;
     }
-    return true;
+    return fd;
+}
+
+bool commit_staged(const std::filesystem::path& path, std::string& error) {
+    const std::string tmp = staged_path(path);
+    if (::rename(tmp.c_str(), path.c_str()) == 0) return true;
+    error = "cannot write " + path.string() + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+}
+
+bool replace_file(const std::filesystem::path& path, std::string_view data, std::string& error) {
+    const int fd = write_staged(path, data, error);
+    if (fd < 0) return false;
+    ::close(fd);
+    return commit_staged(path, error);
 }
 
 }  // namespace relaygate

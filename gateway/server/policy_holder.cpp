@@ -29,6 +29,13 @@ bool PolicyHolder::reload_text(std::string_view text, const std::string& origin)
     return adopt(std::move(loaded), origin, seconds_since(started));
 }
 
+bool PolicyHolder::reload_descriptor(int fd, const std::filesystem::path& name,
+                                     const std::string& origin) {
+    const auto started = std::chrono::steady_clock::now();
+    auto loaded = policy::load_policy_descriptor(source_, fd, name);
+    return adopt(std::move(loaded), origin, seconds_since(started));
+}
+
 bool PolicyHolder::adopt(policy::LoadResult loaded, const std::string& source,
                          double load_seconds) {
     if (!loaded) {

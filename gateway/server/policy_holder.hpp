@@ -39,6 +39,8 @@ class PolicyHolder {
     // The same with the policy's text in hand (a fetched policy); `origin`
     // names it in logs.
     bool reload_text(std::string_view text, const std::string& origin);
+    // The same from an open file (policy::load_policy_descriptor).
+    bool reload_descriptor(int fd, const std::filesystem::path& name, const std::string& origin);
 
     // The source's last failure (a load, or a fetch reported by the
     // poller); a successful load or fetch clears it.

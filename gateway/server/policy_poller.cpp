@@ -1,6 +1,8 @@
 #include "gateway/server/policy_poller.hpp"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -64,9 +66,19 @@ PolicyPoller::PolicyPoller(const config::Config& config, PolicyUrlSetup setup, P
 }
 
 // The cached copy was checked when it was fetched; its signature is
-// checked again, so a copy from before a key rotation is not served.
+// checked again, so a copy from before a key rotation is not served. The
+// bytes checked are read whole; the policy is then loaded in ranges from
+// the same descriptor, with the text freed.
 bool PolicyPoller::load_cache() {
-    const auto body = read_file(options_.cache_file);
+    const int fd = ::open(options_.cache_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = load_cache(fd);
+    ::close(fd);
+    return ok;
+}
+
+bool PolicyPoller::load_cache(int fd) {
+    auto body = read_descriptor(fd);
     if (!body) return false;
     if (setup_.key) {
         const auto signature = read_file(beside(options_.cache_file, ".sig"));
@@ -79,9 +91,11 @@ bool PolicyPoller::load_cache() {
         }
     }
     log_info("policy_cache_loading", {{"file", options_.cache_file}, {"url", url_text_}});
-    if (!holder_.reload_text(*body, options_.cache_file)) return false;
+    const auto digest = sha256(*body);
+    body.reset();
+    if (!holder_.reload_descriptor(fd, options_.cache_file, options_.cache_file)) return false;
     etag_ = read_file(beside(options_.cache_file, ".etag")).value_or("");
-    digest_ = sha256(*body);
+    digest_ = digest;
     return true;
 }
 
@@ -188,9 +202,7 @@ awaitable<bool> PolicyPoller::fetch_once() {
     // loaded, so it always holds the policy being served.
     const bool loaded = co_await await_callback<bool>([&](auto done) {
         asio::post(loader_, [this, &result, &signature, done = std::move(done)]() mutable {
-            const bool ok = holder_.reload_text(result.body, url_text_);
-            if (ok) write_cache(result.body, signature, result.etag);
-            done(ok);
+            done(load_fetched(result.body, signature, result.etag));
         });
     });
     if (!loaded) {
@@ -207,18 +219,41 @@ awaitable<bool> PolicyPoller::fetch_once() {
     co_return true;
 }
 
-void PolicyPoller::write_cache(const std::string& body, const std::string& signature,
-                               const std::string& etag) {
+bool PolicyPoller::load_fetched(std::string& body, const std::string& signature,
+                                const std::string& etag) {
+    // The body (30 MB at 100k tenants) is written to the cache's temporary
+    // file and freed, and the policy is loaded from that file in ranges,
+    // through the descriptor it was written with (the bytes whose signature
+    // was checked, whatever happens to the name meanwhile). It becomes the
+    // cache only once it loaded.
     std::string error;
+    const int fd = write_staged(options_.cache_file, body, error);
+    if (fd < 0) {
+        log_warn("policy_cache_write_failed", {{"error", error}});
+        return holder_.reload_text(body, url_text_);
+    }
+    std::string().swap(body);
+    const bool ok = holder_.reload_descriptor(fd, options_.cache_file, url_text_);
+    ::close(fd);
+    if (!ok) {
+        std::error_code ec;
+        std::filesystem::remove(staged_path(options_.cache_file), ec);
+        return false;
+    }
     // Signature, policy, ETag: a crash between two writes leaves a policy
     // whose signature does not verify (refused at start, fetched again) or
     // an old ETag (fetched again), never an unsigned policy served or a
     // stale one taken for current.
-    const bool ok =
+    const bool cached =
         (!setup_.key || replace_file(beside(options_.cache_file, ".sig"), signature, error)) &&
-        replace_file(options_.cache_file, body, error) &&
+        commit_staged(options_.cache_file, error) &&
         replace_file(beside(options_.cache_file, ".etag"), etag, error);
-    if (!ok) log_warn("policy_cache_write_failed", {{"error", error}});
+    if (!cached) {
+        std::error_code ec;
+        std::filesystem::remove(staged_path(options_.cache_file), ec);
+        log_warn("policy_cache_write_failed", {{"error", error}});
+    }
+    return true;
 }
 
 }  // namespace relaygate::server

@@ -54,8 +54,10 @@ class PolicyPoller {
     net::awaitable<bool> fetch_once();
     net::awaitable<bool> fail(std::string_view kind, const std::string& error);
     bool load_cache();
-    void write_cache(const std::string& body, const std::string& signature,
-                     const std::string& etag);
+    bool load_cache(int fd);
+    // Loads a fetched, verified body through the cache's temporary file
+    // (the body is freed first) and makes it the cache once it loaded.
+    bool load_fetched(std::string& body, const std::string& signature, const std::string& etag);
 
     const config::PolicyFetch& options_;
     const std::string url_text_;

@@ -89,6 +89,11 @@ class Policy {
     // cleanly: the caller then parses them whole, which reports the problem.
     static std::optional<LoadResult> load_files(const std::vector<std::filesystem::path>& files,
                                                 bool dir, const Credentials* credentials);
+    // An open file (a fetched policy the gateway wrote itself), read in
+    // ranges through `fd` (not its name, which could be replaced meanwhile);
+    // `name` only names it in errors. `fd` stays open.
+    static LoadResult load_descriptor(int fd, const std::filesystem::path& name,
+                                      const Credentials* credentials = nullptr);
 
     const std::string& hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
     std::size_t tenant_count() const { return tenants_.size(); }

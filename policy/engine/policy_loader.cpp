@@ -1419,8 +1419,12 @@ class PolicyText {
     }
     // false when the file cannot be opened.
     bool open(const std::filesystem::path& file) {
+        return adopt(::open(file.c_str(), O_RDONLY | O_CLOEXEC), file);
+    }
+    // Takes `fd` over (it is closed with this); false when it is not open.
+    bool adopt(int fd, const std::filesystem::path& file) {
         Source s;
-        s.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        s.fd = fd;
         s.file = file;
         if (s.fd < 0) return false;
         sources_.push_back(std::move(s));
@@ -1478,6 +1482,15 @@ class PolicyText {
         return std::string_view(buffer);
     }
     bool read_failed() const { return read_failed_; }
+    // The whole text of the first source (to parse it as one tree).
+    std::optional<std::string> whole() {
+        struct stat now {};
+        if (::fstat(sources_[0].fd, &now) != 0) return std::nullopt;
+        std::string out;
+        Part all{"", 0, {0, static_cast<std::uint64_t>(now.st_size), {}}};
+        if (!read(all, out)) return std::nullopt;
+        return out;
+    }
     // A file rewritten in place while it was read (not replaced by a rename,
     // as editors, ConfigMaps and `replace_file` do) may have mixed two
     // versions: it is read again.
@@ -1571,15 +1584,17 @@ class PolicyText {
     };
     bool feed(const Source& s, json_reader::MemberScanner& scan) {
         if (s.fd < 0) return scan.feed(s.memory) && scan.finish();
+        // pread from the start: the descriptor may be shared, or just written.
         std::string block(std::size_t(1) << 20, '\0');
-        for (;;) {
-            const ssize_t n = ::read(s.fd, block.data(), block.size());
+        for (off_t at = 0;;) {
+            const ssize_t n = ::pread(s.fd, block.data(), block.size(), at);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) {
                 read_failed_ = true;
                 return false;
             }
             if (n == 0) return scan.finish();
+            at += n;
             if (!scan.feed(std::string_view(block.data(), static_cast<std::size_t>(n))))
                 return false;
         }
@@ -1691,6 +1706,22 @@ LoadResult Policy::load_whole(std::string_view text, const Credentials* credenti
     }
     return build(
         *doc, [text](std::vector<Diagnostic>& ds) { locate(text, ds); }, credentials);
+}
+
+LoadResult Policy::load_descriptor(int fd, const std::filesystem::path& name,
+                                   const Credentials* credentials) {
+    PolicyText text(false);
+    std::optional<LoadResult> streamed;
+    if (text.adopt(::fcntl(fd, F_DUPFD_CLOEXEC, 0), name)) {
+        streamed = load_streaming(text, credentials);
+        if (streamed && !text.read_failed()) return std::move(*streamed);
+        // Not plain enough to stream: parsed as one tree, which reports
+        // the problem precisely.
+        if (!text.read_failed())
+            if (auto whole = text.whole()) return load_whole(*whole, credentials);
+    }
+    return unexpected(
+        std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", name.string())}});
 }
 
 LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials) {

@@ -218,6 +218,12 @@ LoadResult load_policy(const PolicySource& source) {
     });
 }
 
+LoadResult load_policy_descriptor(const PolicySource& source, int fd,
+                                  const std::filesystem::path& name) {
+    return with_credentials(
+        source, [&](const Credentials* creds) { return Policy::load_descriptor(fd, name, creds); });
+}
+
 LoadResult load_policy_text(const PolicySource& source, std::string_view text) {
     return with_credentials(
         source, [&](const Credentials* creds) { return Policy::load_text(text, creds); });

@@ -43,5 +43,9 @@ LoadResult load_policy(const PolicySource& source);
 // Reads the credentials (if any) and loads `text` as the policy (a fetched
 // one).
 LoadResult load_policy_text(const PolicySource& source, std::string_view text);
+// Reads the credentials (if any) and loads the open file `fd` as the policy
+// (a fetched one, written by the gateway); `name` names it in errors.
+LoadResult load_policy_descriptor(const PolicySource& source, int fd,
+                                  const std::filesystem::path& name);
 
 }  // namespace relaygate::policy

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/common/temp_dir.hpp"
 
@@ -36,4 +37,28 @@ TEST_CASE("replace_file: all or nothing, private to the owner") {
     // A directory that does not exist: an error, and nothing written.
     CHECK_FALSE(replace_file(dir.path / "no" / "such", "x", error));
     CHECK(error.find("cannot create") != std::string::npos);
+}
+
+TEST_CASE("write_staged, commit_staged and read_descriptor: read back before it replaces") {
+    relaygate::test::TempDir dir;
+    const auto p = dir.path / "cache.json";
+    std::string error;
+    REQUIRE(replace_file(p, "old", error));
+    const int fd = relaygate::write_staged(p, "new bytes", error);
+    REQUIRE(fd >= 0);
+    // Not in place yet; the descriptor reads what was written.
+    CHECK(*read_file(p) == "old");
+    CHECK(relaygate::staged_path(p) == dir.path / "cache.json.tmp");
+    CHECK(*relaygate::read_descriptor(fd) == "");  // at the end, as written
+    REQUIRE(::lseek(fd, 0, SEEK_SET) == 0);
+    CHECK(*relaygate::read_descriptor(fd) == "new bytes");
+    ::close(fd);
+    REQUIRE(relaygate::commit_staged(p, error));
+    CHECK(*read_file(p) == "new bytes");
+    CHECK_FALSE(std::filesystem::exists(relaygate::staged_path(p)));
+    // Nothing staged: an error, the file unchanged.
+    CHECK_FALSE(relaygate::commit_staged(p, error));
+    CHECK(error.find("cannot write") != std::string::npos);
+    CHECK(*read_file(p) == "new bytes");
+    CHECK(relaygate::write_staged(dir.path / "no" / "such", "x", error) < 0);
 }

@@ -241,6 +241,8 @@ class PolicyUrlTest(GatewayTestCase):
         self.assertEqual(readyz(gw)[1]["policy_hash"], good)
         with open(self.cache, "rb") as fh:
             self.assertNotIn(b"bad.example", fh.read())
+        # It was loaded from the cache's temporary file, which is gone again.
+        self.assertFalse(os.path.exists(self.cache + ".tmp"))
 
         # The next good bundle is loaded, cached, and used by new sessions.
         new = policy("demo.example", "new.example")
@@ -251,6 +253,7 @@ class PolicyUrlTest(GatewayTestCase):
         self.assertEqual(metric(gw, "relaygate_policy_fetches_total", result="updated"), 2)
         with open(self.cache, "rb") as fh:
             self.assertEqual(fh.read(), self.server.body)
+        self.assertFalse(os.path.exists(self.cache + ".tmp"))
 
     def test_a_server_without_etags_costs_no_reloads(self):
         self.server.send_etag = False

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -27,13 +28,6 @@ struct TempPolicyFile {
     TempPolicyFile& operator=(const TempPolicyFile&) = delete;
 };
 
-// The same text loaded from a file, which is read in ranges and never held
-// whole: every test of load_text also checks that load_file agrees.
-inline LoadResult load_via_file(std::string_view text) {
-    TempPolicyFile file(text);
-    return Policy::load_file(file.path);
-}
-
 inline void same_diagnostics(const std::vector<Diagnostic>& a, const std::vector<Diagnostic>& b) {
     REQUIRE(a.size() == b.size());
     for (std::size_t i = 0; i < a.size(); ++i) {
@@ -44,6 +38,26 @@ inline void same_diagnostics(const std::vector<Diagnostic>& a, const std::vector
         CHECK(a[i].line == b[i].line);
         CHECK(a[i].column == b[i].column);
     }
+}
+
+// The same text loaded from a file, which is read in ranges and never held
+// whole: every test of load_text also checks that load_file agrees, and
+// load_descriptor on a descriptor left at the end (as a file just written).
+inline LoadResult load_via_file(std::string_view text) {
+    TempPolicyFile file(text);
+    auto r = Policy::load_file(file.path);
+    const int fd = ::open(file.path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    ::lseek(fd, 0, SEEK_END);
+    auto d = Policy::load_descriptor(fd, file.path);
+    ::close(fd);
+    REQUIRE(bool(d) == bool(r));
+    if (r) {
+        CHECK((*d)->hash() == (*r)->hash());
+    } else {
+        same_diagnostics(r.error(), d.error());
+    }
+    return r;
 }
 
 inline std::shared_ptr<const Policy> must_load(std::string_view text) {
