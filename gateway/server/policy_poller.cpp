@@ -233,7 +233,7 @@ bool PolicyPoller::load_fetched(std::string& body, const std::string& signature,
         return holder_.reload_text(body, url_text_);
     }
     std::string().swap(body);
-    const bool ok = holder_.reload_descriptor(fd, options_.cache_file, url_text_);
+    const bool ok = holder_.reload_descriptor(fd, staged_path(options_.cache_file), url_text_);
     ::close(fd);
     if (!ok) {
         std::error_code ec;
