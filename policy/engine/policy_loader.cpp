@@ -1482,15 +1482,6 @@ class PolicyText {
         return std::string_view(buffer);
     }
     bool read_failed() const { return read_failed_; }
-    // The whole text of the first source (to parse it as one tree).
-    std::optional<std::string> whole() {
-        struct stat now {};
-        if (::fstat(sources_[0].fd, &now) != 0) return std::nullopt;
-        std::string out;
-        Part all{"", 0, {0, static_cast<std::uint64_t>(now.st_size), {}}};
-        if (!read(all, out)) return std::nullopt;
-        return out;
-    }
     // A file rewritten in place while it was read (not replaced by a rename,
     // as editors, ConfigMaps and `replace_file` do) may have mixed two
     // versions: it is read again.
@@ -1710,18 +1701,21 @@ LoadResult Policy::load_whole(std::string_view text, const Credentials* credenti
 
 LoadResult Policy::load_descriptor(int fd, const std::filesystem::path& name,
                                    const Credentials* credentials) {
+    auto cannot_read = [&name] {
+        return unexpected(
+            std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", name.string())}});
+    };
     PolicyText text(false);
-    std::optional<LoadResult> streamed;
-    if (text.adopt(::fcntl(fd, F_DUPFD_CLOEXEC, 0), name)) {
-        streamed = load_streaming(text, credentials);
-        if (streamed && !text.read_failed()) return std::move(*streamed);
-        // Not plain enough to stream: parsed as one tree, which reports
-        // the problem precisely.
-        if (!text.read_failed())
-            if (auto whole = text.whole()) return load_whole(*whole, credentials);
-    }
-    return unexpected(
-        std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", name.string())}});
+    if (!text.adopt(::fcntl(fd, F_DUPFD_CLOEXEC, 0), name)) return cannot_read();
+    auto streamed = load_streaming(text, credentials);
+    if (text.read_failed()) return cannot_read();
+    if (streamed) return std::move(*streamed);
+    // Not plain enough to stream: parsed as one tree, which reports the
+    // problem precisely.
+    if (::lseek(fd, 0, SEEK_SET) != 0) return cannot_read();
+    const auto whole = read_descriptor(fd);
+    if (!whole) return cannot_read();
+    return load_whole(*whole, credentials);
 }
 
 LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials) {
