@@ -23,6 +23,8 @@ struct Token {
     std::string text;  // atom text, or quoted-string content unescaped
     bool cfws_before = false;
 };
+// An address's words fit inline: no allocation for the list.
+using Tokens = boost::container::small_vector<Token, 8>;
 
 class Parser {
   public:
@@ -142,7 +144,7 @@ class Parser {
 
     // A run of atoms, quoted strings and dots with the CFWS between them:
     // the raw material of phrase (display-name), local-part and domain.
-    bool words(std::vector<Token>& toks) {
+    bool words(Tokens& toks) {
         bool cfws = false;
         for (;;) {
             int c = peek();
@@ -169,7 +171,7 @@ class Parser {
 
     // dot-atom-text (RFC 5322 3.2.3) from tokens, refusing the obsolete forms
     // of 4.4 (CFWS around dots, quoted words joined by dots).
-    bool dot_atom(const std::vector<Token>& toks, std::string& out, std::string_view what) {
+    bool dot_atom(const Tokens& toks, std::string& out, std::string_view what) {
         for (std::size_t i = 0; i < toks.size(); ++i) {
             const Token& t = toks[i];
             if (t.kind == TokenKind::quoted)
@@ -194,7 +196,7 @@ class Parser {
         return true;
     }
 
-    static std::string phrase_text(const std::vector<Token>& toks) {
+    static std::string phrase_text(const Tokens& toks) {
         std::string out;
         for (const Token& t : toks) {
             // Words keep their separation as written: "John Q. Public", but
@@ -206,7 +208,7 @@ class Parser {
     }
 
     // addr-spec after its local-part tokens, at '@' (RFC 5322 3.4.1).
-    bool addr_spec(const std::vector<Token>& local_toks, ParsedMailbox& m) {
+    bool addr_spec(const Tokens& local_toks, ParsedMailbox& m) {
         if (local_toks.empty()) return fail(Reason::address_syntax, "empty local-part");
         if (local_toks.size() == 1 && local_toks[0].kind == TokenKind::quoted) {
             m.quoted_local_part = true;
@@ -239,7 +241,7 @@ class Parser {
         if (!skip_cfws()) return false;
         if (peek() == '[')
             return fail(Reason::address_domain_literal, "domain literal (RFC 5322 3.4.1)");
-        std::vector<Token> dtoks;
+        Tokens dtoks;
         if (!words(dtoks)) return false;
         if (dtoks.empty()) return fail(Reason::address_syntax, "missing domain after @");
         std::string domain;
@@ -256,7 +258,7 @@ class Parser {
     }
 
     // angle-addr (RFC 5322 3.4) at '<'; obs-route refused (4.4).
-    bool angle_addr(const std::vector<Token>& phrase, bool in_group) {
+    bool angle_addr(const Tokens& phrase, bool in_group) {
         ParsedMailbox m;
         m.in_group = in_group;
         if (!phrase.empty() && phrase.front().kind == TokenKind::dot)
@@ -268,7 +270,7 @@ class Parser {
         if (c == '@' || c == ',')
             return fail(Reason::address_route, "source route in angle address (RFC 5322 4.4)");
         if (c == '>') return fail(Reason::address_syntax, "empty address <>");
-        std::vector<Token> local;
+        Tokens local;
         if (!words(local)) return false;
         if (peek() != '@') {
             if (!local.empty() && peek() == ':')
@@ -283,7 +285,7 @@ class Parser {
         return true;
     }
 
-    bool group(const std::vector<Token>& phrase) {
+    bool group(const Tokens& phrase) {
         if (phrase.empty() || phrase.front().kind == TokenKind::dot)
             return fail(Reason::address_syntax, "group without a display name");
         ParsedGroup g{phrase_text(phrase), 0};
@@ -319,7 +321,7 @@ class Parser {
     bool address(bool in_group) {
         if (!skip_cfws()) return false;
         if (peek() == '<') return angle_addr({}, in_group);
-        std::vector<Token> toks;
+        Tokens toks;
         if (!words(toks)) return false;
         int c = peek();
         if (c == '@') {

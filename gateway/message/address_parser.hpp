@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "gateway/common/reason.hpp"
 #include "gateway/common/result.hpp"
 
@@ -33,7 +35,8 @@ struct ParsedGroup {
 };
 
 struct AddressList {
-    std::vector<ParsedMailbox> mailboxes;  // every mailbox, group members flattened in order
+    // Every mailbox, group members flattened in order; the usual one inline.
+    boost::container::small_vector<ParsedMailbox, 1> mailboxes;
     std::vector<ParsedGroup> groups;
     std::vector<std::string> comments;  // text of every top-level comment (nested ones included)
 };

@@ -4,8 +4,10 @@
 // read differently ("Composition Kills", USENIX Security 2020) is rejected.
 #include "gateway/message/header_reader.hpp"
 
+#include <algorithm>
 #include <array>
 #include <optional>
+#include <span>
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
@@ -15,8 +17,8 @@
 namespace relaygate::message {
 namespace {
 
-Result<HeaderFacts, HeaderReject> reject(Reason r, std::string detail) {
-    return unexpected(HeaderReject{r, std::move(detail)});
+HeaderReject reject(Reason r, std::string detail) {
+    return HeaderReject{r, std::move(detail)};
 }
 
 // RFC 5322 3.6: fields that may occur at most once. From has its own reason.
@@ -57,7 +59,9 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
         return std::optional<HeaderReject>({r, std::move(d)});
     };
     std::size_t pos = 0;
-    // A message's usual fields without growing (and copying) the vector.
+    // Fields already in `fields` (an earlier message's) are overwritten in
+    // place; the usual ones fit without growing (and copying) the vector.
+    std::size_t count = 0;
     fields.reserve(16);
     while (pos < end) {
         std::size_t eol = pos;
@@ -85,11 +89,11 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
         if (ascii::is_wsp(static_cast<unsigned char>(line[0]))) {
             // Continuation (RFC 5322 2.2.3). A whitespace-only line is obs-FWS
             // (4.2) and some readers take it as the end of the header: refused.
-            if (fields.empty())
+            if (count == 0)
                 return bad(Reason::header_malformed, "header section starts with whitespace");
             if (line.find_first_not_of(" \t") == std::string_view::npos)
                 return bad(Reason::header_malformed, "whitespace-only continuation line" + where());
-            HeaderField& f = fields.back();
+            HeaderField& f = fields[count - 1];
             f.value.append(line);
             f.length = next - f.offset;
         } else {
@@ -103,11 +107,16 @@ std::optional<HeaderReject> split_fields(std::string_view in, std::size_t end, b
             if (n == 0 || colon >= line.size() || line[colon] != ':')
                 return bad(Reason::header_malformed,
                            "line without a field name and colon (or folded field name)" + where());
-            fields.push_back(HeaderField{std::string(line.substr(0, n)),
-                                         std::string(line.substr(colon + 1)), pos, next - pos});
+            if (count == fields.size()) fields.emplace_back();
+            HeaderField& f = fields[count++];  // its strings' memory reused
+            f.name.assign(line.substr(0, n));
+            f.value.assign(line.substr(colon + 1));
+            f.offset = pos;
+            f.length = next - pos;
         }
         pos = next;
     }
+    fields.resize(count);
     for (HeaderField& f : fields) {
         std::size_t first = f.value.find_first_not_of(" \t");
         f.value.erase(0, first == std::string::npos ? f.value.size() : first);
@@ -337,15 +346,17 @@ std::vector<const Mailbox*> HeaderFacts::mailboxes(OriginatorField field) const 
     return out;
 }
 
-Result<HeaderFacts, HeaderReject> read_header(std::string_view in, const HeaderOptions& options) {
-    HeaderFacts facts;
+namespace {
+
+std::optional<HeaderReject> read_into(std::string_view in, const HeaderOptions& options,
+                                      HeaderFacts& facts) {
+    facts.originators.clear();
     facts.header_size = header_end(in);
     if (facts.header_size > options.max_header_bytes)
         return reject(Reason::header_too_big,
                       "header section of " + std::to_string(facts.header_size) + " bytes exceeds " +
                           std::to_string(options.max_header_bytes));
-    if (auto e = split_fields(in, facts.header_size, options.smtputf8, facts.fields))
-        return unexpected(std::move(*e));
+    if (auto e = split_fields(in, facts.header_size, options.smtputf8, facts.fields)) return e;
 
     // Exactly one From (RFC 5322 3.6); "From :" was already named From above.
     std::size_t from_count = facts.count("From");
@@ -367,25 +378,25 @@ Result<HeaderFacts, HeaderReject> read_header(std::string_view in, const HeaderO
             return reject(Reason::authentication_results_forged,
                           f.name + " claims authserv-id " + *id);
 
-    // Parse From first so that its reason wins, then the others; the mailboxes
-    // are reported in header order.
-    std::vector<std::vector<Mailbox>> per_field(facts.fields.size());
-    std::vector<std::size_t> order;
-    for (std::size_t i = 0; i < facts.fields.size(); ++i)
-        if (originator_field(facts.fields[i].name) == OriginatorField::from)
-            order.insert(order.begin(), i);
-        else if (originator_field(facts.fields[i].name))
-            order.push_back(i);
-
-    for (std::size_t i : order) {
+    // Parse From first so that its reason wins, then the others in header
+    // order; From's mailboxes then go back to their place in header order.
+    std::size_t from_index = 0;
+    while (originator_field(facts.fields[from_index].name) != OriginatorField::from)
+        ++from_index;                // exactly one From, counted above
+    std::size_t from_mailboxes = 0;  // parsed first
+    std::size_t before_from = 0;     // mailboxes of originator fields above From
+    for (std::size_t step = 0; step <= facts.fields.size(); ++step) {
+        const std::size_t i = step == 0 ? from_index : step - 1;
+        if (step > 0 && i == from_index) continue;
         const HeaderField& hf = facts.fields[i];
-        OriginatorField kind = *originator_field(hf.name);
-        std::string field_name(to_string(kind));
+        const auto field = originator_field(hf.name);
+        if (!field) continue;
+        const OriginatorField kind = *field;
+        const std::string field_name(to_string(kind));  // short: no allocation
         auto parsed = parse_address_list(hf.value, AddressOptions{options.smtputf8});
         if (!parsed)
             return reject(parsed.error().reason, field_name + ": " + parsed.error().detail);
         const AddressList& list = parsed.value();
-
         if (kind == OriginatorField::from) {
             // RFC 6854 allows an empty group ("undisclosed:;") in From: it names
             // no mailbox, so there is nothing to authorize.
@@ -412,9 +423,10 @@ Result<HeaderFacts, HeaderReject> read_header(std::string_view in, const HeaderO
         }
 
         if (!options.allow_display_name_address) {
-            std::vector<std::string> own;
+            boost::container::small_vector<std::string_view, 4> domains;
             for (const auto& m : list.mailboxes)
-                own.push_back(m.domain);
+                domains.emplace_back(m.domain);
+            const std::span<const std::string_view> own(domains.data(), domains.size());
             for (const auto& m : list.mailboxes) {
                 if (decode_encoded_words(m.display_name).opaque_charset)
                     return reject(
@@ -434,12 +446,30 @@ Result<HeaderFacts, HeaderReject> read_header(std::string_view in, const HeaderO
             }
         }
         for (const auto& m : list.mailboxes)
-            per_field[i].push_back(Mailbox{kind, m.display_name, m.local_part, m.domain});
+            facts.originators.push_back(Mailbox{kind, m.display_name, m.local_part, m.domain});
+        if (step == 0)
+            from_mailboxes = list.mailboxes.size();
+        else if (i < from_index)
+            before_from += list.mailboxes.size();
     }
-    for (auto& v : per_field)
-        for (auto& m : v)
-            facts.originators.push_back(std::move(m));
+    auto first = facts.originators.begin();
+    std::rotate(first, first + from_mailboxes, first + from_mailboxes + before_from);
+    return std::nullopt;
+}
+
+}  // namespace
+
+Result<HeaderFacts, HeaderReject> read_header(std::string_view in, const HeaderOptions& options) {
+    HeaderFacts facts;
+    if (auto e = read_into(in, options, facts)) return unexpected(std::move(*e));
     return facts;
+}
+
+std::optional<HeaderReject> read_header_into(std::string_view in, const HeaderOptions& options,
+                                             HeaderFacts& facts) {
+    auto e = read_into(in, options, facts);
+    if (e) facts = {};  // nothing of a refused header is left to read
+    return e;
 }
 
 std::string without_fields(std::string_view header_section, const HeaderFacts& facts,

@@ -66,6 +66,11 @@ struct HeaderOptions {
 // the empty line (a body) are not looked at.
 Result<HeaderFacts, HeaderReject> read_header(std::string_view header_section,
                                               const HeaderOptions& options);
+// The same into `facts`, whose content it replaces and whose memory it
+// reuses (a session reads one header after another). On a refusal `facts`
+// is left empty.
+std::optional<HeaderReject> read_header_into(std::string_view header_section,
+                                             const HeaderOptions& options, HeaderFacts& facts);
 
 // The header section with every field named `field_name` (case-insensitive)
 // removed and every other byte unchanged. `facts` must come from read_header

@@ -170,7 +170,7 @@ DecodedText decode_encoded_words(std::string_view s) {
 }
 
 std::optional<std::string> foreign_address_domain(std::string_view display_text,
-                                                  std::span<const std::string> own_domains) {
+                                                  std::span<const std::string_view> own_domains) {
     std::string text = fold_lookalikes(strip_invisible(decode_encoded_words(display_text).text));
     for (std::size_t at = text.find('@'); at != std::string::npos; at = text.find('@', at + 1)) {
         std::size_t end = at + 1;

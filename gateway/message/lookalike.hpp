@@ -34,6 +34,6 @@ DecodedText decode_encoded_words(std::string_view s);
 // text is decoded and stripped of invisible characters first. Returns the
 // foreign domain as written.
 std::optional<std::string> foreign_address_domain(std::string_view display_text,
-                                                  std::span<const std::string> own_domains);
+                                                  std::span<const std::string_view> own_domains);
 
 }  // namespace relaygate::message

@@ -29,6 +29,20 @@ using Stage = session::SessionMachine::Stage;
 
 namespace {
 
+// Actions that first send the client the replies decided so far.
+bool flushes_first(const session::Action& a) {
+    using namespace session;
+    switch (a.index()) {
+        case index_of<act::ReadClient>:
+        case index_of<act::StartTls>:
+        case index_of<act::DnsLookup>:
+        case index_of<act::Close>:
+            return true;
+        default:
+            return false;
+    }
+}
+
 // The 64 KiB read buffers of the data phase, kept for reuse on this thread:
 // a session holds one only while it reads message data (an idle connection
 // holds none), and taking one back costs neither an allocation nor zeroing.
@@ -403,34 +417,31 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
     session::ReadDeadline deadline(timeouts, shared.config.upstream.idle_timeout, started);
     auto upstream_used = Clock::now();
 
-    auto flush = [&]() -> awaitable<bool> {
-        if (out.empty()) co_return true;
-        error_code wec;
-        client.expires_after(timeouts.command);
-        co_await client.write(asio::buffer(out), wec);
-        if (out.capacity() > 4096)
-            std::string().swap(out);
-        else
-            out.clear();
-        co_return !wec;
-    };
-    // Flushes before a read, STARTTLS or a DNS lookup; a client that cannot
-    // take its replies is gone, and the connection record says why.
-    auto flush_or_close = [&]() -> awaitable<bool> {
-        if (co_await flush()) co_return true;
-        close_reason = "write_error";
-        machine.on_client_closed();
-        co_return false;
-    };
-
     for (bool done = false; !done;) {
         Action a = machine.next();
+        // The replies so far go out before a read, STARTTLS, a DNS lookup
+        // (replies already decided need not wait for it) and the close, in
+        // this frame (no coroutine of its own). A client that cannot take
+        // them is gone, and the connection record says why.
+        if (!out.empty() && flushes_first(a)) {
+            error_code wec;
+            client.expires_after(timeouts.command);
+            co_await client.write(asio::buffer(out), wec);
+            if (out.capacity() > 4096)
+                std::string().swap(out);
+            else
+                out.clear();
+            if (wec && a.index() != session::index_of<session::act::Close>) {
+                close_reason = "write_error";
+                machine.on_client_closed();
+                continue;
+            }
+        }
         switch (a.index()) {
             case session::index_of<session::act::SendClient>:
                 out += std::get<session::act::SendClient>(a).bytes;
                 break;
             case session::index_of<session::act::ReadClient>: {
-                if (!co_await flush_or_close()) break;
                 const bool command_stage = machine.stage() == Stage::command;
                 if (shared.health.draining && command_stage) machine.on_drain();
                 const auto now = Clock::now();
@@ -524,11 +535,9 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 // The pool keeps it if it is clean, and QUITs it otherwise.
                 pool.release(std::move(upstream), upstream_used);
                 break;
-            case session::index_of<session::act::StartTls>: {
-                if (!co_await flush_or_close()) break;
+            case session::index_of<session::act::StartTls>:
                 co_await handshake();
                 break;
-            }
             case session::index_of<session::act::VerifyAuth>: {
                 auto& v = std::get<session::act::VerifyAuth>(a);
                 const std::string& user = v.user;
@@ -583,8 +592,6 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 break;
             }
             case session::index_of<session::act::DnsLookup>: {
-                // Flush first: replies already decided need not wait for DNS.
-                if (!co_await flush_or_close()) break;
                 if (!shared.dns) {
                     dns::Answer none;  // status error
                     none.detail = "no DNS resolver";
@@ -624,7 +631,6 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 break;
             }
             case session::index_of<session::act::Close>:
-                co_await flush();
                 done = true;
                 break;
         }

@@ -163,6 +163,9 @@ SessionMachine::SessionMachine(const Settings& settings,
       data_(settings.limits) {
     conn_.client_ip = policy::IpAddress::parse(client_.address);
     started_ = hooks_.now();
+    header_options_.max_header_bytes = settings_.limits.max_header_bytes;
+    header_options_.authserv_ids = settings_.authserv_ids;
+    header_options_.authserv_ids.push_back(settings_.hostname);
 }
 
 Action SessionMachine::next() {
@@ -255,11 +258,14 @@ void SessionMachine::process_command_input() {
                             : Reason::bare_line_ending_in_command);
             return;
         case smtp::LineEvent::Kind::line: {
-            const std::string line(ev.line);  // the view dies with the next feed
+            // A copy: the view dies with the next feed or a framer reset.
+            // Its memory is kept for the next line unless it was long.
+            line_.assign(ev.line);
             if (sasl_.active())
-                handle_auth_response(line);
+                handle_auth_response(line_);
             else
-                handle_line(line, start);
+                handle_line(line_, start);
+            if (line_.capacity() > 1024) std::string().swap(line_);
             return;
         }
     }
@@ -433,7 +439,11 @@ void SessionMachine::proceed_mail_from() {
 
 void SessionMachine::send_upstream_mail() {
     const auto& p = txn_.mail.path;
-    std::string line = "MAIL FROM:<" + (p.null ? std::string() : p.mailbox()) + ">";
+    std::string line;
+    line.reserve(64 + p.local_part.size() + p.domain.size());  // with its parameters
+    line += "MAIL FROM:<";
+    p.append_mailbox(line);
+    line += '>';
     // Forward only the parameters the relay announced (RFC 5321 4.1.1.2).
     if (txn_.mail.mail.size && upstream_caps_.has("SIZE"))
         line += fmt::format(" SIZE={}", *txn_.mail.mail.size);
@@ -508,8 +518,15 @@ void SessionMachine::handle_rcpt(smtp::Command cmd) {
         return;
     }
     const auto& p = cmd.path;
-    txn_.rcpt_line =
-        "RCPT TO:<" + (p.postmaster ? std::string("Postmaster") : p.mailbox()) + ">\r\n";
+    std::string& line = txn_.rcpt_line;
+    line.clear();
+    line.reserve(12 + p.local_part.size() + p.domain.size());
+    line += "RCPT TO:<";
+    if (p.postmaster)
+        line += "Postmaster";
+    else
+        p.append_mailbox(line);
+    line += ">\r\n";
     if (check_volume(LimitsFor::rcpt)) return;
     command(Pending::rcpt, std::move(txn_.rcpt_line));
 }
@@ -677,34 +694,30 @@ void SessionMachine::process_data_input() {
 }
 
 void SessionMachine::decide_header() {
-    message::HeaderOptions opts;
-    opts.smtputf8 = txn_.mail.mail.smtputf8;
-    opts.max_header_bytes = settings_.limits.max_header_bytes;
-    opts.authserv_ids = settings_.authserv_ids;
-    opts.authserv_ids.push_back(settings_.hostname);
-    auto facts = message::read_header(data_.header(), opts);
-    if (!facts) {
-        discard(facts.error().reason);
+    header_options_.smtputf8 = txn_.mail.mail.smtputf8;
+    if (auto e = message::read_header_into(data_.header(), header_options_, header_read_)) {
+        discard(e->reason);
         return;
     }
+    const auto& facts = header_read_;
     // A DKIM-Signature the signer or a verifier could read differently is
     // refused (gateway/message/README.md); the header reader cannot judge it
     // because gateway/dkim depends on gateway/message, not the other way.
-    for (auto v : facts->values("DKIM-Signature"))
+    for (auto v : facts.values("DKIM-Signature"))
         if (dkim::signature_ambiguity(v)) {
             discard(Reason::dkim_signature_malformed);
             return;
         }
-    header_facts_ = {};
-    for (const auto& mb : facts->originators) {
+    header_facts_.originators.clear();
+    header_facts_.provider_header_values.clear();
+    for (const auto& mb : facts.originators) {
         header_facts_.originators.push_back({mb.field, mb.domain});
         if (mb.field == message::OriginatorField::from && txn_.from_domain.empty())
             txn_.from_domain = mb.domain;
     }
     for (const auto& name : policy_->provider_tenant_headers())
-        for (auto v : facts->values(name))
+        for (auto v : facts.values(name))
             header_facts_.provider_header_values.emplace_back(v);
-    header_read_ = std::move(facts).value();
     decide_header_policy();
 }
 
@@ -1267,8 +1280,10 @@ void SessionMachine::release_buffers() {
     }
     data_.finish();
     enter(Phase::none);
-    header_read_ = {};
-    header_facts_ = {};
+    // A usual header's facts keep their memory for the next message.
+    if (header_read_.header_size > kKeptHeaderFacts) header_read_ = {};
+    header_facts_.originators.clear();
+    header_facts_.provider_header_values.clear();
 }
 
 // --- output --------------------------------------------------------------

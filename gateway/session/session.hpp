@@ -369,6 +369,7 @@ class SessionMachine {
     bool tls_ = false;
     SaslExchange sasl_;
     std::string auth_user_;  // the user being verified
+    std::string line_;       // the command line being handled
     std::uint32_t errors_ = 0;
     std::size_t transactions_ = 0;
     double started_ = 0;           // hooks_.now() at construction
@@ -379,7 +380,10 @@ class SessionMachine {
     Transaction txn_;
     DataTransfer data_;
     policy::HeaderFactsForPolicy header_facts_;
-    message::HeaderFacts header_read_;  // the header reader's result, for DKIM
+    message::HeaderOptions header_options_;  // set once; smtputf8 per transaction
+    message::HeaderFacts header_read_;       // the header reader's result, for DKIM
+    // Facts of a header up to this size keep their memory between messages.
+    static constexpr std::size_t kKeptHeaderFacts = 4096;
     DnsFor dns_for_ = DnsFor::mail_from;
     std::string dns_name_;      // the name of the pending dns_lookup
     bool eod_pending_ = false;  // end of data seen while the upstream was busy

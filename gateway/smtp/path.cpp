@@ -189,7 +189,6 @@ PathResult parse_path(std::string_view text, bool smtputf8, bool reverse) {
     }
 
     Path p;
-    p.original = std::string(text);
     std::string_view inner = text.substr(1, text.size() - 2);
     if (inner.empty()) {
         // RFC 5321 4.5.5: the null reverse-path is for notifications only,
@@ -315,9 +314,17 @@ std::string_view to_string(PathError e) {
 }
 
 std::string Path::mailbox() const {
-    if (null) return {};
-    if (postmaster) return local_part;
-    return local_part + "@" + domain;
+    std::string out;
+    append_mailbox(out);
+    return out;
+}
+
+void Path::append_mailbox(std::string& out) const {
+    if (null) return;
+    out += local_part;
+    if (postmaster) return;
+    out += '@';
+    out += domain;
 }
 
 Result<Path, PathError> parse_reverse_path(std::string_view text, bool smtputf8) {

@@ -52,10 +52,10 @@ struct Path {
     std::string domain;
     bool address_literal = false;
     LiteralKind literal_kind = LiteralKind::none;
-    std::string original;  // the path as received, brackets included
 
     // local-part "@" domain as it should be re-emitted upstream.
     std::string mailbox() const;
+    void append_mailbox(std::string& out) const;  // the same, appended
 };
 
 // `text` is the whole path, "<...>" included, nothing before or after it.

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "gateway/common/reason.hpp"
 
 namespace relaygate::smtp {
@@ -14,9 +16,11 @@ namespace relaygate::smtp {
 inline constexpr std::size_t kMaxReplyLine = 512;
 
 struct Reply {
-    int code = 0;                    // 200..599
-    std::string enhanced;            // "2.1.0"; empty where RFC 2034 3 omits it (greeting, EHLO)
-    std::vector<std::string> lines;  // text of each line, without code or enhanced code
+    int code = 0;          // 200..599
+    std::string enhanced;  // "2.1.0"; empty where RFC 2034 3 omits it (greeting, EHLO)
+    // Text of each line, without code or enhanced code. Most replies have
+    // one line: it is held inline (no allocation for the list).
+    boost::container::small_vector<std::string, 1> lines;
 
     bool positive() const { return code >= 200 && code < 400; }
     bool tempfail() const { return code / 100 == 4; }

@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto r = reverse ? parse_reverse_path(text, utf8) : parse_forward_path(text, utf8);
         if (!r) continue;
         const Path& p = *r;
-        if (p.original != text || text.size() > kMaxPath) std::abort();
+        if (text.size() > kMaxPath) std::abort();
         if (p.null != (text == "<>")) std::abort();
         if (!reverse && p.null) std::abort();
         if (reverse && p.postmaster) std::abort();

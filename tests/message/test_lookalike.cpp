@@ -34,7 +34,7 @@ TEST_CASE("decoding") {
 }
 
 TEST_CASE("foreign addresses in display text") {
-    std::vector<std::string> own{"attack.example"};
+    const std::vector<std::string_view> own{"attack.example"};
     struct Case {
         const char* text;
         const char* found;  // nullptr: none
@@ -63,7 +63,7 @@ TEST_CASE("foreign addresses in display text") {
             CHECK_FALSE(r.has_value());
         }
     }
-    std::vector<std::string> idn{"xn--bcher-kva.example"};
+    const std::vector<std::string_view> idn{"xn--bcher-kva.example"};
     CHECK_FALSE(foreign_address_domain("a@b\xc3\xbc"
                                        "cher.example",
                                        idn)

@@ -133,7 +133,7 @@ TEST_CASE("MAIL FROM: paths and the single space after the colon") {
     REQUIRE(m.ok());
     CHECK(m->path.local_part == "Smith");
     CHECK(m->path.domain == "bar.com");
-    CHECK(m->path.original == "<Smith@Bar.com>");
+    CHECK(m->path.mailbox() == "Smith@bar.com");
     CHECK_FALSE(m->mail.size.has_value());
 
     // Decision: one SP after the colon is tolerated (see command.hpp).

@@ -112,7 +112,8 @@ TEST_CASE("state accessors and reset") {
     CHECK(p.buffered() == 5);
     auto ev = p.feed("\r\n250 c\r\n");
     REQUIRE(ev.kind == ReplyEvent::Kind::reply);
-    CHECK(ev.reply.lines == std::vector<std::string>{"a", "b", "c"});
+    CHECK(std::vector<std::string>(ev.reply.lines.begin(), ev.reply.lines.end()) ==
+          std::vector<std::string>{"a", "b", "c"});
     CHECK_FALSE(p.in_reply());
     CHECK(p.feed("xyz\r\n").kind == ReplyEvent::Kind::error);
     CHECK(p.feed("250 ok\r\n").consumed == 0);
