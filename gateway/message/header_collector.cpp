@@ -47,7 +47,12 @@ HeaderCollector::Status HeaderCollector::feed(std::string_view chunk, std::size_
 }
 
 void HeaderCollector::reset() {
-    std::string().swap(buffer_);  // give the memory back, not just the size
+    // A usual header's memory is kept for the next message; a big one's is
+    // given back, not just its size.
+    if (buffer_.capacity() > 4096)
+        std::string().swap(buffer_);
+    else
+        buffer_.clear();
     status_ = Status::need_more;
 }
 

@@ -475,8 +475,14 @@ std::optional<HeaderReject> read_header_into(std::string_view in, const HeaderOp
 std::string without_fields(std::string_view header_section, const HeaderFacts& facts,
                            std::string_view field_name) {
     std::string out;
+    append_without_fields(out, header_section, facts, field_name);
+    return out;
+}
+
+void append_without_fields(std::string& out, std::string_view header_section,
+                           const HeaderFacts& facts, std::string_view field_name) {
     std::size_t end = std::min(facts.header_size, header_section.size());
-    out.reserve(end);
+    out.reserve(out.size() + end);
     std::size_t pos = 0;
     for (const auto& f : facts.fields) {
         if (!ascii::iequals(f.name, field_name)) continue;
@@ -485,7 +491,6 @@ std::string without_fields(std::string_view header_section, const HeaderFacts& f
         pos = f.offset + f.length;
     }
     out.append(header_section.substr(pos, end - pos));
-    return out;
 }
 
 }  // namespace relaygate::message

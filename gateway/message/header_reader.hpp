@@ -23,6 +23,7 @@ struct Mailbox {
     std::string display_name;  // phrase, unquoted; encoded-words as written
     std::string local_part;    // dot-atom text, or quoted-string content unescaped
     std::string domain;        // lower-case A-labels
+    friend bool operator==(const Mailbox&, const Mailbox&) = default;
 };
 
 struct HeaderField {
@@ -30,6 +31,7 @@ struct HeaderField {
     std::string value;   // unfolded (CRLF removed), leading WSP trimmed
     std::size_t offset;  // byte range of the whole field, including its final CRLF,
     std::size_t length;  // within the header section
+    friend bool operator==(const HeaderField&, const HeaderField&) = default;
 };
 
 struct HeaderFacts {
@@ -42,6 +44,7 @@ struct HeaderFacts {
     std::vector<std::string_view> values(std::string_view name) const;  // case-insensitive
     // The mailboxes of one originator field kind, in header order.
     std::vector<const Mailbox*> mailboxes(OriginatorField field) const;
+    friend bool operator==(const HeaderFacts&, const HeaderFacts&) = default;
 };
 
 struct HeaderReject {
@@ -77,5 +80,8 @@ std::optional<HeaderReject> read_header_into(std::string_view header_section,
 // on the same bytes. Bytes after facts.header_size are not included.
 std::string without_fields(std::string_view header_section, const HeaderFacts& facts,
                            std::string_view field_name);
+// The same, appended to `out`.
+void append_without_fields(std::string& out, std::string_view header_section,
+                           const HeaderFacts& facts, std::string_view field_name);
 
 }  // namespace relaygate::message

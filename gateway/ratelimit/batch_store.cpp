@@ -170,7 +170,7 @@ struct BatchStore::Impl {
         std::vector<Check> topups;    // the blocks asked for (lease checks)
         std::size_t first_topup = 0;  // index of the first top-up check
         std::string volume_key;
-        std::vector<std::string> first_seen;
+        FirstSeenKeys first_seen;
     };
 
     // Locked. Rewrites `r` for the store: refunds go into the blocks, a

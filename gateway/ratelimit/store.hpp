@@ -12,7 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace relaygate::ratelimit {
+
+using FirstSeenKeys = boost::container::small_vector<std::string, 2>;
+using FirstSeenFlags = boost::container::small_vector<bool, 2>;
 
 // One GCRA check (see gcra.hpp): `cost` units against `key`.
 struct Check {
@@ -58,7 +63,8 @@ struct Request {
     // First-seen keys to mark ("seen:{acme}:net:198.51.100.0/24"); the
     // outcome says which were new. Each expires first_seen_ttl after its
     // last sighting (every sighting extends it): new = not seen for that long.
-    std::vector<std::string> first_seen;
+    // A session marks at most one a request: inline, no allocation.
+    FirstSeenKeys first_seen;
     double first_seen_ttl = 30 * 86400.0;
 };
 
@@ -81,9 +87,9 @@ struct Outcome {
     // Volume observation (when volume_key was set).
     bool spike = false;  // this request made the bucket cross the threshold (once per bucket)
     bool held = false;   // the tenant's current bucket is in a spike not cleared by an operator
-    std::uint64_t volume = 0;          // messages in the current bucket, this one included
-    double baseline = -1;              // the bucket slot's EWMA baseline; -1: no history yet
-    std::vector<bool> first_seen_new;  // per Request::first_seen entry
+    std::uint64_t volume = 0;       // messages in the current bucket, this one included
+    double baseline = -1;           // the bucket slot's EWMA baseline; -1: no history yet
+    FirstSeenFlags first_seen_new;  // per Request::first_seen entry
 };
 
 class Store {

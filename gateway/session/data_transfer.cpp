@@ -51,14 +51,16 @@ DataTransfer::Fed DataTransfer::feed(std::string_view input) {
     return fed;
 }
 
-std::string DataTransfer::start_body() {
+void DataTransfer::start_body(std::string& out) {
     if (dkim_) dkim_->on_body(body_pending_);
-    std::string out;
+    // One allocation: a few stuffed dots, and the terminator of a message
+    // whose body is all here already.
+    const std::size_t held = header_out_.size() + body_pending_.size();
+    out.reserve(out.size() + held + held / 32 + 16);
     writer_.write(header_out_, out);
     writer_.write(body_pending_, out);
     header_out_.clear();
     body_pending_.clear();
-    return out;
 }
 
 void DataTransfer::verify_dkim(const std::vector<message::HeaderField>& fields) {

@@ -50,10 +50,15 @@ class DataTransfer {
     Phase phase() const { return phase_; }
     void set_phase(Phase p) { phase_ = p; }
 
-    // `header` (the verdict header first) is forwarded once the 354 comes.
-    void hold_header(std::string header) { header_out_ = std::move(header); }
-    // The 354 came: the header and the body read so far, dot-stuffed.
-    std::string start_body();
+    // The header to forward once the 354 comes (the verdict header first),
+    // empty, for the session to write (its memory is reused).
+    std::string& held_header() {
+        header_out_.clear();
+        return header_out_;
+    }
+    // The 354 came: the header and the body read so far, dot-stuffed,
+    // appended to `out`, with room for the rest of a small message.
+    void start_body(std::string& out);
     // Ends the message (finished or abandoned); big buffers are released.
     void finish();
 

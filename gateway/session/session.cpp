@@ -746,21 +746,22 @@ void SessionMachine::proceed_header() {
     const auto& d = txn_.decision;
     if (d.dkim_required || settings_.verify_dkim_always) data_.verify_dkim(header_read_.fields);
     // The client's copy of the verdict header is removed; ours goes first.
-    data_.hold_header(verdict_header() + message::without_fields(data_.header(), header_read_,
-                                                                 settings_.verdict_header));
+    std::string& held = data_.held_header();
+    append_verdict_header(held);
+    message::append_without_fields(held, data_.header(), header_read_, settings_.verdict_header);
     enter(Phase::waiting_354);
     command(Pending::data, "DATA\r\n");
 }
 
-std::string SessionMachine::verdict_header() const {
+void SessionMachine::append_verdict_header(std::string& out) const {
     const auto& d = txn_.decision;
-    std::string v = fmt::format("{}: tenant={}; identity={}; domain={}; policy={}",
-                                settings_.verdict_header, d.tenant, policy::to_string(d.identity),
-                                txn_.from_domain.empty() ? txn_.envelope.domain : txn_.from_domain,
-                                policy_->hash());
-    if (d.report_only) v += fmt::format("; mode=report; would-reject={}", label(d.reason));
-    v += "\r\n";
-    return v;
+    auto to = std::back_inserter(out);
+    fmt::format_to(to, "{}: tenant={}; identity={}; domain={}; policy={}", settings_.verdict_header,
+                   d.tenant, policy::to_string(d.identity),
+                   txn_.from_domain.empty() ? txn_.envelope.domain : txn_.from_domain,
+                   policy_->hash());
+    if (d.report_only) fmt::format_to(to, "; mode=report; would-reject={}", label(d.reason));
+    out += "\r\n";
 }
 
 void SessionMachine::end_of_data() {
@@ -894,13 +895,13 @@ bool SessionMachine::check_volume(LimitsFor point) {
             // A signal only, so it rides on this request rather than costing
             // the header decision a round trip of its own.
             if (!txn_.from_domain.empty())
-                ask.mark_seen(d.tenant, "from",
-                              fmt::format("{}|{}",
-                                          d.identity_detail.empty()
-                                              ? std::string(policy::to_string(d.identity))
-                                              : d.identity_detail,
-                                          txn_.from_domain),
-                              vs);
+                ask.mark_seen(
+                    d.tenant, "from",
+                    fmt::format("{}|{}",
+                                d.identity_detail.empty() ? policy::to_string(d.identity)
+                                                          : std::string_view(d.identity_detail),
+                                txn_.from_domain),
+                    vs);
             // The unused lease goes back on this request, if there is one
             // (else finish_transaction() refunds it without waiting).
             if (!ask.empty() && txn_.lease_left > 0) {
@@ -1117,7 +1118,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 discard(r.failure);
             else if (r.reply.code == 354) {
                 enter(Link::in_data);
-                txn_.upstream_out = data_.start_body();
+                data_.start_body(txn_.upstream_out);
                 enter(Phase::body);
                 if (txn_.upstream_out.size() >= kUpstreamBatch) flush_upstream_data();
             } else

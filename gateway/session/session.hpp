@@ -340,7 +340,7 @@ class SessionMachine {
     void await(Action a, Pending p);
     void command(Pending p, std::string line);
     void close_session();
-    std::string verdict_header() const;
+    void append_verdict_header(std::string& out) const;
     bool passes(const policy::Decision& d) const { return d.accepted() || d.report_only; }
     policy::Trace trace() const {
         return settings_.trace_decisions ? policy::Trace::on : policy::Trace::off;

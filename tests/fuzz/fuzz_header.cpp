@@ -58,6 +58,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(u1 + u2 == c.header().size());
     auto streamed = read_header(c.header(), opt);
     check(verdict(direct) == verdict(streamed));
+    // Into facts reused from the inputs before: the same facts, or nothing.
+    static HeaderFacts reused;
+    auto e = read_header_into(c.header(), opt, reused);
+    check(e.has_value() != streamed.ok());
+    check(e ? reused == HeaderFacts{} && e->reason == streamed.error().reason
+            : reused == streamed.value());
     if (!streamed) return 0;
 
     const HeaderFacts& f = streamed.value();

@@ -17,8 +17,20 @@ using namespace std::string_literals;
 namespace {
 
 // "ok:<From|Sender|...>=local@domain;..." or the reject label.
+// Also checks read_header_into() on facts reused from every case before.
 std::string verdict(std::string_view header, const HeaderOptions& opt) {
     auto r = read_header(header, opt);
+    static HeaderFacts reused;
+    auto e = read_header_into(header, opt, reused);
+    if (r) {
+        CHECK_FALSE(e.has_value());
+        CHECK(reused == *r);
+    } else {
+        REQUIRE(e.has_value());
+        CHECK(e->reason == r.error().reason);
+        CHECK(e->detail == r.error().detail);
+        CHECK(reused == HeaderFacts{});  // nothing of a refused header is left
+    }
     if (!r) return std::string(label(r.error().reason));
     std::string out = "ok:";
     for (const auto& m : r->originators)

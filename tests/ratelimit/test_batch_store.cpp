@@ -363,23 +363,23 @@ TEST_CASE("first-seen marks: sent once, then remembered until the refresh") {
         return r;
     };
     Outcome o = decide(store, marked("a"));
-    CHECK(o.first_seen_new == std::vector<bool>{true});
+    CHECK(o.first_seen_new == FirstSeenFlags{true});
     CHECK(shared.calls == 1);
     o = decide(store, marked("a"));
-    CHECK(o.first_seen_new == std::vector<bool>{false});
+    CHECK(o.first_seen_new == FirstSeenFlags{false});
     CHECK(shared.calls == 1);
     // After the refresh it is sent again (and still not new in the store).
     now += 61;
     o = decide(store, marked("a"));
     CHECK(shared.calls == 2);
-    CHECK(o.first_seen_new == std::vector<bool>{false});
+    CHECK(o.first_seen_new == FirstSeenFlags{false});
     // Bounded: after 4 more marks the first is forgotten (sent again, not new).
     for (const char* w : {"b", "c", "d", "e", "f"})
         decide(store, marked(w));
     const int calls = shared.calls;
     o = decide(store, marked("a"));
     CHECK(shared.calls == calls + 1);
-    CHECK(o.first_seen_new == std::vector<bool>{false});
+    CHECK(o.first_seen_new == FirstSeenFlags{false});
 }
 
 TEST_CASE("100k tenants once each: what the process holds goes away when they are idle") {

@@ -134,18 +134,21 @@ TEST_CASE("first-seen marks: new once, again after the TTL without sightings") {
     r.first_seen = {"seen:{acme}:from:sasl:bob:example.com", "seen:{acme}:net:198.51.100.0/24"};
     r.first_seen_ttl = 100;
     Outcome o = store.decide(r);
-    CHECK(o.first_seen_new == std::vector<bool>{true, true});
+    CHECK(o.first_seen_new == FirstSeenFlags{true, true});
     o = store.decide(r);
-    CHECK(o.first_seen_new == std::vector<bool>{false, false});
+    CHECK(o.first_seen_new == FirstSeenFlags{false, false});
     // Every sighting extends the mark: seen at 99 holds until 199.
     now = 99;
-    CHECK(store.decide(r).first_seen_new == std::vector<bool>{false, false});
+    o = store.decide(r);
+    CHECK(o.first_seen_new == FirstSeenFlags{false, false});
     now = 198;
     Request first_only = r;
     first_only.first_seen.pop_back();
-    CHECK(store.decide(first_only).first_seen_new == std::vector<bool>{false});
+    o = store.decide(first_only);
+    CHECK(o.first_seen_new == FirstSeenFlags{false});
     now = 199;  // the second was last seen at 99
-    CHECK(store.decide(r).first_seen_new == std::vector<bool>{false, true});
+    o = store.decide(r);
+    CHECK(o.first_seen_new == FirstSeenFlags{false, true});
 
     // Marked whatever the checks say.
     Request refused = r;
@@ -154,8 +157,9 @@ TEST_CASE("first-seen marks: new once, again after the TTL without sightings") {
     o = store.decide(refused);
     CHECK_FALSE(o.allowed);
     CHECK(std::isinf(o.retry_after));
-    CHECK(o.first_seen_new == std::vector<bool>{true});
-    CHECK(store.decide(refused).first_seen_new == std::vector<bool>{false});
+    CHECK(o.first_seen_new == FirstSeenFlags{true});
+    o = store.decide(refused);
+    CHECK(o.first_seen_new == FirstSeenFlags{false});
 }
 
 TEST_CASE("volume: counted while refused, held until cleared") {

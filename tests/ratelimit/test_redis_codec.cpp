@@ -92,7 +92,7 @@ TEST_CASE("decode: the script's reply") {
     CHECK(o->held);
     CHECK(o->volume == 250);
     CHECK(o->baseline == -1);
-    CHECK(o->first_seen_new == std::vector<bool>{true});
+    CHECK(o->first_seen_new == FirstSeenFlags{true});
 
     auto inf = good_reply();
     inf[2] = "inf";

@@ -252,14 +252,14 @@ TEST_CASE("the server's TIME is the clock when no `now` is given") {
     CHECK(o->denied == 2);
     CHECK(o->retry_after == doctest::Approx(30).epsilon(1e-3));
     CHECK(o->volume == 1);
-    CHECK(o->first_seen_new == std::vector<bool>{true});
+    CHECK(o->first_seen_new == FirstSeenFlags{true});
     r.checks.pop_back();
     o = decide_in_redis(redis.ctx(), r, std::nullopt);
     REQUIRE(o);
     CHECK(o->allowed);
     CHECK(o->remaining == std::vector<std::uint64_t>{0, 0});
     CHECK(o->volume == 2);
-    CHECK(o->first_seen_new == std::vector<bool>{false});
+    CHECK(o->first_seen_new == FirstSeenFlags{false});
     // The cell's TTL is its TAT (two intervals ahead) plus the margin.
     const Reply ttl = command(redis.ctx(), {"PTTL", ch.key});
     REQUIRE(ttl);

@@ -77,9 +77,11 @@ TEST_CASE("volume control waits for the store at MAIL FROM and before the commit
                                                       "waiting_354 -> body", "body -> none"});
     REQUIRE(r.limits_asked.size() == 2);
     CHECK(r.limits_asked[0].volume_key == "vol:{acme}");
-    CHECK(r.limits_asked[0].first_seen == std::vector<std::string>{"seen:{acme}:net:192.0.2.0/24"});
-    CHECK(r.limits_asked[1].first_seen ==
-          std::vector<std::string>{"seen:{acme}:from:network 192.0.2.0/24|acme.example"});
+    CHECK(r.limits_asked[0].first_seen ==
+          relaygate::ratelimit::FirstSeenKeys{"seen:{acme}:net:192.0.2.0/24"});
+    CHECK(
+        r.limits_asked[1].first_seen ==
+        relaygate::ratelimit::FirstSeenKeys{"seen:{acme}:from:network 192.0.2.0/24|acme.example"});
 }
 
 TEST_CASE("a refusal in the header ends the relay's transaction with RSET; mid-DATA loss closes") {
