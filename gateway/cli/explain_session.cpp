@@ -58,7 +58,8 @@ session::UpstreamResult relay(const session::Action& a) {
         session::UpstreamResult r;
         r.ok = true;
         r.reply = smtp::Reply{250, "", {"relay.explain.invalid", "8BITMIME", "SMTPUTF8"}};
-        r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
+        r.capabilities =
+            std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(r.reply));
         return r;
     }
     if (const auto* c = std::get_if<act::UpstreamCommand>(&a))

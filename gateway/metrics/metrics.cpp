@@ -13,6 +13,9 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <fmt/format.h>
+
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <sstream>
@@ -60,17 +63,55 @@ class ChildCache {
     std::unordered_map<std::string, T*> map_;
 };
 
+// Looks std::string keys up by string_view, without making a string.
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
+// The children of a family with one label whose values are known at start:
+// found without a lock or an allocation (Family::Add makes a label map).
+class FixedCounters {
+  public:
+    FixedCounters(prometheus::Family<Counter>& family, std::string label,
+                  std::initializer_list<std::string_view> values)
+        : family_(&family), label_(std::move(label)) {
+        for (auto v : values)
+            children_.push_back({v, &family.Add({{label_, std::string(v)}})});
+    }
+    // A value not given at start (none is, today) still counts, the slow way.
+    Counter& operator[](std::string_view value) {
+        for (const auto& c : children_)
+            if (c.value == value) return *c.counter;
+        return family_->Add({{label_, std::string(value)}});
+    }
+
+  private:
+    struct Child {
+        std::string_view value;  // a literal
+        Counter* counter;
+    };
+    prometheus::Family<Counter>* family_;
+    std::string label_;
+    std::vector<Child> children_;
+};
+
 // The counters labelled by tenant, by tenant, so that a tenant's series can
 // be removed when it leaves the policy. The increment happens under the
 // lock: a series is never incremented after its removal.
 class TenantCounters {
   public:
     template <class Make>
-    void increment(const std::string& tenant, const std::string& key, double by, Make&& make) {
+    void increment(std::string_view tenant, std::string_view key, double by, Make&& make) {
         std::lock_guard lock(mutex_);
-        auto& series = tenants_[tenant];
+        auto t = tenants_.find(tenant);
+        if (t == tenants_.end())
+            t = tenants_.emplace(std::string(tenant), StringMap<Series>{}).first;
+        auto& series = t->second;
         auto it = series.find(key);
-        if (it == series.end()) it = series.emplace(key, make()).first;
+        if (it == series.end()) it = series.emplace(std::string(key), make()).first;
         it->second.counter->Increment(by);
     }
     struct Series {
@@ -98,7 +139,7 @@ class TenantCounters {
 
   private:
     std::mutex mutex_;
-    std::unordered_map<std::string, std::unordered_map<std::string, Series>> tenants_;
+    StringMap<StringMap<Series>> tenants_;
 };
 
 struct Metrics::Impl {
@@ -125,6 +166,12 @@ struct Metrics::Impl {
             .Name("relaygate_connections_total")
             .Help("Client connections by result (accepted, rejected_limit, rejected_draining)")
             .Register(registry);
+    // Pre-created: the zero series dashboards and alerts rely on, so that
+    // rate() has a baseline before the first event.
+    FixedCounters connection_results{
+        connections,
+        "result",
+        {"accepted", "rejected_limit", "rejected_draining", "rejected_proxy"}};
     prometheus::Family<Gauge>& connections_active = BuildGauge()
                                                         .Name("relaygate_connections_active")
                                                         .Help("Client connections currently open")
@@ -192,6 +239,10 @@ struct Metrics::Impl {
                 "Upstream connections closed instead of kept, by reason (idle_timeout, full, "
                 "unusable, drain)")
             .Register(registry);
+    FixedCounters pool_checkout_results{
+        upstream_pool_checkouts, "result", {"reused", "stale", "empty"}};
+    FixedCounters pool_closed_reasons{
+        upstream_pool_closed, "reason", {"idle_timeout", "full", "unusable", "drain"}};
     Gauge& pool_idle = upstream_pool_idle.Add({});
     prometheus::Family<Gauge>& tls_expiry =
         BuildGauge()
@@ -403,8 +454,6 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         .Set(1);
     // Pre-create the zero series dashboards and alerts rely on, so that
     // rate() has a baseline before the first event.
-    for (auto r : {"accepted", "rejected_limit", "rejected_draining", "rejected_proxy"})
-        impl_->connections.Add({{"result", r}});
     for (auto k : {"connect", "timeout", "reset", "protocol", "refused", "tls"})
         impl_->upstream_errors.Add({{"kind", k}});
     for (auto r : {"success", "failure"}) {
@@ -418,10 +467,6 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         impl_->auth_throttled.Add({{"scope", s}});
     impl_->auth_throttle_entries.Add({});
     impl_->auth_pending.Add({});
-    for (auto r : {"reused", "stale", "empty"})
-        impl_->upstream_pool_checkouts.Add({{"result", r}});
-    for (auto r : {"idle_timeout", "full", "unusable", "drain"})
-        impl_->upstream_pool_closed.Add({{"reason", r}});
     for (auto k : {"descriptors", "other"})
         impl_->accept_errors.Add({{"kind", k}});
     for (auto r : {"hit", "miss"})
@@ -456,7 +501,7 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
 Metrics::~Metrics() = default;
 
 void Metrics::connection_opened(std::string_view result) {
-    impl_->connections.Add({{"result", std::string(result)}}).Increment();
+    impl_->connection_results[result].Increment();
     if (result == "accepted") impl_->active.Increment();
 }
 
@@ -464,31 +509,36 @@ void Metrics::connection_closed() {
     impl_->active.Decrement();
 }
 
-std::string Metrics::tenant_label(std::string_view tenant) const {
-    if (tenant.empty()) return std::string(policy::kNoTenantLabel);
-    if (!impl_->tenant_labels.load(std::memory_order_relaxed)) return std::string(kAllTenants);
-    return std::string(tenant);
+std::string_view Metrics::tenant_label(std::string_view tenant) const {
+    if (tenant.empty()) return policy::kNoTenantLabel;
+    if (!impl_->tenant_labels.load(std::memory_order_relaxed)) return kAllTenants;
+    return tenant;
 }
 
 void Metrics::transaction(std::string_view tenant, Reason reason, bool report_only) {
-    const std::string t = tenant_label(tenant);
-    const std::string r(label(reason));
-    const char* mode = report_only ? "report" : "enforce";
-    impl_->tenant_counters.increment(t, r + '/' + mode, 1, [&] {
+    const std::string_view t = tenant_label(tenant);
+    const std::string_view r = label(reason);
+    const std::string_view mode = report_only ? "report" : "enforce";
+    // The series' key within the tenant, "accepted/enforce", on the stack.
+    std::array<char, 96> buf;
+    const auto key = fmt::format_to_n(buf.data(), buf.size(), "{}/{}", r, mode);
+    impl_->tenant_counters.increment(t, std::string_view(buf.data(), key.out - buf.data()), 1, [&] {
         auto& fam = impl_->transactions;
-        return TenantCounters::Series{&fam,
-                                      &fam.Add({{"tenant", t}, {"reason", r}, {"mode", mode}})};
+        return TenantCounters::Series{&fam, &fam.Add({{"tenant", std::string(t)},
+                                                      {"reason", std::string(r)},
+                                                      {"mode", std::string(mode)}})};
     });
 }
 
 void Metrics::message_relayed(std::string_view tenant, std::size_t bytes) {
-    const std::string t = tenant_label(tenant);
+    const std::string_view t = tenant_label(tenant);
     impl_->tenant_counters.increment(t, "messages", 1, [&] {
-        return TenantCounters::Series{&impl_->relayed, &impl_->relayed.Add({{"tenant", t}})};
+        return TenantCounters::Series{&impl_->relayed,
+                                      &impl_->relayed.Add({{"tenant", std::string(t)}})};
     });
     impl_->tenant_counters.increment(t, "bytes", static_cast<double>(bytes), [&] {
         return TenantCounters::Series{&impl_->relayed_bytes,
-                                      &impl_->relayed_bytes.Add({{"tenant", t}})};
+                                      &impl_->relayed_bytes.Add({{"tenant", std::string(t)}})};
     });
 }
 
@@ -590,11 +640,11 @@ void Metrics::upstream_pipelined() {
 }
 
 void Metrics::upstream_pool_checkout(std::string_view result) {
-    impl_->upstream_pool_checkouts.Add({{"result", std::string(result)}}).Increment();
+    impl_->pool_checkout_results[result].Increment();
 }
 
 void Metrics::upstream_pool_closed(std::string_view reason) {
-    impl_->upstream_pool_closed.Add({{"reason", std::string(reason)}}).Increment();
+    impl_->pool_closed_reasons[reason].Increment();
 }
 
 void Metrics::auth_pending(std::size_t n) {

@@ -144,7 +144,7 @@ class Metrics {
     std::string serialize() const;
 
   private:
-    std::string tenant_label(std::string_view tenant) const;
+    std::string_view tenant_label(std::string_view tenant) const;
 
     struct Impl;
     std::unique_ptr<Impl> impl_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,9 +108,9 @@ std::string_view name(const Action& a);
 // The result of an UpstreamConnect, Command, Write or Commit action.
 struct UpstreamResult {
     bool ok = false;  // false: connection failed, timed out or broke (it is closed)
-    Reason failure = Reason::upstream_failed;  // when !ok
-    smtp::Reply reply;                         // command/commit: the reply
-    smtp::EhloCapabilities capabilities;       // connect: the EHLO capabilities
+    Reason failure = Reason::upstream_failed;                    // when !ok
+    smtp::Reply reply;                                           // command/commit: the reply
+    std::shared_ptr<const smtp::EhloCapabilities> capabilities;  // connect: the EHLO's
     // A MAIL + RCPT group (UpstreamCommand::then_rcpt): the RCPT's reply, when
     // both arrived; `reply` is the MAIL's.
     std::optional<smtp::Reply> rcpt_reply;

@@ -445,21 +445,21 @@ void SessionMachine::send_upstream_mail() {
     p.append_mailbox(line);
     line += '>';
     // Forward only the parameters the relay announced (RFC 5321 4.1.1.2).
-    if (txn_.mail.mail.size && upstream_caps_.has("SIZE"))
+    if (txn_.mail.mail.size && upstream_has("SIZE"))
         line += fmt::format(" SIZE={}", *txn_.mail.mail.size);
-    if (txn_.mail.mail.body == smtp::Body::eight_bit_mime && upstream_caps_.has("8BITMIME"))
+    if (txn_.mail.mail.body == smtp::Body::eight_bit_mime && upstream_has("8BITMIME"))
         line += " BODY=8BITMIME";
-    if (txn_.mail.mail.body == smtp::Body::seven_bit && upstream_caps_.has("8BITMIME"))
+    if (txn_.mail.mail.body == smtp::Body::seven_bit && upstream_has("8BITMIME"))
         line += " BODY=7BIT";
     if (txn_.mail.mail.smtputf8) {
-        if (!upstream_caps_.has("SMTPUTF8")) {
+        if (!upstream_has("SMTPUTF8")) {
             mail_failed(smtp::make_reply(Reason::local_error), Reason::local_error);
             return;
         }
         line += " SMTPUTF8";
     }
     line += "\r\n";
-    const bool pipelining = settings_.upstream_pipelining && upstream_caps_.has("PIPELINING");
+    const bool pipelining = settings_.upstream_pipelining && upstream_has("PIPELINING");
     if (!txn_.pipelined_rcpt.empty()) {
         // Again on a fresh connection: the RCPT goes with it, or after it.
         if (pipelining)

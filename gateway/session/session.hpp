@@ -375,7 +375,10 @@ class SessionMachine {
     double started_ = 0;           // hooks_.now() at construction
     bool auth_throttled_ = false;  // a 454 was sent: the next AUTH closes
 
-    smtp::EhloCapabilities upstream_caps_;
+    std::shared_ptr<const smtp::EhloCapabilities> upstream_caps_;  // null: none yet
+    bool upstream_has(std::string_view keyword) const {
+        return upstream_caps_ && upstream_caps_->has(keyword);
+    }
 
     Transaction txn_;
     DataTransfer data_;

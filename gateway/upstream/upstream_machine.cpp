@@ -131,7 +131,7 @@ Action UpstreamMachine::reuse(XclientInfo client, bool defer_rset) {
     if (!reusable_for(client)) return not_ready();
     client_ = std::move(client);
     const bool xclient_needed = announced_ ? !(*announced_ == client_) : announces();
-    if (defer_rset && !xclient_needed && cfg_.pipelining && caps_.has("PIPELINING")) {
+    if (defer_rset && !xclient_needed && cfg_.pipelining && caps_->has("PIPELINING")) {
         rset_pending_ = true;
         Action a = make(Action::Kind::done);
         a.result = ehlo_result();
@@ -355,7 +355,7 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
 
 Action UpstreamMachine::on_ehlo(smtp::Reply reply) {
     if (reply.code != 250) return fail(Reason::upstream_unavailable, "refused");
-    caps_ = smtp::parse_ehlo_capabilities(reply);
+    caps_ = std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(reply));
     ehlo_reply_ = std::move(reply);
     return after_ehlo();
 }
@@ -363,7 +363,7 @@ Action UpstreamMachine::on_ehlo(smtp::Reply reply) {
 Action UpstreamMachine::after_ehlo() {
     if (state_ == State::xclient_ehlo) return finish(ehlo_result());
     if (state_ == State::ehlo && tls_wanted_) {
-        if (!caps_.has("STARTTLS")) {
+        if (!caps_->has("STARTTLS")) {
             if (cfg_.starttls == config::UpstreamTls::required)
                 return fail(Reason::upstream_unavailable, "tls");
             return maybe_xclient();  // opportunistic: stay in clear text
@@ -409,7 +409,7 @@ Result UpstreamMachine::ehlo_result() const {
 }
 
 bool UpstreamMachine::offers_xclient(std::string_view attribute) const {
-    const auto* attrs = caps_.params("XCLIENT");
+    const auto* attrs = caps_->params("XCLIENT");
     return attrs && std::find(attrs->begin(), attrs->end(), attribute) != attrs->end();
 }
 

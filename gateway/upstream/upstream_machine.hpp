@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,8 +35,10 @@ std::string_view to_string(Step s);
 struct Result {
     bool ok = false;  // false: connection failed, timed out or broke (it is closed)
     Reason failure = Reason::upstream_failed;  // when !ok
-    smtp::Reply reply;                    // open: the last EHLO reply; command/commit: the reply
-    smtp::EhloCapabilities capabilities;  // open: the last EHLO's capabilities
+    smtp::Reply reply;  // open: the last EHLO reply; command/commit: the reply
+    // open: the last EHLO's capabilities (shared: a pooled connection's
+    // reuse hands them out without a copy).
+    std::shared_ptr<const smtp::EhloCapabilities> capabilities;
     // command() with then_rcpt: the reply to the RCPT pipelined after the
     // MAIL (RFC 2920); `reply` is the MAIL's.
     std::optional<smtp::Reply> rcpt_reply;
@@ -196,8 +199,9 @@ class UpstreamMachine {
     smtp::ReplyParser parser_;
     std::string rbuf_;  // received, not yet parsed
     smtp::Reply ehlo_reply_;
-    smtp::EhloCapabilities caps_;
-    Result result_;  // delivered after a close
+    std::shared_ptr<const smtp::EhloCapabilities> caps_ =
+        std::make_shared<const smtp::EhloCapabilities>();  // never null
+    Result result_;                                        // delivered after a close
 };
 
 }  // namespace relaygate::upstream

@@ -441,7 +441,8 @@ UpstreamResult upstream_result(Input& in, const Flat& a, State& s) {
             if (caps & 4) ehlo.lines.push_back("SMTPUTF8");
             if (caps & 8) ehlo.lines.push_back("PIPELINING");
             r.reply = ehlo;
-            r.capabilities = smtp::parse_ehlo_capabilities(ehlo);
+            r.capabilities =
+                std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(ehlo));
         }
     }
 

@@ -134,7 +134,8 @@ struct FakeUpstream {
                 connected = true;
                 auto r = ok(smtp::Reply{250, "", {"relay.test", "SIZE 100000000", "8BITMIME"}});
                 if (pipelining) r.reply.lines.push_back("PIPELINING");
-                r.capabilities = smtp::parse_ehlo_capabilities(r.reply);
+                r.capabilities = std::make_shared<const smtp::EhloCapabilities>(
+                    smtp::parse_ehlo_capabilities(r.reply));
                 return r;
             }
             case TK::upstream_command:

@@ -270,7 +270,8 @@ UpstreamResult upstream_result(const std::vector<std::string>& texts, const std:
         }
         u.reply.lines.push_back(unesc(text));
     }
-    u.capabilities = smtp::parse_ehlo_capabilities(u.reply);
+    u.capabilities =
+        std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(u.reply));
     return u;
 }
 
@@ -918,7 +919,8 @@ class Replay {
         else if (a.kind == TK::upstream_command)
             u.reply = smtp::Reply{250, "2.0.0", {"Ok"}};
         if (a.then_rcpt) u.rcpt_reply = u.reply;
-        u.capabilities = smtp::parse_ehlo_capabilities(u.reply);
+        u.capabilities =
+            std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(u.reply));
         return u;
     }
 

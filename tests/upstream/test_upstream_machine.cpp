@@ -70,8 +70,9 @@ std::string render(const upstream::Result& r) {
     if (!r.ok) return "fail " + std::string(label(r.failure));
     std::string s = "ok";
     if (r.reply.code != 0) s += " " + std::to_string(r.reply.code);
-    for (const auto& [k, v] : r.capabilities.keywords)
-        s += " " + k;
+    if (r.capabilities)  // an open's result only
+        for (const auto& [k, v] : r.capabilities->keywords)
+            s += " " + k;
     if (r.rcpt_reply) s += " rcpt " + std::to_string(r.rcpt_reply->code);
     return s;
 }
