@@ -192,7 +192,7 @@ const KNOWN = {
     "verdict_header", "audit_log", "drain_timeout_seconds", "tls", "policy_poll_seconds", "rate_limit",
     "anomalies"],
   listener: ["address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
-    "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"],
+    "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds", "reuse_port"],
   upstream: ["host", "port", "xclient", "pipelining", "connect_timeout_seconds", "reply_timeout_seconds",
     "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds", "starttls", "ca_file",
     "verify_name"],

@@ -154,9 +154,10 @@ void read_authserv_ids(Reader& r, const json& j, std::vector<std::string>& out) 
 }
 
 void read_listener(Reader& r, const json& j, const std::string& path, Listener& l) {
-    if (!r.object(j, path,
-                  {"address", "port", "starttls", "implicit_tls", "request_client_certificate",
-                   "auth", "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds"}))
+    if (!r.object(
+            j, path,
+            {"address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
+             "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds", "reuse_port"}))
         return;
     r.string(j, path, "address", l.address);
     r.integer(j, path, "listeners[].port", l.port);
@@ -173,6 +174,7 @@ void read_listener(Reader& r, const json& j, const std::string& path, Listener& 
                  {"v2", ProxyProtocol::v2},
                  {"any", ProxyProtocol::any}});
     r.duration(j, path, "listeners[].proxy_timeout_seconds", l.proxy_timeout);
+    r.boolean(j, path, "reuse_port", l.reuse_port);
     if (j.contains("trusted_proxies")) {
         const auto& t = j.at("trusted_proxies");
         if (!t.is_array()) {

@@ -34,6 +34,9 @@ struct Listener {
     ProxyProtocol proxy_protocol = ProxyProtocol::off;
     std::vector<std::string> trusted_proxies;  // CIDRs allowed to send the header
     std::chrono::seconds proxy_timeout{default_of("listeners[].proxy_timeout_seconds")};
+    // One listening socket per thread (SO_REUSEPORT): a connection is served
+    // by the thread whose socket the kernel gave it to, with no hand-off.
+    bool reuse_port = true;
 };
 
 struct Tls {

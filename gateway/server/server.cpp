@@ -241,19 +241,8 @@ int Server::run() {
     report_certificate();
 
     try {
-        for (const auto& l : shared_.config.listeners) {
-            tcp::endpoint ep(asio::ip::make_address(l.address), l.port);
-            auto acc = std::make_unique<tcp::acceptor>(io_);
-            acc->open(ep.protocol());
-            acc->set_option(asio::socket_base::reuse_address(true));
-            acc->bind(ep);
-            acc->listen(asio::socket_base::max_listen_connections);
-            const auto bound = acc->local_endpoint();
-            log_info("listening", {{"kind", "smtp"},
-                                   {"address", bound.address().to_string()},
-                                   {"port", bound.port()}});
-            acceptors_.push_back(std::move(acc));
-        }
+        for (std::size_t i = 0; i < shared_.config.listeners.size(); ++i)
+            open_listener(i);
         if (shared_.config.admin.enabled) {
             tcp::endpoint ep(asio::ip::make_address(shared_.config.admin.address),
                              shared_.config.admin.port);
@@ -278,11 +267,9 @@ int Server::run() {
         return 1;
     }
 
-    for (std::size_t i = 0; i < acceptors_.size(); ++i) {
-        auto loop = [this, a = acceptors_[i].get(), i]() -> awaitable<void> {
-            co_await accept_loop(*a, i);
-        };
-        asio::co_spawn(io_, loop, log_exception("smtp accept loop"));
+    for (auto& a : acceptors_) {
+        auto loop = [this, &a]() -> awaitable<void> { co_await accept_loop(a); };
+        asio::co_spawn(context(a.thread), loop, log_exception("smtp accept loop"));
     }
     start_signals();
     start_file_watch();
@@ -314,15 +301,44 @@ int Server::run() {
     return 0;
 }
 
-awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, std::size_t listener) {
-    const auto& cfg = shared_.listeners[listener].config;
+namespace {
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+}
+
+// Throws on a socket error (run() reports it as startup_failed).
+void Server::open_listener(std::size_t listener) {
+    const auto& l = shared_.config.listeners[listener];
+    tcp::endpoint ep(asio::ip::make_address(l.address), l.port);
+    const std::size_t sockets = l.reuse_port ? thread_count() : 1;
+    for (std::size_t t = 0; t < sockets; ++t) {
+        auto acc = std::make_unique<tcp::acceptor>(context(t));
+        acc->open(ep.protocol());
+        acc->set_option(asio::socket_base::reuse_address(true));
+        if (l.reuse_port) acc->set_option(reuse_port(true));
+        acc->bind(ep);
+        acc->listen(asio::socket_base::max_listen_connections);
+        if (t == 0) {
+            ep = acc->local_endpoint();  // port 0: the others take the same port
+            log_info("listening", {{"kind", "smtp"},
+                                   {"address", ep.address().to_string()},
+                                   {"port", ep.port()},
+                                   {"sockets", sockets}});
+        }
+        acceptors_.push_back({std::move(acc), listener, t, sockets > 1});
+    }
+}
+
+awaitable<void> Server::accept_loop(Acceptor& a) {
+    const auto& cfg = shared_.listeners[a.listener].config;
+    const std::size_t listener = a.listener;
+    tcp::acceptor& acceptor = *a.socket;
     AcceptBackoff backoff(cfg.address + ":" + std::to_string(cfg.port), &shared_.metrics);
     for (;;) {
         error_code ec;
         // The connection lives on one thread's io_context: its coroutine,
         // client socket and upstream socket never run concurrently with
         // themselves, without a strand.
-        const std::size_t thread = next_context_++ % thread_count();
+        const std::size_t thread = a.own_thread ? a.thread : next_context_++ % thread_count();
         auto& home = context(thread);
         tcp::socket socket(home.get_executor());
         co_await acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
@@ -486,10 +502,12 @@ void Server::start_batch_flush() {
 void Server::begin_drain() {
     systemd::notify_stopping();
     shared_.health.draining = true;
-    for (auto& acc : acceptors_) {
-        error_code ec;
-        acc->close(ec);
-    }
+    // Each on its own thread: an acceptor is not closed under its loop.
+    for (auto& a : acceptors_)
+        asio::post(context(a.thread), [&a] {
+            error_code ec;
+            a.socket->close(ec);
+        });
     watch_timer_.cancel();
     trim_timer_.cancel();
     batch_timer_.cancel();

@@ -81,7 +81,18 @@ class Server {
     };
 
   private:
-    net::awaitable<void> accept_loop(net::tcp::acceptor& acceptor, std::size_t listener);
+    // A listening socket. With listeners[].reuse_port each thread has its
+    // own on the listener's port (SO_REUSEPORT: the kernel spreads the
+    // connections), and a connection stays on the thread that accepted it;
+    // otherwise thread 0 accepts and hands connections out round-robin.
+    struct Acceptor {
+        std::unique_ptr<net::tcp::acceptor> socket;
+        std::size_t listener = 0;
+        std::size_t thread = 0;   // the io_context it runs on
+        bool own_thread = false;  // its connections stay on `thread`
+    };
+    void open_listener(std::size_t listener);
+    net::awaitable<void> accept_loop(Acceptor& acceptor);
     // The io_context of thread i (0: io_, which also runs the listeners,
     // the admin endpoint, the signals and the timers).
     net::asio::io_context& context(std::size_t i) { return i == 0 ? io_ : *workers_[i - 1]; }
@@ -112,7 +123,7 @@ class Server {
     std::vector<std::unique_ptr<net::asio::io_context>> workers_;
     std::vector<net::asio::executor_work_guard<net::asio::io_context::executor_type>> work_guards_;
     std::size_t next_context_ = 0;  // round-robin; only the accept loops (on io_) use it
-    std::vector<std::unique_ptr<net::tcp::acceptor>> acceptors_;
+    std::vector<Acceptor> acceptors_;
     std::unique_ptr<AdminServer> admin_;
     net::asio::signal_set signals_;
     net::asio::steady_timer drain_timer_;

@@ -33,6 +33,18 @@ TEST_CASE("the contract example parses with its values") {
     CHECK(c->threads == 0);
 }
 
+TEST_CASE("listeners[].reuse_port: on by default, off when asked, a boolean") {
+    auto c = parse_config(R"({ "listeners": [ { "port": 2525 },
+                                              { "port": 2526, "reuse_port": false } ] })",
+                          ".");
+    REQUIRE(c.ok());
+    CHECK(c->listeners[0].reuse_port);
+    CHECK_FALSE(c->listeners[1].reuse_port);
+    auto wrong = parse_config(R"({ "listeners": [ { "reuse_port": "yes" } ] })", ".");
+    REQUIRE_FALSE(wrong.ok());
+    CHECK(has_error(wrong.error(), "/listeners/0/reuse_port"));
+}
+
 TEST_CASE("defaults follow RFC 5321") {
     auto c = parse_config("{}", ".");
     REQUIRE(c.ok());

@@ -504,6 +504,46 @@ class LogLevelTest(GatewayTestCase):
         self.assertEqual([r for r in gw.log_records() if r.get("event") == "session_state"], [])
 
 
+def listening_sockets(port):
+    """Listening TCP sockets on 127.0.0.1:port, from /proc/net/tcp."""
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return sum(1 for r in rows if r[1] == f"0100007F:{port:04X}" and r[3] == "0A")
+
+
+class ReusePortTest(GatewayTestCase):
+    """listeners[].reuse_port: one listening socket per thread on the same
+    port (SO_REUSEPORT), each serving the connections the kernel gives it;
+    off: one socket, thread 0 hands connections out. Mail flows either way."""
+
+    def relay_many(self, gw, n):
+        for i in range(n):
+            with Client(gw.port) as c:
+                c.ehlo()
+                self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+                self.assertEqual(c.cmd("RCPT TO:<bob@dest.example>").code, 250)
+                self.assertEqual(c.data(harness.message()).code, 250)
+                c.cmd("QUIT")
+        gw.wait_transactions(n)
+        self.assertEqual([t["reason"] for t in gw.transactions()], ["accepted"] * n)
+
+    def test_one_socket_per_thread(self):
+        sink = self.start_sink()
+        gw = self.start_gateway(sink.port, config={"threads": 2})
+        listening = [r for r in gw.log_records()
+                     if r.get("event") == "listening" and r.get("kind") == "smtp"]
+        self.assertEqual([r["sockets"] for r in listening], [2])
+        self.assertEqual(listening_sockets(gw.port), 2)
+        self.relay_many(gw, 12)  # from 12 source ports: the kernel spreads them
+
+    def test_off_one_socket(self):
+        sink = self.start_sink()
+        gw = self.start_gateway(sink.port, config={
+            "threads": 2, "listeners": [{"address": "127.0.0.1", "port": 0, "reuse_port": False}]})
+        self.assertEqual(listening_sockets(gw.port), 1)
+        self.relay_many(gw, 6)
+
+
 class AuditLogTest(GatewayTestCase):
     """An audit log that cannot be opened stops `run` at start and makes
     `check --config` fail; relaygate never falls back to stderr silently."""
