@@ -54,6 +54,7 @@ class DataTransfer {
     // empty, for the session to write (its memory is reused).
     std::string& held_header() {
         header_out_.clear();
+        header_out_.reserve(256 + collector_.header().size());  // with the verdict line
         return header_out_;
     }
     // The 354 came: the header and the body read so far, dot-stuffed,

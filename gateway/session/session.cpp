@@ -163,6 +163,7 @@ SessionMachine::SessionMachine(const Settings& settings,
       data_(settings.limits) {
     conn_.client_ip = policy::IpAddress::parse(client_.address);
     started_ = hooks_.now();
+    actions_.reserve(4);  // a step's actions, without regrowing
     header_options_.max_header_bytes = settings_.limits.max_header_bytes;
     header_options_.authserv_ids = settings_.authserv_ids;
     header_options_.authserv_ids.push_back(settings_.hostname);

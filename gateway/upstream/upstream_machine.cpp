@@ -134,7 +134,7 @@ Action UpstreamMachine::reuse(XclientInfo client, bool defer_rset) {
     if (defer_rset && !xclient_needed && cfg_.pipelining && caps_->has("PIPELINING")) {
         rset_pending_ = true;
         Action a = make(Action::Kind::done);
-        a.result = ehlo_result();
+        a.result = ehlo_result(false);
         return a;
     }
     step_ = Step::rset;
@@ -310,7 +310,7 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
             // The pooled connection answers. The relay already knows this
             // client, or is told now.
             if (reply.code != 250) return fail(Reason::upstream_failed, "reset");
-            if (announced_ && *announced_ == client_) return finish(ehlo_result());
+            if (announced_ && *announced_ == client_) return finish(ehlo_result(false));
             return maybe_xclient();
         case State::xclient:
             // Postfix restarts with 220; smtp-sink answers 250. Either way:
@@ -400,10 +400,11 @@ Action UpstreamMachine::maybe_xclient() {
     return finish(ehlo_result());
 }
 
-Result UpstreamMachine::ehlo_result() const {
+Result UpstreamMachine::ehlo_result(bool with_text) const {
     Result r;
     r.ok = true;
-    r.reply = ehlo_reply_;
+    r.reply.code = ehlo_reply_.code;
+    if (with_text) r.reply = ehlo_reply_;
     r.capabilities = caps_;
     return r;
 }

@@ -121,7 +121,9 @@ class UpstreamMachine {
     // connection pool): RSET as its health check, then, if the connection
     // told the relay about another client, XCLIENT with every attribute of
     // this one, so nothing of the last client survives. done carries the
-    // EHLO reply and capabilities, as open() does. Needs reusable_for(client).
+    // EHLO capabilities, as open() does, and the EHLO reply's code (its
+    // text only after a new EHLO: a reuse copies no reply lines). Needs
+    // reusable_for(client).
     // With `defer_rset`, when the relay offers PIPELINING and nothing needs
     // to be announced, done comes at once and the RSET goes ahead of the
     // next command in its write (RFC 2920): the health check costs no round
@@ -173,7 +175,9 @@ class UpstreamMachine {
     bool offers_xclient(std::string_view attribute) const;
     // maybe_xclient() would tell the relay about client_.
     bool announces() const;
-    Result ehlo_result() const;  // ok, with the last EHLO's reply and capabilities
+    // ok, with the last EHLO's capabilities and reply (`with_text` false:
+    // its code only).
+    Result ehlo_result(bool with_text = true) const;
     Action finish(Result result);
     Action fail(Reason reason, std::string_view kind);
     Action not_ready();
