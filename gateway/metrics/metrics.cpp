@@ -2,6 +2,7 @@
 // base units (seconds, bytes), _total for counters.
 #include "gateway/metrics/metrics.hpp"
 
+#include "gateway/common/string_map.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/server/version.hpp"
 #include "policy/engine/policy.hpp"
@@ -62,14 +63,6 @@ class ChildCache {
     std::mutex mutex_;
     std::unordered_map<std::string, T*> map_;
 };
-
-// Looks std::string keys up by string_view, without making a string.
-struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-template <class V>
-using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
 // The children of a family with one label whose values are known at start:
 // found without a lock or an allocation (Family::Add makes a label map).

@@ -10,16 +10,14 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/common/string_map.hpp"
+
 namespace relaygate::ratelimit {
 
 namespace {
 
-struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
 template <class V>
-using Map = std::unordered_map<std::string, V, Hash, std::equal_to<>>;
+using Map = StringMap<V>;
 
 // Units of one limit this process took from the store and has not used.
 struct Block {

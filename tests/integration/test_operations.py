@@ -472,17 +472,22 @@ class DrainTest(GatewayTestCase):
         self.assertNothingStored(sink)
 
 
+def relay(test, gw):
+    """One message through `gw` on a connection of its own, accepted."""
+    with Client(gw.port) as c:
+        c.ehlo()
+        test.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
+        test.assertEqual(c.cmd("RCPT TO:<bob@dest.example>").code, 250)
+        test.assertEqual(c.data(harness.message()).code, 250)
+        c.cmd("QUIT")
+
+
 class LogLevelTest(GatewayTestCase):
     """`run --log-level debug` logs each session state change (the machine's
     enter()); the default level (info) logs none of them."""
 
     def relay_one(self, gw):
-        with Client(gw.port) as c:
-            c.ehlo()
-            self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
-            self.assertEqual(c.cmd("RCPT TO:<bob@dest.example>").code, 250)
-            self.assertEqual(c.data(harness.message()).code, 250)
-            c.cmd("QUIT")
+        relay(self, gw)
         gw.wait_connections_logged(1)
 
     def test_debug_logs_the_session_state_changes(self):
@@ -517,13 +522,8 @@ class ReusePortTest(GatewayTestCase):
     off: one socket, thread 0 hands connections out. Mail flows either way."""
 
     def relay_many(self, gw, n):
-        for i in range(n):
-            with Client(gw.port) as c:
-                c.ehlo()
-                self.assertReply(c.cmd("MAIL FROM:<alice@demo.example>"), "250 2.1.0")
-                self.assertEqual(c.cmd("RCPT TO:<bob@dest.example>").code, 250)
-                self.assertEqual(c.data(harness.message()).code, 250)
-                c.cmd("QUIT")
+        for _ in range(n):
+            relay(self, gw)
         gw.wait_transactions(n)
         self.assertEqual([t["reason"] for t in gw.transactions()], ["accepted"] * n)
 

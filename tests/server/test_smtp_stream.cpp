@@ -15,23 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-// Every operator new of this binary is counted (malloc underneath, so a
-// sanitizer still sees matching malloc/free pairs).
-void* operator new(std::size_t n) {
-    ++g_allocations;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
+#include "tests/allocation_counter.hpp"
 
 using namespace relaygate;
 using namespace relaygate::net;
@@ -108,7 +92,7 @@ TEST_CASE("1000 round trips: every octet arrives, and no heap allocation per rea
         int good = 0;
         p.run([&]() -> awaitable<void> {
             co_await round_trip(*p.a, *p.b, "warm-up\r\n");
-            const long before = g_allocations.load();
+            const long before = relaygate::testing::allocations.load();
             for (int i = 0; i < 1000; ++i) {
                 if (deadlines) {
                     p.a->expires_after(std::chrono::seconds(30));
@@ -118,7 +102,7 @@ TEST_CASE("1000 round trips: every octet arrives, and no heap allocation per rea
                                                     "250 2.1.0 Ok\r\n");
                 good += ok;
             }
-            allocations = g_allocations.load() - before;
+            allocations = relaygate::testing::allocations.load() - before;
             // Gone streams cancel their pending deadline waits: run() ends.
             p.a.reset();
             p.b.reset();
@@ -145,11 +129,11 @@ TEST_CASE("over TLS too: every octet arrives, and the operation blocks fit the s
         co_await p.a->handshake(tls.client, false, "stream.test", client_ec);
         if (client_ec) co_return;
         co_await round_trip(*p.a, *p.b, "warm-up\r\n");
-        const long before = g_allocations.load();
+        const long before = relaygate::testing::allocations.load();
         for (int i = 0; i < 200; ++i)
             good +=
                 co_await round_trip(i % 2 ? *p.a : *p.b, i % 2 ? *p.b : *p.a, "250 2.1.0 Ok\r\n");
-        allocations = g_allocations.load() - before;
+        allocations = relaygate::testing::allocations.load() - before;
     });
     REQUIRE_FALSE(client_ec);
     CHECK_FALSE(server_ec);

@@ -5,32 +5,12 @@
 // warm-up, and fails when a change brings per-message allocations back.
 #include <doctest/doctest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <string>
 
 #include "gateway/ratelimit/memory_store.hpp"
 #include "gateway/session/session.hpp"
 #include "gateway/smtp/ehlo_capabilities.hpp"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-// Every operator new of this binary is counted (malloc underneath, so a
-// sanitizer still sees matching malloc/free pairs).
-void* operator new(std::size_t n) {
-    ++g_allocations;
-    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept {
-    std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-    std::free(p);
-}
+#include "tests/allocation_counter.hpp"
 
 using namespace relaygate;
 using session::Action;
@@ -143,12 +123,12 @@ TEST_CASE("a reused connection's transactions allocate little: buffers are reuse
     }
     REQUIRE(hooks.transactions == 20);
     constexpr int kRuns = 200;
-    const long before = g_allocations.load();
+    const long before = relaygate::testing::allocations.load();
     for (int i = 0; i < kRuns; ++i) {
         run(transaction);
         run(message);
     }
-    const double per_transaction = double(g_allocations.load() - before) / kRuns;
+    const double per_transaction = double(relaygate::testing::allocations.load() - before) / kRuns;
     REQUIRE(hooks.transactions == 20 + kRuns);
     MESSAGE("session machine: " << per_transaction << " allocations per transaction");
     // Measured 12 (dhat): the network detail of three decisions, the MAIL
