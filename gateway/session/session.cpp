@@ -1119,6 +1119,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 discard(r.failure);
             else if (r.reply.code == 354) {
                 enter(Link::in_data);
+                txn_.upstream_out.clear();  // nothing is due before the 354
                 data_.start_body(txn_.upstream_out);
                 enter(Phase::body);
                 if (txn_.upstream_out.size() >= kUpstreamBatch) flush_upstream_data();
