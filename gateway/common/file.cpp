@@ -82,6 +82,10 @@ bool commit_staged(const std::filesystem::path& path, std::string& error) {
     return false;
 }
 
+void discard_staged(const std::filesystem::path& path) {
+    ::unlink(staged_path(path).c_str());
+}
+
 bool replace_file(const std::filesystem::path& path, std::string_view data, std::string& error) {
     const int fd = write_staged(path, data, error);
     if (fd < 0) return false;

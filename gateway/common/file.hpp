@@ -23,10 +23,11 @@ bool replace_file(const std::filesystem::path& path, std::string_view data, std:
 // it replaces `path`: write_staged writes and syncs `path` + ".tmp" (mode
 // 0600) and returns it open for reading and writing (the caller closes it),
 // or -1 with `error`; commit_staged renames it over `path` (false with
-// `error`, the temporary file removed). Discard it with std::filesystem::
-// remove(staged_path(path)).
+// `error`, the temporary file removed); discard_staged removes it instead
+// (nothing when there is none).
 int write_staged(const std::filesystem::path& path, std::string_view data, std::string& error);
 bool commit_staged(const std::filesystem::path& path, std::string& error);
+void discard_staged(const std::filesystem::path& path);
 std::filesystem::path staged_path(const std::filesystem::path& path);
 
 }  // namespace relaygate

@@ -236,8 +236,7 @@ bool PolicyPoller::load_fetched(std::string& body, const std::string& signature,
     const bool ok = holder_.reload_descriptor(fd, staged_path(options_.cache_file), url_text_);
     ::close(fd);
     if (!ok) {
-        std::error_code ec;
-        std::filesystem::remove(staged_path(options_.cache_file), ec);
+        discard_staged(options_.cache_file);
         return false;
     }
     // Signature, policy, ETag: a crash between two writes leaves a policy
@@ -249,8 +248,7 @@ bool PolicyPoller::load_fetched(std::string& body, const std::string& signature,
         commit_staged(options_.cache_file, error) &&
         replace_file(beside(options_.cache_file, ".etag"), etag, error);
     if (!cached) {
-        std::error_code ec;
-        std::filesystem::remove(staged_path(options_.cache_file), ec);
+        discard_staged(options_.cache_file);
         log_warn("policy_cache_write_failed", {{"error", error}});
     }
     return true;

@@ -709,8 +709,7 @@ void SessionMachine::decide_header() {
             discard(Reason::dkim_signature_malformed);
             return;
         }
-    header_facts_.originators.clear();
-    header_facts_.provider_header_values.clear();
+    header_facts_.clear();
     for (const auto& mb : facts.originators) {
         header_facts_.originators.push_back({mb.field, mb.domain});
         if (mb.field == message::OriginatorField::from && txn_.from_domain.empty())
@@ -1285,8 +1284,7 @@ void SessionMachine::release_buffers() {
     enter(Phase::none);
     // A usual header's facts keep their memory for the next message.
     if (header_read_.header_size > kKeptHeaderFacts) header_read_ = {};
-    header_facts_.originators.clear();
-    header_facts_.provider_header_values.clear();
+    header_facts_.clear();
 }
 
 // --- output --------------------------------------------------------------

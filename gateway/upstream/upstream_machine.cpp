@@ -134,7 +134,7 @@ Action UpstreamMachine::reuse(XclientInfo client, bool defer_rset) {
     if (defer_rset && !xclient_needed && cfg_.pipelining && caps_->has("PIPELINING")) {
         rset_pending_ = true;
         Action a = make(Action::Kind::done);
-        a.result = ehlo_result(false);
+        a.result = ehlo_result();
         return a;
     }
     step_ = Step::rset;
@@ -310,7 +310,7 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
             // The pooled connection answers. The relay already knows this
             // client, or is told now.
             if (reply.code != 250) return fail(Reason::upstream_failed, "reset");
-            if (announced_ && *announced_ == client_) return finish(ehlo_result(false));
+            if (announced_ && *announced_ == client_) return finish(ehlo_result());
             return maybe_xclient();
         case State::xclient:
             // Postfix restarts with 220; smtp-sink answers 250. Either way:
@@ -356,7 +356,6 @@ Action UpstreamMachine::on_reply(smtp::Reply reply) {
 Action UpstreamMachine::on_ehlo(smtp::Reply reply) {
     if (reply.code != 250) return fail(Reason::upstream_unavailable, "refused");
     caps_ = std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(reply));
-    ehlo_reply_ = std::move(reply);
     return after_ehlo();
 }
 
@@ -400,11 +399,10 @@ Action UpstreamMachine::maybe_xclient() {
     return finish(ehlo_result());
 }
 
-Result UpstreamMachine::ehlo_result(bool with_text) const {
+Result UpstreamMachine::ehlo_result() const {
     Result r;
     r.ok = true;
-    r.reply.code = ehlo_reply_.code;
-    if (with_text) r.reply = ehlo_reply_;
+    r.reply.code = 250;  // the EHLO's (on_ehlo takes no other)
     r.capabilities = caps_;
     return r;
 }

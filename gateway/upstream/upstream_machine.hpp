@@ -35,7 +35,9 @@ std::string_view to_string(Step s);
 struct Result {
     bool ok = false;  // false: connection failed, timed out or broke (it is closed)
     Reason failure = Reason::upstream_failed;  // when !ok
-    smtp::Reply reply;  // open: the last EHLO reply; command/commit: the reply
+    // open and reuse: 250, the EHLO's code (what it offers is in
+    // `capabilities`); command/commit: the reply.
+    smtp::Reply reply;
     // open: the last EHLO's capabilities (shared: a pooled connection's
     // reuse hands them out without a copy).
     std::shared_ptr<const smtp::EhloCapabilities> capabilities;
@@ -121,9 +123,7 @@ class UpstreamMachine {
     // connection pool): RSET as its health check, then, if the connection
     // told the relay about another client, XCLIENT with every attribute of
     // this one, so nothing of the last client survives. done carries the
-    // EHLO capabilities, as open() does, and the EHLO reply's code (its
-    // text only after a new EHLO: a reuse copies no reply lines). Needs
-    // reusable_for(client).
+    // EHLO capabilities and code, as open() does. Needs reusable_for(client).
     // With `defer_rset`, when the relay offers PIPELINING and nothing needs
     // to be announced, done comes at once and the RSET goes ahead of the
     // next command in its write (RFC 2920): the health check costs no round
@@ -175,9 +175,8 @@ class UpstreamMachine {
     bool offers_xclient(std::string_view attribute) const;
     // maybe_xclient() would tell the relay about client_.
     bool announces() const;
-    // ok, with the last EHLO's capabilities and reply (`with_text` false:
-    // its code only).
-    Result ehlo_result(bool with_text = true) const;
+    // ok, with the last EHLO's capabilities and code (250).
+    Result ehlo_result() const;
     Action finish(Result result);
     Action fail(Reason reason, std::string_view kind);
     Action not_ready();
@@ -202,7 +201,6 @@ class UpstreamMachine {
     std::string server_name_;               // of the current tls_handshake
     smtp::ReplyParser parser_;
     std::string rbuf_;  // received, not yet parsed
-    smtp::Reply ehlo_reply_;
     std::shared_ptr<const smtp::EhloCapabilities> caps_ =
         std::make_shared<const smtp::EhloCapabilities>();  // never null
     Result result_;                                        // delivered after a close

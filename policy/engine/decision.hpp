@@ -78,6 +78,11 @@ struct HeaderFactsForPolicy {
     // Every value of every field named by Policy::provider_tenant_headers(),
     // unfolded, in message order. Attestation needs exactly one value.
     std::vector<std::string> provider_header_values;
+
+    void clear() {  // for the next message; the memory is kept
+        originators.clear();
+        provider_header_values.clear();
+    }
 };
 
 struct Decision {

@@ -61,4 +61,12 @@ TEST_CASE("write_staged, commit_staged and read_descriptor: read back before it 
     CHECK(error.find("cannot write") != std::string::npos);
     CHECK(*read_file(p) == "new bytes");
     CHECK(relaygate::write_staged(dir.path / "no" / "such", "x", error) < 0);
+    // Staged and discarded: the file unchanged, nothing left beside it.
+    const int again = relaygate::write_staged(p, "discarded", error);
+    REQUIRE(again >= 0);
+    ::close(again);
+    relaygate::discard_staged(p);
+    CHECK_FALSE(std::filesystem::exists(relaygate::staged_path(p)));
+    CHECK(*read_file(p) == "new bytes");
+    relaygate::discard_staged(p);  // none: nothing happens
 }
