@@ -72,6 +72,21 @@ def wait_for(predicate, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def wait_stopped(pid, timeout=10.0):
+    """Waits until every thread of `pid` is stopped (after SIGSTOP, which
+    kill() only queues: a thread running on another CPU stops a moment
+    later, and may still read and write meanwhile)."""
+    def all_stopped():
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for t in tasks:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_for(all_stopped, timeout, interval=0.005, what=f"pid {pid} stopped")
+
+
 def stop_pid(proc, timeout=10.0):
     """SIGTERM the process we started (by PID), SIGKILL if it lingers."""
     if proc.poll() is not None:
@@ -526,6 +541,7 @@ class RedisServer:
 
     def pause(self):
         self.proc.send_signal(signal.SIGSTOP)
+        wait_stopped(self.proc.pid)
 
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)

@@ -151,6 +151,7 @@ class TlsTest(IdentityTestCase):
         # Linux still reads the command, and the write of the 220 fails.
         os.kill(gw.proc.pid, signal.SIGSTOP)
         try:
+            harness.wait_stopped(gw.proc.pid)
             c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.sock.sendall(b"STARTTLS\r\n")
             c.close()
