@@ -193,7 +193,7 @@ const KNOWN = {
     "anomalies"],
   listener: ["address", "port", "starttls", "implicit_tls", "request_client_certificate", "auth",
     "proxy_protocol", "trusted_proxies", "proxy_timeout_seconds", "reuse_port"],
-  upstream: ["host", "port", "xclient", "pipelining", "connect_timeout_seconds", "reply_timeout_seconds",
+  upstream: ["host", "port", "xclient", "pipelining", "defer_mail", "connect_timeout_seconds", "reply_timeout_seconds",
     "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds", "starttls", "ca_file",
     "verify_name"],
   admin: ["enabled", "address", "port"],

@@ -53,6 +53,9 @@ struct Upstream {
     bool xclient = true;  // use XCLIENT when offered
     // RFC 2920: MAIL and the client's first RCPT in one write, when offered.
     bool pipelining = true;
+    // With pipelining: the client's MAIL is answered once the policy passed
+    // and goes to the relay with its first RCPT (see the README).
+    bool defer_mail = true;
     std::chrono::seconds connect_timeout{default_of("upstream.connect_timeout_seconds")};
     std::chrono::seconds reply_timeout{default_of("upstream.reply_timeout_seconds")};
     // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the

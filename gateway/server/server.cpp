@@ -71,6 +71,7 @@ Server::Server(config::Config config)
             static_cast<double>(shared_.config.timeouts.session.count());
         info.settings.volume = volume_settings(shared_.config);
         info.settings.upstream_pipelining = shared_.config.upstream.pipelining;
+        info.settings.upstream_defer_mail = shared_.config.upstream.defer_mail;
         for (const auto& c : l.trusted_proxies)
             if (auto p = policy::parse_cidr(c).cidr) info.trusted_proxies.push_back(*p);
         shared_.listeners.push_back(std::move(info));

@@ -246,7 +246,8 @@ void SessionMachine::process_command_input() {
     const std::size_t start = in_pos_;
     auto ev = framer_.feed(std::string_view(in_).substr(in_pos_));
     in_pos_ += ev.consumed;
-    if (!txn_.held_mail.empty() && (ev.kind != smtp::LineEvent::Kind::line || sasl_.active())) {
+    if (!txn_.held_mail.empty() && !txn_.mail_answered &&
+        (ev.kind != smtp::LineEvent::Kind::line || sasl_.active())) {
         send_held_mail_alone(start);
         return;
     }
@@ -287,7 +288,8 @@ void SessionMachine::handle_line(std::string_view line, std::size_t line_start) 
     // close at the next command (RFC 5321 3.8 allows 421 at any time).
     const bool expired = hooks_.now() - started_ >= settings_.session_seconds;
     auto parsed = smtp::parse_command(line, parse_options());
-    if (!txn_.held_mail.empty() && (draining_ || expired || !parsed || !joins_held_mail(*parsed))) {
+    if (!txn_.held_mail.empty() && !txn_.mail_answered &&
+        (draining_ || expired || !parsed || !joins_held_mail(*parsed))) {
         send_held_mail_alone(line_start);
         return;
     }
@@ -470,7 +472,15 @@ void SessionMachine::send_upstream_mail() {
         return;
     }
     // RFC 2920: a client that pipelined its RCPT gets both to the relay in
-    // one write, and both replies in one read: a round trip less.
+    // one write, and both replies in one read: a round trip less. With
+    // defer_mail the MAIL is answered now and waits for that RCPT.
+    if (pipelining && settings_.upstream_defer_mail) {
+        txn_.held_mail = std::move(line);
+        txn_.mail_answered = true;
+        static const std::string k250 = smtp::format_reply(simple(250, "2.1.0", "Ok"));
+        send_reply(250, k250);
+        return;
+    }
     if (pipelining && rcpt_follows()) {
         txn_.held_mail = std::move(line);
         return;
@@ -499,9 +509,11 @@ bool SessionMachine::joins_held_mail(const smtp::Command& cmd) const {
 }
 
 void SessionMachine::mail_failed(const smtp::Reply& reply, Reason reason) {
-    const bool rcpt_sent = !txn_.pipelined_rcpt.empty();
+    // A RCPT sent with the MAIL is owed a reply of its own, unless the
+    // MAIL was answered already: then this reply is the RCPT's.
+    const bool rcpt_owed = !txn_.pipelined_rcpt.empty() && !txn_.mail_answered;
     finish_transaction(reply, reason, "mail_from");
-    if (rcpt_sent && stage_ != Stage::closed) error_reply(Reason::bad_sequence);
+    if (rcpt_owed && stage_ != Stage::closed) error_reply(Reason::bad_sequence);
 }
 
 void SessionMachine::handle_rcpt(smtp::Command cmd) {
@@ -1098,7 +1110,7 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 return;
             }
             enter(Link::in_transaction);
-            reply(r.reply);
+            if (!txn_.mail_answered) reply(r.reply);
             if (r.rcpt_reply) {
                 UpstreamResult rcpt;
                 rcpt.ok = true;

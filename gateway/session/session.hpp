@@ -45,6 +45,10 @@ struct Settings {
     // upstream.pipelining: a MAIL goes to a relay that offers PIPELINING
     // together with the client's first RCPT, when that is already here.
     bool upstream_pipelining = true;
+    // upstream.defer_mail: with pipelining, the MAIL is answered once the
+    // policy passed and waits for the client's first RCPT to go with it
+    // (a round trip less); the relay's refusal of it answers that RCPT.
+    bool upstream_defer_mail = true;
 };
 
 struct ClientInfo {
@@ -243,6 +247,10 @@ class SessionMachine {
         // both again).
         std::string held_mail;
         std::string pipelined_rcpt;
+        // upstream.defer_mail: the client has its 250 for the held MAIL,
+        // so the relay's reply to it is not passed on, and lines that do
+        // not go to the relay are answered while the MAIL waits.
+        bool mail_answered = false;
         std::string limit;  // the limit that refused or was reported
         // The recipient lease (VolumeSettings::recipient_lease): units of
         // each of `lease_limits` taken with the MAIL FROM decision. RCPT

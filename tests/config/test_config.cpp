@@ -45,6 +45,20 @@ TEST_CASE("listeners[].reuse_port: on by default, off when asked, a boolean") {
     CHECK(has_error(wrong.error(), "/listeners/0/reuse_port"));
 }
 
+TEST_CASE("upstream.pipelining and upstream.defer_mail: on by default, off when asked, booleans") {
+    auto c = parse_config("{}", ".");
+    REQUIRE(c.ok());
+    CHECK(c->upstream.pipelining);
+    CHECK(c->upstream.defer_mail);
+    auto off = parse_config(R"({ "upstream": { "defer_mail": false } })", ".");
+    REQUIRE(off.ok());
+    CHECK(off->upstream.pipelining);
+    CHECK_FALSE(off->upstream.defer_mail);
+    auto wrong = parse_config(R"({ "upstream": { "defer_mail": 1 } })", ".");
+    REQUIRE_FALSE(wrong.ok());
+    CHECK(has_error(wrong.error(), "/upstream/defer_mail"));
+}
+
 TEST_CASE("defaults follow RFC 5321") {
     auto c = parse_config("{}", ".");
     REQUIRE(c.ok());

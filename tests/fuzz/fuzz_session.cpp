@@ -4,8 +4,8 @@
 // DNS and TLS results. It traps when an invariant of the gateway breaks;
 // it must never touch a socket or a real clock.
 //
-// Input: byte 0 picks the listener settings, the client address and the
-// recipient lease (1 or 2); then, each time the machine waits for
+// Input: byte 0 picks the listener settings, the client address, the
+// recipient lease (1 or 2) and upstream.defer_mail; then, each time the machine waits for
 // something, one byte (plus operands) says what happens:
 //   read_client       op%16: 0-5 raw chunk (next byte = length, then bytes),
 //                     6-10 a canned token (next byte = index), 11 command
@@ -585,6 +585,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const int address = (setup >> 4) & 7;
     session::ClientInfo client{"fuzz-1", kAddresses[address % 5], 40000};
     settings.volume.recipient_lease = address >= 5 ? 2 : 1;
+    // Odd ones also run without upstream.defer_mail.
+    settings.upstream_defer_mail = address % 2 == 0;
 
     State s;
     FuzzHooks hooks(s);

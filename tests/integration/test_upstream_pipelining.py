@@ -1,9 +1,13 @@
 #!/usr/bin/python3
-"""RFC 2920 pipelining towards the relay (upstream.pipelining): a client
-that pipelines (swaks --pipeline) gets its MAIL and first RCPT to a relay
-that offers PIPELINING in one write, and both replies back in order. The
-relays are the scriptable sink (tests/peers/sink.py, offering PIPELINING
-with --ehlo-extra) with its fault injection, and Postfix's smtp-sink.
+"""RFC 2920 pipelining towards the relay (upstream.pipelining and
+upstream.defer_mail): a client's MAIL and first RCPT go to a relay that
+offers PIPELINING in one write, and the client's replies come back in
+order. With defer_mail (the default) that holds for a client that waits
+for each reply too: relaygate answers the MAIL itself and the relay's
+refusal of it answers the RCPT. Without it only a client that pipelines
+(swaks --pipeline) gets a group. The relays are the scriptable sink
+(tests/peers/sink.py, offering PIPELINING with --ehlo-extra) with its
+fault injection, and Postfix's smtp-sink.
 
     tests/integration/test_upstream_pipelining.py --relaygate PATH
 """
@@ -23,9 +27,21 @@ SMTP_SINK = "/usr/sbin/smtp-sink"
 
 def pipelined_send(port, *args):
     """One message with MAIL, RCPT and DATA pipelined; (exit, server lines)."""
-    code, out = swaks(port, "--pipeline", "--from", "alice@demo.example", "--to",
-                      "bob@dest.example", *args)
+    return waiting_send(port, "--pipeline", *args)
+
+
+def waiting_send(port, *args):
+    """One message, each command after the last reply; (exit, server lines)."""
+    code, out = swaks(port, "--from", "alice@demo.example", "--to", "bob@dest.example", *args)
     return code, out, swaks_server_lines(out)
+
+
+def reply_codes(lines):
+    """The codes of the last line of each reply."""
+    return [l[:3] for l in lines if re.match(r"^\d{3} ", l)]
+
+
+NO_DEFER = {"upstream": {"defer_mail": False}}
 
 
 class UpstreamPipeliningTest(GatewayTestCase):
@@ -54,13 +70,49 @@ class UpstreamPipeliningTest(GatewayTestCase):
         self.assertEqual(len(sink.stored()), 1)
         self.assertEqual(metric(gw, "relaygate_upstream_pipelined_total"), 0)
 
-    def test_relay_refuses_the_mail_the_rcpt_gets_503_nothing_stored(self):
+    def test_a_client_that_waits_gets_the_mail_answered_and_sent_with_its_rcpt(self):
+        sink, gw = self.pair()
+        code, out, lines = waiting_send(gw.port)
+        self.assertEqual(code, 0, out)
+        self.assertEqual(len(sink.stored()), 1)
+        self.assertEqual(metric(gw, "relaygate_upstream_pipelined_total"), 1)
+        # A group for a client that waited for the MAIL's reply: relaygate
+        # answered the MAIL before the relay saw it.
+        self.assertEqual(reply_codes(lines)[-5:], ["250", "250", "354", "250", "221"], lines)
+
+    def test_without_defer_a_client_that_waits_gets_no_group(self):
+        sink, gw = self.pair(**NO_DEFER)
+        code, out, lines = waiting_send(gw.port)
+        self.assertEqual(code, 0, out)
+        self.assertEqual(len(sink.stored()), 1)
+        self.assertEqual(metric(gw, "relaygate_upstream_pipelined_total"), 0)
+
+    def test_relay_refuses_the_mail_its_reply_answers_the_rcpt_nothing_stored(self):
         sink, gw = self.pair("--fail-at", "mail", "--fail-mode", "reply5xx")
+        for send in (waiting_send, pipelined_send):
+            code, out, lines = send(gw.port)
+            self.assertNotEqual(code, 0)
+            codes = reply_codes(lines)
+            # EHLO, MAIL (relaygate's 250), RCPT (the relay's 5xx for the
+            # MAIL), and 503 for the DATA of a transaction that is over.
+            self.assertEqual(codes[2], "250", lines)
+            self.assertTrue(codes[3].startswith("5") and codes[3] != "503", lines)
+            if send is pipelined_send:
+                self.assertEqual(codes[4], "503", lines)
+        self.assertEqual(sink.stored(), [])
+        txns = wait_for(lambda: len(gw.transactions()) >= 2 and gw.transactions(), 10,
+                        what="2 audit lines")
+        self.assertEqual([(t["reason"], t["stage"]) for t in txns],
+                         [("upstream_rejected", "mail_from")] * 2)
+
+    def test_relay_refuses_the_mail_without_defer_the_rcpt_gets_503_nothing_stored(self):
+        sink, gw = self.pair("--fail-at", "mail", "--fail-mode", "reply5xx", **NO_DEFER)
         code, out, lines = pipelined_send(gw.port)
         self.assertNotEqual(code, 0)
         self.assertIn("503 5.5.1 Bad sequence of commands", lines, out)
-        refused = [l for l in lines if l.startswith("5") and not l.startswith("503")]
-        self.assertTrue(refused, out)
+        codes = reply_codes(lines)
+        self.assertTrue(codes[2].startswith("5") and codes[2] != "503", lines)  # the MAIL's
+        self.assertEqual(codes[3], "503", lines)  # its RCPT
         self.assertEqual(sink.stored(), [])
         txns = wait_for(lambda: gw.transactions(), 10, what="the audit line")
         self.assertEqual(txns[0]["reason"], "upstream_rejected")
@@ -105,13 +157,13 @@ class UpstreamPipeliningTest(GatewayTestCase):
         # smtp-sink offers XCLIENT but answers it 250, not Postfix's 220.
         gw = self.start_gateway(wait_for(port, 10, what="smtp-sink listening"),
                                 config={"upstream": {"xclient": False}})
-        for _ in range(3):
-            code, out, _ = pipelined_send(gw.port)
+        for send in (pipelined_send, waiting_send, pipelined_send, waiting_send):
+            code, out, _ = send(gw.port)
             self.assertEqual(code, 0, out)
-        self.assertEqual(metric(gw, "relaygate_upstream_pipelined_total"), 3)
-        txns = wait_for(lambda: len(gw.transactions()) >= 3 and gw.transactions(), 10,
-                        what="3 audit lines")
-        self.assertEqual([t["reason"] for t in txns], ["accepted"] * 3)
+        self.assertEqual(metric(gw, "relaygate_upstream_pipelined_total"), 4)
+        txns = wait_for(lambda: len(gw.transactions()) >= 4 and gw.transactions(), 10,
+                        what="4 audit lines")
+        self.assertEqual([t["reason"] for t in txns], ["accepted"] * 4)
 
 
 if __name__ == "__main__":

@@ -278,6 +278,13 @@ inline void drive(Run& run, const std::vector<std::string>& chunks,
 inline bool has(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
 }
+// How often `needle` occurs in `hay`.
+inline int count(std::string_view hay, std::string_view needle) {
+    int n = 0;
+    for (auto at = hay.find(needle); at != std::string_view::npos; at = hay.find(needle, at + 1))
+        ++n;
+    return n;
+}
 inline int count(const std::vector<std::string>& v, const std::string& s) {
     return static_cast<int>(std::count(v.begin(), v.end(), s));
 }

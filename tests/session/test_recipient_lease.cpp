@@ -302,14 +302,23 @@ TEST_CASE(
     CHECK(recipients_left(leased, 10) == 9);
 
     // No lease: the RCPT's own store call decides, and a refusal must not
-    // come before the MAIL's reply.
-    Run asks;
-    asks.policy = limits_policy(10);
-    asks.upstream.pipelining = true;
-    drive(asks, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
-          "192.0.2.10", quiet(0));
-    CHECK(asks.upstream.commands == Strings{"MAIL FROM:<alice@acme.example>\r\n",
-                                            "RCPT TO:<bob@example.org>\r\n", "DATA\r\n"});
-    CHECK(asks.hooks.records.at(0).reason == Reason::accepted);
-    CHECK(recipients_left(asks, 10) == 9);
+    // come before the MAIL's reply: without upstream.defer_mail the MAIL
+    // goes alone; with it (the MAIL answered already) the RCPT joins the
+    // MAIL after the store's answer.
+    for (const bool defer : {false, true}) {
+        CAPTURE(defer);
+        Run asks;
+        asks.policy = limits_policy(10);
+        asks.upstream.pipelining = true;
+        auto settings = quiet(0);
+        settings.upstream_defer_mail = defer;
+        drive(asks, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+              "192.0.2.10", settings);
+        CHECK(asks.upstream.commands ==
+              (defer ? group
+                     : Strings{"MAIL FROM:<alice@acme.example>\r\n",
+                               "RCPT TO:<bob@example.org>\r\n", "DATA\r\n"}));
+        CHECK(asks.hooks.records.at(0).reason == Reason::accepted);
+        CHECK(recipients_left(asks, 10) == 9);
+    }
 }

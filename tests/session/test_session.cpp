@@ -37,8 +37,11 @@ TEST_CASE("the client's EHLO/HELO name is kept for XCLIENT, latest wins") {
 }
 
 // RFC 2920 towards the relay (the transcript upstream-pipelining.txt shows
-// the conversation): what a transcript's scripted relay cannot vary.
+// the conversation): what a transcript's scripted relay cannot vary. These
+// are without upstream.defer_mail; the next test case is with it.
 TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when it may") {
+    session::Settings no_defer;
+    no_defer.upstream_defer_mail = false;
     const std::string mail = "MAIL FROM:<alice@acme.example>\r\n";
     const std::string rcpt = "RCPT TO:<bob@example.org>\r\n";
     auto sent = [](const Run& r) { return r.upstream.commands; };
@@ -46,7 +49,8 @@ TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when i
     SUBCASE("offered and pipelined by the client: one group") {
         Run r;
         r.upstream.pipelining = true;
-        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+              "192.0.2.10", no_defer);
         REQUIRE(r.hooks.records.size() == 1);
         CHECK(r.hooks.records[0].reason == Reason::accepted);
         CHECK(sent(r) == Strings{mail + rcpt, "DATA\r\n"});
@@ -69,7 +73,8 @@ TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when i
         r.upstream.pipelining = true;
         drive(r,
               {"EHLO client.example\r\nMAIL FROM:<alice@acme.example>\r\n",
-               "RCPT TO:<bob@example.org>\r\nDATA\r\n", stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+               "RCPT TO:<bob@example.org>\r\nDATA\r\n", stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+              "192.0.2.10", no_defer);
         CHECK(sent(r) == Strings{mail, rcpt, "DATA\r\n"});
         CHECK(r.hooks.records.at(0).reason == Reason::accepted);
     }
@@ -79,7 +84,8 @@ TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when i
         drive(r,
               {"EHLO client.example\r\nMAIL FROM:<alice@acme.example>\r\nRCPT TO:<bob@example.org> "
                "NOTIFY=NEVER\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n",
-               stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+               stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+              "192.0.2.10", no_defer);
         CHECK(sent(r) == Strings{mail, rcpt, "DATA\r\n"});
         CHECK(has(r.client_out, "250 2.1.0 Ok\r\n504 5.5.4 "));
         CHECK(r.hooks.records.at(0).reason == Reason::accepted);
@@ -88,7 +94,8 @@ TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when i
         Run r;
         r.upstream.pipelining = true;
         r.upstream.lose_at = 1;  // 0: connect, 1: the group
-        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        drive(r, {transaction("alice@acme.example"), stuffed(kMessage) + ".\r\n", "QUIT\r\n"},
+              "192.0.2.10", no_defer);
         CHECK(count(r.upstream.log, "connect") == 2);
         CHECK(sent(r) == Strings{mail + rcpt, "DATA\r\n"});  // the lost one never answered
         CHECK(r.hooks.records.at(0).reason == Reason::accepted);
@@ -98,11 +105,108 @@ TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when i
         Run r;
         r.upstream.pipelining = true;
         r.upstream.faults["mail"] = lost(Reason::upstream_failed);
-        drive(r, {transaction("alice@acme.example"), "QUIT\r\n"});
+        drive(r, {transaction("alice@acme.example"), "QUIT\r\n"}, "192.0.2.10", no_defer);
         REQUIRE(r.hooks.records.size() == 1);
         CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
         CHECK(has(r.client_out, "\r\n451 "));
         CHECK(has(r.client_out, "\r\n503 5.5.1 "));
         CHECK_FALSE(has(r.upstream.received, "DATA"));
+    }
+}
+
+// upstream.defer_mail (on by default): with a relay that offers PIPELINING,
+// the MAIL is answered as soon as the policy passed and goes to the relay
+// with the client's first RCPT, whenever that comes (the transcript
+// upstream-defer-mail.txt shows the conversation).
+TEST_CASE("deferred MAIL: answered at once, sent with the first RCPT") {
+    const std::string mail = "MAIL FROM:<alice@acme.example>\r\n";
+    const std::string rcpt = "RCPT TO:<bob@example.org>\r\n";
+    using Strings = std::vector<std::string>;
+    const std::string head = "EHLO client.example\r\n" + mail;
+    SUBCASE("the RCPT in a later read still joins the MAIL") {
+        Run r;
+        r.upstream.pipelining = true;
+        drive(r, {head, rcpt + "DATA\r\n", stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(r.upstream.commands == Strings{mail + rcpt, "DATA\r\n"});
+        CHECK(has(r.client_out, "\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 "));
+        CHECK(r.hooks.records.at(0).reason == Reason::accepted);
+    }
+    SUBCASE("lines the session answers itself wait for nothing, in order") {
+        Run r;
+        r.upstream.pipelining = true;
+        drive(r, {head, "NOOP\r\n", "RCPT TO:<bob@example.org> NOTIFY=NEVER\r\n", rcpt + "DATA\r\n",
+                  stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(r.upstream.commands == Strings{mail + rcpt, "DATA\r\n"});
+        CHECK(has(r.client_out, "\r\n250 2.1.0 Ok\r\n250 2.0.0 OK\r\n504 5.5.4 "));
+        CHECK(has(r.client_out, "\r\n250 2.1.5 Ok\r\n354 "));
+    }
+    SUBCASE("RSET, EHLO or QUIT before a RCPT: the relay never sees the MAIL") {
+        for (const std::string end : {"RSET\r\n", "EHLO client.example\r\n", "QUIT\r\n"}) {
+            CAPTURE(end);
+            Run r;
+            r.upstream.pipelining = true;
+            drive(r, {head, end, "QUIT\r\n"});
+            CHECK(r.upstream.commands.empty());
+            REQUIRE(r.hooks.records.size() == 1);
+            CHECK(r.hooks.records[0].reason ==
+                  (end == "QUIT\r\n" ? Reason::client_disconnected : Reason::transaction_reset));
+        }
+    }
+    SUBCASE("DATA before any RCPT: refused by the session, nothing sent") {
+        Run r;
+        r.upstream.pipelining = true;
+        drive(r, {head, "DATA\r\n", "QUIT\r\n"});
+        CHECK(r.upstream.commands.empty());
+        CHECK(has(r.client_out, "\r\n250 2.1.0 Ok\r\n554 5.5.1 "));
+    }
+    SUBCASE("the relay refuses the MAIL: its reply answers the RCPT, and nothing more") {
+        Run r;
+        r.upstream.pipelining = true;
+        r.upstream.faults["mail"] = answers(550, "5.7.1", "sender refused");
+        drive(r, {head, rcpt, "DATA\r\n", "QUIT\r\n"});
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::upstream_rejected);
+        CHECK(has(r.client_out, "\r\n250 2.1.0 Ok\r\n550 5.7.1 sender refused\r\n503 5.5.1 "));
+        CHECK(count(r.client_out, "\r\n503 ") == 1);  // for the DATA, not the RCPT
+        CHECK_FALSE(has(r.upstream.received, "DATA"));
+    }
+    SUBCASE("lost twice: the 4xx answers the RCPT, nothing relayed") {
+        Run r;
+        r.upstream.pipelining = true;
+        r.upstream.faults["mail"] = lost(Reason::upstream_failed);
+        drive(r, {head, rcpt, "QUIT\r\n"});
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::upstream_failed);
+        CHECK(has(r.client_out, "\r\n250 2.1.0 Ok\r\n451 4.4.2 "));
+        CHECK_FALSE(has(r.client_out, "\r\n503 "));
+    }
+    SUBCASE("lost once, then a relay without PIPELINING: MAIL alone, its 250 not passed on") {
+        Run r;
+        r.upstream.pipelining = true;
+        r.upstream.lose_at = 1;  // 0: connect, 1: the group
+        int connects = 0;
+        r.upstream.faults["connect"] = [&connects] {  // PIPELINING only the first time
+            UpstreamResult u;
+            u.ok = true;
+            u.reply = smtp::Reply{250, "", {"relay.test", "8BITMIME"}};
+            if (connects++ == 0) u.reply.lines.push_back("PIPELINING");
+            u.capabilities = std::make_shared<const smtp::EhloCapabilities>(
+                smtp::parse_ehlo_capabilities(u.reply));
+            return u;
+        };
+        drive(r, {head, rcpt + "DATA\r\n", stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(connects == 2);
+        CHECK(r.upstream.commands == Strings{mail, rcpt, "DATA\r\n"});  // the lost group unanswered
+        // The session's own 250 for the MAIL and the relay's (the fake's)
+        // for the RCPT; a third would be the relay's reply to the MAIL.
+        CHECK(count(r.client_out, "250 2.1.0 Ok\r\n") == 2);
+        CHECK(r.hooks.records.at(0).reason == Reason::accepted);
+    }
+    SUBCASE("a relay without PIPELINING: the MAIL goes at once, with its own reply") {
+        Run r;
+        r.upstream.faults["mail"] = answers(550, "5.7.1", "sender refused");
+        drive(r, {head, "QUIT\r\n"});
+        CHECK(has(r.client_out, "ENHANCEDSTATUSCODES\r\n550 5.7.1 sender refused\r\n221 "));
+        CHECK(r.hooks.records.at(0).reason == Reason::upstream_rejected);
     }
 }

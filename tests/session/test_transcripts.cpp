@@ -227,6 +227,8 @@ void apply_setting(session::Settings& s, const std::string& key, const std::stri
         s.session_seconds = std::stod(v);
     else if (key == "anomalies")  // off unless a transcript is about them
         s.volume.anomalies = v == "on";
+    else if (key == "defer_mail")
+        s.upstream_defer_mail = v == "on";
     else if (key == "limits_report_only")
         s.volume.report_only = v == "on";
     else if (key == "recipient_lease")
