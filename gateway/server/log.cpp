@@ -154,6 +154,7 @@ void Logger::log(Level level, std::string_view event, nlohmann::json fields) {
 
 void Logger::batch_audit_on_this_thread(std::function<void(std::function<void()>)> post) {
     t_audit.post = std::move(post);
+    t_audit.flush_posted = false;  // nothing is scheduled with this one yet
 }
 
 void Logger::flush_audit() {

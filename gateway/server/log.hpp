@@ -6,6 +6,7 @@
 // never throws into the data path.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <concepts>
 #include <exception>
@@ -17,6 +18,11 @@
 
 namespace relaygate::server {
 
+// How long an audit line may wait to be written with the ones after it
+// (one write per thread per interval under load; lost if the process dies
+// in between, written at a drain or stop).
+inline constexpr std::chrono::milliseconds kAuditFlushInterval{10};
+
 enum class Level { debug, info, warn, error };
 
 class Logger {
@@ -27,9 +33,9 @@ class Logger {
     static void log(Level level, std::string_view event, nlohmann::json fields = {});
     static void set_min_level(Level level);
     // Audit lines written on this thread are collected and written
-    // together when the handler that `post` queues runs (the end of the
-    // event loop's current batch of ready handlers), at most 64 KiB at a
-    // time. Without it (any other thread) each line is written at once.
+    // together when the handler that `post` schedules runs (the server's
+    // threads: kAuditFlushInterval after the first line), or at 64 KiB.
+    // Without it (any other thread) each line is written at once.
     // Call flush_audit() when the thread's loop has stopped.
     static void batch_audit_on_this_thread(std::function<void(std::function<void()>)> post);
     // Writes what this thread has collected.

@@ -283,11 +283,11 @@ int Server::run() {
                          {"upstream", shared_.config.upstream.host + ":" +
                                           std::to_string(shared_.config.upstream.port)}});
     systemd::notify_ready("serving");  // Type=notify: listeners are up
-    // Each thread writes its audit lines once per turn of its loop, and
-    // what is left when its loop stops.
+    // Each thread writes its audit lines at most kAuditFlushInterval after
+    // the first of them, and what is left when its loop stops.
     const auto serve = [](asio::io_context& io) {
-        Logger::batch_audit_on_this_thread(
-            [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
+        asio::steady_timer flush(io);
+        batch_audit_with(flush, kAuditFlushInterval);
         io.run();
         Logger::batch_audit_on_this_thread(nullptr);
         Logger::flush_audit();
@@ -557,6 +557,13 @@ void Server::drain_poll() {
     drain_timer_.expires_after(std::chrono::milliseconds(100));
     drain_timer_.async_wait([this](const error_code& ec) {
         if (!ec) drain_poll();
+    });
+}
+
+void batch_audit_with(asio::steady_timer& timer, std::chrono::milliseconds interval) {
+    Logger::batch_audit_on_this_thread([&timer, interval](std::function<void()> flush) {
+        timer.expires_after(interval);
+        timer.async_wait([flush = std::move(flush)](const error_code&) { flush(); });
     });
 }
 

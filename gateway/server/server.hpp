@@ -30,6 +30,11 @@
 
 namespace relaygate::server {
 
+// Batches this thread's audit lines (Logger::batch_audit_on_this_thread):
+// they are written together `interval` after the first of them, when
+// `timer`'s loop runs the flush (or at 64 KiB, or by flush_audit()).
+void batch_audit_with(net::asio::steady_timer& timer, std::chrono::milliseconds interval);
+
 class AdminServer;
 class UpstreamPool;
 

@@ -5,6 +5,7 @@
 // with its fields in call order; batching holds lines until the posted
 // flush runs, and a thread without batching writes at once.
 #include "gateway/server/log.hpp"
+#include "gateway/server/server.hpp"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 
 using relaygate::server::append_json_string;
 using relaygate::server::AuditLine;
+using relaygate::server::batch_audit_with;
 using relaygate::server::Logger;
 
 namespace {
@@ -152,4 +154,26 @@ TEST_CASE("batched lines wait for the posted flush; without batching each is wri
 
     AuditLine("connection").field("n", 4).write();
     CHECK(read_all(audit.path).find("\"n\":4}") != std::string::npos);
+}
+
+TEST_CASE("the server's threads write their audit lines an interval after the first") {
+    TempAudit audit;
+    relaygate::net::asio::io_context io;
+    relaygate::net::asio::steady_timer timer(io);
+    batch_audit_with(timer, std::chrono::milliseconds(200));
+    AuditLine("connection").field("n", 1).write();
+    AuditLine("connection").field("n", 2).write();
+    io.poll();  // what is ready now: not the flush
+    CHECK(read_all(audit.path).empty());
+    io.run();  // the timer's flush, then nothing is left to do
+    const std::string two = read_all(audit.path);
+    CHECK(std::count(two.begin(), two.end(), '\n') == 2);
+    // The next line arms the timer again.
+    AuditLine("connection").field("n", 3).write();
+    io.restart();
+    io.poll();
+    CHECK(read_all(audit.path).find("\"n\":3}") == std::string::npos);
+    io.run();
+    CHECK(read_all(audit.path).find("\"n\":3}") != std::string::npos);
+    Logger::batch_audit_on_this_thread(nullptr);
 }
