@@ -230,12 +230,13 @@ struct Metrics::Impl {
             .Name("relaygate_upstream_pool_closed_total")
             .Help(
                 "Upstream connections closed instead of kept, by reason (idle_timeout, full, "
-                "unusable, drain)")
+                "unusable, drain, relay_busy)")
             .Register(registry);
     FixedCounters pool_checkout_results{
         upstream_pool_checkouts, "result", {"reused", "stale", "empty"}};
-    FixedCounters pool_closed_reasons{
-        upstream_pool_closed, "reason", {"idle_timeout", "full", "unusable", "drain"}};
+    FixedCounters pool_closed_reasons{upstream_pool_closed,
+                                      "reason",
+                                      {"idle_timeout", "full", "unusable", "drain", "relay_busy"}};
     Gauge& pool_idle = upstream_pool_idle.Add({});
     prometheus::Family<Gauge>& tls_expiry =
         BuildGauge()

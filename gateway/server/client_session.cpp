@@ -356,6 +356,8 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
             upstream = std::make_unique<UpstreamClient>(
                 client.get_executor(), shared.config.upstream, shared.config.hostname,
                 shared.metrics, shared.tls.client());
+        // A relay at its process limit greets only when a connection ends.
+        RelayBusyWatch busy(client.get_executor(), shared.relay_waiting, shared.upstream_pools);
         auto r = co_await upstream->connect(xclient);
         co_return r;
     };

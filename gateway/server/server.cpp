@@ -111,7 +111,7 @@ Server::Server(config::Config config)
     for (std::size_t i = 0; i < thread_count(); ++i)
         shared_.upstream_pools.push_back(std::make_unique<UpstreamPool>(
             context(i).get_executor(), (pool_size + thread_count() - 1) / thread_count(),
-            shared_.config.upstream.idle_timeout, shared_.metrics));
+            shared_.config.upstream.idle_timeout, shared_.metrics, shared_.relay_waiting));
 }
 
 Server::~Server() {

@@ -72,6 +72,8 @@ class Server {
         std::unique_ptr<DnsResolver> dns;
         // Volume control: rate limits and anomaly state (memory or Redis).
         std::unique_ptr<ratelimit::Store> limits;
+        // Fresh upstream connects waiting for a busy relay (RelayBusyWatch).
+        std::atomic<std::int64_t> relay_waiting{0};
         // Idle upstream connections, one pool per I/O thread (index = thread).
         std::vector<std::unique_ptr<UpstreamPool>> upstream_pools;
         std::atomic<std::uint64_t> next_session{0};

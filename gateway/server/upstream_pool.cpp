@@ -12,8 +12,14 @@ namespace relaygate::server {
 using namespace net;
 
 UpstreamPool::UpstreamPool(asio::any_io_executor ex, std::size_t max_idle,
-                           std::chrono::seconds idle_timeout, metrics::Metrics& metrics)
-    : ex_(ex), max_idle_(max_idle), idle_timeout_(idle_timeout), metrics_(metrics), timer_(ex) {}
+                           std::chrono::seconds idle_timeout, metrics::Metrics& metrics,
+                           const std::atomic<std::int64_t>& relay_waiting)
+    : ex_(ex),
+      max_idle_(max_idle),
+      idle_timeout_(idle_timeout),
+      metrics_(metrics),
+      relay_waiting_(relay_waiting),
+      timer_(ex) {}
 
 UpstreamPool::~UpstreamPool() {
     metrics_.upstream_pool_idle(-static_cast<double>(idle_.size()));
@@ -52,6 +58,7 @@ void UpstreamPool::release(std::unique_ptr<UpstreamClient> client, Clock::time_p
     const auto expires = last_used + idle_timeout_;
     if (max_idle_ == 0 || draining_) return close(std::move(client), "");
     if (!client->idle_and_clean()) return close(std::move(client), "unusable");
+    if (relay_waiting_.load() > 0) return close(std::move(client), "relay_busy");
     if (expires <= Clock::now()) return close(std::move(client), "idle_timeout");
     expire();
     if (idle_.size() >= max_idle_) {
@@ -75,6 +82,33 @@ void UpstreamPool::drain() {
     for (auto& i : all)
         close(std::move(i.client), "drain");
     drained_.store(true);
+}
+
+void UpstreamPool::shed() {
+    if (idle_.empty()) return;
+    auto oldest = std::move(idle_.front().client);
+    idle_.erase(idle_.begin());
+    metrics_.upstream_pool_idle(-1);
+    close(std::move(oldest), "relay_busy");
+}
+
+RelayBusyWatch::RelayBusyWatch(const asio::any_io_executor& ex, std::atomic<std::int64_t>& waiting,
+                               const Pools& pools)
+    : timer_(ex, kRelayBusyAfter), waiting_(waiting) {
+    // The handler outlives neither `waiting` nor `pools` (the server's) but
+    // may outlive this watch: it touches nothing of it.
+    timer_.async_wait([&waiting, &pools](const error_code& ec) {
+        if (ec) return;
+        ++waiting;
+        for (const auto& pool : pools)
+            asio::post(pool->executor(), [p = pool.get()] { p->shed(); });
+    });
+}
+
+// Nothing cancelled: the handler ran or will run with success, so it counted
+// (or will count) this connect as waiting.
+RelayBusyWatch::~RelayBusyWatch() {
+    if (timer_.cancel() == 0) --waiting_;
 }
 
 // QUIT needs a round of I/O; the session that released the connection

@@ -7,7 +7,8 @@ connection it came on and the XCLIENT attributes in force (merged as Postfix
 merges them: an attribute not sent keeps its last value). The tests prove
 that one client's attributes never reach another client's transaction,
 also with many clients at once, and cover stale connections, the idle
-timeout, a full pool, the drain and the pool turned off.
+timeout, a full pool, a relay at its process limit, the drain and the pool
+turned off.
 
     tests/integration/test_upstream_pool.py --relaygate PATH
 """
@@ -255,6 +256,66 @@ class UpstreamPoolTest(GatewayTestCase):
         self.assertEqual(code, 0)
         sink.wait_closed(timeout=10)
         self.assertEqual(sink.commands("QUIT"), ["QUIT"])
+
+    # A relay at its process limit (sink --max-sessions, like Postfix's
+    # default_process_limit) greets a new connection only when another ends.
+    # Without giving pooled connections back, a session would wait for its
+    # greeting until the pool's idle timeout (60 s here) and get 451 at the
+    # connect timeout (8 s).
+    BUSY = {"idle_timeout_seconds": 60, "connect_timeout_seconds": 8}
+
+    def test_a_busy_relay_gets_idle_connections_back_from_the_other_threads(self):
+        sink = self.start_sink("--max-sessions", "1")
+        gw = self.start_gateway(sink.port, policy=POLICY, config={
+            "threads": 2, "upstream": self.BUSY,
+            # Accepted connections go round-robin: one to each thread.
+            "listeners": [{"address": "127.0.0.1", "port": 0, "reuse_port": False}]})
+        self.assertReply(send_one(gw.port, "127.0.0.2", "a.example", "first")[0], "250 2.0.0")
+        self.wait_pooled(gw)
+        # The other thread's pool is empty: it connects, and the relay's only
+        # session is the idle one in the first thread's pool.
+        t0 = time.monotonic()
+        self.assertReply(send_one(gw.port, "127.0.0.3", "b.example", "second")[0], "250 2.0.0")
+        self.assertLess(time.monotonic() - t0, 6, "greeted once the idle connection went")
+        self.assertEqual(pool_metric(gw, "closed_total", reason="relay_busy"), 1)
+        self.assertEqual(pool_metric(gw, "checkouts_total", result="empty"), 2)
+        self.assertEqual(len(stored_by_token(sink)), 2)
+
+    def test_a_connection_released_while_a_session_waits_for_the_relay_is_closed(self):
+        sink = self.start_sink("--max-sessions", "2")
+        gw = self.start_gateway(sink.port, policy=POLICY,
+                                config={"threads": 1, "upstream": self.BUSY})
+        busy = [client_from("127.0.0.2", gw.port), client_from("127.0.0.3", gw.port)]
+        waiting = client_from("127.0.0.4", gw.port)
+        try:
+            for c in busy + [waiting]:
+                self.assertEqual(c.cmd("EHLO x.example").code, 250)
+            for c in busy:  # both relay sessions in use
+                self.assertEqual(c.cmd("MAIL FROM:<alice@demo.example>").code, 250)
+                self.assertEqual(c.cmd("RCPT TO:<bob@dest.example>").code, 250)
+            result = {}
+
+            def third():
+                result["mail"] = waiting.cmd("MAIL FROM:<alice@demo.example>")
+                result["rcpt"] = waiting.cmd("RCPT TO:<bob@dest.example>")
+            t = threading.Thread(target=third)
+            t.start()
+            time.sleep(1.5)  # past kRelayBusyAfter: the third session waits
+            self.assertTrue(t.is_alive(), "the relay cannot greet a third session yet")
+            # The first session ends: its connection goes back to the relay
+            # instead of into the pool, and the third session is greeted.
+            self.assertReply(busy[0].data(message(subject="one")), "250 2.0.0")
+            busy[0].cmd("QUIT")
+            t.join(6)
+            self.assertFalse(t.is_alive())
+            self.assertEqual(result["rcpt"].code, 250, result["rcpt"].text)
+            self.assertReply(waiting.data(message(subject="three")), "250 2.0.0")
+            self.assertReply(busy[1].data(message(subject="two")), "250 2.0.0")
+        finally:
+            for c in busy + [waiting]:
+                c.close()
+        self.assertEqual(pool_metric(gw, "closed_total", reason="relay_busy"), 1)
+        self.assertEqual(sorted(stored_by_token(sink)), ["one", "three", "two"])
 
     def test_pool_size_zero_opens_a_connection_per_session(self):
         sink, gw = self.pair(*XCLIENT, pool_size=0)

@@ -7,7 +7,7 @@ Run with Debian's /usr/bin/python3 (python3-aiosmtpd).  Loopback use only.
             --maildir DIR [--log LOG.jsonl] [--ehlo-extra XCLIENT ...] \
             [--fail-at STEP --fail-mode MODE [--fail-times N] [--fail-reply TEXT]] \
             [--delay-at STEP --delay-seconds S]
-            [--starttls-cert CERT.pem --starttls-key KEY.pem]
+            [--starttls-cert CERT.pem --starttls-key KEY.pem] [--max-sessions N]
 
 Storage (--maildir DIR): every accepted message becomes
     DIR/<QUEUEID>.eml   the DATA bytes exactly as received, after removing the
@@ -153,6 +153,10 @@ class Config:
         self.delay_at = args.delay_at
         self.delay_seconds = args.delay_seconds
         self.fail_fired = 0
+        # Like Postfix's process limit: beyond it a connection waits in the
+        # listen queue, unanswered, until a session ends.
+        self.sessions = (asyncio.Semaphore(args.max_sessions)
+                         if args.max_sessions else None)
         self.ehlo_extra = []
         for kw in args.ehlo_extra or []:
             if kw.strip().upper() == "XCLIENT":
@@ -346,6 +350,13 @@ class SinkSMTP(SMTP):
 
     # ---- connection start ----------------------------------------------
     async def _handle_client(self):
+        if self.cfg.sessions is None:
+            return await self._serve_client()
+        async with self.cfg.sessions:
+            self.log("session_slot")
+            return await self._serve_client()
+
+    async def _serve_client(self):
         if self.cfg.delay_at == "connect" or self.cfg.fail_at == "connect":
             if await self.fault("connect"):
                 if not self.refuse_all:
@@ -624,6 +635,9 @@ def parse_args(argv):
                         "XCLIENT is offered and allowed only while the client "
                         "address in force (the last XCLIENT ADDR) is in one")
     p.add_argument("--max-size", type=int, default=33554432)
+    p.add_argument("--max-sessions", type=int, default=0, metavar="N",
+                   help="serve at most N sessions at once (like Postfix's "
+                        "process limit); others wait for their greeting")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="idle seconds before the sink closes a connection")
     p.add_argument("--smtputf8", action="store_true", help="advertise SMTPUTF8")
