@@ -354,7 +354,12 @@ class Gateway:
             f"admin {admin_address or listen}:{self.admin_port}, upstream {upstream_host}:{upstream_port} "
             f"(xclient {'on' if xclient else 'off'})")
 
+    # relaygate writes each thread's audit lines 10 ms after the first of a
+    # batch: give lines logged before a reply the test has time to land.
+    AUDIT_SETTLE_SECONDS = 0.1
+
     def audit_lines(self):
+        time.sleep(self.AUDIT_SETTLE_SECONDS)
         out = []
         try:
             with open(self.audit, encoding="utf-8") as fh:
@@ -368,6 +373,7 @@ class Gateway:
         return [j for j in out if j.get("type") == "transaction"]
 
     def audit_events(self, type_):
+        time.sleep(self.AUDIT_SETTLE_SECONDS)
         out = []
         try:
             with open(self.audit, encoding="utf-8") as fh:

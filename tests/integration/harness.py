@@ -220,6 +220,14 @@ class Sink:
 # --------------------------------------------------------------------------
 # The gateway
 
+def _audit_order(rec):
+    """`ts` (milliseconds), then the session's number (`PREFIX-N`, in
+    accept order): two threads' lines of the same millisecond; stable
+    (file order) for one session's lines."""
+    _, _, n = str(rec.get("session", "")).rpartition("-")
+    return rec.get("ts", ""), int(n) if n.isdigit() else 0
+
+
 class Gateway:
     """`relaygate run` on port 0 with a temporary config and policy."""
 
@@ -297,7 +305,16 @@ class Gateway:
                     pass
         return out
 
+    # Each I/O thread writes its audit lines 10 ms after the first of a
+    # batch (kAuditFlushInterval): a line logged before a reply the test
+    # already has may still be on its way, and two threads' lines may reach
+    # the file out of order.
+    AUDIT_SETTLE_SECONDS = 0.1
+
     def audit(self, type_=None):
+        """The audit records (of one type), in `ts` order, once every line
+        logged before this call can have been written."""
+        time.sleep(self.AUDIT_SETTLE_SECONDS)
         if self.audit_path == "-":
             recs = self.log_records()
         else:
@@ -307,6 +324,7 @@ class Gateway:
                     for line in fh:
                         if line.strip():
                             recs.append(json.loads(line))
+        recs.sort(key=_audit_order)
         return [r for r in recs if r.get("log") == "audit"
                 and (type_ is None or r.get("type") == type_)]
 
