@@ -17,7 +17,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 bool PolicyHolder::reload() {
     const auto started = std::chrono::steady_clock::now();
-    auto loaded = policy::load_policy(source_);
+    const auto previous = get();  // held: the new policy may share its tables
+    auto loaded = policy::load_policy(source_, previous.get());
     return adopt(std::move(loaded),
                  source_.url.empty() ? source_.describe() : source_.file.string(),
                  seconds_since(started));
@@ -25,14 +26,16 @@ bool PolicyHolder::reload() {
 
 bool PolicyHolder::reload_text(std::string_view text, const std::string& origin) {
     const auto started = std::chrono::steady_clock::now();
-    auto loaded = policy::load_policy_text(source_, text);
+    const auto previous = get();
+    auto loaded = policy::load_policy_text(source_, text, previous.get());
     return adopt(std::move(loaded), origin, seconds_since(started));
 }
 
 bool PolicyHolder::reload_descriptor(int fd, const std::filesystem::path& name,
                                      const std::string& origin) {
     const auto started = std::chrono::steady_clock::now();
-    auto loaded = policy::load_policy_descriptor(source_, fd, name);
+    const auto previous = get();
+    auto loaded = policy::load_policy_descriptor(source_, fd, name, previous.get());
     return adopt(std::move(loaded), origin, seconds_since(started));
 }
 

@@ -1,6 +1,9 @@
-// DomainIndex: two flat hash maps (exact names, wildcard bases) and a label
-// walk.
+// DomainIndex: shards of two flat hash maps (exact names, wildcard bases)
+// and a label walk.
 #include "policy/engine/domain_index.hpp"
+
+#include <algorithm>
+#include <cmath>
 
 namespace relaygate::policy {
 
@@ -34,67 +37,194 @@ std::string DomainIndex::Match::pattern() const {
     return out;
 }
 
-const DomainIndex::Grant* DomainIndex::holds(Owners o, std::uint32_t tenant, Grant& scratch) const {
+const DomainIndex::Grant* DomainIndex::Shard::holds(Owners o, std::uint32_t tenant,
+                                                    Grant& scratch) const {
     if ((o.first & kTenant) == tenant) {
         scratch = first_grant(o);
         return &scratch;
     }
     if (o.more != 0)
-        for (const auto& g : more_[o.more - 1])
+        for (const auto& g : more[o.more - 1])
             if (g.tenant == tenant) return &g;
     return nullptr;
 }
 
-std::pair<DomainIndex::Entry, bool> DomainIndex::insert(std::string_view pattern, Grant grant) {
-    Map* map = &exact_;
-    bool wildcard = pattern.starts_with("*.");
-    if (wildcard) {
-        map = &wildcard_;
-        pattern.remove_prefix(2);
-    }
+std::pair<DomainIndex::Map::Ref, bool> DomainIndex::Shard::add(Map& map, std::string_view base,
+                                                               Grant grant) {
     // Tenant numbers stay below 2^30 (bits 30 and 31 are flags): a policy
     // that large could not be held in memory anyway.
     Owners fresh{grant.tenant | (grant.shared ? kShared : 0) | (grant.verify_dns ? kVerifyDns : 0),
                  0};
-    auto [ref, inserted] = map->try_emplace(pattern, fresh);
-    Entry e{ref, wildcard};
-    if (inserted) return {e, true};
-    Owners o = map->value(ref);
+    auto [ref, inserted] = map.try_emplace(base, fresh);
+    if (inserted) return {ref, true};
+    Owners o = map.value(ref);
     Grant scratch{};
-    if (holds(o, grant.tenant, scratch)) return {e, false};
+    if (holds(o, grant.tenant, scratch)) return {ref, false};
     if (o.more == 0) {
-        more_.emplace_back();
-        o.more = static_cast<std::uint32_t>(more_.size());
-        map->set_value(ref, o);
+        more.emplace_back();
+        o.more = static_cast<std::uint32_t>(more.size());
     }
-    more_[o.more - 1].push_back(grant);
-    return {e, true};
+    // Owners stay in the order of their tenant numbers, however they came
+    // (a full load adds them in that order; an incremental one adds the
+    // changed tenants last), so both loads decide alike.
+    auto& list = more[o.more - 1];
+    if (const Grant first = first_grant(o); grant.tenant < first.tenant) {
+        list.insert(list.begin(), first);
+        o.first = fresh.first;
+    } else {
+        list.insert(std::upper_bound(list.begin(), list.end(), grant.tenant,
+                                     [](std::uint32_t t, const Grant& g) { return t < g.tenant; }),
+                    grant);
+    }
+    map.set_value(ref, o);
+    return {ref, true};
+}
+
+namespace {
+// About 4,096 names per shard: a reload that changes one tenant's ten
+// names rebuilds at most ten shards of ~200 KB each.
+constexpr std::size_t kNamesPerShard = 4096;
+constexpr std::size_t kMaxShards = 256;  // DomainIndex::shard_number uses 8 bits
+
+// Room for the share of `total` one of `shards` gets (hashing spreads
+// them binomially: the mean plus four standard deviations).
+std::size_t per_shard(std::size_t total, std::size_t shards) {
+    if (total == 0) return 0;
+    double mean = static_cast<double>(total) / static_cast<double>(shards);
+    return static_cast<std::size_t>(mean + 4 * std::sqrt(mean)) + 16;
+}
+}  // namespace
+
+void DomainIndex::reserve(std::size_t exact, std::size_t wildcard, std::size_t key_bytes) {
+    if (exact_count() + wildcard_count() == 0) {
+        std::size_t n = 1;
+        while (n < kMaxShards && n * kNamesPerShard < exact + wildcard)
+            n *= 2;
+        shards_.clear();
+        for (std::size_t i = 0; i < n; ++i)
+            shards_.push_back(std::make_shared<Shard>());
+        owned_.assign(n, true);
+    }
+    const std::size_t n = shards_.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        Shard& s = mutable_shard(i);
+        s.exact.reserve(per_shard(exact, n), per_shard(key_bytes, n));
+        s.wildcard.reserve(per_shard(wildcard, n));
+    }
+}
+
+void DomainIndex::shrink_to_fit() {
+    for (std::size_t i = 0; i < shards_.size(); ++i)
+        if (owned_[i]) {
+            shards_[i]->exact.shrink_to_fit();
+            shards_[i]->wildcard.shrink_to_fit();
+            shards_[i]->more.shrink_to_fit();
+        }
+}
+
+DomainIndex::Shard& DomainIndex::mutable_shard(std::size_t i) {
+    if (!owned_[i]) {
+        shards_[i] = std::make_shared<Shard>(*shards_[i]);
+        owned_[i] = true;
+    }
+    return *shards_[i];
+}
+
+DomainIndex DomainIndex::without(const DomainIndex& old, const std::vector<bool>& removed) {
+    auto gone = [&](const Grant& g) { return g.tenant < removed.size() && removed[g.tenant]; };
+    DomainIndex out;
+    out.shards_.clear();
+    out.owned_.clear();
+    out.wildcards_ = old.wildcards_;
+    for (const auto& from : old.shards_) {
+        bool touched = false;
+        for (const Map* m : {&from->exact, &from->wildcard})
+            m->for_each([&](Map::Ref r) {
+                from->each(m->value(r), [&](const Grant& g) { touched = touched || gone(g); });
+            });
+        if (!touched) {
+            out.shards_.push_back(from);
+            out.owned_.push_back(false);
+            continue;
+        }
+        auto s = std::make_shared<Shard>();
+        s->exact.reserve(from->exact.size(), from->exact.key_bytes());
+        s->wildcard.reserve(from->wildcard.size(), from->wildcard.key_bytes());
+        for (auto [src, dst] :
+             {std::pair{&from->exact, &s->exact}, std::pair{&from->wildcard, &s->wildcard}})
+            src->for_each([&](Map::Ref r) {
+                from->each(src->value(r), [&](const Grant& g) {
+                    if (!gone(g)) s->add(*dst, src->key(r), g);
+                });
+            });
+        out.shards_.push_back(std::move(s));
+        out.owned_.push_back(true);
+    }
+    return out;
+}
+
+std::size_t DomainIndex::shards_shared_with(const DomainIndex& other) const {
+    std::size_t n = 0;
+    for (const auto& s : shards_)
+        n += std::count(other.shards_.begin(), other.shards_.end(), s);
+    return n;
+}
+
+std::size_t DomainIndex::exact_count() const {
+    std::size_t n = 0;
+    for (const auto& s : shards_)
+        n += s->exact.size();
+    return n;
+}
+
+std::size_t DomainIndex::wildcard_count() const {
+    std::size_t n = 0;
+    for (const auto& s : shards_)
+        n += s->wildcard.size();
+    return n;
+}
+
+std::pair<DomainIndex::Entry, bool> DomainIndex::insert(std::string_view pattern, Grant grant) {
+    bool wildcard = pattern.starts_with("*.");
+    if (wildcard) pattern.remove_prefix(2);
+    const std::size_t i = shard_number(hash_bytes(pattern));
+    Shard& s = mutable_shard(i);
+    auto [ref, added] = s.add(wildcard ? s.wildcard : s.exact, pattern, grant);
+    wildcards_ = wildcards_ || wildcard;
+    return {Entry{ref, static_cast<std::uint16_t>(i), wildcard}, added};
 }
 
 void DomainIndex::prefetch(std::string_view domain) const noexcept {
     if (domain.empty()) return;
-    exact_.prefetch(domain);
-    if (wildcard_.empty()) return;
+    std::uint64_t h = hash_bytes(domain);
+    shard(h).exact.prefetch(h);
+    if (!wildcards_) return;
     int parents = 0;
     for (std::size_t dot = domain.find('.'); dot != std::string_view::npos && parents < 8;
-         dot = domain.find('.', dot + 1), ++parents)
-        wildcard_.prefetch(domain.substr(dot + 1));
+         dot = domain.find('.', dot + 1), ++parents) {
+        h = hash_bytes(domain.substr(dot + 1));
+        shard(h).wildcard.prefetch(h);
+    }
 }
 
 std::optional<DomainIndex::Match> DomainIndex::grant_for(std::string_view domain,
                                                          std::uint32_t tenant) const {
     if (domain.empty()) return std::nullopt;
     Grant scratch{};
-    if (auto r = exact_.find(domain); r != Map::npos)
-        if (const Grant* g = holds(exact_.value(r), tenant, scratch))
-            return Match{exact_.key(r), false, g->verify_dns};
-    if (wildcard_.empty()) return std::nullopt;
+    std::uint64_t h = hash_bytes(domain);
+    const Shard& s = shard(h);
+    if (auto r = s.exact.find(domain, h); r != Map::npos)
+        if (const Grant* g = s.holds(s.exact.value(r), tenant, scratch))
+            return Match{s.exact.key(r), false, g->verify_dns};
+    if (!wildcards_) return std::nullopt;
     for (std::size_t dot = domain.find('.'); dot != std::string_view::npos;
          dot = domain.find('.', dot + 1)) {
         std::string_view parent = domain.substr(dot + 1);
-        if (auto r = wildcard_.find(parent); r != Map::npos)
-            if (const Grant* g = holds(wildcard_.value(r), tenant, scratch))
-                return Match{wildcard_.key(r), true, g->verify_dns};
+        h = hash_bytes(parent);
+        const Shard& w = shard(h);
+        if (auto r = w.wildcard.find(parent, h); r != Map::npos)
+            if (const Grant* g = w.holds(w.wildcard.value(r), tenant, scratch))
+                return Match{w.wildcard.key(r), true, g->verify_dns};
     }
     return std::nullopt;
 }

@@ -80,6 +80,9 @@ class FlatStringMap {
         arena_.reserve(entries * (kHeader + kAlign) + key_bytes);
     }
 
+    // Gives back the arena's unused capacity (after a bulk load).
+    void shrink_to_fit() { arena_.shrink_to_fit(); }
+
     // Inserts key -> value unless the key is present. Returns the entry and
     // whether it was inserted (false: the existing value is unchanged).
     std::pair<Ref, bool> try_emplace(std::string_view key, const V& value) {
@@ -128,6 +131,9 @@ class FlatStringMap {
     }
 
     std::size_t size() const noexcept { return size_; }
+    // Bytes of its keys (with record headers): what reserve() needs to
+    // hold the same entries again.
+    std::size_t key_bytes() const noexcept { return arena_.size(); }
     bool empty() const noexcept { return size_ == 0; }
     std::size_t slot_count() const noexcept { return slots_.size(); }
 

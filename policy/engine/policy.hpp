@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -80,26 +81,37 @@ class Policy {
                            const DiagnosticLocator& locator = {});
     // Parses JSON text first; duplicate object keys are errors (nlohmann
     // would silently keep the last one, e.g. the second "acme" tenant).
-    static LoadResult load_text(std::string_view text, const Credentials* credentials = nullptr);
+    //
+    // `previous`, when given, is the policy this one replaces (a reload):
+    // when both have the same tenants, the domain index shares every shard
+    // the changed tenants have no name in (an incremental load; see
+    // load_streaming). The result is the same policy either way.
+    static LoadResult load_text(std::string_view text, const Credentials* credentials = nullptr,
+                                const Policy* previous = nullptr);
     static LoadResult load_file(const std::filesystem::path& file,
-                                const Credentials* credentials = nullptr);
+                                const Credentials* credentials = nullptr,
+                                const Policy* previous = nullptr);
     // Files read in ranges, never whole (load_file; and a policy_dir's
     // files merged when `dir`: "tenants" split over them, any other key in
     // one). nullopt when they are not plain enough for it, or do not merge
     // cleanly: the caller then parses them whole, which reports the problem.
     static std::optional<LoadResult> load_files(const std::vector<std::filesystem::path>& files,
-                                                bool dir, const Credentials* credentials);
+                                                bool dir, const Credentials* credentials,
+                                                const Policy* previous = nullptr);
     // An open file (a fetched policy the gateway wrote itself), read in
     // ranges through `fd` (not its name, which could be replaced meanwhile);
     // `name` only names it in errors. `fd` stays open.
     static LoadResult load_descriptor(int fd, const std::filesystem::path& name,
-                                      const Credentials* credentials = nullptr);
+                                      const Credentials* credentials = nullptr,
+                                      const Policy* previous = nullptr);
 
     const std::string& hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
     std::size_t tenant_count() const { return tenants_.size(); }
     std::size_t domain_count() const { return domain_count_; }
     std::vector<std::string> tenant_ids() const;
     std::vector<LintWarning> warnings() const { return warnings_; }
+    // The domain index (read-only; tests compare incremental and full loads).
+    const DomainIndex& domain_index() const { return domains_; }
     Mode default_mode() const { return default_mode_; }
 
     // Decision point 2 (MAIL FROM): identify the tenant and authorize the
@@ -150,9 +162,18 @@ class Policy {
     // json_reader::MemberScanner, or any syntax error): the caller then
     // parses it whole (load_whole), which reports the problem precisely.
     // `dir`: the directory of the files, named by diagnostics not about one.
+    //
+    // With a `previous` policy that has the same tenant ids (so the same
+    // tenant numbers), each tenant's text is digested first; the domain
+    // index starts as the previous one without the grants of the tenants
+    // whose text changed (DomainIndex::without), and only those tenants'
+    // domains are inserted, and linted against every other grant. Every
+    // other table is compiled as in a full load. Any error repeats the
+    // load in full, so that the diagnostics are those of `check`.
     static std::optional<LoadResult> load_streaming(PolicyText& text,
                                                     const Credentials* credentials,
-                                                    const std::filesystem::path& dir = {});
+                                                    const std::filesystem::path& dir = {},
+                                                    const Policy* previous = nullptr);
     static LoadResult load_whole(std::string_view text, const Credentials* credentials);
     struct Tenant {
         std::string id;
@@ -269,6 +290,11 @@ class Policy {
         for (auto t : owner_lists_[o & ~kOwnerList])
             f(t);
     }
+
+    // SHA-256 (first 16 bytes) of each tenant's text as read, by tenant
+    // number; empty when the policy was parsed as one tree.
+    using TenantDigest = std::array<unsigned char, 16>;
+    std::vector<TenantDigest> tenant_digests_;
 
     std::string hash_;
     Mode default_mode_ = Mode::enforce;

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
@@ -139,6 +140,13 @@ class PolicyCompiler {
     // tenant, then finish (the cross-tenant lint).
     bool compile_header(const json& doc);
     void begin_tenants(std::size_t n, const json* first);
+    // Before begin_tenants, for an incremental load: the domain index
+    // starts as `previous` without the grants of the tenants marked in
+    // `changed`, and only those tenants' domains are inserted.
+    void reuse_domains(const DomainIndex& previous, std::vector<bool> changed) {
+        p_.domains_ = DomainIndex::without(previous, changed);
+        changed_ = std::move(changed);
+    }
     void compile_tenant(const std::string& id, const json& j, const std::string& path);
     void finish();
     // After compile() or finish(): warns about credentials no sasl_user names.
@@ -154,16 +162,23 @@ class PolicyCompiler {
         std::uint32_t ref;  // the index entry holding the pattern (DomainIndex::Entry)
         std::uint32_t tenant;
         // Position in the tenant's "domains" array (a policy file would need
-        // gigabytes to overflow it; it only names the diagnostic's path).
-        std::uint32_t index : 30;
+        // hundreds of megabytes in one tenant to overflow it; it only names
+        // the diagnostic's path).
+        std::uint32_t index : 22;
+        std::uint32_t shard : 8;
         std::uint32_t wildcard : 1;
         std::uint32_t shared : 1;
-        DomainIndex::Entry entry() const { return {ref, wildcard != 0}; }
+        DomainIndex::Entry entry() const {
+            return {ref, static_cast<std::uint16_t>(shard), wildcard != 0};
+        }
     };
     struct NetworkEntry {
         Cidr cidr;
         std::uint32_t tenant;
-        std::uint32_t path;  // offset of its JSON path in network_paths_ ('\0'-terminated)
+        // Its JSON path, rebuilt only for a diagnostic (network_path):
+        // /tenants/<id>/identities/<identity>/networks/<index>.
+        std::uint32_t identity;
+        std::uint32_t index;
     };
     struct SharedNet {
         Cidr cidr;
@@ -187,9 +202,12 @@ class PolicyCompiler {
 
     void compile_provider(const std::string& name, const json& j, const std::string& path);
     void compile_domains(std::uint32_t t, const json& j, const std::string& path);
-    void compile_identity(std::uint32_t t, const json& j, const std::string& path);
+    // `index`: its position in the tenant's "identities".
+    void compile_identity(std::uint32_t t, const json& j, const std::string& path,
+                          std::uint32_t index);
     // The networks accepted (in file order).
-    std::vector<Cidr> compile_networks(std::uint32_t t, const json& j, const std::string& path);
+    std::vector<Cidr> compile_networks(std::uint32_t t, const json& j, const std::string& path,
+                                       std::uint32_t identity);
     void compile_corroboration(std::uint32_t t, std::uint32_t provider, const std::string& key,
                                const json& j, const std::string& path);
     // "limits" blocks (see limits.hpp and README.md "Limits").
@@ -218,6 +236,12 @@ class PolicyCompiler {
     void index_scoped_limits(char tag, std::uint32_t t, std::string_view id, std::uint32_t index,
                              const std::string& path);
     void lint_cross_tenant();
+    // Incremental load: a changed tenant's wildcard may cover names of
+    // tenants whose grants were not linted again.
+    void lint_names_below_changed_wildcards();
+    // Whether tenant `t`'s domains go into the index (all of them, unless
+    // the load is incremental).
+    bool indexes_domains(std::uint32_t t) const { return changed_.empty() || changed_[t]; }
     bool add_owner(Policy::OwnerRef& o, std::uint32_t x);
     std::uint32_t first_owner(Policy::OwnerRef o) const {
         return (o & Policy::kOwnerList) ? p_.owner_lists_[o & ~Policy::kOwnerList].front() : o;
@@ -231,8 +255,12 @@ class PolicyCompiler {
                    ? it->second
                    : p_.domains_.pattern_of(e.entry()).pattern();
     }
-    std::string_view network_path(const NetworkEntry& n) const {
-        return network_paths_.c_str() + n.path;
+    std::string network_path(const NetworkEntry& n) const {
+        return pointer(
+            pointer(pointer(pointer(pointer("/tenants", p_.tenants_[n.tenant].id), "identities"),
+                            n.identity),
+                    "networks"),
+            n.index);
     }
     std::string domain_path(const DomainEntry& e) const {
         return pointer(pointer(pointer("/tenants", p_.tenants_[e.tenant].id), "domains"), e.index);
@@ -249,6 +277,7 @@ class PolicyCompiler {
     std::vector<bool> provider_used_;
     std::vector<SharedNet> shared_nets_;
     std::vector<DomainEntry> domain_entries_;  // tenant by tenant, in compile order
+    std::vector<bool> changed_;                // incremental load: by tenant number
     // The grants whose pattern differs from the file's text (U-labels, upper
     // case): position in domain_entries_ -> as written. Not a pointer into
     // the document, which is gone by the cross-tenant lint (tenants are
@@ -256,10 +285,13 @@ class PolicyCompiler {
     std::vector<std::pair<std::uint32_t, std::string>> written_forms_;
     std::string scratch_;  // reused for built patterns and probes
     std::vector<NetworkEntry> networks_;
-    std::string network_paths_;  // NetworkEntry::path: one buffer, not 100k strings
     std::map<std::string, std::string> sasl_users_;  // user -> path of first definition
     std::uint32_t sasl_iterations_ = 0;              // highest PBKDF2 cost of any user
-    std::map<std::string, std::string> first_identity_path_;
+    // Where an identity (a certificate, SPKI or provider tenant id) was
+    // first listed, for the warning when another tenant lists it too:
+    // (index number << 32 | its entry) -> offset in identity_paths_.
+    std::unordered_map<std::uint64_t, std::uint32_t> first_identity_path_;
+    std::string identity_paths_;  // '\0'-terminated paths, one buffer
 };
 
 bool PolicyCompiler::object_with(const json& j, const std::string& path,
@@ -376,18 +408,35 @@ bool PolicyCompiler::compile_header(const json& doc) {
 
 void PolicyCompiler::begin_tenants(std::size_t n, const json* first) {
     p_.tenants_.reserve(n);
-    // Sized from the first tenant's domain count, so 1M domains do not
-    // rehash a dozen times while loading.
-    std::size_t per_tenant = 2;
-    if (first && first->is_object())
-        if (auto d = first->find("domains"); d != first->end() && d->is_array())
-            per_tenant = std::max<std::size_t>(2, d->size());
-    p_.domains_.reserve(n * per_tenant, n, n * per_tenant * 24);
-    domain_entries_.reserve(n * per_tenant);
     p_.network_index_.reserve(n, 0);
+    networks_.reserve(n);
+    if (!changed_.empty()) return;  // the domain index is the previous one's
+    // Sized from the first tenant's names, so 1M domains do not rehash a
+    // dozen times while loading, and the tables are not twice too large.
+    std::size_t exact = 2, wildcard = 1, key_bytes = 2 * 24;
+    if (first && first->is_object())
+        if (auto d = first->find("domains"); d != first->end() && d->is_array() && !d->empty()) {
+            exact = wildcard = key_bytes = 0;
+            for (const auto& dj : *d) {
+                const json* name = dj.is_object() ? nullptr : &dj;
+                if (dj.is_object())
+                    if (auto it = dj.find("domain"); it != dj.end()) name = &*it;
+                if (!name || !name->is_string()) continue;
+                const auto& text = name->get_ref<const std::string&>();
+                if (text.starts_with("*.")) {
+                    ++wildcard;
+                } else {
+                    ++exact;
+                    key_bytes += text.size();
+                }
+            }
+        }
+    p_.domains_.reserve(n * exact, n * wildcard, n * key_bytes);
+    domain_entries_.reserve(n * (exact + wildcard));
 }
 
 void PolicyCompiler::finish() {
+    p_.domains_.shrink_to_fit();
     lint_cross_tenant();
     p_.sasl_decoy_hash_ =
         decoy_password_hash(sasl_iterations_ ? sasl_iterations_ : kDefaultPbkdf2Iterations);
@@ -503,7 +552,8 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
               fmt::format("expected an array, found {}", describe(*ids)));
     } else {
         for (std::size_t i = 0; i < ids->size(); ++i)
-            compile_identity(t, (*ids)[i], pointer(pointer(path, "identities"), i));
+            compile_identity(t, (*ids)[i], pointer(pointer(path, "identities"), i),
+                             static_cast<std::uint32_t>(i));
     }
     const auto& tenant = p_.tenants_[t];
     for (std::uint32_t i = 0; i < tenant.providers_count; ++i) {
@@ -601,7 +651,11 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
             scratch_.append(base);
             pattern = scratch_;
         }
-        auto [entry, added] = p_.domains_.insert(pattern, {t, shared, verify_dns});
+        // An incremental load's unchanged tenant: its grants are in the
+        // index already, and its text (the same) had no duplicate.
+        const auto [entry, added] = indexes_domains(t)
+                                        ? p_.domains_.insert(pattern, {t, shared, verify_dns})
+                                        : std::pair<DomainIndex::Entry, bool>{{}, true};
         if (!added) {
             const DomainEntry* first = nullptr;
             for (std::size_t k = mine; k < domain_entries_.size() && !first; ++k)
@@ -619,11 +673,13 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
                       : fmt::format("\"{}\" is listed twice (also at {})", written, also));
             continue;
         }
-        if (pattern != written)
-            written_forms_.emplace_back(static_cast<std::uint32_t>(domain_entries_.size()),
-                                        written);
-        domain_entries_.push_back(
-            {entry.ref, t, static_cast<std::uint32_t>(i) & 0x3fff'ffffU, entry.wildcard, shared});
+        if (indexes_domains(t)) {
+            if (pattern != written)
+                written_forms_.emplace_back(static_cast<std::uint32_t>(domain_entries_.size()),
+                                            written);
+            domain_entries_.push_back({entry.ref, t, static_cast<std::uint32_t>(i) & 0x3f'ffffU,
+                                       entry.shard, entry.wildcard, shared});
+        }
         if (limits) {
             std::string subject(pattern);
             index_scoped_limits('d', t, subject,
@@ -721,9 +777,12 @@ bool PolicyCompiler::add_owner(Policy::OwnerRef& o, std::uint32_t x) {
 void PolicyCompiler::add_identity_owner(FlatStringMap<Policy::OwnerRef>& index,
                                         std::string_view key, std::uint32_t t,
                                         const std::string& what, const std::string& path) {
+    const std::uint64_t which = &index == &p_.cert_index_ ? 1 : &index == &p_.spki_index_ ? 2 : 3;
     auto [ref, fresh] = index.try_emplace(key, t);
     if (fresh) {
-        first_identity_path_[what] = path;
+        first_identity_path_.emplace(which << 32 | ref,
+                                     static_cast<std::uint32_t>(identity_paths_.size()));
+        identity_paths_.append(path).push_back('\0');
         return;
     }
     Policy::OwnerRef o = index.value(ref);
@@ -733,12 +792,14 @@ void PolicyCompiler::add_identity_owner(FlatStringMap<Policy::OwnerRef>& index,
     warn(path, "identity_shared",
          fmt::format("{} also identifies tenant \"{}\" (first at {}); such connections "
                      "are resolved by domain and refused when still ambiguous",
-                     what, p_.tenants_[first_owner(o)].id, first_identity_path_[what]));
+                     what, p_.tenants_[first_owner(o)].id,
+                     identity_paths_.c_str() + first_identity_path_.at(which << 32 | ref)));
     add_owner(o, t);
     index.set_value(ref, o);
 }
 
-void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std::string& path) {
+void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std::string& path,
+                                      std::uint32_t index) {
     if (!object_with(
             j, path,
             {"provider", "tenant_id", "require", "dkim_domains", "networks", "client_cert_sha256",
@@ -768,7 +829,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
     if (j.contains("networks")) {
         stray("tenant_id", "provider");
         stray("password_hash", "sasl_user");
-        auto cidrs = compile_networks(t, j.at("networks"), pointer(path, "networks"));
+        auto cidrs = compile_networks(t, j.at("networks"), pointer(path, "networks"), index);
         if (limits && !cidrs.empty()) {
             // Named by the entry's first network: stable when entries are
             // reordered or networks appended (an index would shift).
@@ -924,7 +985,8 @@ void PolicyCompiler::lint_unused_credentials() {
 }
 
 std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& j,
-                                                   const std::string& path) {
+                                                   const std::string& path,
+                                                   std::uint32_t identity) {
     std::vector<Cidr> accepted;
     if (!j.is_array() || j.empty()) {
         error(path, "schema", "\"networks\" must be a non-empty array of CIDR strings");
@@ -973,8 +1035,7 @@ std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& 
         // The slot is the owners (see Policy::OwnerRef).
         Policy::OwnerRef owners = p_.network_index_.insert(cidr, t);
         if (owners != t && add_owner(owners, t)) p_.network_index_.assign(cidr, owners);
-        networks_.push_back({cidr, t, static_cast<std::uint32_t>(network_paths_.size())});
-        network_paths_.append(ipath).push_back('\0');
+        networks_.push_back({cidr, t, identity, static_cast<std::uint32_t>(i)});
         accepted.push_back(cidr);
     }
     return accepted;
@@ -1327,8 +1388,9 @@ void PolicyCompiler::lint_cross_tenant() {
                 if (g.tenant == t || (g.shared && entry.shared)) return;
                 if (std::find(reported.begin(), reported.end(), g.tenant) != reported.end()) return;
                 reported.push_back(g.tenant);
-                // Exact duplicates are reported once, at the later tenant.
-                if (other == own && g.tenant > t) return;
+                // Exact duplicates are reported once, at the later tenant
+                // (an incremental load lints only the changed tenants).
+                if (other == own && g.tenant > t && changed_.empty()) return;
                 error(domain_path(entry), "domain_granted_twice",
                       fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\"); mark "
                                   "both grants {{\"domain\": ..., \"shared_domain\": true}} "
@@ -1336,6 +1398,7 @@ void PolicyCompiler::lint_cross_tenant() {
                                   written_of(entry), p_.tenants_[g.tenant].id, other.pattern()));
             });
     }
+    if (!changed_.empty()) lint_names_below_changed_wildcards();
 
     // Nested or equal networks of different tenants: longest prefix wins,
     // equal prefixes tie. Sorted sweep with a stack of enclosing networks.
@@ -1352,7 +1415,7 @@ void PolicyCompiler::lint_cross_tenant() {
         for (auto it = stack.rbegin(); it != stack.rend(); ++it) {
             if ((*it)->tenant == n.tenant) continue;
             bool equal = (*it)->cidr == n.cidr;
-            warn(std::string(network_path(n)), "network_overlap",
+            warn(network_path(n), "network_overlap",
                  fmt::format("{} {} network {} of tenant \"{}\" ({}): {}", n.cidr.to_string(),
                              equal ? "equals" : "lies inside", (*it)->cidr.to_string(),
                              p_.tenants_[(*it)->tenant].id, network_path(**it),
@@ -1367,6 +1430,36 @@ void PolicyCompiler::lint_cross_tenant() {
         if (!provider_used_[i])
             warn(pointer("/providers", p_.providers_[i].name), "unused_provider",
                  fmt::format("provider \"{}\" is not used by any tenant", p_.providers_[i].name));
+}
+
+void PolicyCompiler::lint_names_below_changed_wildcards() {
+    // The changed wildcards' bases -> their first entry here.
+    FlatStringMap<std::uint32_t> bases;
+    for (std::uint32_t k = 0; k < domain_entries_.size(); ++k)
+        if (domain_entries_[k].wildcard)
+            bases.try_emplace(p_.domains_.pattern_of(domain_entries_[k].entry()).base, k);
+    if (bases.empty()) return;
+    // Every grant of the index, its name's parents looked up among them:
+    // one pass over the index, only in an incremental load that changed a
+    // wildcard. Which of the two grants the error names does not matter:
+    // any error repeats the load in full, which reports it as `check` does.
+    p_.domains_.for_each([&](const DomainIndex::Match& m, const DomainIndex::Grant& g) {
+        for (std::size_t dot = m.base.find('.'); dot != std::string_view::npos;
+             dot = m.base.find('.', dot + 1)) {
+            const auto r = bases.find(m.base.substr(dot + 1));
+            if (r == FlatStringMap<std::uint32_t>::npos) continue;
+            const DomainEntry& wild = domain_entries_[bases.value(r)];
+            p_.domains_.for_each_covering(
+                wild.entry(), [&](const DomainIndex::Match& w, const DomainIndex::Grant& wg) {
+                    if (!w.wildcard || w.base != m.base.substr(dot + 1)) return;
+                    if (wg.tenant == g.tenant || (wg.shared && g.shared)) return;
+                    error(pointer(pointer("/tenants", p_.tenants_[g.tenant].id), "domains"),
+                          "domain_granted_twice",
+                          fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\")",
+                                      m.pattern(), p_.tenants_[wg.tenant].id, w.pattern()));
+                });
+        }
+    });
 }
 
 namespace {
@@ -1435,6 +1528,8 @@ class PolicyText {
     // (read_failed() tells), or the files do not merge cleanly (the caller
     // then parses them whole, which reports the problem precisely).
     bool scan() {
+        members_.clear();
+        tenants_.clear();
         for (std::size_t i = 0; i < sources_.size(); ++i) {
             json_reader::MemberScanner scan("tenants");
             if (!feed(sources_[i], scan)) return false;
@@ -1623,7 +1718,8 @@ LoadResult Policy::build(const json& doc, const DiagnosticLocator& locator,
 }
 
 std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credentials* credentials,
-                                                 const std::filesystem::path& dir) {
+                                                 const std::filesystem::path& dir,
+                                                 const Policy* previous) {
     if (!text.scan()) return std::nullopt;
     std::string buffer;
     json top = json::object();
@@ -1639,6 +1735,35 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     }
     top["tenants"] = json::object();
     const auto& tenants = text.tenants();
+    auto digest = [](std::string_view bytes) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        TenantDigest d{};
+        if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1)
+            std::memcpy(d.data(), md, d.size());
+        return d;
+    };
+
+    // An incremental load needs the same tenants (so the same numbers)
+    // and knows which changed before the first is compiled.
+    std::vector<TenantDigest> digests;
+    std::vector<bool> changed;
+    if (previous && previous->tenant_digests_.size() == tenants.size() && !tenants.empty() &&
+        std::equal(tenants.begin(), tenants.end(), previous->tenants_.begin(),
+                   [](const auto& m, const Tenant& t) { return m.key == t.id; })) {
+        digests.reserve(tenants.size());
+        changed.resize(tenants.size());
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < tenants.size(); ++i) {
+            auto tenant_text = text.read(tenants[i], buffer);
+            if (!tenant_text) return std::nullopt;
+            digests.push_back(digest(*tenant_text));
+            changed[i] = digests[i] != previous->tenant_digests_[i];
+            n += changed[i];
+        }
+        // Rebuilding most shards anyway: a full load is as cheap.
+        if (n > tenants.size() / 4) changed.clear();
+    }
 
     auto policy = std::shared_ptr<Policy>(new Policy());
     PolicyCompiler compiler(*policy, credentials);
@@ -1651,10 +1776,14 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     sha.update(std::string_view(head).substr(0, at + kEmpty.size() - 1));
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
+        if (!changed.empty()) compiler.reuse_domains(previous->domains_, changed);
+        if (changed.empty()) digests.clear();
+        policy->tenant_digests_.reserve(tenants.size());
         for (std::size_t i = 0; i < tenants.size(); ++i) {
             const auto& m = tenants[i];
             auto tenant_text = text.read(m, buffer);
             if (!tenant_text) return std::nullopt;
+            policy->tenant_digests_.push_back(digests.empty() ? digest(*tenant_text) : digests[i]);
             auto tenant = json_reader::parse(*tenant_text);
             if (!tenant) return std::nullopt;
             if (i == 0) compiler.begin_tenants(tenants.size(), &*tenant);
@@ -1671,6 +1800,9 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
         compiler.errors.push_back({"", "schema", e.what()});
     }
     if (!compiler.errors.empty()) {
+        // The diagnostics of an incremental load name only what it linted:
+        // the full load names them as `check` does.
+        if (!changed.empty()) return load_streaming(text, credentials, dir, nullptr);
         text.locate(compiler.errors, dir);
         return LoadResult(unexpected(std::move(compiler.errors)));
     }
@@ -1681,9 +1813,11 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     return LoadResult(std::shared_ptr<const Policy>(std::move(policy)));
 }
 
-LoadResult Policy::load_text(std::string_view text, const Credentials* credentials) {
+LoadResult Policy::load_text(std::string_view text, const Credentials* credentials,
+                             const Policy* previous) {
     PolicyText memory(text);
-    if (auto streamed = load_streaming(memory, credentials)) return std::move(*streamed);
+    if (auto streamed = load_streaming(memory, credentials, {}, previous))
+        return std::move(*streamed);
     return load_whole(text, credentials);
 }
 
@@ -1700,14 +1834,14 @@ LoadResult Policy::load_whole(std::string_view text, const Credentials* credenti
 }
 
 LoadResult Policy::load_descriptor(int fd, const std::filesystem::path& name,
-                                   const Credentials* credentials) {
+                                   const Credentials* credentials, const Policy* previous) {
     auto cannot_read = [&name] {
         return unexpected(
             std::vector<Diagnostic>{{"", "io", fmt::format("cannot read {}", name.string())}});
     };
     PolicyText text(false);
     if (!text.adopt(::fcntl(fd, F_DUPFD_CLOEXEC, 0), name)) return cannot_read();
-    auto streamed = load_streaming(text, credentials);
+    auto streamed = load_streaming(text, credentials, {}, previous);
     if (text.read_failed()) return cannot_read();
     if (streamed) return std::move(*streamed);
     // Not plain enough to stream: parsed as one tree, which reports the
@@ -1718,8 +1852,9 @@ LoadResult Policy::load_descriptor(int fd, const std::filesystem::path& name,
     return load_whole(*whole, credentials);
 }
 
-LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials) {
-    auto streamed = load_files({file}, false, credentials);
+LoadResult Policy::load_file(const std::filesystem::path& file, const Credentials* credentials,
+                             const Policy* previous) {
+    auto streamed = load_files({file}, false, credentials, previous);
     if (streamed) return std::move(*streamed);
     // Not plain enough to stream: the whole text, parsed as one tree,
     // reports the problem precisely.
@@ -1731,7 +1866,8 @@ LoadResult Policy::load_file(const std::filesystem::path& file, const Credential
 }
 
 std::optional<LoadResult> Policy::load_files(const std::vector<std::filesystem::path>& files,
-                                             bool dir, const Credentials* credentials) {
+                                             bool dir, const Credentials* credentials,
+                                             const Policy* previous) {
     const auto where =
         dir && !files.empty() ? files.front().parent_path() : std::filesystem::path();
     auto io_error = [&](std::string message, const std::filesystem::path& file) {
@@ -1746,7 +1882,7 @@ std::optional<LoadResult> Policy::load_files(const std::vector<std::filesystem::
         for (const auto& file : files)
             if (!text.open(file))
                 return io_error(fmt::format("cannot read {}", file.string()), file);
-        auto streamed = load_streaming(text, credentials, where);
+        auto streamed = load_streaming(text, credentials, where, previous);
         if (text.changed()) continue;
         if (text.read_failed())
             return io_error(

@@ -139,7 +139,8 @@ std::string PolicySource::describe() const {
     return dir.empty() ? file.string() : dir.string() + "/*.json";
 }
 
-LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credentials) {
+LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credentials,
+                    const Policy* previous) {
     std::error_code ec;
     std::vector<std::filesystem::path> files;
     for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -159,7 +160,8 @@ LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credent
     // Read in ranges, tenant by tenant; only files that do not merge
     // cleanly (or are not plain JSON objects) are parsed whole below, to
     // report precisely what is wrong.
-    if (auto streamed = Policy::load_files(files, true, credentials)) return std::move(*streamed);
+    if (auto streamed = Policy::load_files(files, true, credentials, previous))
+        return std::move(*streamed);
 
     json merged = json::object();
     merged["tenants"] = json::object();
@@ -211,22 +213,24 @@ LoadResult with_credentials(const PolicySource& source, Load load) {
 }
 }  // namespace
 
-LoadResult load_policy(const PolicySource& source) {
+LoadResult load_policy(const PolicySource& source, const Policy* previous) {
     return with_credentials(source, [&](const Credentials* creds) {
-        return source.dir.empty() ? Policy::load_file(source.file, creds)
-                                  : load_dir(source.dir, creds);
+        return source.dir.empty() ? Policy::load_file(source.file, creds, previous)
+                                  : load_dir(source.dir, creds, previous);
     });
 }
 
 LoadResult load_policy_descriptor(const PolicySource& source, int fd,
-                                  const std::filesystem::path& name) {
-    return with_credentials(
-        source, [&](const Credentials* creds) { return Policy::load_descriptor(fd, name, creds); });
+                                  const std::filesystem::path& name, const Policy* previous) {
+    return with_credentials(source, [&](const Credentials* creds) {
+        return Policy::load_descriptor(fd, name, creds, previous);
+    });
 }
 
-LoadResult load_policy_text(const PolicySource& source, std::string_view text) {
+LoadResult load_policy_text(const PolicySource& source, std::string_view text,
+                            const Policy* previous) {
     return with_credentials(
-        source, [&](const Credentials* creds) { return Policy::load_text(text, creds); });
+        source, [&](const Credentials* creds) { return Policy::load_text(text, creds, previous); });
 }
 
 }  // namespace relaygate::policy

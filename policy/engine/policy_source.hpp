@@ -36,16 +36,21 @@ struct PolicySource {
 // may be in one file only (duplicate_key), "version" must agree, "$schema"
 // and "description" are per file. Every diagnostic names its file and
 // locates the path in it.
-LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credentials = nullptr);
+LoadResult load_dir(const std::filesystem::path& dir, const Credentials* credentials = nullptr,
+                    const Policy* previous = nullptr);
 
 // Reads the credentials (if any), then the policy file or directory.
-LoadResult load_policy(const PolicySource& source);
+// `previous`: the policy the result replaces (an incremental load when the
+// tenants are the same: see Policy::load_text).
+LoadResult load_policy(const PolicySource& source, const Policy* previous = nullptr);
 // Reads the credentials (if any) and loads `text` as the policy (a fetched
 // one).
-LoadResult load_policy_text(const PolicySource& source, std::string_view text);
+LoadResult load_policy_text(const PolicySource& source, std::string_view text,
+                            const Policy* previous = nullptr);
 // Reads the credentials (if any) and loads the open file `fd` as the policy
 // (a fetched one, written by the gateway); `name` names it in errors.
 LoadResult load_policy_descriptor(const PolicySource& source, int fd,
-                                  const std::filesystem::path& name);
+                                  const std::filesystem::path& name,
+                                  const Policy* previous = nullptr);
 
 }  // namespace relaygate::policy

@@ -1,0 +1,268 @@
+// Incremental reloads (Policy::load_* with a previous policy): a reload that
+// changes some tenants shares the other shards of the domain index with the
+// previous policy, and must give exactly the policy a full load gives, or
+// refuse exactly what a full load refuses.
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "policy_test_util.hpp"
+
+using namespace relaygate::policy;
+using namespace relaygate::policy::test;
+
+namespace {
+
+constexpr int kTenants = 3000;  // 30,000 names: 16 shards (sized by the first tenant's 11)
+
+// Tenant tI: d0..d8.tI.example, *.w.tI.example, 10.(I/256).(I%256).0/24.
+// Tenants 0-2 share shared.example. `extra` adds domain entries (JSON
+// strings or objects, already quoted) to a tenant; `mode` sets one's mode.
+std::string policy_text(const std::map<int, std::vector<std::string>>& extra = {},
+                        const std::map<int, std::vector<int>>& drop = {}, int report_tenant = -1,
+                        bool pretty = false) {
+    std::string out = R"({"version": 1, "tenants": {)";
+    const char* nl = pretty ? "\n    " : "";
+    for (int i = 0; i < kTenants; ++i) {
+        if (i) out += ",";
+        out += fmt::format(R"({}"t{}": {{"domains": [)", nl, i);
+        bool first = true;
+        auto add = [&](const std::string& d) {
+            out += first ? "" : ", ";
+            out += d;
+            first = false;
+        };
+        for (int k = 0; k < 9; ++k) {
+            auto dropped = drop.find(i);
+            if (dropped != drop.end() && std::find(dropped->second.begin(), dropped->second.end(),
+                                                   k) != dropped->second.end())
+                continue;
+            add(fmt::format(R"("d{}.t{}.example")", k, i));
+        }
+        add(fmt::format(R"("*.w.t{}.example")", i));
+        if (i < 3) add(R"({"domain": "shared.example", "shared_domain": true})");
+        if (auto e = extra.find(i); e != extra.end())
+            for (const auto& d : e->second)
+                add(d);
+        out += fmt::format(R"(], "identities": [{{"networks": ["10.{}.{}.0/24"]}}])", i / 256,
+                           i % 256);
+        if (i == report_tenant) out += R"(, "mode": "report")";
+        out += "}";
+    }
+    return out + "}}";
+}
+
+std::shared_ptr<const Policy> load(const std::string& text, const Policy* previous = nullptr) {
+    auto r = Policy::load_text(text, nullptr, previous);
+    if (!r) {
+        for (const auto& e : r.error())
+            MESSAGE(format_diagnostic(e));
+        FAIL("policy did not load");
+    }
+    return *r;
+}
+
+// Every grant as "pattern tenant shared verify", sorted by pattern only:
+// the owners of one pattern keep the index's order.
+std::vector<std::string> grants(const Policy& p) {
+    std::vector<std::pair<std::string, std::string>> all;
+    p.domain_index().for_each([&](const DomainIndex::Match& m, const DomainIndex::Grant& g) {
+        all.emplace_back(m.pattern(), fmt::format("{} {} {}", g.tenant, g.shared, g.verify_dns));
+    });
+    std::stable_sort(all.begin(), all.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::string> out;
+    out.reserve(all.size());
+    for (auto& [pattern, grant] : all)
+        out.push_back(pattern + " " + grant);
+    return out;
+}
+
+// The shards holding a grant of one of these tenants (tI), before or after.
+std::set<std::size_t> shards_of(const Policy& before, const Policy& after,
+                                const std::vector<int>& changed) {
+    // Tenant numbers follow the ids' order ("t0", "t1", "t10", ...).
+    const auto ids = before.tenant_ids();
+    std::vector<std::uint32_t> tenants;
+    for (int i : changed)
+        tenants.push_back(static_cast<std::uint32_t>(
+            std::find(ids.begin(), ids.end(), fmt::format("t{}", i)) - ids.begin()));
+    std::set<std::size_t> out;
+    for (const Policy* p : {&before, &after})
+        p->domain_index().for_each([&](const DomainIndex::Match& m, const DomainIndex::Grant& g) {
+            if (std::find(tenants.begin(), tenants.end(), g.tenant) != tenants.end())
+                out.insert(p->domain_index().shard_of(m.pattern()));
+        });
+    return out;
+}
+
+std::string verdict(const Policy& p, const std::string& ip, const std::string& domain) {
+    const auto d = p.at_mail_from(from_ip(ip), env(domain), Trace::off);
+    return fmt::format("{} {} {} {}", to_string(d.verdict), relaygate::label(d.reason), d.tenant,
+                       d.grant);
+}
+
+// `inc` (loaded with a previous policy) is the policy a full load of the
+// same text gives.
+void same_policy(const Policy& inc, const std::string& text) {
+    const auto full = load(text);
+    CHECK(inc.hash() == full->hash());
+    CHECK(inc.tenant_count() == full->tenant_count());
+    CHECK(inc.domain_count() == full->domain_count());
+    CHECK(inc.domain_index().exact_count() == full->domain_index().exact_count());
+    CHECK(inc.domain_index().wildcard_count() == full->domain_index().wildcard_count());
+    same_diagnostics(inc.warnings(), full->warnings());
+    CHECK(grants(inc) == grants(*full));
+    for (int i : {0, 1, 2, 3, 5, 7, 8, 2999})
+        for (const auto& domain :
+             {fmt::format("d0.t{}.example", i), fmt::format("d1.t{}.example", i),
+              fmt::format("new.t{}.example", i), fmt::format("a.w.t{}.example", i),
+              fmt::format("x.y.t{}.example", i), std::string("shared.example"),
+              std::string("d0.t9.example")}) {
+            const auto ip = fmt::format("10.{}.{}.7", i / 256, i % 256);
+            CAPTURE(ip);
+            CAPTURE(domain);
+            CHECK(verdict(inc, ip, domain) == verdict(*full, ip, domain));
+        }
+}
+
+}  // namespace
+
+TEST_CASE("an incremental reload gives the full load's policy and shares the other shards") {
+    const auto base = load(policy_text());
+    const auto& shards = base->domain_index().shard_count();
+    REQUIRE(shards == 16);
+
+    struct Edit {
+        const char* name;
+        std::string text;
+        std::vector<int> changed;  // the tenants whose text changed
+    };
+    const std::vector<Edit> edits = {
+        {"a name renamed", policy_text({{3, {R"("new.t3.example")"}}}, {{3, {0}}}), {3}},
+        {"a wildcard added", policy_text({{5, {R"("*.y.t5.example")"}}}), {5}},
+        {"a name moves to another tenant",
+         policy_text({{8, {R"("d0.t7.example")"}}}, {{7, {0}}}),
+         {7, 8}},
+        {"a name joins a shared domain",
+         policy_text({{7,
+                       {R"({"domain": "shared.example", )"
+                        R"("shared_domain": true})"}}}),
+         {7}},
+        // Owners of a shared name stay in tenant order when an earlier
+        // one is added again last.
+        {"a co-owner of a shared domain changes", policy_text({{1, {R"("new.t1.example")"}}}), {1}},
+        {"a tenant's mode only", policy_text({}, {}, 2), {2}},
+        {"names removed from two tenants", policy_text({}, {{0, {1, 2}}, {2999, {8}}}), {0, 2999}},
+    };
+    for (const auto& e : edits) {
+        SUBCASE(e.name) {
+            const auto inc = load(e.text, base.get());
+            same_policy(*inc, e.text);
+            // A tenant whose text changed rebuilds the shards its old and
+            // new names are in; every other shard is the previous one.
+            const auto shared = inc->domain_index().shards_shared_with(base->domain_index());
+            CHECK(shards - shared == shards_of(*base, *inc, e.changed).size());
+            const auto full = load(e.text);
+            CHECK(full->domain_index().shards_shared_with(base->domain_index()) == 0);
+
+            // And again from the incremental result: the digests carry over.
+            const auto back = load(policy_text(), inc.get());
+            same_policy(*back, policy_text());
+            CHECK(back->domain_index().shards_shared_with(inc->domain_index()) > 0);
+        }
+    }
+}
+
+TEST_CASE("an unchanged or reformatted reload") {
+    const auto base = load(policy_text());
+    const auto shards = base->domain_index().shard_count();
+    const auto same = load(policy_text(), base.get());
+    CHECK(same->domain_index().shards_shared_with(base->domain_index()) == shards);
+    same_policy(*same, policy_text());
+    // Whitespace between tenants is outside their text: nothing changed.
+    const auto pretty = policy_text({}, {}, -1, true);
+    const auto reformatted = load(pretty, base.get());
+    CHECK(reformatted->domain_index().shards_shared_with(base->domain_index()) == shards);
+    same_policy(*reformatted, pretty);
+}
+
+TEST_CASE("a reload with other tenants, or most tenants changed, is a full load") {
+    const auto base = load(policy_text());
+    // A tenant fewer: tenant numbers move, nothing can be shared.
+    std::string fewer = policy_text();
+    const auto cut = fewer.find(R"(,"t2999")");
+    REQUIRE(cut != std::string::npos);
+    fewer = fewer.substr(0, cut) + "}}";
+    const auto smaller = load(fewer, base.get());
+    CHECK(smaller->tenant_count() == kTenants - 1);
+    CHECK(smaller->domain_index().shards_shared_with(base->domain_index()) == 0);
+    same_policy(*smaller, fewer);
+
+    std::map<int, std::vector<std::string>> many;
+    for (int i = 0; i < kTenants; i += 2)
+        many[i] = {fmt::format(R"("more.t{}.example")", i)};
+    const auto most = load(policy_text(many), base.get());
+    CHECK(most->domain_index().shards_shared_with(base->domain_index()) == 0);
+    same_policy(*most, policy_text(many));
+}
+
+TEST_CASE("an incremental reload refuses what a full load refuses, with check's diagnostics") {
+    const auto base = load(policy_text());
+    struct Bad {
+        const char* name;
+        std::string text;
+    };
+    const std::vector<Bad> bad = {
+        // An earlier tenant takes a later, unchanged tenant's name: the
+        // full load reports it at the later tenant, which is not linted
+        // again in an incremental load.
+        {"a name of a later tenant", policy_text({{4, {R"("d0.t9.example")"}}})},
+        {"a name of an earlier tenant", policy_text({{9, {R"("d0.t4.example")"}}})},
+        // A wildcard over an unchanged tenant's names: only the pass over
+        // the whole index finds it.
+        {"a wildcard over another tenant's names", policy_text({{4, {R"("*.t9.example")"}}})},
+        {"a name under another tenant's wildcard", policy_text({{4, {R"("a.w.t9.example")"}}})},
+        {"a shared domain one side does not mark shared",
+         policy_text({{7, {R"("shared.example")"}}})},
+        {"a name twice in the changed tenant", policy_text({{6, {R"("d0.t6.example")"}}})},
+    };
+    for (const auto& b : bad) {
+        SUBCASE(b.name) {
+            auto inc = Policy::load_text(b.text, nullptr, base.get());
+            REQUIRE_FALSE(inc);
+            auto full = Policy::load_text(b.text);
+            REQUIRE_FALSE(full);
+            same_diagnostics(inc.error(), full.error());
+            CHECK(has_rule(inc.error(), b.name == std::string("a name twice in the changed tenant")
+                                            ? "duplicate_domain"
+                                            : "domain_granted_twice"));
+        }
+    }
+}
+
+TEST_CASE("from a file and a descriptor, as the gateway reloads") {
+    const auto base = load(policy_text());
+    const auto text = policy_text({{11, {R"("new.t11.example")"}}});
+    TempPolicyFile file(text);
+    auto r = Policy::load_file(file.path, nullptr, base.get());
+    REQUIRE(r);
+    same_policy(**r, text);
+    const auto rebuilt = shards_of(*base, **r, {11}).size();
+    CHECK(rebuilt > 0);
+    CHECK((*r)->domain_index().shards_shared_with(base->domain_index()) ==
+          base->domain_index().shard_count() - rebuilt);
+    const int fd = ::open(file.path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    auto d = Policy::load_descriptor(fd, file.path, nullptr, base.get());
+    ::close(fd);
+    REQUIRE(d);
+    CHECK((*d)->hash() == (*r)->hash());
+    CHECK((*d)->domain_index().shards_shared_with(base->domain_index()) ==
+          base->domain_index().shard_count() - rebuilt);
+}
