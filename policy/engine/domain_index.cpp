@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <malloc.h>
+
 namespace relaygate::policy {
 
 bool is_plain_ldh_domain(std::string_view domain) noexcept {
@@ -86,6 +88,13 @@ namespace {
 constexpr std::size_t kNamesPerShard = 4096;
 constexpr std::size_t kMaxShards = 256;  // DomainIndex::shard_number uses 8 bits
 
+std::size_t shard_count_for(std::size_t names) {
+    std::size_t n = 1;
+    while (n < kMaxShards && n * kNamesPerShard < names)
+        n *= 2;
+    return n;
+}
+
 // Room for the share of `total` one of `shards` gets (hashing spreads
 // them binomially: the mean plus four standard deviations).
 std::size_t per_shard(std::size_t total, std::size_t shards) {
@@ -96,30 +105,52 @@ std::size_t per_shard(std::size_t total, std::size_t shards) {
 }  // namespace
 
 void DomainIndex::reserve(std::size_t exact, std::size_t wildcard, std::size_t key_bytes) {
+    // An empty index picks its number of shards; a filled one keeps it.
     if (exact_count() + wildcard_count() == 0) {
-        std::size_t n = 1;
-        while (n < kMaxShards && n * kNamesPerShard < exact + wildcard)
-            n *= 2;
+        const std::size_t n = shard_count_for(exact + wildcard);
         shards_.clear();
         for (std::size_t i = 0; i < n; ++i)
             shards_.push_back(std::make_shared<Shard>());
         owned_.assign(n, true);
     }
     const std::size_t n = shards_.size();
+    // A shard with more names than the mean has more key bytes too.
+    const std::size_t shard_exact = per_shard(exact, n);
+    const std::size_t shard_keys =
+        exact == 0
+            ? 0
+            : static_cast<std::size_t>(static_cast<double>(key_bytes) / static_cast<double>(exact) *
+                                       static_cast<double>(shard_exact));
     for (std::size_t i = 0; i < n; ++i) {
         Shard& s = mutable_shard(i);
-        s.exact.reserve(per_shard(exact, n), per_shard(key_bytes, n));
+        s.exact.reserve(shard_exact, shard_keys);
         s.wildcard.reserve(per_shard(wildcard, n));
     }
 }
 
-void DomainIndex::shrink_to_fit() {
+void DomainIndex::compact() {
+    std::size_t bytes = 0;
     for (std::size_t i = 0; i < shards_.size(); ++i)
-        if (owned_[i]) {
-            shards_[i]->exact.shrink_to_fit();
-            shards_[i]->wildcard.shrink_to_fit();
-            shards_[i]->more.shrink_to_fit();
+        if (owned_[i])
+            bytes += shards_[i]->exact.table_bytes() + shards_[i]->wildcard.table_bytes();
+    // Not for a few shards (an incremental load's): a mapping rounds up to
+    // whole huge pages.
+    auto region = bytes >= 4 * kHugePage ? TableRegion::create(bytes) : nullptr;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        if (!owned_[i]) continue;
+        Shard& s = *shards_[i];
+        if (region) {
+            s.exact.move_to(region);
+            s.wildcard.move_to(region);
+            // The heap copies are free now: their pages go back as the
+            // region fills, so that the load does not need both at once.
+            if (i % 32 == 31) ::malloc_trim(0);
+        } else {
+            s.exact.shrink_to_fit();
+            s.wildcard.shrink_to_fit();
         }
+        s.more.shrink_to_fit();
+    }
 }
 
 DomainIndex::Shard& DomainIndex::mutable_shard(std::size_t i) {

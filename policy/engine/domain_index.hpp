@@ -77,9 +77,12 @@ class DomainIndex {
     // Sizes an empty index for about this many names (and picks its
     // number of shards).
     void reserve(std::size_t exact, std::size_t wildcard, std::size_t key_bytes = 0);
-    // After the last insertion: the shards this index made give back what
-    // reserve() and growth left unused.
-    void shrink_to_fit();
+    // After the last insertion: the shards this index made move into one
+    // mapping of huge pages, exactly as large as they are (so that the
+    // random probes of lookups rarely miss the TLB, see TableRegion), or
+    // when they are too few for a huge page, give back what reserve() and
+    // growth left unused.
+    void compact();
     // Starts loading the slot insert(pattern, ...) will probe (bulk loading).
     void prefetch_insert(std::string_view pattern) const noexcept {
         bool wildcard = pattern.starts_with("*.");

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string_view>
 #include <type_traits>
@@ -72,6 +73,19 @@ class FlatStringMap {
     // Handle of an entry; npos (0) means "absent".
     using Ref = std::uint32_t;
     static constexpr Ref npos = 0;
+
+    // Bytes move_to() takes from a region (alignment included).
+    std::size_t table_bytes() const noexcept {
+        return slots_.size() * sizeof(Slot) + arena_.size() + alignof(Slot) + kAlign;
+    }
+    // Moves its slots and records into `region` (or, when it is full, to
+    // the heap), exactly as large as they are now: after a bulk load.
+    void move_to(const std::shared_ptr<TableRegion>& region) {
+        decltype(slots_) slots(slots_.begin(), slots_.end(), TableAllocator<Slot>(region));
+        decltype(arena_) arena(arena_.begin(), arena_.end(), TableAllocator<unsigned char>(region));
+        slots_ = std::move(slots);
+        arena_ = std::move(arena);
+    }
 
     // Room for `entries` keys totalling about `key_bytes` without rehashing.
     void reserve(std::size_t entries, std::size_t key_bytes = 0) {
@@ -192,8 +206,8 @@ class FlatStringMap {
         for_each([&](Ref r) { place(Hash{}(key(r)), r); });
     }
 
-    std::vector<Slot, HugePageAllocator<Slot>> slots_;
-    std::vector<unsigned char, HugePageAllocator<unsigned char>> arena_;
+    std::vector<Slot, TableAllocator<Slot>> slots_;
+    std::vector<unsigned char, TableAllocator<unsigned char>> arena_;
     std::size_t size_ = 0;
 };
 

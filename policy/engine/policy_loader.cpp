@@ -436,7 +436,7 @@ void PolicyCompiler::begin_tenants(std::size_t n, const json* first) {
 }
 
 void PolicyCompiler::finish() {
-    p_.domains_.shrink_to_fit();
+    p_.domains_.compact();
     lint_cross_tenant();
     p_.sasl_decoy_hash_ =
         decoy_password_hash(sasl_iterations_ ? sasl_iterations_ : kDefaultPbkdf2Iterations);

@@ -6,8 +6,10 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -225,6 +227,87 @@ TEST_CASE("DomainIndex: a million-name-style load, then every name found") {
         CHECK_FALSE(idx.grant_for("d4.t" + ts + ".example", t + 1));
         CHECK_FALSE(idx.grant_for("w.t" + ts + ".example", t));
     }
+}
+
+TEST_CASE("DomainIndex: shards, compacted into huge pages, shared by without()") {
+    // 210,000 names: 64 shards, ~11 MB of tables, enough for compact() to
+    // move them into a region of huge pages.
+    DomainIndex idx;
+    constexpr std::uint32_t kTenants = 30000;
+    idx.reserve(kTenants * 6, kTenants, kTenants * 6 * 10);  // key bytes underestimated
+    CHECK(idx.shard_count() == 64);
+    auto name = [](int d, std::uint32_t t) { return fmt::format("name{}.tenant{}.example", d, t); };
+    for (std::uint32_t t = 0; t < kTenants; ++t) {
+        for (int d = 0; d < 6; ++d)
+            REQUIRE(idx.add(name(d, t), {t, false}));
+        REQUIRE(idx.add(fmt::format("*.w.tenant{}.example", t), {t, false}));
+    }
+    idx.compact();  // moves into one mapping; lookups unchanged
+    auto all_found = [&](const DomainIndex& x, std::uint32_t skip) {
+        for (std::uint32_t t = 0; t < kTenants; t += 13) {
+            if (t == skip) continue;
+            CHECK(x.grant_for(name(5, t), t)->pattern() == name(5, t));
+            CHECK(x.grant_for(fmt::format("a.w.tenant{}.example", t), t));
+            CHECK_FALSE(x.grant_for(name(5, t), t + 1));
+        }
+    };
+    all_found(idx, kTenants);
+    CHECK(idx.exact_count() == kTenants * 6);
+
+    // Without tenant 26: the shards holding its 7 names are rebuilt.
+    std::vector<bool> removed(kTenants);
+    removed[26] = true;
+    std::set<std::size_t> touched;
+    for (int d = 0; d < 6; ++d)
+        touched.insert(idx.shard_of(name(d, 26)));
+    touched.insert(idx.shard_of("*.w.tenant26.example"));
+    auto next = DomainIndex::without(idx, removed);
+    CHECK(next.shards_shared_with(idx) == idx.shard_count() - touched.size());
+    CHECK_FALSE(next.grant_for(name(0, 26), 26));
+    CHECK(idx.grant_for(name(0, 26), 26));  // the old index is unchanged
+    CHECK(next.exact_count() == kTenants * 6 - 6);
+    // Adding copies a shared shard first; the old index still answers.
+    REQUIRE(next.add(name(9, 39), {39, false}));
+    next.compact();
+    CHECK(next.grant_for(name(9, 39), 39));
+    CHECK_FALSE(idx.grant_for(name(9, 39), 39));
+    all_found(next, 26);
+    // The old index goes (its rebuilt shards' pages are given back); the
+    // new one still reads the shards it shared.
+    idx = DomainIndex();
+    all_found(next, 26);
+}
+
+TEST_CASE("TableRegion: carved in order, full, pages given back") {
+    auto region = TableRegion::create(3 * kHugePage);
+    REQUIRE(region);
+    auto* a = static_cast<unsigned char*>(region->take(100, 8));
+    REQUIRE(a != nullptr);
+    CHECK(reinterpret_cast<std::uintptr_t>(a) % kHugePage == 0);  // huge-page aligned
+    auto* b = static_cast<unsigned char*>(region->take(kHugePage, 64));
+    REQUIRE(b != nullptr);
+    CHECK(b >= a + 100);
+    CHECK(reinterpret_cast<std::uintptr_t>(b) % 64 == 0);
+    CHECK(region->contains(b + kHugePage - 1));
+    CHECK(region->take(4 * kHugePage, 8) == nullptr);  // full: the caller uses the heap
+    std::memset(a, 5, 100);
+    std::memset(b, 7, kHugePage);
+    region->release(b, kHugePage);  // whole pages inside read back as zero
+    CHECK(b[kHugePage / 2] == 0);
+    CHECK(a[99] == 5);  // its neighbour's page is not given back
+
+    // A table allocated from it; a copy of the table is on the heap.
+    FlatStringMap<std::uint32_t> map;
+    for (std::uint32_t i = 0; i < 1000; ++i)
+        map.try_emplace(fmt::format("key{}", i), i);
+    map.move_to(region);
+    FlatStringMap<std::uint32_t> copy = map;
+    for (std::uint32_t i = 0; i < 1000; i += 7) {
+        CHECK(map.value(map.find(fmt::format("key{}", i))) == i);
+        CHECK(copy.value(copy.find(fmt::format("key{}", i))) == i);
+    }
+    CHECK(map.try_emplace("grows-past-the-region", 5).second);  // still works when full
+    CHECK(map.value(map.find("key999")) == 999);
 }
 
 TEST_CASE("CidrIndex: longest match agrees with a linear scan") {
