@@ -181,13 +181,16 @@ DomainIndex DomainIndex::without(const DomainIndex& old, const std::vector<bool>
         auto s = std::make_shared<Shard>();
         s->exact.reserve(from->exact.size(), from->exact.key_bytes());
         s->wildcard.reserve(from->wildcard.size(), from->wildcard.key_bytes());
-        for (auto [src, dst] :
-             {std::pair{&from->exact, &s->exact}, std::pair{&from->wildcard, &s->wildcard}})
+        for (const auto& maps :
+             {std::pair{&from->exact, &s->exact}, std::pair{&from->wildcard, &s->wildcard}}) {
+            const Map* src = maps.first;
+            Map* dst = maps.second;
             src->for_each([&](Map::Ref r) {
                 from->each(src->value(r), [&](const Grant& g) {
                     if (!gone(g)) s->add(*dst, src->key(r), g);
                 });
             });
+        }
         out.shards_.push_back(std::move(s));
         out.owned_.push_back(true);
     }
