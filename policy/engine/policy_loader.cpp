@@ -80,10 +80,15 @@ const psl_ctx_t* public_suffixes() {
     return ctx;
 }
 
+// SHA-256 of `bytes`; false if OpenSSL fails.
+bool sha256(std::string_view bytes, unsigned char (&md)[EVP_MAX_MD_SIZE], unsigned int& len) {
+    return EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1;
+}
+
 std::string sha256_hex(std::string_view bytes) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+    if (!sha256(bytes, md, len)) return {};
     return ascii::hex(md, len);
 }
 
@@ -1739,8 +1744,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         TenantDigest d{};
-        if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1)
-            std::memcpy(d.data(), md, d.size());
+        if (sha256(bytes, md, len)) std::memcpy(d.data(), md, d.size());
         return d;
     };
 
@@ -1777,13 +1781,15 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
         if (!changed.empty()) compiler.reuse_domains(previous->domains_, changed);
-        if (changed.empty()) digests.clear();
+        // Digested already when a previous policy was compared.
+        const bool digested = !digests.empty();
+        policy->tenant_digests_ = std::move(digests);
         policy->tenant_digests_.reserve(tenants.size());
         for (std::size_t i = 0; i < tenants.size(); ++i) {
             const auto& m = tenants[i];
             auto tenant_text = text.read(m, buffer);
             if (!tenant_text) return std::nullopt;
-            policy->tenant_digests_.push_back(digests.empty() ? digest(*tenant_text) : digests[i]);
+            if (!digested) policy->tenant_digests_.push_back(digest(*tenant_text));
             auto tenant = json_reader::parse(*tenant_text);
             if (!tenant) return std::nullopt;
             if (i == 0) compiler.begin_tenants(tenants.size(), &*tenant);
