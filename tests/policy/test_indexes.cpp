@@ -332,11 +332,17 @@ TEST_CASE("CidrIndex: longest match agrees with a linear scan") {
         add({ip.masked(len), len});
     }
     add(*parse_cidr("0.0.0.0/0").cidr);
+    // High bits set: IPv4 keys are 32-bit words, masked from the top.
+    add(*parse_cidr("255.255.255.255/32").cidr);
+    add(*parse_cidr("203.0.113.0/24").cidr);
+    add(*parse_cidr("128.0.0.0/1").cidr);
     CHECK(idx.size() == all.size());
     for (int i = 0; i < 3000; ++i) {
         IpAddress ip;
         if (i % 2) {
-            ip = IpAddress::v4(0x0a000000U | (rng() & 0x00ffffffU));
+            ip = IpAddress::v4(i % 3 == 0   ? 0xcb007100U | (rng() & 0xffU)
+                               : i % 5 == 0 ? 0xffffffffU
+                                            : 0x0a000000U | (rng() & 0x00ffffffU));
         } else {
             std::array<std::uint8_t, 16> b{0x20, 0x01, 0x0d, 0xb8};
             for (int k = 4; k < 16; ++k)
@@ -353,10 +359,23 @@ TEST_CASE("CidrIndex: longest match agrees with a linear scan") {
             CHECK(m->cidr == best->first);
             CHECK(m->slot == best->second);
         }
+        // for_each_match: every containing network, most specific first.
+        std::size_t containing = 0, seen = 0;
+        for (const auto& e : all)
+            containing += e.first.contains(ip);
+        unsigned last = 129;
+        idx.for_each_match(ip, [&](const CidrIndex::Match& x) {
+            CHECK(x.cidr.contains(ip));
+            CHECK(x.cidr.prefix_len < last);
+            CHECK(all[x.slot].first == x.cidr);
+            last = x.cidr.prefix_len;
+            ++seen;
+        });
+        CHECK(seen == containing);
     }
     // assign() replaces the slot of an existing network only.
     CHECK(idx.assign(*parse_cidr("0.0.0.0/0").cidr, 4242));
-    CHECK(idx.longest_match(*IpAddress::parse("192.0.2.1"))->slot == 4242);
+    CHECK(idx.longest_match(*IpAddress::parse("100.64.0.1"))->slot == 4242);
     CHECK_FALSE(idx.assign(*parse_cidr("192.0.2.0/24").cidr, 1));
     CHECK_FALSE(CidrIndex{}.assign(*parse_cidr("::/0").cidr, 1));
 }
