@@ -25,7 +25,7 @@ std::string_view to_string(Verdict v);
 enum class IdentityKind { none, network, client_cert, sasl, provider };
 std::string_view to_string(IdentityKind k);  // "none","network","client-cert","sasl","provider"
 
-enum class Mode { enforce, report };
+enum class Mode : std::uint8_t { enforce, report };
 std::string_view to_string(Mode m);
 
 // Connection facts, gathered by the I/O layer before MAIL FROM is decided.

@@ -128,11 +128,57 @@ std::string_view to_string(Mode m) {
     return m == Mode::report ? "report" : "enforce";
 }
 
+void Policy::TenantTable::reserve(std::size_t n, bool huge_pages) {
+    const std::size_t chunks = (n + kChunk - 1) / kChunk;
+    chunks_.reserve(chunks);
+    if (huge_pages && chunks * kChunk * sizeof(Tenant) >= kHugePage)
+        region_ = TableRegion::create(chunks * kChunk * sizeof(Tenant));
+}
+
+void Policy::TenantTable::push_back(Tenant t, const TenantTable* previous) {
+    if (size_ % kChunk == 0) {
+        close(previous);
+        if (spare_) {
+            open_ = std::move(spare_);
+            open_->clear();
+        } else {
+            open_ = std::make_shared<Chunk>(TableAllocator<Tenant>(region_));
+            open_->reserve(kChunk);
+        }
+        chunks_.push_back(open_);
+    }
+    open_->push_back(std::move(t));
+    ++size_;
+}
+
+void Policy::TenantTable::close(const TenantTable* previous) {
+    if (!open_) return;
+    const std::size_t k = chunks_.size() - 1;
+    if (previous && k < previous->chunks_.size() && *previous->chunks_[k] == *open_) {
+        chunks_[k] = previous->chunks_[k];
+        spare_ = std::move(open_);
+    }
+    open_.reset();
+}
+
+void Policy::TenantTable::seal(const TenantTable* previous) {
+    close(previous);
+    spare_.reset();
+    region_.reset();  // the chunks in it hold it
+}
+
+std::size_t Policy::TenantTable::chunks_shared_with(const TenantTable& other) const {
+    std::size_t n = 0;
+    for (std::size_t k = 0; k < chunks_.size() && k < other.chunks_.size(); ++k)
+        n += chunks_[k] == other.chunks_[k];
+    return n;
+}
+
 std::vector<std::string> Policy::tenant_ids() const {
     std::vector<std::string> out;
     out.reserve(tenants_.size());
-    for (const auto& t : tenants_)
-        out.push_back(t.id);
+    for (std::size_t t = 0; t < tenants_.size(); ++t)
+        out.push_back(tenants_[t].id);
     std::sort(out.begin(), out.end());  // stable, whatever order the file had
     return out;
 }

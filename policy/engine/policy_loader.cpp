@@ -153,6 +153,8 @@ class PolicyCompiler {
         p_.domains_ = DomainIndex::without(previous, changed);
         changed_ = std::move(changed);
     }
+    // Chunks of tenant records that compile as in `previous` are shared.
+    void reuse_tenants(const Policy::TenantTable& previous) { previous_tenants_ = &previous; }
     void compile_tenant(const std::string& id, const json& j, const std::string& path);
     void finish();
     // After compile() or finish(): warns about credentials no sasl_user names.
@@ -233,7 +235,7 @@ class PolicyCompiler {
     void lint_rates(LimitKind kind, const std::vector<Rate>& rates, const std::string& path);
     void lint_against_tenant(LimitKind kind, const std::vector<Rate>& rates,
                              const std::string& path, std::uint32_t t);
-    void compile_tenant_limits(std::uint32_t t, const json& j, const std::string& path);
+    void compile_tenant_limits(const json& j, const std::string& path);  // of the last tenant
     // The "limits" of an identity or domain object (nullopt when absent or
     // invalid), registered under each key by add_scoped_limits.
     std::optional<LimitSet> scoped_limits_of(std::uint32_t t, const json& obj,
@@ -278,6 +280,7 @@ class PolicyCompiler {
 
     Policy& p_;
     const Credentials* credentials_;
+    const Policy::TenantTable* previous_tenants_ = nullptr;
     std::size_t credentials_used_ = 0;
     std::map<std::string, std::uint32_t> provider_numbers_;
     std::vector<bool> provider_used_;
@@ -413,7 +416,7 @@ bool PolicyCompiler::compile_header(const json& doc) {
 }
 
 void PolicyCompiler::begin_tenants(std::size_t n, const json* first) {
-    p_.tenants_.reserve(n);
+    p_.tenants_.reserve(n, !previous_tenants_);
     p_.network_index_.reserve(n, 0);
     networks_.reserve(n);
     if (!changed_.empty()) return;  // the domain index is the previous one's
@@ -442,6 +445,7 @@ void PolicyCompiler::begin_tenants(std::size_t n, const json* first) {
 }
 
 void PolicyCompiler::finish() {
+    p_.tenants_.seal(previous_tenants_);
     p_.domains_.compact();
     lint_cross_tenant();
     p_.sasl_decoy_hash_ =
@@ -525,21 +529,22 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
                           kNoTenantLabel));
     auto t = static_cast<std::uint32_t>(p_.tenants_.size());
     p_.tenants_.push_back(
-        {id, p_.default_mode_, false, static_cast<std::uint32_t>(p_.tenant_providers_.size()), 0});
+        {id, p_.default_mode_, false, static_cast<std::uint32_t>(p_.tenant_providers_.size()), 0},
+        previous_tenants_);
     if (!object_with(
             j, path,
             {"mode", "domains", "allow_null_sender", "identities", "limits", "description"}))
         return;
     string_at(j, "description", path, false);
-    if (auto m = mode_at(j, path)) p_.tenants_[t].mode = *m;
+    if (auto m = mode_at(j, path)) p_.tenants_.last().mode = *m;
     if (p_.tenants_[t].mode == Mode::report && j.contains("mode"))
         warn(pointer(path, "mode"), "report_mode",
              fmt::format("tenant \"{}\" is in report mode: its violations are logged, not refused",
                          id));
-    p_.tenants_[t].allow_null_sender = bool_at(j, "allow_null_sender", path).value_or(false);
+    p_.tenants_.last().allow_null_sender = bool_at(j, "allow_null_sender", path).value_or(false);
     // Before domains and identities: their limits are linted against these.
     if (auto lj = j.find("limits"); lj != j.end())
-        compile_tenant_limits(t, *lj, pointer(path, "limits"));
+        compile_tenant_limits(*lj, pointer(path, "limits"));
 
     auto domains = j.find("domains");
     if (domains == j.end() || (domains->is_array() && domains->empty())) {
@@ -870,7 +875,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         // Identities are compiled while t is the last tenant, so its
         // providers are the tail of tenant_providers_.
         auto& provs = p_.tenant_providers_;
-        auto& tenant = p_.tenants_[t];
+        auto& tenant = p_.tenants_.last();
         if (std::find(provs.begin() + tenant.providers_begin, provs.end(), it->second) ==
             provs.end()) {
             provs.push_back(it->second);
@@ -1333,8 +1338,7 @@ std::optional<PolicyCompiler::LimitBlock> PolicyCompiler::compile_limits(const j
     return block;
 }
 
-void PolicyCompiler::compile_tenant_limits(std::uint32_t t, const json& j,
-                                           const std::string& path) {
+void PolicyCompiler::compile_tenant_limits(const json& j, const std::string& path) {
     auto block = compile_limits(j, path, LimitLevel::tenant);
     if (!block) return;
     // The defaults, with each kind the tenant names replaced ("[]" removes it).
@@ -1345,7 +1349,7 @@ void PolicyCompiler::compile_tenant_limits(std::uint32_t t, const json& j,
     if (block->mode) own.mode = *block->mode;
     if (block->on_spike) own.on_spike = *block->on_spike;
     p_.uses_limits_ = p_.uses_limits_ || !own.set.empty();
-    p_.tenants_[t].limits = static_cast<std::uint32_t>(p_.tenant_limits_.size());
+    p_.tenants_.last().limits = static_cast<std::uint32_t>(p_.tenant_limits_.size());
     p_.tenant_limits_.push_back(std::move(own));
 }
 
@@ -1783,9 +1787,11 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     // and knows which changed before the first is compiled.
     std::vector<TenantDigest> digests;
     std::vector<bool> changed;
-    if (previous && previous->tenant_digests_.size() == tenants.size() && !tenants.empty() &&
-        std::equal(tenants.begin(), tenants.end(), previous->tenants_.begin(),
-                   [&](const auto& m, const Tenant& t) { return text.key(m) == t.id; })) {
+    if (previous && previous->tenant_digests_.size() == tenants.size() && !tenants.empty() && [&] {
+            for (std::size_t i = 0; i < tenants.size(); ++i)
+                if (text.key(tenants[i]) != previous->tenants_[i].id) return false;
+            return true;
+        }()) {
         digests.reserve(tenants.size());
         changed.resize(tenants.size());
         std::size_t n = 0;
@@ -1812,6 +1818,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
         if (!changed.empty()) compiler.reuse_domains(previous->domains_, changed);
+        if (!changed.empty()) compiler.reuse_tenants(previous->tenants_);
         // Digested already when a previous policy was compared.
         const bool digested = !digests.empty();
         policy->tenant_digests_ = std::move(digests);

@@ -141,7 +141,8 @@ TEST_CASE("an incremental reload gives the full load's policy and shares the oth
     struct Edit {
         const char* name;
         std::string text;
-        std::vector<int> changed;  // the tenants whose text changed
+        std::vector<int> changed;     // the tenants whose text changed
+        bool record_changed = false;  // a tenant's record (mode), not only its names
     };
     const std::vector<Edit> edits = {
         {"a name renamed", policy_text({{3, {R"("new.t3.example")"}}}, {{3, {0}}}), {3}},
@@ -157,7 +158,7 @@ TEST_CASE("an incremental reload gives the full load's policy and shares the oth
         // Owners of a shared name stay in tenant order when an earlier
         // one is added again last.
         {"a co-owner of a shared domain changes", policy_text({{1, {R"("new.t1.example")"}}}), {1}},
-        {"a tenant's mode only", policy_text({}, {}, 2), {2}},
+        {"a tenant's mode only", policy_text({}, {}, 2), {2}, true},
         {"names removed from two tenants", policy_text({}, {{0, {1, 2}}, {2999, {8}}}), {0, 2999}},
     };
     for (const auto& e : edits) {
@@ -168,8 +169,12 @@ TEST_CASE("an incremental reload gives the full load's policy and shares the oth
             // new names are in; every other shard is the previous one.
             const auto shared = inc->domain_index().shards_shared_with(base->domain_index());
             CHECK(shards - shared == shards_of(*base, *inc, e.changed).size());
+            // Tenant records: 3 chunks; the one holding t2 (number 1112,
+            // after t1, t10-t19, t100-t199, t1000-t1999) has a new record.
+            CHECK(inc->tenant_chunks_shared_with(*base) == (e.record_changed ? 2 : 3));
             const auto full = load(e.text);
             CHECK(full->domain_index().shards_shared_with(base->domain_index()) == 0);
+            CHECK(full->tenant_chunks_shared_with(*base) == 0);
 
             // And again from the incremental result: the digests carry over.
             const auto back = load(policy_text(), inc.get());
@@ -184,6 +189,7 @@ TEST_CASE("an unchanged or reformatted reload") {
     const auto shards = base->domain_index().shard_count();
     const auto same = load(policy_text(), base.get());
     CHECK(same->domain_index().shards_shared_with(base->domain_index()) == shards);
+    CHECK(same->tenant_chunks_shared_with(*base) == 3);
     same_policy(*same, policy_text());
     // Whitespace between tenants is outside their text: nothing changed.
     const auto pretty = policy_text({}, {}, -1, true);
@@ -202,6 +208,7 @@ TEST_CASE("a reload with other tenants, or most tenants changed, is a full load"
     const auto smaller = load(fewer, base.get());
     CHECK(smaller->tenant_count() == kTenants - 1);
     CHECK(smaller->domain_index().shards_shared_with(base->domain_index()) == 0);
+    CHECK(smaller->tenant_chunks_shared_with(*base) == 0);
     same_policy(*smaller, fewer);
 
     std::map<int, std::vector<std::string>> many;
@@ -265,4 +272,41 @@ TEST_CASE("from a file and a descriptor, as the gateway reloads") {
     CHECK((*d)->hash() == (*r)->hash());
     CHECK((*d)->domain_index().shards_shared_with(base->domain_index()) ==
           base->domain_index().shard_count() - rebuilt);
+}
+
+TEST_CASE(
+    "50k tenants: records in one mapping, shared on and read after the first policy is gone") {
+    // 2.4 MB of records: a full load carves them from a mapping of huge
+    // pages; the reload shares every chunk but the changed tenant's.
+    constexpr int kMany = 50000;
+    auto text = [](int report_tenant) {
+        std::string out = R"({"version": 1, "tenants": {)";
+        for (int i = 0; i < kMany; ++i)
+            out += fmt::format(
+                R"({}"t{}": {{"domains": ["t{}.example"], "identities": [{{"networks": )"
+                R"(["10.{}.{}.0/24"]}}]{}}})",
+                i ? "," : "", i, i, i / 256, i % 256,
+                i == report_tenant ? R"(, "mode": "report")" : "");
+        return out + "}}";
+    };
+    auto base = load(text(-1));
+    REQUIRE(base->tenant_count() == kMany);
+    const auto changed = text(7);
+    const auto inc = load(changed, base.get());
+    constexpr std::size_t kChunks = (kMany + 1023) / 1024;
+    CHECK(inc->tenant_chunks_shared_with(*base) == kChunks - 1);
+    base.reset();  // the shared chunks keep the mapping they are in
+    for (int i : {0, 7, 1234, 40000, kMany - 1}) {
+        const auto ip = fmt::format("10.{}.{}.9", i / 256, i % 256);
+        CAPTURE(ip);
+        const auto own =
+            inc->at_mail_from(from_ip(ip), env(fmt::format("t{}.example", i)), Trace::off);
+        CHECK(own.verdict == Verdict::accept);
+        CHECK(own.tenant == fmt::format("t{}", i));
+        const auto other = inc->at_mail_from(from_ip(ip), env("t3.example"), Trace::off);
+        // t7 is in report mode: its violation is logged and passed.
+        CHECK(other.verdict == (i == 7 ? Verdict::accept : Verdict::reject));
+        CHECK(other.tenant == fmt::format("t{}", i));
+    }
+    same_policy(*inc, changed);
 }
