@@ -208,7 +208,6 @@ class Policy {
         Tenant& last() { return open_->back(); }
         // After the last push_back: compares the last chunk.
         void seal(const TenantTable* previous);
-        std::size_t chunks() const { return chunks_.size(); }
         std::size_t chunks_shared_with(const TenantTable& other) const;
 
       private:
