@@ -149,12 +149,14 @@ class PolicyCompiler {
     // Before begin_tenants, for an incremental load: the domain index
     // starts as `previous` without the grants of the tenants marked in
     // `changed`, and only those tenants' domains are inserted.
-    void reuse_domains(const DomainIndex& previous, std::vector<bool> changed) {
-        p_.domains_ = DomainIndex::without(previous, changed);
+    // An incremental load: the domain index starts as `previous`'s without
+    // the changed tenants' grants, and chunks of tenant records that
+    // compile as in `previous` are shared.
+    void reuse(const Policy& previous, std::vector<bool> changed) {
+        p_.domains_ = DomainIndex::without(previous.domains_, changed);
         changed_ = std::move(changed);
+        previous_tenants_ = &previous.tenants_;
     }
-    // Chunks of tenant records that compile as in `previous` are shared.
-    void reuse_tenants(const Policy::TenantTable& previous) { previous_tenants_ = &previous; }
     void compile_tenant(const std::string& id, const json& j, const std::string& path);
     void finish();
     // After compile() or finish(): warns about credentials no sasl_user names.
@@ -537,7 +539,7 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
         return;
     string_at(j, "description", path, false);
     if (auto m = mode_at(j, path)) p_.tenants_.last().mode = *m;
-    if (p_.tenants_[t].mode == Mode::report && j.contains("mode"))
+    if (p_.tenants_.last().mode == Mode::report && j.contains("mode"))
         warn(pointer(path, "mode"), "report_mode",
              fmt::format("tenant \"{}\" is in report mode: its violations are logged, not refused",
                          id));
@@ -1817,8 +1819,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     sha.update(std::string_view(head).substr(0, at + kEmpty.size() - 1));
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
-        if (!changed.empty()) compiler.reuse_domains(previous->domains_, changed);
-        if (!changed.empty()) compiler.reuse_tenants(previous->tenants_);
+        if (!changed.empty()) compiler.reuse(*previous, changed);
         // Digested already when a previous policy was compared.
         const bool digested = !digests.empty();
         policy->tenant_digests_ = std::move(digests);
