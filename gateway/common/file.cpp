@@ -1,6 +1,7 @@
 #include "gateway/common/file.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,25 @@
 #include <system_error>
 
 namespace relaygate {
+
+namespace {
+bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const auto n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+int open_staged(const std::filesystem::path& path, std::string& error) {
+    const std::string tmp = staged_path(path);
+    const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) error = "cannot create " + tmp + ": " + std::strerror(errno);
+    return fd;
+}
+}  // namespace
 
 std::optional<std::string> read_file(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
@@ -52,23 +72,12 @@ std::filesystem::path staged_path(const std::filesystem::path& path) {
 }
 
 int write_staged(const std::filesystem::path& path, std::string_view data, std::string& error) {
-    const std::string tmp = staged_path(path);
-    const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        error = "cannot create " + tmp + ": " + std::strerror(errno);
-        return -1;
-    }
-    std::size_t done = 0;
-    while (done < data.size()) {
-        const auto n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
-    if (done != data.size() || ::fsync(fd) != 0) {
-        error = "cannot write " + tmp + ": " + std::strerror(errno);
+    const int fd = open_staged(path, error);
+    if (fd < 0) return -1;
+    if (!write_all(fd, data) || ::fsync(fd) != 0) {
+        error = "cannot write " + staged_path(path).string() + ": " + std::strerror(errno);
         ::close(fd);
-        ::unlink(tmp.c_str());
+        discard_staged(path);
         return -1;
     }
     return fd;
@@ -91,6 +100,82 @@ bool replace_file(const std::filesystem::path& path, std::string_view data, std:
     if (fd < 0) return false;
     ::close(fd);
     return commit_staged(path, error);
+}
+
+StagedWriter::StagedWriter(std::filesystem::path path) : path_(std::move(path)) {}
+
+void StagedWriter::open() {
+    if (opened_) return;
+    opened_ = true;
+    fd_ = open_staged(path_, error_);
+}
+
+StagedWriter::~StagedWriter() {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    if (!committed_) discard_staged(path_);
+}
+
+void StagedWriter::append(std::string_view piece) {
+    open();
+    if (fd_ >= 0 && !write_all(fd_, piece))
+        spill("cannot write " + staged_path(path_).string() + ": " + std::strerror(errno));
+    if (fd_ >= 0)
+        size_ += piece.size();
+    else
+        memory_ += piece;
+}
+
+void StagedWriter::finish() {
+    open();
+    if (fd_ >= 0 && ::fsync(fd_) != 0)
+        spill("cannot write " + staged_path(path_).string() + ": " + std::strerror(errno));
+}
+
+void StagedWriter::spill(std::string why) {
+    error_ = std::move(why);
+    memory_.resize(size_);
+    for (std::size_t done = 0; done < memory_.size();) {
+        const auto n =
+            ::pread(fd_, memory_.data() + done, memory_.size() - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            lost_ = true;
+            break;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    ::close(fd_);
+    fd_ = -1;
+    discard_staged(path_);
+}
+
+bool StagedWriter::commit(std::string& error) {
+    if (fd_ < 0) {
+        error = error_;
+        return false;
+    }
+    committed_ = commit_staged(path_, error);
+    return committed_;
+}
+
+std::optional<FileMapping> FileMapping::of(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return std::nullopt;
+    const auto size = static_cast<std::size_t>(st.st_size);
+    if (size == 0) return FileMapping(nullptr, 0);
+    void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (data == MAP_FAILED) return std::nullopt;
+    return FileMapping(data, size);
+}
+
+FileMapping::FileMapping(FileMapping&& other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+}
+
+FileMapping::~FileMapping() {
+    if (data_) ::munmap(data_, size_);
 }
 
 }  // namespace relaygate

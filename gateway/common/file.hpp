@@ -2,6 +2,7 @@
 // old file or the new one, never half of one). The project's one copy.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -29,5 +30,64 @@ int write_staged(const std::filesystem::path& path, std::string_view data, std::
 bool commit_staged(const std::filesystem::path& path, std::string& error);
 void discard_staged(const std::filesystem::path& path);
 std::filesystem::path staged_path(const std::filesystem::path& path);
+
+// write_staged for data that arrives in pieces (a download), so that it is
+// never held whole: each piece goes to the staged file as it comes (the
+// file is created at the first piece, or by finish()). When
+// that file cannot be created or written (a read-only or full disk), the
+// data goes on in memory instead (what was written is read back): it is
+// not lost, only not staged.
+class StagedWriter {
+  public:
+    explicit StagedWriter(std::filesystem::path path);
+    // Closes the staged file and removes it unless it was committed.
+    ~StagedWriter();
+    StagedWriter(const StagedWriter&) = delete;
+    StagedWriter& operator=(const StagedWriter&) = delete;
+
+    void append(std::string_view piece);
+    // Syncs the staged file (a failure moves the data to memory).
+    void finish();
+    // The data: in the staged file, open for reading and writing, when
+    // file() >= 0; otherwise in memory(). Nothing is lost unless lost().
+    int file() const { return fd_; }
+    std::string& memory() { return memory_; }
+    bool lost() const { return lost_; }
+    // Why the data is not (or no longer) in the staged file.
+    const std::string& error() const { return error_; }
+    // commit_staged; false with `error` when the data is in memory.
+    bool commit(std::string& error);
+
+  private:
+    void open();
+    void spill(std::string why);
+
+    std::filesystem::path path_;
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+    std::string memory_;
+    std::string error_;
+    bool opened_ = false;
+    bool lost_ = false;
+    bool committed_ = false;
+};
+
+// An open file's bytes, mapped read-only: a 30 MB policy's signature is
+// checked without copying it to the heap (the pages belong to the page
+// cache and leave the process at unmapping).
+class FileMapping {
+  public:
+    // nullopt when the file cannot be mapped.
+    static std::optional<FileMapping> of(int fd);
+    FileMapping(FileMapping&& other) noexcept;
+    FileMapping& operator=(FileMapping&&) = delete;
+    ~FileMapping();
+    std::string_view bytes() const { return {static_cast<const char*>(data_), size_}; }
+
+  private:
+    FileMapping(void* data, std::size_t size) : data_(data), size_(size) {}
+    void* data_;
+    std::size_t size_;
+};
 
 }  // namespace relaygate

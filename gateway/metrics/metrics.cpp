@@ -655,7 +655,7 @@ void Metrics::accept_error(std::string_view kind) {
 
 void Metrics::policy_fetch_start() {
     for (auto r : {"updated", "not_modified", "unchanged", "network", "timeout", "tls", "http",
-                   "too_large", "truncated", "bad_signature", "invalid", "token"})
+                   "too_large", "truncated", "bad_signature", "invalid", "token", "cache"})
         impl_->policy_fetches.Add({{"result", r}});
     impl_->policy_last_fetch.Add({});
 }

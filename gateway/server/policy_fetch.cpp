@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/base64.hpp"
@@ -133,28 +134,41 @@ awaitable<FetchResult> https_get(asio::ssl::context& tls, FetchRequest request) 
     if (ec) co_return step("cannot send the request to");
 
     beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
+    http::response_parser<http::buffer_body> parser;
     parser.body_limit(request.max_bytes);
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    co_await http::async_read_header(stream, buffer, parser,
+                                     asio::redirect_error(use_awaitable, ec));
     if (ec) co_return step("cannot read the answer of");
-    // The TLS close_notify is not waited for: the body is complete.
-    beast::get_lowest_layer(stream).close();
-
-    auto& res = parser.get();
     FetchResult out;
-    out.http_status = res.result_int();
-    if (res.result() == http::status::not_modified) {
+    out.http_status = parser.get().result_int();
+    if (parser.get().result() == http::status::not_modified) {
         out.status = FetchResult::Status::not_modified;
         co_return out;
     }
-    if (res.result() != http::status::ok) {
+    if (parser.get().result() != http::status::ok) {
         out.kind = "http";
         out.error = where + " answered HTTP " + std::to_string(out.http_status);
         co_return out;
     }
+    out.etag = std::string(parser.get()[http::field::etag]);
+    // The body in pieces of up to 64 KiB, each handed on before the next
+    // is read.
+    std::vector<char> piece(64 << 10);
+    while (!parser.is_done()) {
+        parser.get().body().data = piece.data();
+        parser.get().body().size = piece.size();
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};  // the piece is full
+        if (ec) co_return step("cannot read the answer of");
+        const std::string_view got(piece.data(), piece.size() - parser.get().body().size);
+        if (request.on_body)
+            request.on_body(got);
+        else
+            out.body += got;
+    }
+    // The TLS close_notify is not waited for: the body is complete.
+    beast::get_lowest_layer(stream).close();
     out.status = FetchResult::Status::ok;
-    out.etag = std::string(res[http::field::etag]);
-    out.body = std::move(res.body());
     co_return out;
 }
 

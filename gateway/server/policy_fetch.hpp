@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,13 +49,18 @@ struct FetchRequest {
     std::string bearer_token;
     std::chrono::seconds timeout{10};  // connect, TLS, request and the whole body
     std::uint64_t max_bytes = 64 << 20;
+    // Where a 200's body goes, piece by piece as it arrives (a 30 MB policy
+    // is never held whole); empty: into FetchResult::body. The pieces of an
+    // answer that then fails (truncated, too large) have been delivered too:
+    // the caller drops them.
+    std::function<void(std::string_view piece)> on_body;
 };
 
 struct FetchResult {
     enum class Status { ok, not_modified, failed };
     Status status = Status::failed;
     unsigned http_status = 0;
-    std::string body;
+    std::string body;  // without FetchRequest::on_body
     std::string etag;
     // failed: kind is the metric label (network | timeout | tls | http |
     // too_large | truncated) and error the log text.

@@ -18,11 +18,28 @@ namespace relaygate::server {
 using namespace net;
 
 namespace {
+// SHA-256 over data that arrives in pieces.
+class Sha256 {
+  public:
+    Sha256() { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+    void update(std::string_view piece) {
+        EVP_DigestUpdate(ctx_.get(), piece.data(), piece.size());
+    }
+    std::string final() {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        EVP_DigestFinal_ex(ctx_.get(), md, &n);
+        return std::string(reinterpret_cast<const char*>(md), n);
+    }
+
+  private:
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_{EVP_MD_CTX_new(),
+                                                                 &EVP_MD_CTX_free};
+};
 std::string sha256(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-    return std::string(reinterpret_cast<const char*>(md), n);
+    Sha256 hash;
+    hash.update(data);
+    return hash.final();
 }
 // Beside the cached policy: the ETag it was served with and its signature.
 std::filesystem::path beside(const std::string& cache, std::string_view suffix) {
@@ -67,8 +84,8 @@ PolicyPoller::PolicyPoller(const config::Config& config, PolicyUrlSetup setup, P
 
 // The cached copy was checked when it was fetched; its signature is
 // checked again, so a copy from before a key rotation is not served. The
-// bytes checked are read whole; the policy is then loaded in ranges from
-// the same descriptor, with the text freed.
+// bytes checked are mapped, not read into the heap; the policy is then
+// loaded in ranges from the same descriptor.
 bool PolicyPoller::load_cache() {
     const int fd = ::open(options_.cache_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
@@ -78,21 +95,23 @@ bool PolicyPoller::load_cache() {
 }
 
 bool PolicyPoller::load_cache(int fd) {
-    auto body = read_descriptor(fd);
-    if (!body) return false;
-    if (setup_.key) {
-        const auto signature = read_file(beside(options_.cache_file, ".sig"));
-        if (!signature || !setup_.key->verify(*body, *signature)) {
-            log_warn(
-                "policy_cache_rejected",
-                {{"file", options_.cache_file},
-                 {"reason", "its signature does not verify with policy_fetch.public_key_file"}});
-            return false;
+    std::string digest;
+    {
+        const auto mapping = FileMapping::of(fd);
+        if (!mapping) return false;
+        if (setup_.key) {
+            const auto signature = read_file(beside(options_.cache_file, ".sig"));
+            if (!signature || !setup_.key->verify(mapping->bytes(), *signature)) {
+                log_warn("policy_cache_rejected",
+                         {{"file", options_.cache_file},
+                          {"reason",
+                           "its signature does not verify with policy_fetch.public_key_file"}});
+                return false;
+            }
         }
+        digest = sha256(mapping->bytes());
     }
     log_info("policy_cache_loading", {{"file", options_.cache_file}, {"url", url_text_}});
-    const auto digest = sha256(*body);
-    body.reset();
     if (!holder_.reload_descriptor(fd, options_.cache_file, options_.cache_file)) return false;
     etag_ = read_file(beside(options_.cache_file, ".etag")).value_or("");
     digest_ = digest;
@@ -153,8 +172,8 @@ awaitable<bool> PolicyPoller::fail(std::string_view kind, const std::string& err
 }
 
 awaitable<bool> PolicyPoller::fetch_once() {
-    FetchRequest request{setup_.url, options_.verify_name, etag_,
-                         {},         options_.timeout,     options_.max_bytes};
+    FetchRequest request{setup_.url,       options_.verify_name, etag_, {},
+                         options_.timeout, options_.max_bytes,   {}};
     if (!options_.bearer_token_file.empty()) {
         // Re-read every time: a rotated token (a projected service account
         // token, a Secret) is used from the next fetch on.
@@ -164,6 +183,14 @@ awaitable<bool> PolicyPoller::fetch_once() {
                                                  options_.bearer_token_file);
         request.bearer_token = std::move(*token);
     }
+    // The body goes to the cache's temporary file as it arrives, hashed on
+    // the way: 30 MB at 100k tenants is never held in memory.
+    StagedWriter body(options_.cache_file);
+    Sha256 hash;
+    request.on_body = [&](std::string_view piece) {
+        hash.update(piece);
+        body.append(piece);
+    };
     auto result = co_await https_get(*setup_.tls, request);
     if (result.status == FetchResult::Status::failed)
         co_return co_await fail(result.kind, url_text_ + ": " + result.error);
@@ -173,24 +200,31 @@ awaitable<bool> PolicyPoller::fetch_once() {
         co_return true;
     }
 
-    const auto digest = sha256(result.body);
+    const auto digest = hash.final();
     if (digest == digest_) {
         etag_ = result.etag;
         metrics_.policy_fetch("unchanged");
         holder_.set_error("");
         co_return true;
     }
+    body.finish();
+    if (body.lost())
+        co_return co_await fail("cache", url_text_ + ": the body was not kept: " + body.error());
+    if (body.file() < 0) log_warn("policy_cache_write_failed", {{"error", body.error()}});
 
     std::string signature;
     if (setup_.key) {
         request.url = setup_.signature_url;
         request.etag.clear();
         request.max_bytes = kMaxSignatureBytes;
+        request.on_body = nullptr;
         auto sig = co_await https_get(*setup_.tls, request);
         if (sig.status != FetchResult::Status::ok)
             co_return co_await fail(sig.status == FetchResult::Status::failed ? sig.kind : "http",
                                     options_.signature_url + ": " + sig.error);
-        if (!setup_.key->verify(result.body, sig.body))
+        const auto mapping =
+            body.file() >= 0 ? FileMapping::of(body.file()) : std::optional<FileMapping>();
+        if (!setup_.key->verify(mapping ? mapping->bytes() : body.memory(), sig.body))
             co_return co_await fail("bad_signature",
                                     url_text_ + ": the signature at " + options_.signature_url +
                                         " does not verify with policy_fetch.public_key_file");
@@ -201,8 +235,8 @@ awaitable<bool> PolicyPoller::fetch_once() {
     // file reload. The cache is written there too, only for a policy that
     // loaded, so it always holds the policy being served.
     const bool loaded = co_await await_callback<bool>([&](auto done) {
-        asio::post(loader_, [this, &result, &signature, done = std::move(done)]() mutable {
-            done(load_fetched(result.body, signature, result.etag));
+        asio::post(loader_, [this, &body, &result, &signature, done = std::move(done)]() mutable {
+            done(load_fetched(body, signature, result.etag));
         });
     });
     if (!loaded) {
@@ -219,38 +253,23 @@ awaitable<bool> PolicyPoller::fetch_once() {
     co_return true;
 }
 
-bool PolicyPoller::load_fetched(std::string& body, const std::string& signature,
+bool PolicyPoller::load_fetched(StagedWriter& body, const std::string& signature,
                                 const std::string& etag) {
-    // The body (30 MB at 100k tenants) is written to the cache's temporary
-    // file and freed, and the policy is loaded from that file in ranges,
-    // through the descriptor it was written with (the bytes whose signature
-    // was checked, whatever happens to the name meanwhile). It becomes the
-    // cache only once it loaded.
-    std::string error;
-    const int fd = write_staged(options_.cache_file, body, error);
-    if (fd < 0) {
-        log_warn("policy_cache_write_failed", {{"error", error}});
-        return holder_.reload_text(body, url_text_);
-    }
-    std::string().swap(body);
-    const bool ok = holder_.reload_descriptor(fd, staged_path(options_.cache_file), url_text_);
-    ::close(fd);
-    if (!ok) {
-        discard_staged(options_.cache_file);
+    // Loaded in ranges through the descriptor the body was written with (the
+    // bytes whose signature was checked, whatever happens to the name
+    // meanwhile); from memory when the cache could not be written.
+    if (body.file() < 0) return holder_.reload_text(body.memory(), url_text_);
+    if (!holder_.reload_descriptor(body.file(), staged_path(options_.cache_file), url_text_))
         return false;
-    }
     // Signature, policy, ETag: a crash between two writes leaves a policy
     // whose signature does not verify (refused at start, fetched again) or
     // an old ETag (fetched again), never an unsigned policy served or a
     // stale one taken for current.
+    std::string error;
     const bool cached =
         (!setup_.key || replace_file(beside(options_.cache_file, ".sig"), signature, error)) &&
-        commit_staged(options_.cache_file, error) &&
-        replace_file(beside(options_.cache_file, ".etag"), etag, error);
-    if (!cached) {
-        discard_staged(options_.cache_file);
-        log_warn("policy_cache_write_failed", {{"error", error}});
-    }
+        body.commit(error) && replace_file(beside(options_.cache_file, ".etag"), etag, error);
+    if (!cached) log_warn("policy_cache_write_failed", {{"error", error}});
     return true;
 }
 

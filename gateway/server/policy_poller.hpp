@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 
+#include "gateway/common/file.hpp"
 #include "gateway/common/result.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/net/asio.hpp"
@@ -55,9 +56,9 @@ class PolicyPoller {
     net::awaitable<bool> fail(std::string_view kind, const std::string& error);
     bool load_cache();
     bool load_cache(int fd);
-    // Loads a fetched, verified body through the cache's temporary file
-    // (the body is freed first) and makes it the cache once it loaded.
-    bool load_fetched(std::string& body, const std::string& signature, const std::string& etag);
+    // Loads a fetched, verified body from the cache's temporary file and
+    // makes it the cache once it loaded.
+    bool load_fetched(StagedWriter& body, const std::string& signature, const std::string& etag);
 
     const config::PolicyFetch& options_;
     const std::string url_text_;

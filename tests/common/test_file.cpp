@@ -1,6 +1,8 @@
 #include "gateway/common/file.hpp"
 
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,4 +71,82 @@ TEST_CASE("write_staged, commit_staged and read_descriptor: read back before it 
     CHECK_FALSE(std::filesystem::exists(relaygate::staged_path(p)));
     CHECK(*read_file(p) == "new bytes");
     relaygate::discard_staged(p);  // none: nothing happens
+}
+
+TEST_CASE("StagedWriter: pieces to the staged file, or to memory when the disk refuses them") {
+    using relaygate::FileMapping;
+    using relaygate::staged_path;
+    using relaygate::StagedWriter;
+    relaygate::test::TempDir dir;
+    const auto p = dir.path / "cache.json";
+    std::string error;
+    {
+        StagedWriter w(p);
+        CHECK_FALSE(std::filesystem::exists(staged_path(p)));  // nothing yet
+        w.append("hello, ");
+        w.append("");
+        w.append("world");
+        w.finish();
+        REQUIRE(w.file() >= 0);
+        CHECK(w.memory().empty());
+        CHECK_FALSE(w.lost());
+        CHECK(FileMapping::of(w.file())->bytes() == "hello, world");
+        CHECK_FALSE(std::filesystem::exists(p));
+        REQUIRE(w.commit(error));
+    }
+    CHECK(*read_file(p) == "hello, world");
+    {
+        StagedWriter w(p);
+        w.append("dropped");
+    }  // not committed: removed, the file unchanged
+    CHECK_FALSE(std::filesystem::exists(staged_path(p)));
+    CHECK(*read_file(p) == "hello, world");
+    {
+        StagedWriter w(p);  // nothing appended: finish() makes an empty file
+        w.finish();
+        REQUIRE(w.file() >= 0);
+        CHECK(FileMapping::of(w.file())->bytes().empty());
+    }
+
+    // The staged file cannot be created: everything in memory, not lost.
+    {
+        StagedWriter w(dir.path / "no" / "such");
+        w.append("a");
+        w.append("b");
+        w.finish();
+        CHECK(w.file() < 0);
+        CHECK(w.memory() == "ab");
+        CHECK_FALSE(w.lost());
+        CHECK(w.error().find("cannot create") != std::string::npos);
+        CHECK_FALSE(w.commit(error));
+        CHECK(error == w.error());
+    }
+
+    // The disk fills up half-way (a file size limit: writes beyond it fail
+    // with EFBIG): what was written is read back and the rest goes on in
+    // memory.
+    const auto q = dir.path / "full.json";
+    std::string all;
+    {
+        StagedWriter w(q);
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit old{};
+        REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+        const rlimit small{100, old.rlim_max};
+        REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+        for (char c = 'a'; c < 'k'; ++c) {
+            const std::string piece(30, c);
+            w.append(piece);
+            all += piece;
+        }
+        ::setrlimit(RLIMIT_FSIZE, &old);
+        ::signal(SIGXFSZ, SIG_DFL);
+        w.finish();
+        CHECK(w.file() < 0);
+        CHECK_FALSE(w.lost());
+        CHECK(w.memory() == all);
+        CHECK(w.error().find("cannot write") != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(staged_path(q)));
+    }
+    CHECK_FALSE(std::filesystem::exists(q));
 }

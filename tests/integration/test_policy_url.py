@@ -241,8 +241,10 @@ class PolicyUrlTest(GatewayTestCase):
         self.assertEqual(readyz(gw)[1]["policy_hash"], good)
         with open(self.cache, "rb") as fh:
             self.assertNotIn(b"bad.example", fh.read())
-        # It was loaded from the cache's temporary file, which is gone again.
-        self.assertFalse(os.path.exists(self.cache + ".tmp"))
+        # It was loaded from the cache's temporary file (written as the body
+        # arrived), which is removed when the fetch ends.
+        wait_for(lambda: not os.path.exists(self.cache + ".tmp"), 5, interval=0.05,
+                 what="the temporary file removed")
 
         # The next good bundle is loaded, cached, and used by new sessions.
         new = policy("demo.example", "new.example")
@@ -254,6 +256,24 @@ class PolicyUrlTest(GatewayTestCase):
         with open(self.cache, "rb") as fh:
             self.assertEqual(fh.read(), self.server.body)
         self.assertFalse(os.path.exists(self.cache + ".tmp"))
+
+    def test_a_cache_that_cannot_be_written_does_not_stop_updates(self):
+        # The temporary file's name is taken by a directory: the body is kept
+        # in memory instead, loaded from there, and not cached.
+        os.makedirs(self.cache + ".tmp")
+        gw = self.start_gateway(self.sink.port, config=self.config())
+        self.assertEqual(readyz(gw)[1]["policy_hash"], self.hash_of(policy("demo.example")))
+        self.assertEqual(self.mail_from(gw, "demo.example"), 250)
+        self.assertFalse(os.path.exists(self.cache))
+        errors = [r["error"] for r in log_events(gw, "policy_cache_write_failed")]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn("cannot create " + self.cache + ".tmp", errors[0])
+        new = policy("demo.example", "new.example")
+        self.server.publish(new)
+        wait_for(lambda: readyz(gw)[1]["policy_hash"] == self.hash_of(new), 20, interval=0.2,
+                 what="the new policy")
+        self.assertEqual(self.mail_from(gw, "new.example"), 250)
+        self.assertFalse(os.path.exists(self.cache))
 
     def test_a_server_without_etags_costs_no_reloads(self):
         self.server.send_etag = False
