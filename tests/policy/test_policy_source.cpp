@@ -2,8 +2,12 @@
 // diagnostic naming the file (and line) it is about.
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "policy/engine/policy_source.hpp"
 #include "policy_test_util.hpp"
@@ -176,4 +180,73 @@ TEST_CASE("policy_dir: read in ranges, tenant by tenant, unless the files confli
     CHECK_FALSE(Policy::load_files(files, true, nullptr));
     dir.write("beta.json", R"([1, 2])");
     CHECK_FALSE(Policy::load_files(files, true, nullptr));
+}
+
+TEST_CASE("files are read in batches: tenants in any order, with any gaps, over several files") {
+    // 2,500 tenants (three batches of reads), written in a shuffled order,
+    // with 0 to 3,000 octets of white space between them (ranges read as
+    // one and ranges apart), one file or three.
+    constexpr int kTenants = 2500;
+    std::vector<int> ids(kTenants);
+    for (int i = 0; i < kTenants; ++i)
+        ids[i] = i;
+    std::shuffle(ids.begin(), ids.end(), std::mt19937(7));
+    auto tenant = [](int i, std::string_view first_domain) {
+        return fmt::format(R"("t{}": {{"domains": ["{}", "*.w.t{}.example"],
+            "identities": [{{"networks": ["10.{}.{}.0/24"]}}]}})",
+                           i, first_domain, i, i / 256, i % 256);
+    };
+    auto policy_texts = [&](std::string_view t7_domain) {
+        std::vector<std::string> files(3, R"({"version": 1, "tenants": {)");
+        std::string whole = files[0];
+        for (int k = 0; k < kTenants; ++k) {
+            const int i = ids[k];
+            const std::string gap((k * 37) % 3000, k % 2 ? ' ' : '\n');
+            const auto text = tenant(i, i == 7 ? t7_domain : fmt::format("d.t{}.example", i)) + gap;
+            auto& file = files[k % 3];
+            file += (file.back() == '{' ? "" : ",") + text;
+            whole += (k ? "," : "") + text;
+        }
+        for (auto& f : files)
+            f += "}}";
+        files.push_back(whole + "}}");
+        return files;
+    };
+    TempDir dir;
+    const auto texts = policy_texts("d.t7.example");
+    std::vector<fs::path> parts;
+    for (int f = 0; f < 3; ++f)
+        parts.push_back(dir.write(fmt::format("part{}.json", f), texts[f]));
+    const auto whole = dir.write("whole.json.one", texts[3]);
+    const auto in_memory = Policy::load_text(texts[3]);
+    REQUIRE(in_memory);
+
+    // Streamed (not left to the whole parse), and the same policy.
+    const auto one = Policy::load_files({whole}, false, nullptr);
+    REQUIRE(one);
+    REQUIRE(*one);
+    const auto three = Policy::load_files(parts, true, nullptr);
+    REQUIRE(three);
+    REQUIRE(*three);
+    for (const auto& p : {**one, **three}) {
+        CHECK(p->hash() == (*in_memory)->hash());
+        CHECK(p->tenant_count() == kTenants);
+        for (int i : {0, 7, 1023, 1024, 2048, 2499})
+            CHECK(p->at_mail_from(from_ip(fmt::format("10.{}.{}.9", i / 256, i % 256)),
+                                  env(fmt::format("x.w.t{}.example", i)))
+                      .tenant == fmt::format("t{}", i));
+    }
+
+    // An incremental reload from the files (t7 changed) reads them the same
+    // way.
+    const auto changed = policy_texts("new.t7.example");
+    for (int f = 0; f < 3; ++f)
+        dir.write(fmt::format("part{}.json", f), changed[f]);
+    const auto reloaded = Policy::load_files(parts, true, nullptr, three->value().get());
+    REQUIRE(reloaded);
+    REQUIRE(*reloaded);
+    const auto& r = **reloaded;
+    CHECK(r->hash() == (*Policy::load_text(changed[3]))->hash());
+    CHECK(r->at_mail_from(from_ip("10.0.7.9"), env("new.t7.example")).verdict == Verdict::accept);
+    CHECK(r->at_mail_from(from_ip("10.0.7.9"), env("d.t7.example")).verdict == Verdict::reject);
 }
