@@ -43,7 +43,16 @@ void TableRegion::release(void* p, std::size_t bytes) noexcept {
     static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     const auto from = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
     const auto to = (reinterpret_cast<std::uintptr_t>(p) + bytes) / page * page;
-    if (to > from) (void)::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+    if (to <= from) return;
+    auto* start = reinterpret_cast<void*>(from);
+    // No huge pages there any more: khugepaged would fill the hole back in
+    // (it collapses a 2 MiB range with as few as one page present, by
+    // default), and a reload's released tables would cost memory again
+    // over time.
+#if defined(__linux__) && defined(MADV_NOHUGEPAGE)
+    (void)::madvise(start, to - from, MADV_NOHUGEPAGE);
+#endif
+    (void)::madvise(start, to - from, MADV_DONTNEED);
 }
 
 }  // namespace relaygate::policy
