@@ -33,10 +33,10 @@ std::filesystem::path staged_path(const std::filesystem::path& path);
 
 // write_staged for data that arrives in pieces (a download), so that it is
 // never held whole: each piece goes to the staged file as it comes (the
-// file is created at the first piece, or by finish()). When
-// that file cannot be created or written (a read-only or full disk), the
-// data goes on in memory instead (what was written is read back): it is
-// not lost, only not staged.
+// file is created at the first piece, or by finish()). When that file
+// cannot be created or written (a read-only or full disk), the data goes
+// on in memory instead (what was written is read back): it is not lost,
+// only not staged.
 class StagedWriter {
   public:
     explicit StagedWriter(std::filesystem::path path);

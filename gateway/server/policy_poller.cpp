@@ -224,6 +224,10 @@ awaitable<bool> PolicyPoller::fetch_once() {
                                     options_.signature_url + ": " + sig.error);
         const auto mapping =
             body.file() >= 0 ? FileMapping::of(body.file()) : std::optional<FileMapping>();
+        if (body.file() >= 0 && !mapping)
+            co_return co_await fail("cache", url_text_ + ": cannot map " +
+                                                 staged_path(options_.cache_file).string() +
+                                                 " to check its signature");
         if (!setup_.key->verify(mapping ? mapping->bytes() : body.memory(), sig.body))
             co_return co_await fail("bad_signature",
                                     url_text_ + ": the signature at " + options_.signature_url +

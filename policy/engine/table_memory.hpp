@@ -70,7 +70,8 @@ class TableRegion {
         auto* c = static_cast<const unsigned char*>(p);
         return c >= base_ && c < base_ + size_;
     }
-    // The whole pages inside [p, p + bytes) go back to the kernel.
+    // The whole pages inside [p, p + bytes) go back to the kernel, and are
+    // no longer advised as huge pages (so that they stay given back).
     void release(void* p, std::size_t bytes) noexcept;
 
   private:
