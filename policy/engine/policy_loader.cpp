@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <unordered_map>
 
 #include "gateway/common/ascii.hpp"
@@ -147,11 +148,9 @@ class PolicyCompiler {
     bool compile_header(const json& doc);
     void begin_tenants(std::size_t n, const json* first);
     // Before begin_tenants, for an incremental load: the domain index
-    // starts as `previous` without the grants of the tenants marked in
-    // `changed`, and only those tenants' domains are inserted.
-    // An incremental load: the domain index starts as `previous`'s without
-    // the changed tenants' grants, and chunks of tenant records that
-    // compile as in `previous` are shared.
+    // starts as `previous`'s without the grants of the tenants marked in
+    // `changed` (only theirs are inserted), and chunks of tenant records
+    // that compile as in `previous` are shared.
     void reuse(const Policy& previous, std::vector<bool> changed) {
         p_.domains_ = DomainIndex::without(previous.domains_, changed);
         changed_ = std::move(changed);
@@ -1611,8 +1610,7 @@ class PolicyText {
             const Part* batch = parts.data() + first;
             order.resize(count);
             texts.resize(count);
-            for (std::uint32_t k = 0; k < count; ++k)
-                order[k] = k;
+            std::iota(order.begin(), order.end(), 0u);
             std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
                 return std::pair(batch[a].source, batch[a].offset) <
                        std::pair(batch[b].source, batch[b].offset);
@@ -1624,19 +1622,20 @@ class PolicyText {
                 std::size_t at;
             };
             std::vector<Run> runs;
-            std::size_t size = 0;
             for (const auto k : order) {
                 const Part& p = batch[k];
                 const std::uint64_t end = std::uint64_t(p.offset) + p.length;
                 if (runs.empty() || runs.back().source != p.source ||
-                    p.offset > runs.back().end + kGap) {
-                    if (!runs.empty()) size += runs.back().end - runs.back().start;
-                    runs.push_back({p.source, p.offset, end, size});
-                } else {
+                    p.offset > runs.back().end + kGap)
+                    runs.push_back({p.source, p.offset, end, 0});
+                else
                     runs.back().end = std::max(runs.back().end, end);
-                }
             }
-            if (!runs.empty()) size += runs.back().end - runs.back().start;
+            std::size_t size = 0;
+            for (auto& r : runs) {
+                r.at = size;
+                size += r.end - r.start;
+            }
             buffer.resize(size);
             for (const auto& r : runs)
                 if (!read_at(sources_[r.source], buffer.data() + r.at, r.start, r.end - r.start))
