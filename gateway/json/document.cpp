@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
 #include <iterator>
 #include <unordered_map>
 
@@ -67,6 +70,78 @@ std::string where(std::string_view path, Position p) {
     std::string_view shown = path.empty() ? std::string_view("/") : path;
     if (!p.known()) return std::string(shown);
     return fmt::format("{} (line {}, column {})", shown, p.line, p.column);
+}
+
+namespace {
+
+std::string dump(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Printable ASCII other than '"' and '\\' is written as it is.
+void append_string(std::string_view s, std::string& out) {
+    if (std::all_of(s.begin(), s.end(),
+                    [](char c) { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'; })) {
+        out += '"';
+        out += s;
+        out += '"';
+    } else {
+        out += dump(json(s));
+    }
+}
+
+template <typename Integer>
+void append_integer(Integer v, std::string& out) {
+    char digits[24];
+    const auto end = std::to_chars(std::begin(digits), std::end(digits), v).ptr;
+    out.append(digits, end);
+}
+
+}  // namespace
+
+void append_canonical(const json& j, std::string& out) {
+    using value_t = json::value_t;
+    switch (j.type()) {
+        case value_t::object: {
+            out += '{';
+            bool first = true;
+            for (const auto& [key, value] : j.items()) {
+                if (!first) out += ',';
+                first = false;
+                append_string(key, out);
+                out += ':';
+                append_canonical(value, out);
+            }
+            out += '}';
+            return;
+        }
+        case value_t::array: {
+            out += '[';
+            bool first = true;
+            for (const auto& value : j) {
+                if (!first) out += ',';
+                first = false;
+                append_canonical(value, out);
+            }
+            out += ']';
+            return;
+        }
+        case value_t::string:
+            return append_string(j.get_ref<const std::string&>(), out);
+        case value_t::number_integer:
+            return append_integer(j.get<std::int64_t>(), out);
+        case value_t::number_unsigned:
+            return append_integer(j.get<std::uint64_t>(), out);
+        case value_t::boolean:
+            out += j.get<bool>() ? "true" : "false";
+            return;
+        case value_t::null:
+            out += "null";
+            return;
+        default:  // floats, binary: as nlohmann writes them
+            out += dump(j);
+            return;
+    }
 }
 
 std::string describe(const json& j) {
@@ -391,12 +466,13 @@ constexpr bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-// Distinct keys: sorted once (a policy's "tenants" has 100k of them).
+// Distinct keys: sorted once (a policy's "tenants" has 100k of them), by
+// their hash first so that most comparisons are of two integers.
 bool distinct_keys(const std::vector<MemberScanner::Member>& members) {
-    std::vector<std::string_view> keys;
+    std::vector<std::pair<std::size_t, std::string_view>> keys;
     keys.reserve(members.size());
     for (const auto& m : members)
-        keys.push_back(m.key);
+        keys.emplace_back(std::hash<std::string_view>{}(m.key), m.key);
     std::sort(keys.begin(), keys.end());
     return std::adjacent_find(keys.begin(), keys.end()) == keys.end();
 }
@@ -404,18 +480,59 @@ bool distinct_keys(const std::vector<MemberScanner::Member>& members) {
 }  // namespace
 
 bool MemberScanner::feed(std::string_view piece) {
-    for (const char c : piece) {
-        step(c);
+    begin_ = counted_ = piece.data();
+    const char* const end = begin_ + piece.size();
+    for (at_ = begin_; at_ != end; ++at_) {
+        at_ = skip_bulk(at_, end);
+        if (at_ == end) break;
+        step(*at_);
         if (!ok_) return false;
-        ++pos_;
-        if (c == '\n') {
-            ++here_.line;
-            here_.column = 1;
-        } else if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) {
-            ++here_.column;  // UTF-8 continuation bytes belong to the previous character
-        }
     }
+    count_to(end);
+    offset_ += piece.size();
     return true;
+}
+
+const char* MemberScanner::skip_bulk(const char* at, const char* end) const {
+    // Most of a policy is values: in a string that is not a key (keys are
+    // collected octet by octet) only '"' and '\\' matter; between the
+    // strings of a container value, only '"' and the brackets.
+    static constexpr auto stops = [](std::string_view special) {
+        std::array<bool, 256> table{};
+        for (const char c : special)
+            table[static_cast<unsigned char>(c)] = true;
+        return table;
+    };
+    static constexpr auto in_string = stops("\"\\");
+    static constexpr auto in_container = stops("\"{}[]");
+    const std::array<bool, 256>* table = nullptr;
+    if (in_string_ && !in_key_ && !escape_)
+        table = &in_string;
+    else if (!in_string_ && depth_ > 0)
+        table = &in_container;
+    else
+        return at;
+    while (at != end && !(*table)[static_cast<unsigned char>(*at)])
+        ++at;
+    return at;
+}
+
+Position MemberScanner::here() {
+    count_to(at_);
+    return here_;
+}
+
+void MemberScanner::count_to(const char* to) {
+    const char* from = counted_;
+    counted_ = to;
+    if (const auto* nl = static_cast<const char*>(::memrchr(from, '\n', to - from))) {
+        here_.line += static_cast<std::size_t>(std::count(from, nl + 1, '\n'));
+        here_.column = 1;
+        from = nl + 1;
+    }
+    // UTF-8 continuation octets belong to the previous character.
+    here_.column += static_cast<std::size_t>(std::count_if(
+        from, to, [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 bool MemberScanner::finish() {
@@ -436,7 +553,7 @@ void MemberScanner::step(char c) {
                 in_key_ = false;
                 expect_ = Expect::colon;
             } else if (value_open_) {
-                end_value(pos_ + 1);
+                end_value(pos() + 1);
             }
         } else if (in_key_) {
             key_ += c;
@@ -449,20 +566,20 @@ void MemberScanner::step(char c) {
         } else if (c == '{' || c == '[') {
             ++depth_;
         } else if ((c == '}' || c == ']') && --depth_ == 0) {
-            end_value(pos_ + 1);
+            end_value(pos() + 1);
         }
         return;
     }
     if (scalar_) {
         if (c != ',' && c != '}' && c != ']' && !is_space(c)) return;
         scalar_ = false;
-        end_value(pos_);  // and `c` is the token after it
+        end_value(pos());  // and `c` is the token after it
     }
     if (is_space(c)) return;
     switch (expect_) {
         case Expect::open:
             ok_ = c == '{';
-            start_ = here_;
+            start_ = here();
             level_ = 1;
             expect_ = Expect::key_or_end;
             return;
@@ -493,7 +610,7 @@ void MemberScanner::step(char c) {
 
 void MemberScanner::begin_value(char c) {
     auto& list = level();
-    list.push_back({std::move(key_), {pos_, 0, here_}});
+    list.push_back({std::move(key_), {pos(), 0, here()}});
     key_.clear();
     expect_ = Expect::comma_or_end;
     if (level_ == 1 && c == '{' && nested_at_ == kNone && list.back().key == nested_key_) {
@@ -520,7 +637,7 @@ void MemberScanner::end_value(std::uint64_t end) {
 void MemberScanner::close_object() {
     if (level_ == 2) {
         level_ = 1;
-        end_value(pos_ + 1);
+        end_value(pos() + 1);
         expect_ = Expect::comma_or_end;
     } else {
         level_ = 0;

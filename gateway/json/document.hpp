@@ -89,6 +89,13 @@ class MemberScanner {
     enum class Expect : std::uint8_t { open, key_or_end, key, colon, value, comma_or_end, done };
     static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
     void step(char c);
+    // The first octet from `at` that step() must see (`end` when none).
+    const char* skip_bulk(const char* at, const char* end) const;
+    // Where step()'s octet is: its offset in the whole text, and its line
+    // and column (counted only when asked, from where they were last).
+    std::uint64_t pos() const { return offset_ + static_cast<std::uint64_t>(at_ - begin_); }
+    Position here();
+    void count_to(const char* to);
     void begin_value(char c);
     void end_value(std::uint64_t end);
     void close_object();
@@ -99,7 +106,10 @@ class MemberScanner {
     std::vector<Member> nested_;
     std::size_t nested_at_ = kNone;  // index in members_
     std::string key_;
-    std::uint64_t pos_ = 0;
+    std::uint64_t offset_ = 0;       // of the piece being fed
+    const char* begin_ = nullptr;    // the piece being fed
+    const char* at_ = nullptr;       // step()'s octet in it
+    const char* counted_ = nullptr;  // here_ is the position of this octet
     Position here_{1, 1};
     Position start_;
     int level_ = 0;  // 1: in the top-level object, 2: in the nested one
@@ -125,6 +135,12 @@ Position position_at(std::string_view text, std::size_t offset);
 // "path (line 3, column 7)" or "path" when the position is unknown; "/" for
 // the whole document.
 std::string where(std::string_view path, Position p);
+
+// Appends to `out` the compact text j.dump(-1, ' ', false, replace) gives
+// (keys sorted, no white space: what the policy hash covers), writing plain
+// strings and integers directly instead of through nlohmann's serializer
+// (its per-character UTF-8 check is most of a policy load's hashing).
+void append_canonical(const nlohmann::json& j, std::string& out);
 
 // "a string", "an object", ...: for "expected X, found Y" messages.
 std::string describe(const nlohmann::json& j);

@@ -82,9 +82,18 @@ const psl_ctx_t* public_suffixes() {
     return ctx;
 }
 
+// SHA-256, fetched once: OpenSSL 3 looks EVP_sha256() up again at every
+// use, which costs more than hashing one tenant's text (100k per load).
+// Null when OpenSSL has none: every digest then fails.
+const EVP_MD* sha256_md() {
+    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md;
+}
+
 // SHA-256 of `bytes`; false if OpenSSL fails.
 bool sha256(std::string_view bytes, unsigned char (&md)[EVP_MAX_MD_SIZE], unsigned int& len) {
-    return EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) == 1;
+    return sha256_md() &&
+           EVP_Digest(bytes.data(), bytes.size(), md, &len, sha256_md(), nullptr) == 1;
 }
 
 std::string sha256_hex(std::string_view bytes) {
@@ -96,23 +105,28 @@ std::string sha256_hex(std::string_view bytes) {
 
 // The policy hash covers this text: sorted keys, no whitespace.
 std::string canonical(const json& j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string out;
+    json_reader::append_canonical(j, out);
+    return out;
 }
 
 // SHA-256 over several pieces, as if they were one string.
 class Sha256 {
   public:
-    Sha256() : ctx_(EVP_MD_CTX_new()) {
-        ok_ = ctx_ && EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
-    }
+    Sha256() : ctx_(EVP_MD_CTX_new()) { reset(); }
     ~Sha256() { EVP_MD_CTX_free(ctx_); }
     Sha256(const Sha256&) = delete;
     Sha256& operator=(const Sha256&) = delete;
+    // Starts again (the context is reused: nothing is allocated).
+    void reset() { ok_ = ctx_ && sha256_md() && EVP_DigestInit_ex(ctx_, sha256_md(), nullptr); }
     void update(std::string_view s) { ok_ = ok_ && EVP_DigestUpdate(ctx_, s.data(), s.size()); }
+    bool finish(unsigned char (&md)[EVP_MAX_MD_SIZE], unsigned int& len) {
+        return ok_ && EVP_DigestFinal_ex(ctx_, md, &len) == 1;
+    }
     std::string hex() {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
-        if (!ok_ || EVP_DigestFinal_ex(ctx_, md, &len) != 1) return {};
+        if (!finish(md, len)) return {};
         return ascii::hex(md, len);
     }
 
@@ -1845,11 +1859,14 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     }
     top["tenants"] = json::object();
     const auto& tenants = text.tenants();
-    auto digest = [](std::string_view bytes) {
+    Sha256 tenant_sha;
+    auto digest = [&tenant_sha](std::string_view bytes) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         TenantDigest d{};
-        if (sha256(bytes, md, len)) std::memcpy(d.data(), md, d.size());
+        tenant_sha.reset();
+        tenant_sha.update(bytes);
+        if (tenant_sha.finish(md, len)) std::memcpy(d.data(), md, d.size());
         return d;
     };
 
@@ -1885,6 +1902,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     const auto at = head.rfind(kEmpty);
     Sha256 sha;
     sha.update(std::string_view(head).substr(0, at + kEmpty.size() - 1));
+    std::string canonical_text;  // one tenant's, reused
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
         if (!changed.empty()) compiler.reuse(*previous, changed);
@@ -1899,10 +1917,11 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
                 if (i == 0) compiler.begin_tenants(tenants.size(), &*tenant);
                 const std::string id(text.key(tenants[i]));
                 compiler.compile_tenant(id, *tenant, pointer("/tenants", id));
-                if (i) sha.update(",");
-                sha.update(canonical(json(id)));
-                sha.update(":");
-                sha.update(canonical(*tenant));
+                canonical_text.assign(i ? "," : "");
+                json_reader::append_canonical(json(id), canonical_text);
+                canonical_text += ':';
+                json_reader::append_canonical(*tenant, canonical_text);
+                sha.update(canonical_text);
                 return true;
             }))
             return std::nullopt;

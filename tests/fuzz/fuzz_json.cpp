@@ -3,7 +3,8 @@
 // must be found again by locate() (the pointer walk and the positions agree),
 // parse_config must give a Config or errors, and the streaming readers
 // (MemberScanner, at the top and one level down) must agree with parse()
-// on every valid document it accepts.
+// on every valid document it accepts; append_canonical must write what
+// nlohmann's dump() does.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -40,6 +41,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         pointers(*doc, "", all);
         for (const auto& p : json_reader::locate(text, all))
             if (!p.known()) __builtin_trap();
+        // The policy hash's text: the same as nlohmann writes it.
+        std::string canonical;
+        json_reader::append_canonical(*doc, canonical);
+        if (canonical != doc->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+            __builtin_trap();
     } else {
         for (const auto& e : doc.error())
             (void)json_reader::where(e.path, e.position);

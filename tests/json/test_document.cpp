@@ -228,3 +228,67 @@ TEST_CASE("MemberScanner: distinct keys among many, in file order") {
     CHECK_FALSE(scan_text(text + ",\"k999\": 1}}"));
     CHECK_FALSE(scan_text(text + ",\"k500\": 1}}"));
 }
+
+TEST_CASE("MemberScanner: positions after long values, lines and UTF-8 inside them") {
+    // The scan skips over the inside of values in bulk; the position of the
+    // next member must count every line and character it skipped.
+    std::string text = "{\"tenants\": {";
+    for (int i = 0; i < 40; ++i)
+        text += fmt::format(
+            "{}\n  \"t{}\": {{\"d\": [\"\u00e9{}\",\n \"x\\\"y\"], \"s\": \"{}\u00fc\"}}",
+            i ? "," : "", i, std::string(static_cast<std::size_t>(i) * 37, 'a'), i);
+    text += "},\n \"after\": \"\u00e9\u00e9\"}";
+    auto check = [&](const MemberScanner& m) {
+        REQUIRE(m.nested().size() == 40);
+        REQUIRE(m.members().size() == 2);
+        for (const auto* list : {&m.members(), &m.nested()})
+            for (const auto& member : *list) {
+                CAPTURE(member.key);
+                const auto p = position_at(text, member.value.offset);
+                CHECK(member.value.position.line == p.line);
+                CHECK(member.value.position.column == p.column);
+            }
+        CHECK(range_text(text, m.members()[1].value) == "\"\u00e9\u00e9\"");
+        CHECK(m.members()[1].value.position.line == 82);
+        CHECK(m.members()[1].value.position.column == 11);
+    };
+    auto whole = scan_text(text);
+    REQUIRE(whole);
+    check(*whole);
+    for (std::size_t piece : {1, 2, 3, 7, 64, 1000}) {
+        CAPTURE(piece);
+        std::vector<std::size_t> cuts;
+        for (std::size_t at = piece; at < text.size(); at += piece)
+            cuts.push_back(at);
+        auto split = scan_pieces(text, cuts);
+        REQUIRE(split);
+        check(*split);
+    }
+}
+
+TEST_CASE("append_canonical writes what nlohmann's dump() does") {
+    const auto doc = nlohmann::json::parse(R"({
+        "z": [1, -2, 18446744073709551615, -9223372036854775808, 0, 1.5, -0.0, 1e300, 2.0],
+        "a": {"b": {}, "c": [], "d": [[], {}], "e": null, "f": true, "g": false},
+        "plain": "example.com", "empty": "",
+        "escapes": "quote \" backslash \\ tab \t nl \n nul \u0000 del \u007f",
+        "quote": "\"", "backslash": "\\", "tab": "\t", "nul": "\u0000", "del": "\u007f",
+        "unit": "\u001f", "tilde": "~",
+        "utf8": "b\u00fccher \u2603 \ud83d\ude00",
+        "\u00e9 key": 1, "k\"ey": 2, "": 3})");
+    std::string out = "prefix:";
+    append_canonical(doc, out);
+    CHECK(out == "prefix:" + doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    // Invalid UTF-8 is replaced the same way (U+FFFD).
+    const nlohmann::json bad = std::string("a\xff\xc3" "b");
+    std::string bad_out;
+    append_canonical(bad, bad_out);
+    CHECK(bad_out == bad.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    CHECK(bad_out.find("\xef\xbf\xbd") != std::string::npos);
+    // Every scalar alone, too.
+    for (const auto& [key, value] : doc.items()) {
+        std::string one;
+        append_canonical(value, one);
+        CHECK(one == value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+}
