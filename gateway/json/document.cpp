@@ -525,6 +525,7 @@ Position MemberScanner::here() {
 void MemberScanner::count_to(const char* to) {
     const char* from = counted_;
     counted_ = to;
+    if (from == to) return;  // also an empty piece's null data, for memrchr
     if (const auto* nl = static_cast<const char*>(::memrchr(from, '\n', to - from))) {
         here_.line += static_cast<std::size_t>(std::count(from, nl + 1, '\n'));
         here_.column = 1;

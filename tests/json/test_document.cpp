@@ -280,7 +280,9 @@ TEST_CASE("append_canonical writes what nlohmann's dump() does") {
     append_canonical(doc, out);
     CHECK(out == "prefix:" + doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     // Invalid UTF-8 is replaced the same way (U+FFFD).
-    const nlohmann::json bad = std::string("a\xff\xc3" "b");
+    const nlohmann::json bad = std::string(
+        "a\xff\xc3"
+        "b");
     std::string bad_out;
     append_canonical(bad, bad_out);
     CHECK(bad_out == bad.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
