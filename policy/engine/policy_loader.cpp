@@ -90,19 +90,6 @@ const EVP_MD* sha256_md() {
     return md;
 }
 
-// SHA-256 of `bytes`; false if OpenSSL fails.
-bool sha256(std::string_view bytes, unsigned char (&md)[EVP_MAX_MD_SIZE], unsigned int& len) {
-    return sha256_md() &&
-           EVP_Digest(bytes.data(), bytes.size(), md, &len, sha256_md(), nullptr) == 1;
-}
-
-std::string sha256_hex(std::string_view bytes) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (!sha256(bytes, md, len)) return {};
-    return ascii::hex(md, len);
-}
-
 // The policy hash covers this text: sorted keys, no whitespace.
 std::string canonical(const json& j) {
     std::string out;
@@ -383,7 +370,9 @@ void PolicyCompiler::compile(const json& doc) {
             compile_tenant(id, tj, pointer("/tenants", id));
     }
     finish();
-    p_.hash_ = "sha256:" + sha256_hex(canonical(doc));
+    Sha256 sha;
+    sha.update(canonical(doc));
+    p_.hash_ = "sha256:" + sha.hex();
 }
 
 bool PolicyCompiler::compile_header(const json& doc) {
