@@ -21,7 +21,6 @@
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace relaygate::metrics {
 
@@ -540,12 +539,10 @@ void Metrics::configure(const config::MetricsConfig& config) {
     impl_->config = config;
 }
 
-std::size_t Metrics::retain_tenants(const std::vector<std::string>& tenant_ids) {
+std::size_t Metrics::retain_tenants(const std::function<bool(std::string_view)>& in_policy) {
     const bool labels = impl_->tenant_labels.load();
-    std::unordered_set<std::string_view> ids;
-    if (labels) ids.insert(tenant_ids.begin(), tenant_ids.end());
     return impl_->tenant_counters.retain([&](const std::string& t) {
-        return t == policy::kNoTenantLabel || (labels ? ids.contains(t) : t == kAllTenants);
+        return t == policy::kNoTenantLabel || (labels ? in_policy(t) : t == kAllTenants);
     });
 }
 

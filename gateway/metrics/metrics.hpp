@@ -4,6 +4,7 @@
 // addresses or free text. Thread-safe (prometheus-cpp counters are atomic).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,11 +44,11 @@ class Metrics {
 
     // metrics.tenant_label; takes effect at the next policy_loaded().
     void configure(const config::MetricsConfig& config);
-    // After a policy load: removes the tenant-labelled series of tenants not
-    // in `tenant_ids` (all of them while per-tenant labels are off); returns
-    // how many series went. A session still running on the old policy may
-    // bring one back until the next load.
-    std::size_t retain_tenants(const std::vector<std::string>& tenant_ids);
+    // After a policy load: removes the tenant-labelled series of tenants
+    // `in_policy` does not know (all of them while per-tenant labels are
+    // off); returns how many series went. A session still running on the
+    // old policy may bring one back until the next load.
+    std::size_t retain_tenants(const std::function<bool(std::string_view)>& in_policy);
 
     // One finished transaction (accepted, rejected or tempfailed).
     // mode: enforce | report (report = rejected by policy but passed).

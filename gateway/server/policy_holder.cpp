@@ -69,14 +69,22 @@ bool PolicyHolder::adopt(policy::LoadResult loaded, const std::string& source,
                                     {"rule", w.rule},
                                     {"message", w.message}});
     metrics_.policy_loaded(p->hash(), p->tenant_count(), p->domain_count(), load_seconds);
-    const std::size_t removed = metrics_.retain_tenants(p->tenant_ids());
+    const std::size_t removed =
+        metrics_.retain_tenants([&p](std::string_view t) { return p->has_tenant(t); });
     metrics_.policy_reload("success");
-    log_info("policy_loaded", {{"file", source},
-                               {"load_seconds", load_seconds},
-                               {"hash", p->hash()},
-                               {"tenants", p->tenant_count()},
-                               {"domains", p->domain_count()},
-                               {"metric_series_removed", removed}});
+    // How much of the domain index an incremental reload shares with the
+    // policy it replaces (0 after a full load).
+    const auto previous = get();
+    log_info("policy_loaded",
+             {{"file", source},
+              {"load_seconds", load_seconds},
+              {"hash", p->hash()},
+              {"tenants", p->tenant_count()},
+              {"domains", p->domain_count()},
+              {"domain_shards", p->domain_index().shard_count()},
+              {"domain_shards_shared",
+               previous ? p->domain_index().shards_shared_with(previous->domain_index()) : 0},
+              {"metric_series_removed", removed}});
     {
         std::lock_guard lock(mutex_);
         current_.swap(p);

@@ -183,6 +183,18 @@ std::vector<std::string> Policy::tenant_ids() const {
     return out;
 }
 
+bool Policy::has_tenant(std::string_view id) const {
+    std::size_t lo = 0, hi = tenants_.size();
+    while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (std::string_view(tenants_[mid].id) < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < tenants_.size() && tenants_[lo].id == id;
+}
+
 std::vector<std::string> Policy::provider_tenant_headers() const {
     std::vector<std::string> out;
     for (const auto& p : providers_) {
@@ -437,6 +449,7 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
                                const HeaderFactsForPolicy* hdr, const std::vector<DkimFact>* dkim,
                                DomainIndex::Match& grant, Needs& needs, const Tracer& note) const {
     const Tenant& t = tenants_[c.tenant];
+    const std::uint32_t slot = slot_of(c.tenant);  // as the domain index names it
     if (env.null_sender) {
         if (!t.allow_null_sender) {
             note("tenant {}: null reverse-path not allowed", t.id);
@@ -444,7 +457,7 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
         }
         note("tenant {}: null reverse-path allowed if From is authorized", t.id);
     } else {
-        auto g = domains_.grant_for(env.domain, c.tenant);
+        auto g = domains_.grant_for(env.domain, slot);
         if (!g) {
             note("tenant {}: envelope domain {} not granted", t.id, env.domain);
             return Reason::envelope_domain_unauthorized;
@@ -458,7 +471,7 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
 
     bool has_from = false;
     for (const auto& o : hdr->originators) {
-        auto g = domains_.grant_for(o.domain, c.tenant);
+        auto g = domains_.grant_for(o.domain, slot);
         if (!g) {
             note("tenant {}: {} domain {} not granted", t.id, message::to_string(o.field),
                  o.domain.empty() ? "(empty)" : o.domain);
@@ -672,16 +685,17 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
                 for (auto p : provs)
                     any = any || providers_[p].null_sender_tenants > 0;
             } else {
-                domains_.for_each_grant(env.domain, [&](const DomainIndex::Match&,
-                                                        const DomainIndex::Grant& g) {
-                    const Tenant& gt = tenants_[g.tenant];
-                    auto tp = tenant_providers_.begin() + gt.providers_begin;
-                    bool via = std::any_of(tp, tp + gt.providers_count, [&](std::uint32_t p) {
-                        return std::find(provs.begin(), provs.end(), p) != provs.end();
+                domains_.for_each_grant(
+                    env.domain, [&](const DomainIndex::Match&, const DomainIndex::Grant& g) {
+                        const std::uint32_t t = tenant_of_slot(g.tenant);
+                        const Tenant& gt = tenants_[t];
+                        auto tp = tenant_providers_.begin() + gt.providers_begin;
+                        bool via = std::any_of(tp, tp + gt.providers_count, [&](std::uint32_t p) {
+                            return std::find(provs.begin(), provs.end(), p) != provs.end();
+                        });
+                        if (via && std::find(pending.begin(), pending.end(), t) == pending.end())
+                            pending.push_back(t);
                     });
-                    if (via && std::find(pending.begin(), pending.end(), g.tenant) == pending.end())
-                        pending.push_back(g.tenant);
-                });
                 any = !pending.empty();
             }
             if (any) {

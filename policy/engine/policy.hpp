@@ -83,9 +83,9 @@ class Policy {
     // would silently keep the last one, e.g. the second "acme" tenant).
     //
     // `previous`, when given, is the policy this one replaces (a reload):
-    // when both have the same tenants, the domain index shares every shard
-    // the changed tenants have no name in (an incremental load; see
-    // load_streaming). The result is the same policy either way.
+    // the domain index shares every shard that no changed, added or
+    // removed tenant has a name in (an incremental load; see
+    // load_streaming). The result decides as a full load's does.
     static LoadResult load_text(std::string_view text, const Credentials* credentials = nullptr,
                                 const Policy* previous = nullptr);
     static LoadResult load_file(const std::filesystem::path& file,
@@ -109,9 +109,22 @@ class Policy {
     std::size_t tenant_count() const { return tenants_.size(); }
     std::size_t domain_count() const { return domain_count_; }
     std::vector<std::string> tenant_ids() const;
+    // Whether some tenant has this id (no copy of the ids: a binary
+    // search, tenants are numbered in the ids' order).
+    bool has_tenant(std::string_view id) const;
     std::vector<LintWarning> warnings() const { return warnings_; }
     // The domain index (read-only; tests compare incremental and full loads).
     const DomainIndex& domain_index() const { return domains_; }
+    // The id of the tenant a grant of domain_index() names (its `tenant`
+    // is a slot, not a tenant number: see slot_of_).
+    const std::string& grant_tenant(const DomainIndex::Grant& g) const {
+        return tenants_[tenant_of_slot(g.tenant)].id;
+    }
+    // Slots of the domain index, held or free (tenant_count() after a
+    // full load; see slot_of_).
+    std::size_t slot_count() const {
+        return tenant_of_.empty() ? tenants_.size() : tenant_of_.size();
+    }
     // Chunks of tenant records (1024 each) this policy shares with `other`.
     std::size_t tenant_chunks_shared_with(const Policy& other) const {
         return tenants_.chunks_shared_with(other.tenants_);
@@ -167,13 +180,14 @@ class Policy {
     // parses it whole (load_whole), which reports the problem precisely.
     // `dir`: the directory of the files, named by diagnostics not about one.
     //
-    // With a `previous` policy that has the same tenant ids (so the same
-    // tenant numbers), each tenant's text is digested first; the domain
-    // index starts as the previous one without the grants of the tenants
-    // whose text changed (DomainIndex::without), and only those tenants'
-    // domains are inserted, and linted against every other grant. Every
-    // other table is compiled as in a full load. Any error repeats the
-    // load in full, so that the diagnostics are those of `check`.
+    // With a `previous` policy, each tenant's text is digested first and
+    // the tenants are matched by id; the domain index starts as the
+    // previous one without the grants of the tenants whose text changed or
+    // that are gone (DomainIndex::without), and only the changed and new
+    // tenants' domains are inserted (under their slots), and linted
+    // against every other grant. Every other table is compiled as in a full
+    // load. Any error repeats the load in full, so that the diagnostics
+    // are those of `check`.
     static std::optional<LoadResult> load_streaming(PolicyText& text,
                                                     const Credentials* credentials,
                                                     const std::filesystem::path& dir = {},
@@ -327,6 +341,20 @@ class Policy {
         }
         for (auto t : owner_lists_[o & ~kOwnerList])
             f(t);
+    }
+
+    // The domain index names a tenant by its slot, not its number. Tenant
+    // numbers follow the ids' order, so a reload that adds or removes a
+    // tenant renumbers most of them; an incremental load keeps each kept
+    // tenant's slot (a new tenant takes a free one), so that it shares the
+    // index's shards as a reload that only changes tenants does. Both are
+    // empty when every slot is its tenant's number (every full load).
+    std::vector<std::uint32_t> slot_of_;    // by tenant number
+    std::vector<std::uint32_t> tenant_of_;  // by slot; kFreeSlot: no tenant has it
+    static constexpr std::uint32_t kFreeSlot = 0xffff'ffffU;
+    std::uint32_t slot_of(std::uint32_t t) const { return slot_of_.empty() ? t : slot_of_[t]; }
+    std::uint32_t tenant_of_slot(std::uint32_t s) const {
+        return tenant_of_.empty() ? s : tenant_of_[s];
     }
 
     // SHA-256 (first 16 bytes) of each tenant's text as read, by tenant

@@ -149,14 +149,35 @@ class PolicyCompiler {
     bool compile_header(const json& doc);
     void begin_tenants(std::size_t n, const json* first);
     // Before begin_tenants, for an incremental load: the domain index
-    // starts as `previous`'s without the grants of the tenants marked in
-    // `changed` (only theirs are inserted), and chunks of tenant records
-    // that compile as in `previous` are shared.
-    void reuse(const Policy& previous, std::vector<bool> changed) {
+    // starts as `previous`'s without the grants of the slots marked in
+    // `changed` (only the tenants holding one are inserted), `slots` gives
+    // each tenant number its slot (empty: the number), and chunks of
+    // tenant records that compile as in `previous` are shared.
+    void reuse(const Policy& previous, std::vector<bool> changed,
+               std::vector<std::uint32_t> slots) {
         p_.domains_ = DomainIndex::without(previous.domains_, changed);
         changed_ = std::move(changed);
+        if (!slots.empty()) {
+            p_.tenant_of_.assign(changed_.size(), Policy::kFreeSlot);
+            for (std::uint32_t t = 0; t < slots.size(); ++t)
+                p_.tenant_of_[slots[t]] = t;
+            p_.slot_of_ = std::move(slots);
+        }
         previous_tenants_ = &previous.tenants_;
     }
+    // An incremental load's tenants against the previous policy's, matched
+    // by id (both in the ids' order): each kept tenant keeps its slot, a
+    // new one takes the lowest free slot (or one past the last), and the
+    // slots of removed tenants, and new tenants' slots, are `changed`.
+    struct IncrementalPlan {
+        std::vector<bool> changed;                   // by slot
+        std::vector<std::uint32_t> slots;            // by tenant number
+        std::vector<std::uint32_t> previous_number;  // by tenant number; kFreeSlot: new
+        std::size_t differing = 0;                   // tenants added or removed
+        bool identity = true;                        // every slot is its tenant's number
+    };
+    template <class Key>
+    static IncrementalPlan plan_incremental(std::size_t n, Key key, const Policy& previous);
     void compile_tenant(const std::string& id, const json& j, const std::string& path);
     void finish();
     // After compile() or finish(): warns about credentials no sasl_user names.
@@ -251,7 +272,9 @@ class PolicyCompiler {
     void lint_names_below_changed_wildcards();
     // Whether tenant `t`'s domains go into the index (all of them, unless
     // the load is incremental).
-    bool indexes_domains(std::uint32_t t) const { return changed_.empty() || changed_[t]; }
+    bool indexes_domains(std::uint32_t t) const {
+        return changed_.empty() || changed_[p_.slot_of(t)];
+    }
     bool add_owner(Policy::OwnerRef& o, std::uint32_t x);
     std::uint32_t first_owner(Policy::OwnerRef o) const {
         return (o & Policy::kOwnerList) ? p_.owner_lists_[o & ~Policy::kOwnerList].front() : o;
@@ -288,7 +311,7 @@ class PolicyCompiler {
     std::vector<bool> provider_used_;
     std::vector<SharedNet> shared_nets_;
     std::vector<DomainEntry> domain_entries_;  // tenant by tenant, in compile order
-    std::vector<bool> changed_;                // incremental load: by tenant number
+    std::vector<bool> changed_;                // incremental load: by slot
     // The grants whose pattern differs from the file's text (U-labels, upper
     // case): position in domain_entries_ -> as written. Not a pointer into
     // the document, which is gone by the cross-tenant lint (tenants are
@@ -304,6 +327,53 @@ class PolicyCompiler {
     std::unordered_map<std::uint64_t, std::uint32_t> first_identity_path_;
     std::string identity_paths_;  // '\0'-terminated paths, one buffer
 };
+
+template <class Key>
+PolicyCompiler::IncrementalPlan PolicyCompiler::plan_incremental(std::size_t n, Key key,
+                                                                 const Policy& previous) {
+    constexpr auto kNone = Policy::kFreeSlot;
+    IncrementalPlan plan;
+    plan.slots.assign(n, kNone);
+    plan.previous_number.assign(n, kNone);
+    const std::size_t old_n = previous.tenants_.size();
+    std::vector<bool> taken(previous.slot_count());
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::string_view id = key(i);
+        for (; j < old_n && previous.tenants_[j].id < id; ++j)
+            ++plan.differing;  // removed
+        if (j < old_n && previous.tenants_[j].id == id) {
+            plan.previous_number[i] = static_cast<std::uint32_t>(j);
+            plan.slots[i] = previous.slot_of(static_cast<std::uint32_t>(j));
+            taken[plan.slots[i]] = true;
+            ++j;
+        } else {
+            ++plan.differing;  // added
+        }
+    }
+    plan.differing += old_n - j;
+    // Every slot no kept tenant holds loses its grants (a removed tenant's,
+    // or none); new tenants take them, lowest first, then new slots.
+    plan.changed.resize(taken.size());
+    for (std::size_t s = 0; s < taken.size(); ++s)
+        plan.changed[s] = !taken[s];
+    std::size_t free = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (plan.slots[i] == kNone) {
+            while (free < taken.size() && taken[free])
+                ++free;
+            if (free == taken.size()) {
+                taken.push_back(true);
+                plan.changed.push_back(true);
+            }
+            taken[free] = true;
+            plan.slots[i] = static_cast<std::uint32_t>(free);
+        }
+        plan.identity = plan.identity && plan.slots[i] == i;
+    }
+    plan.identity = plan.identity && taken.size() == n;
+    return plan;
+}
 
 bool PolicyCompiler::object_with(const json& j, const std::string& path,
                                  std::initializer_list<std::string_view> allowed) {
@@ -675,9 +745,9 @@ void PolicyCompiler::compile_domains(std::uint32_t t, const json& j, const std::
         }
         // An incremental load's unchanged tenant: its grants are in the
         // index already, and its text (the same) had no duplicate.
-        const auto [entry, added] = indexes_domains(t)
-                                        ? p_.domains_.insert(pattern, {t, shared, verify_dns})
-                                        : std::pair<DomainIndex::Entry, bool>{{}, true};
+        const auto [entry, added] =
+            indexes_domains(t) ? p_.domains_.insert(pattern, {p_.slot_of(t), shared, verify_dns})
+                               : std::pair<DomainIndex::Entry, bool>{{}, true};
         if (!added) {
             const DomainEntry* first = nullptr;
             for (std::size_t k = mine; k < domain_entries_.size() && !first; ++k)
@@ -1401,7 +1471,7 @@ void PolicyCompiler::lint_cross_tenant() {
     // either send as the other; it must be deliberate on both sides.
     std::vector<std::uint32_t> reported;
     for (const auto& entry : domain_entries_) {
-        const std::uint32_t t = entry.tenant;
+        const std::uint32_t t = p_.slot_of(entry.tenant);  // as grants name it
         const DomainIndex::Match own = p_.domains_.pattern_of(entry.entry());
         reported.clear();
         p_.domains_.for_each_covering(
@@ -1416,7 +1486,7 @@ void PolicyCompiler::lint_cross_tenant() {
                       fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\"); mark "
                                   "both grants {{\"domain\": ..., \"shared_domain\": true}} "
                                   "if both may send for it",
-                                  written_of(entry), p_.tenants_[g.tenant].id, other.pattern()));
+                                  written_of(entry), p_.grant_tenant(g), other.pattern()));
             });
     }
     if (!changed_.empty()) lint_names_below_changed_wildcards();
@@ -1474,10 +1544,10 @@ void PolicyCompiler::lint_names_below_changed_wildcards() {
                 wild.entry(), [&](const DomainIndex::Match& w, const DomainIndex::Grant& wg) {
                     if (!w.wildcard || w.base != m.base.substr(dot + 1)) return;
                     if (wg.tenant == g.tenant || (wg.shared && g.shared)) return;
-                    error(pointer(pointer("/tenants", p_.tenants_[g.tenant].id), "domains"),
+                    error(pointer(pointer("/tenants", p_.grant_tenant(g)), "domains"),
                           "domain_granted_twice",
                           fmt::format("\"{}\" is also granted to tenant \"{}\" (as \"{}\")",
-                                      m.pattern(), p_.tenants_[wg.tenant].id, w.pattern()));
+                                      m.pattern(), p_.grant_tenant(wg), w.pattern()));
                 });
         }
     });
@@ -1866,29 +1936,34 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
         return d;
     };
 
-    // An incremental load needs the same tenants (so the same numbers)
-    // and knows which changed before the first is compiled.
+    // An incremental load matches the tenants by id and knows which
+    // changed before the first is compiled.
     std::vector<TenantDigest> digests;
-    std::vector<bool> changed;
-    if (previous && previous->tenant_digests_.size() == tenants.size() && !tenants.empty() && [&] {
-            for (std::size_t i = 0; i < tenants.size(); ++i)
-                if (text.key(tenants[i]) != previous->tenants_[i].id) return false;
-            return true;
-        }()) {
+    std::vector<bool> changed;         // by slot
+    std::vector<std::uint32_t> slots;  // by tenant number; empty: the number
+    if (previous && !previous->tenant_digests_.empty() && !tenants.empty()) {
+        auto plan = PolicyCompiler::plan_incremental(
+            tenants.size(), [&](std::size_t i) { return text.key(tenants[i]); }, *previous);
+        std::size_t n = plan.differing;
         digests.reserve(tenants.size());
-        changed.resize(tenants.size());
-        std::size_t n = 0;
         if (!text.each_text(tenants, buffer, [&](std::size_t i, std::string_view tenant_text) {
                 digests.push_back(digest(tenant_text));
-                changed[i] = digests[i] != previous->tenant_digests_[i];
-                n += changed[i];
+                const std::uint32_t old = plan.previous_number[i];
+                if (old != Policy::kFreeSlot && digests[i] != previous->tenant_digests_[old]) {
+                    plan.changed[plan.slots[i]] = true;
+                    ++n;
+                }
                 return true;
             }))
             return std::nullopt;
-        // Rebuilding most shards anyway: a full load is as cheap.
-        if (n > tenants.size() / 4) changed.clear();
+        // Rebuilding most shards anyway, or slots mostly free: a full load
+        // is as cheap, and numbers its tenants densely again.
+        if (n <= tenants.size() / 4 && plan.changed.size() <= tenants.size() * 5 / 4) {
+            changed = std::move(plan.changed);
+            if (!plan.identity) slots = std::move(plan.slots);
+        }
     }
-
+    const bool incremental = !changed.empty();
     auto policy = std::shared_ptr<Policy>(new Policy());
     PolicyCompiler compiler(*policy, credentials);
     // canonical(top) has "tenants":{} where the sorted tenants go (the
@@ -1901,7 +1976,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     std::string canonical_text;  // one tenant's, reused
     try {
         if (!compiler.compile_header(top)) return std::nullopt;
-        if (!changed.empty()) compiler.reuse(*previous, changed);
+        if (incremental) compiler.reuse(*previous, std::move(changed), std::move(slots));
         // Digested already when a previous policy was compared.
         const bool digested = !digests.empty();
         policy->tenant_digests_ = std::move(digests);
@@ -1930,7 +2005,7 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     if (!compiler.errors.empty()) {
         // The diagnostics of an incremental load name only what it linted:
         // the full load names them as `check` does.
-        if (!changed.empty()) return load_streaming(text, credentials, dir, nullptr);
+        if (incremental) return load_streaming(text, credentials, dir, nullptr);
         text.locate(compiler.errors, dir);
         return LoadResult(unexpected(std::move(compiler.errors)));
     }

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "policy_test_util.hpp"
@@ -23,13 +24,17 @@ constexpr int kTenants = 3000;  // 30,000 names: 16 shards (sized by the first t
 // Tenant tI: d0..d8.tI.example, *.w.tI.example, 10.(I/256).(I%256).0/24.
 // Tenants 0-2 share shared.example. `extra` adds domain entries (JSON
 // strings or objects, already quoted) to a tenant; `mode` sets one's mode.
+// The tenants are t0 to t<count - 1> but those in `absent`.
 std::string policy_text(const std::map<int, std::vector<std::string>>& extra = {},
                         const std::map<int, std::vector<int>>& drop = {}, int report_tenant = -1,
-                        bool pretty = false) {
+                        bool pretty = false, const std::set<int>& absent = {},
+                        int count = kTenants) {
     std::string out = R"({"version": 1, "tenants": {)";
     const char* nl = pretty ? "\n    " : "";
-    for (int i = 0; i < kTenants; ++i) {
-        if (i) out += ",";
+    bool first_tenant = true;
+    for (int i = 0; i < count; ++i) {
+        if (absent.contains(i)) continue;
+        if (!std::exchange(first_tenant, false)) out += ",";
         out += fmt::format(R"({}"t{}": {{"domains": [)", nl, i);
         bool first = true;
         auto add = [&](const std::string& d) {
@@ -67,35 +72,29 @@ std::shared_ptr<const Policy> load(const std::string& text, const Policy* previo
     return *r;
 }
 
-// Every grant as "pattern tenant shared verify", sorted by pattern only:
-// the owners of one pattern keep the index's order.
+// Every grant as "pattern tenant shared verify", sorted (the index names
+// tenants by slot, and keeps a name's owners in the order of their slots,
+// which an incremental load that added tenants numbers otherwise).
 std::vector<std::string> grants(const Policy& p) {
-    std::vector<std::pair<std::string, std::string>> all;
-    p.domain_index().for_each([&](const DomainIndex::Match& m, const DomainIndex::Grant& g) {
-        all.emplace_back(m.pattern(), fmt::format("{} {} {}", g.tenant, g.shared, g.verify_dns));
-    });
-    std::stable_sort(all.begin(), all.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<std::string> out;
-    out.reserve(all.size());
-    for (auto& [pattern, grant] : all)
-        out.push_back(pattern + " " + grant);
+    p.domain_index().for_each([&](const DomainIndex::Match& m, const DomainIndex::Grant& g) {
+        out.push_back(
+            fmt::format("{} {} {} {}", m.pattern(), p.grant_tenant(g), g.shared, g.verify_dns));
+    });
+    std::sort(out.begin(), out.end());
     return out;
 }
 
 // The shards holding a grant of one of these tenants (tI), before or after.
 std::set<std::size_t> shards_of(const Policy& before, const Policy& after,
                                 const std::vector<int>& changed) {
-    // Tenant numbers follow the ids' order ("t0", "t1", "t10", ...).
-    const auto ids = before.tenant_ids();
-    std::vector<std::uint32_t> tenants;
+    std::set<std::string> ids;
     for (int i : changed)
-        tenants.push_back(static_cast<std::uint32_t>(
-            std::find(ids.begin(), ids.end(), fmt::format("t{}", i)) - ids.begin()));
+        ids.insert(fmt::format("t{}", i));
     std::set<std::size_t> out;
     for (const Policy* p : {&before, &after})
         p->domain_index().for_each([&](const DomainIndex::Match& m, const DomainIndex::Grant& g) {
-            if (std::find(tenants.begin(), tenants.end(), g.tenant) != tenants.end())
+            if (ids.contains(p->grant_tenant(g)))
                 out.insert(p->domain_index().shard_of(m.pattern()));
         });
     return out;
@@ -155,8 +154,7 @@ TEST_CASE("an incremental reload gives the full load's policy and shares the oth
                        {R"({"domain": "shared.example", )"
                         R"("shared_domain": true})"}}}),
          {7}},
-        // Owners of a shared name stay in tenant order when an earlier
-        // one is added again last.
+        // A co-owner of a shared name is added again last.
         {"a co-owner of a shared domain changes", policy_text({{1, {R"("new.t1.example")"}}}), {1}},
         {"a tenant's mode only", policy_text({}, {}, 2), {2}, true},
         {"names removed from two tenants", policy_text({}, {{0, {1, 2}}, {2999, {8}}}), {0, 2999}},
@@ -198,25 +196,86 @@ TEST_CASE("an unchanged or reformatted reload") {
     same_policy(*reformatted, pretty);
 }
 
-TEST_CASE("a reload with other tenants, or most tenants changed, is a full load") {
-    const auto base = load(policy_text());
-    // A tenant fewer: tenant numbers move, nothing can be shared.
-    std::string fewer = policy_text();
-    const auto cut = fewer.find(R"(,"t2999")");
-    REQUIRE(cut != std::string::npos);
-    fewer = fewer.substr(0, cut) + "}}";
-    const auto smaller = load(fewer, base.get());
-    CHECK(smaller->tenant_count() == kTenants - 1);
-    CHECK(smaller->domain_index().shards_shared_with(base->domain_index()) == 0);
-    CHECK(smaller->tenant_chunks_shared_with(*base) == 0);
-    same_policy(*smaller, fewer);
+TEST_CASE("a reload that adds or removes tenants keeps the others' slots and shares their shards") {
+    // Tenant numbers follow the ids' order, so each step renumbers most
+    // tenants; their slots in the domain index stay. Each step reloads
+    // from the one before.
+    struct Step {
+        const char* name;
+        std::string text;
+        std::vector<int> tenants;  // added or removed by this step
+        std::size_t count;
+        std::size_t slots;
+    };
+    const std::set<int> two_gone = {5, 1000};
+    const std::vector<Step> steps = {
+        {"the last tenant removed", policy_text({}, {}, -1, false, {2999}), {2999}, 2999, 3000},
+        {"it comes back, and a new tenant",
+         policy_text({}, {}, -1, false, {}, kTenants + 1),
+         {2999, 3000},
+         3001,
+         3001},
+        {"two tenants removed",
+         policy_text({}, {}, -1, false, two_gone, kTenants + 1),
+         {5, 1000},
+         2999,
+         3001},
+        {"two new tenants take their slots",
+         policy_text({}, {}, -1, false, two_gone, kTenants + 3),
+         {3001, 3002},
+         3001,
+         3001},
+        {"back to the first policy", policy_text(), {5, 1000, 3000, 3001, 3002}, 3000, 3001},
+    };
+    auto previous = load(policy_text());
+    for (const auto& step : steps) {
+        CAPTURE(step.name);
+        const auto inc = load(step.text, previous.get());
+        CHECK(inc->tenant_count() == step.count);
+        CHECK(inc->slot_count() == step.slots);
+        same_policy(*inc, step.text);
+        const auto rebuilt = shards_of(*previous, *inc, step.tenants).size();
+        CHECK(rebuilt > 0);
+        CHECK(inc->domain_index().shards_shared_with(previous->domain_index()) ==
+              previous->domain_index().shard_count() - rebuilt);
+        previous = inc;
+    }
+    // A tenant that is gone decides nothing; a new one decides as its own.
+    const auto gone = load(policy_text({}, {}, -1, false, {7}), load(policy_text()).get());
+    CHECK(verdict(*gone, "10.0.7.1", "d0.t7.example") == "reject tenant_unknown  ");
+    const auto added = load(policy_text({}, {}, -1, false, {}, kTenants + 1), gone.get());
+    CHECK(verdict(*added, "10.11.184.1", "d3.t3000.example") ==
+          "accept accepted t3000 d3.t3000.example");
+    CHECK(verdict(*added, "10.11.184.1", "d3.t3.example") ==
+          "reject envelope_domain_unauthorized t3000 ");
+}
 
+TEST_CASE("a reload with most tenants changed, or most slots free, is a full load") {
+    const auto base = load(policy_text());
     std::map<int, std::vector<std::string>> many;
     for (int i = 0; i < kTenants; i += 2)
         many[i] = {fmt::format(R"("more.t{}.example")", i)};
     const auto most = load(policy_text(many), base.get());
     CHECK(most->domain_index().shards_shared_with(base->domain_index()) == 0);
     same_policy(*most, policy_text(many));
+
+    // A fifth of the tenants removed: incremental, their slots stay free.
+    std::set<int> fifth;
+    for (int i = 0; i < kTenants / 5; ++i)
+        fifth.insert(i * 5);
+    const auto fewer = load(policy_text({}, {}, -1, false, fifth), base.get());
+    CHECK(fewer->tenant_count() == kTenants - fifth.size());
+    CHECK(fewer->slot_count() == kTenants);
+    same_policy(*fewer, policy_text({}, {}, -1, false, fifth));
+    // Another tenth: more than a fifth of the slots would be free, so the
+    // load is full and numbers the tenants densely again.
+    auto more = fifth;
+    for (int i = 0; i < kTenants / 10; ++i)
+        more.insert(i * 5 + 1);
+    const auto dense = load(policy_text({}, {}, -1, false, more), fewer.get());
+    CHECK(dense->slot_count() == dense->tenant_count());
+    CHECK(dense->domain_index().shards_shared_with(fewer->domain_index()) == 0);
+    same_policy(*dense, policy_text({}, {}, -1, false, more));
 }
 
 TEST_CASE("an incremental reload refuses what a full load refuses, with check's diagnostics") {

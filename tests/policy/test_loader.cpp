@@ -331,6 +331,13 @@ TEST_CASE("the streamed load and the whole-tree load agree") {
     CHECK(a->hash() == b->hash());
     CHECK(a->hash() == (*tree)->hash());
     CHECK(a->tenant_ids() == std::vector<std::string>{"alpha", "mid", "zeta"});
+    // has_tenant's binary search relies on that order, from either loader.
+    for (const auto& p : {a, *tree}) {
+        for (const char* id : {"alpha", "mid", "zeta"})
+            CHECK(p->has_tenant(id));
+        for (const char* id : {"", "a", "alphb", "mi", "zeta0", "zz", "Mid"})
+            CHECK_FALSE(p->has_tenant(id));
+    }
     CHECK(a->at_mail_from(from_ip("192.0.2.9"), env("x.w.zeta.example")).tenant == "zeta");
     // An escaped top-level key is not plain enough to stream: the whole
     // tree is parsed instead, with the same result.
