@@ -19,7 +19,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <unordered_map>
 
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
@@ -233,9 +232,9 @@ class PolicyCompiler {
 
     void compile_provider(const std::string& name, const json& j, const std::string& path);
     void compile_domains(std::uint32_t t, const json& j, const std::string& path);
-    // `index`: its position in the tenant's "identities".
+    // `identity`: its position in the tenant's "identities".
     void compile_identity(std::uint32_t t, const json& j, const std::string& path,
-                          std::uint32_t index);
+                          std::uint32_t identity);
     // The networks accepted (in file order).
     std::vector<Cidr> compile_networks(std::uint32_t t, const json& j, const std::string& path,
                                        std::uint32_t identity);
@@ -288,20 +287,21 @@ class PolicyCompiler {
                    ? it->second
                    : p_.domains_.pattern_of(e.entry()).pattern();
     }
+    // /tenants/<id>/identities/<identity>
+    std::string identity_path(std::uint32_t t, std::uint32_t identity) const {
+        return pointer(pointer(pointer("/tenants", p_.tenants_[t].id), "identities"), identity);
+    }
     std::string network_path(const NetworkEntry& n) const {
-        return pointer(
-            pointer(pointer(pointer(pointer("/tenants", p_.tenants_[n.tenant].id), "identities"),
-                            n.identity),
-                    "networks"),
-            n.index);
+        return pointer(pointer(identity_path(n.tenant, n.identity), "networks"), n.index);
     }
     std::string domain_path(const DomainEntry& e) const {
         return pointer(pointer(pointer("/tenants", p_.tenants_[e.tenant].id), "domains"), e.index);
     }
-    // Adds `t` to the owners of `key` in `index` (an identity); warns when
-    // another tenant already owns it.
+    // Adds `t` to the owners of `key` in `index` (an identity, the
+    // identity'th of its tenant's); warns when another tenant already owns it.
     void add_identity_owner(FlatStringMap<Policy::OwnerRef>& index, std::string_view key,
-                            std::uint32_t t, const std::string& what, const std::string& path);
+                            std::uint32_t t, std::uint32_t identity, const std::string& what,
+                            const std::string& path);
 
     Policy& p_;
     const Credentials* credentials_;
@@ -319,13 +319,18 @@ class PolicyCompiler {
     std::vector<std::pair<std::uint32_t, std::string>> written_forms_;
     std::string scratch_;  // reused for built patterns and probes
     std::vector<NetworkEntry> networks_;
-    std::map<std::string, std::string> sasl_users_;  // user -> path of first definition
-    std::uint32_t sasl_iterations_ = 0;              // highest PBKDF2 cost of any user
-    // Where an identity (a certificate, SPKI or provider tenant id) was
-    // first listed, for the warning when another tenant lists it too:
-    // (index number << 32 | its entry) -> offset in identity_paths_.
-    std::unordered_map<std::uint64_t, std::uint32_t> first_identity_path_;
-    std::string identity_paths_;  // '\0'-terminated paths, one buffer
+    // By SASL entry: its position in its tenant's "identities" (the path
+    // of the first definition, when a user is defined again).
+    std::vector<std::uint32_t> sasl_identity_;
+    std::uint32_t sasl_iterations_ = 0;  // highest PBKDF2 cost of any user
+    // Where each identity (a certificate, SPKI or provider tenant id) was
+    // first listed, for the warning when another tenant lists it too: per
+    // index (cert, SPKI, provider), its entry and the position in the first
+    // owner's "identities". Entries are numbered in the order they are
+    // added, so each vector is sorted. (Not the paths: 30k of them were
+    // 2.5 MB of a reload's peak at 100k tenants.)
+    using IdentityEntry = FlatStringMap<Policy::OwnerRef>::Ref;
+    std::array<std::vector<std::pair<IdentityEntry, std::uint32_t>>, 3> first_identity_;
 };
 
 template <class Key>
@@ -868,30 +873,33 @@ bool PolicyCompiler::add_owner(Policy::OwnerRef& o, std::uint32_t x) {
 
 void PolicyCompiler::add_identity_owner(FlatStringMap<Policy::OwnerRef>& index,
                                         std::string_view key, std::uint32_t t,
-                                        const std::string& what, const std::string& path) {
-    const std::uint64_t which = &index == &p_.cert_index_ ? 1 : &index == &p_.spki_index_ ? 2 : 3;
+                                        std::uint32_t identity, const std::string& what,
+                                        const std::string& path) {
+    auto& firsts = first_identity_[&index == &p_.cert_index_   ? 0
+                                   : &index == &p_.spki_index_ ? 1
+                                                               : 2];
     auto [ref, fresh] = index.try_emplace(key, t);
     if (fresh) {
-        first_identity_path_.emplace(which << 32 | ref,
-                                     static_cast<std::uint32_t>(identity_paths_.size()));
-        identity_paths_.append(path).push_back('\0');
+        firsts.emplace_back(ref, identity);
         return;
     }
     Policy::OwnerRef o = index.value(ref);
     bool present = false;
     p_.each_owner(o, [&](std::uint32_t y) { present = present || y == t; });
     if (present) return;
+    const auto first = std::lower_bound(firsts.begin(), firsts.end(),
+                                        std::pair<IdentityEntry, std::uint32_t>(ref, 0));
     warn(path, "identity_shared",
          fmt::format("{} also identifies tenant \"{}\" (first at {}); such connections "
                      "are resolved by domain and refused when still ambiguous",
                      what, p_.tenants_[first_owner(o)].id,
-                     identity_paths_.c_str() + first_identity_path_.at(which << 32 | ref)));
+                     identity_path(first_owner(o), first->second)));
     add_owner(o, t);
     index.set_value(ref, o);
 }
 
 void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std::string& path,
-                                      std::uint32_t index) {
+                                      std::uint32_t identity) {
     if (!object_with(
             j, path,
             {"provider", "tenant_id", "require", "dkim_domains", "networks", "client_cert_sha256",
@@ -921,7 +929,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
     if (j.contains("networks")) {
         stray("tenant_id", "provider");
         stray("password_hash", "sasl_user");
-        auto cidrs = compile_networks(t, j.at("networks"), pointer(path, "networks"), index);
+        auto cidrs = compile_networks(t, j.at("networks"), pointer(path, "networks"), identity);
         if (limits && !cidrs.empty()) {
             // Named by the entry's first network: stable when entries are
             // reordered or networks appended (an index would shift).
@@ -967,7 +975,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
         std::string key(sizeof(std::uint32_t), '\0');
         std::memcpy(key.data(), &it->second, sizeof(std::uint32_t));
         key += ascii::lower(tid);
-        add_identity_owner(p_.provider_tenant_index_, key, t,
+        add_identity_owner(p_.provider_tenant_index_, key, t, identity,
                            fmt::format("provider {} tenant_id {}", name, tid), path);
         if (limits)
             index_scoped_limits(
@@ -991,7 +999,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
             return;
         }
         auto& index = cert ? p_.cert_index_ : p_.spki_index_;
-        add_identity_owner(index, *fp, t, fmt::format("{} {}", key, *fp), path);
+        add_identity_owner(index, *fp, t, identity, fmt::format("{} {}", key, *fp), path);
         if (limits)
             index_scoped_limits(
                 cert ? 'c' : 's', t, *fp,
@@ -1043,18 +1051,19 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
                  fmt::format("only {} PBKDF2 iterations{}; relaygate hash-password uses {}",
                              info->iterations, cred ? " (credentials file)" : "",
                              kDefaultPbkdf2Iterations));
-        if (auto [it, fresh] = sasl_users_.try_emplace(user, pointer(path, "sasl_user")); !fresh) {
+        if (auto r = p_.sasl_index_.find(user); r != FlatStringMap<std::uint32_t>::npos) {
             // One login name must mean one password and one tenant.
+            const std::uint32_t first = p_.sasl_index_.value(r);
+            const std::uint32_t owner = p_.sasl_entries_[first].tenant;
             error(pointer(path, "sasl_user"), "duplicate_sasl_user",
-                  fmt::format(
-                      "sasl_user \"{}\" is already defined at {} (tenant \"{}\")", user, it->second,
-                      p_.tenants_[p_.sasl_entries_[p_.sasl_index_.value(p_.sasl_index_.find(user))]
-                                      .tenant]
-                          .id));
+                  fmt::format("sasl_user \"{}\" is already defined at {} (tenant \"{}\")", user,
+                              pointer(identity_path(owner, sasl_identity_[first]), "sasl_user"),
+                              p_.tenants_[owner].id));
             return;
         }
         p_.sasl_index_.try_emplace(user, static_cast<std::uint32_t>(p_.sasl_entries_.size()));
         p_.sasl_entries_.push_back({t, hash});
+        sasl_identity_.push_back(identity);
         if (limits)
             index_scoped_limits('u', t, user,
                                 add_scoped_limits(LimitScope::identity, "sasl:" + user, *limits),

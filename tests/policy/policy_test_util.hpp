@@ -91,6 +91,13 @@ inline bool has_rule(const std::vector<Diagnostic>& ds, std::string_view rule,
     return false;
 }
 
+// The message of the first diagnostic with this rule ("" if none).
+inline std::string message_of(const std::vector<Diagnostic>& ds, std::string_view rule) {
+    for (const auto& d : ds)
+        if (d.rule == rule) return d.message;
+    return {};
+}
+
 inline ConnectionFacts from_ip(std::string_view ip) {
     ConnectionFacts c;
     c.client_ip = IpAddress::parse(ip);

@@ -261,6 +261,10 @@ TEST_CASE("lint: fingerprints and password hashes") {
     CHECK(has_rule(e, "invalid_fingerprint", "/tenants/a/identities/1/client_spki_sha256"));
     CHECK(has_rule(e, "invalid_password_hash", "/tenants/a/identities/2/password_hash"));
     CHECK(has_rule(e, "duplicate_sasl_user", "/tenants/a/identities/4/sasl_user"));
+    CHECK(message_of(e, "duplicate_sasl_user")
+              .find("already defined at "
+                    "/tenants/a/identities/3/sasl_user (tenant "
+                    "\"a\")") != std::string::npos);
     CHECK(has_rule(e, "schema", "/tenants/a/identities/5/sasl_user"));
     CHECK(has_rule(e, "schema", "/tenants/a/identities/6/tenant_id"));
 
@@ -296,6 +300,35 @@ TEST_CASE("warnings: report mode, shared identities, unused providers") {
     CHECK(has_rule(p->warnings(), "identity_shared", "/tenants/b/identities/0"));
     CHECK(has_rule(p->warnings(), "unused_provider", "/providers/microsoft365"));
     CHECK(p->provider_tenant_headers().empty());  // no tenant uses the provider
+}
+
+TEST_CASE("warnings: a shared identity names where it was first listed") {
+    const std::string x(64, 'a'), y(64, 'b');
+    auto cert = [](const std::string& fp) { return R"({"client_cert_sha256": ")" + fp + R"("})"; };
+    auto spki = [](const std::string& fp) { return R"({"client_spki_sha256": ")" + fp + R"("})"; };
+    const std::string prov = R"({"provider": "microsoft365", "tenant_id": "T1"})";
+    auto p = must_load(R"({"version": 1, )" + std::string(kM365) + R"(, "tenants": {
+        "a": {"domains": ["a.example"], "identities": [)" +
+                       cert(y) + ", " + prov + ", " + cert(x) + ", " + spki(x) + R"(]},
+        "b": {"domains": ["b.example"], "identities": [)" +
+                       spki(x) + ", " + cert(x) + ", " + cert(y) + R"(]},
+        "c": {"domains": ["c.example"], "identities": [)" +
+                       R"({"provider": "microsoft365", "tenant_id": "t1"}, )" + cert(x) + "]}}}");
+    auto first_at = [&](const std::string& path) {
+        for (const auto& w : p->warnings())
+            if (w.rule == "identity_shared" && w.path == path) {
+                const auto at = w.message.find("(first at ");
+                return at == std::string::npos
+                           ? w.message
+                           : w.message.substr(at + 10, w.message.find(')', at) - at - 10);
+            }
+        return std::string("no warning at ") + path;
+    };
+    CHECK(first_at("/tenants/b/identities/0") == "/tenants/a/identities/3");  // SPKI x
+    CHECK(first_at("/tenants/b/identities/1") == "/tenants/a/identities/2");  // cert x
+    CHECK(first_at("/tenants/b/identities/2") == "/tenants/a/identities/0");  // cert y
+    CHECK(first_at("/tenants/c/identities/0") == "/tenants/a/identities/1");  // tenant id
+    CHECK(first_at("/tenants/c/identities/1") == "/tenants/a/identities/2");  // cert x, third owner
 }
 
 TEST_CASE("load never throws on hostile JSON values") {
