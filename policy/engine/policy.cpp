@@ -178,7 +178,7 @@ std::vector<std::string> Policy::tenant_ids() const {
     std::vector<std::string> out;
     out.reserve(tenants_.size());
     for (std::size_t t = 0; t < tenants_.size(); ++t)
-        out.push_back(tenants_[t].id);
+        out.emplace_back(tenant_id(t));
     std::sort(out.begin(), out.end());  // stable, whatever order the file had
     return out;
 }
@@ -187,12 +187,12 @@ bool Policy::has_tenant(std::string_view id) const {
     std::size_t lo = 0, hi = tenants_.size();
     while (lo < hi) {
         const std::size_t mid = lo + (hi - lo) / 2;
-        if (std::string_view(tenants_[mid].id) < id)
+        if (tenant_id(mid) < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < tenants_.size() && tenants_[lo].id == id;
+    return lo < tenants_.size() && tenant_id(lo) == id;
 }
 
 std::vector<std::string> Policy::provider_tenant_headers() const {
@@ -217,7 +217,7 @@ std::string Policy::sasl_tenant(std::string_view user) const {
     auto r = sasl_index_.find(user);
     return r == FlatStringMap<std::uint32_t>::npos
                ? std::string()
-               : tenants_[sasl_entries_[sasl_index_.value(r)].tenant].id;
+               : std::string(tenant_id(sasl_entries_[sasl_index_.value(r)].tenant));
 }
 
 // A connection's identity match, described lazily: the detail string is
@@ -331,8 +331,7 @@ void Policy::identify_strong(const Facts& facts, Out& out, const Tracer& note) c
     const ConnectionFacts& conn = facts.conn;
     auto add = [&](const Candidate& c) {
         __builtin_prefetch(&tenants_[c.tenant]);
-        if (note)
-            note("identity: {} matches tenant {}", detail_of(c, facts), tenants_[c.tenant].id);
+        if (note) note("identity: {} matches tenant {}", detail_of(c, facts), tenant_id(c.tenant));
         for (const auto& o : out)
             if (o.tenant == c.tenant) return;
         out.push_back(c);
@@ -387,7 +386,7 @@ Reason Policy::check_proof(const Tenant& t, const DomainIndex::Match& g, const E
                               [&](const DomainProof& p) { return p.domain == g.base; });
     if (proof == env.domain_proofs.end()) {
         if (note)
-            note("tenant {}: {} is verified in DNS: needs TXT _relaygate.{}", t.id, g.pattern(),
+            note("tenant {}: {} is verified in DNS: needs TXT _relaygate.{}", id_of(t), g.pattern(),
                  g.base);
         if (std::find(needs.domains.begin(), needs.domains.end(), g.base) == needs.domains.end())
             needs.domains.push_back(g.base);
@@ -395,21 +394,21 @@ Reason Policy::check_proof(const Tenant& t, const DomainIndex::Match& g, const E
     }
     switch (proof->status) {
         case DomainProof::Status::error:
-            note("tenant {}: DNS lookup of _relaygate.{} failed", t.id, g.base);
+            note("tenant {}: DNS lookup of _relaygate.{} failed", id_of(t), g.base);
             return Reason::dns_tempfail;
         case DomainProof::Status::missing:
-            note("tenant {}: no v=relaygate1 TXT record at _relaygate.{}", t.id, g.base);
+            note("tenant {}: no v=relaygate1 TXT record at _relaygate.{}", id_of(t), g.base);
             return Reason::domain_not_verified;
         case DomainProof::Status::found:
             break;
     }
-    if (std::find(proof->tenants.begin(), proof->tenants.end(), t.id) == proof->tenants.end()) {
+    if (std::find(proof->tenants.begin(), proof->tenants.end(), id_of(t)) == proof->tenants.end()) {
         if (note)
-            note("tenant {}: _relaygate.{} names {}, not this tenant", t.id, g.base,
+            note("tenant {}: _relaygate.{} names {}, not this tenant", id_of(t), g.base,
                  printable(fmt::format("{}", fmt::join(proof->tenants, ", "))));
         return Reason::domain_not_verified;
     }
-    note("tenant {}: _relaygate.{} names this tenant", t.id, g.base);
+    note("tenant {}: _relaygate.{} names this tenant", id_of(t), g.base);
     return Reason::accepted;
 }
 
@@ -426,21 +425,22 @@ Reason Policy::check_dkim(const Candidate& c, const std::vector<DkimFact>& dkim,
         bool by_cname = !by_domain && listed(key_domain(f.key_cname_target));
         if (f.status == DkimFact::Status::pass && !f.length_limited && (by_domain || by_cname)) {
             if (note)
-                note("tenant {}: DKIM d={} s={} passes{} and corroborates provider tenant", t.id,
-                     printable(f.domain), printable(f.selector),
+                note("tenant {}: DKIM d={} s={} passes{} and corroborates provider tenant",
+                     id_of(t), printable(f.domain), printable(f.selector),
                      by_cname ? fmt::format(" (key CNAME {})", printable(f.key_cname_target))
                               : std::string());
             return Reason::accepted;
         }
         temporary = temporary || f.status == DkimFact::Status::temperror;
         if (note)
-            note("tenant {}: DKIM d={} s={} {}{}: does not corroborate", t.id, printable(f.domain),
-                 printable(f.selector), to_string(f.status),
+            note("tenant {}: DKIM d={} s={} {}{}: does not corroborate", id_of(t),
+                 printable(f.domain), printable(f.selector), to_string(f.status),
                  f.length_limited           ? " (l= limits the body)"
                  : !(by_domain || by_cname) ? " (not a signing domain of the tenant)"
                                             : "");
     }
-    if (dkim.empty()) note("tenant {}: no DKIM signature; required by its provider identity", t.id);
+    if (dkim.empty())
+        note("tenant {}: no DKIM signature; required by its provider identity", id_of(t));
     if (temporary) return Reason::dns_tempfail;
     return Reason::provider_dkim_unverified;
 }
@@ -452,18 +452,18 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
     const std::uint32_t slot = slot_of(c.tenant);  // as the domain index names it
     if (env.null_sender) {
         if (!t.allow_null_sender) {
-            note("tenant {}: null reverse-path not allowed", t.id);
+            note("tenant {}: null reverse-path not allowed", id_of(t));
             return Reason::null_sender_not_allowed;
         }
-        note("tenant {}: null reverse-path allowed if From is authorized", t.id);
+        note("tenant {}: null reverse-path allowed if From is authorized", id_of(t));
     } else {
         auto g = domains_.grant_for(env.domain, slot);
         if (!g) {
-            note("tenant {}: envelope domain {} not granted", t.id, env.domain);
+            note("tenant {}: envelope domain {} not granted", id_of(t), env.domain);
             return Reason::envelope_domain_unauthorized;
         }
         if (note)
-            note("tenant {}: envelope domain {} granted by {}", t.id, env.domain, g->pattern());
+            note("tenant {}: envelope domain {} granted by {}", id_of(t), env.domain, g->pattern());
         grant = *g;
         if (Reason r = check_proof(t, *g, env, needs, note); r != Reason::accepted) return r;
     }
@@ -473,12 +473,12 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
     for (const auto& o : hdr->originators) {
         auto g = domains_.grant_for(o.domain, slot);
         if (!g) {
-            note("tenant {}: {} domain {} not granted", t.id, message::to_string(o.field),
+            note("tenant {}: {} domain {} not granted", id_of(t), message::to_string(o.field),
                  o.domain.empty() ? "(empty)" : o.domain);
             return reason_for(o.field);
         }
         if (note)
-            note("tenant {}: {} domain {} granted by {}", t.id, message::to_string(o.field),
+            note("tenant {}: {} domain {} granted by {}", id_of(t), message::to_string(o.field),
                  o.domain, g->pattern());
         if (Reason r = check_proof(t, *g, env, needs, note); r != Reason::accepted) {
             if (r == Reason::domain_not_verified) grant = *g;  // for the reply's hint
@@ -492,12 +492,13 @@ Reason Policy::check_candidate(Stage stage, const Candidate& c, const EnvelopeFa
     if (!has_from) {
         // The header reader refuses such messages first; this keeps the
         // engine safe on its own (a null sender is allowed only via From).
-        note("tenant {}: no From originator to authorize", t.id);
+        note("tenant {}: no From originator to authorize", id_of(t));
         return Reason::from_missing;
     }
     if (c.dkim != Candidate::kNoDkim) {
         if (stage == Stage::header) {
-            note("tenant {}: provider identity requires DKIM corroboration at end of data", t.id);
+            note("tenant {}: provider identity requires DKIM corroboration at end of data",
+                 id_of(t));
         } else if (dkim != nullptr) {
             return check_dkim(c, *dkim, note);
         }
@@ -670,7 +671,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
                                 c.dkim = dkim_index_.value(k);
                         if (note)
                             note("identity: {} matches tenant {}", detail_of(c, facts),
-                                 tenants_[t].id);
+                                 tenant_id(t));
                         cands.push_back(c);
                     });
                 }
@@ -701,7 +702,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
             if (any) {
                 d.candidates.reserve(pending.size());
                 for (auto t : pending)
-                    d.candidates.push_back(tenants_[t].id);
+                    d.candidates.emplace_back(tenant_id(t));
                 std::sort(d.candidates.begin(), d.candidates.end());
                 d.verdict = Verdict::accept;
                 d.reason = Reason::accepted;
@@ -726,8 +727,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
             each_owner(m->slot, [&](std::uint32_t t) {
                 __builtin_prefetch(&tenants_[t]);
                 Candidate c{t, IdentityKind::network, false, 0, m->cidr};
-                if (note)
-                    note("identity: {} matches tenant {}", detail_of(c, facts), tenants_[t].id);
+                if (note) note("identity: {} matches tenant {}", detail_of(c, facts), tenant_id(t));
                 cands.push_back(c);
             });
         }
@@ -788,7 +788,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
         return d;
     }
     auto fill = [&](const Candidate& c) {
-        d.tenant = tenants_[c.tenant].id;
+        d.tenant = tenant_id(c.tenant);
         d.identity = c.kind;
         d.identity_detail = detail_of(c, facts);
         d.dkim_required = c.dkim != Candidate::kNoDkim;
@@ -807,7 +807,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
         d.reason = Reason::tenant_ambiguous;
         d.identity = cands.front().kind;
         for (const auto& a : ok)
-            d.candidates.push_back(tenants_[cands[a.candidate].tenant].id);
+            d.candidates.emplace_back(tenant_id(cands[a.candidate].tenant));
         std::sort(d.candidates.begin(), d.candidates.end());
         if (note) note("ambiguous: tenants {} are all authorized", fmt::join(d.candidates, ", "));
         finish(d, default_mode_, note);
@@ -816,7 +816,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
     d.reason = first_failure;
     if (first_failure == Reason::domain_not_verified)
         d.reply_detail = fmt::format("publish TXT _relaygate.{} \"v=relaygate1; tenant={}\"",
-                                     failed_grant.base, tenants_[cands[first_failed].tenant].id);
+                                     failed_grant.base, tenant_id(cands[first_failed].tenant));
     if (cands.size() == 1) {
         fill(cands.front());
         finish(d, tenants_[cands.front().tenant].mode, note);
@@ -825,7 +825,7 @@ Decision Policy::evaluate(Stage stage, const ConnectionFacts& conn, const Envelo
     }
     d.identity = cands.front().kind;
     for (const auto& c : cands)
-        d.candidates.push_back(tenants_[c.tenant].id);
+        d.candidates.emplace_back(tenant_id(c.tenant));
     std::sort(d.candidates.begin(), d.candidates.end());
     finish(d, default_mode_, note);
     return d;

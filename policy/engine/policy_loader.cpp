@@ -289,13 +289,13 @@ class PolicyCompiler {
     }
     // /tenants/<id>/identities/<identity>
     std::string identity_path(std::uint32_t t, std::uint32_t identity) const {
-        return pointer(pointer(pointer("/tenants", p_.tenants_[t].id), "identities"), identity);
+        return pointer(pointer(pointer("/tenants", p_.tenant_id(t)), "identities"), identity);
     }
     std::string network_path(const NetworkEntry& n) const {
         return pointer(pointer(identity_path(n.tenant, n.identity), "networks"), n.index);
     }
     std::string domain_path(const DomainEntry& e) const {
-        return pointer(pointer(pointer("/tenants", p_.tenants_[e.tenant].id), "domains"), e.index);
+        return pointer(pointer(pointer("/tenants", p_.tenant_id(e.tenant)), "domains"), e.index);
     }
     // Adds `t` to the owners of `key` in `index` (an identity, the
     // identity'th of its tenant's); warns when another tenant already owns it.
@@ -345,9 +345,9 @@ PolicyCompiler::IncrementalPlan PolicyCompiler::plan_incremental(std::size_t n, 
     std::size_t j = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::string_view id = key(i);
-        for (; j < old_n && previous.tenants_[j].id < id; ++j)
+        for (; j < old_n && previous.tenant_id(j) < id; ++j)
             ++plan.differing;  // removed
-        if (j < old_n && previous.tenants_[j].id == id) {
+        if (j < old_n && previous.tenant_id(j) == id) {
             plan.previous_number[i] = static_cast<std::uint32_t>(j);
             plan.slots[i] = previous.slot_of(static_cast<std::uint32_t>(j));
             taken[plan.slots[i]] = true;
@@ -613,10 +613,18 @@ void PolicyCompiler::compile_tenant(const std::string& id, const json& j, const 
               fmt::format("tenant id \"{}\" is reserved: it is the metric label of "
                           "transactions that no tenant sent; rename the tenant",
                           kNoTenantLabel));
+    if (p_.ids_.size() + id.size() > std::numeric_limits<std::uint32_t>::max()) {
+        error(path, "schema", "the tenant ids take more than 4 GiB");
+        return;
+    }
     auto t = static_cast<std::uint32_t>(p_.tenants_.size());
-    p_.tenants_.push_back(
-        {id, p_.default_mode_, false, static_cast<std::uint32_t>(p_.tenant_providers_.size()), 0},
-        previous_tenants_);
+    Policy::Tenant record;
+    record.id_at = static_cast<std::uint32_t>(p_.ids_.size());
+    record.id_size = static_cast<std::uint32_t>(id.size());
+    record.providers_begin = static_cast<std::uint32_t>(p_.tenant_providers_.size());
+    record.mode = p_.default_mode_;
+    p_.ids_ += id;
+    p_.tenants_.push_back(record, previous_tenants_);
     if (!object_with(
             j, path,
             {"mode", "domains", "allow_null_sender", "identities", "limits", "description"}))
@@ -892,7 +900,7 @@ void PolicyCompiler::add_identity_owner(FlatStringMap<Policy::OwnerRef>& index,
     warn(path, "identity_shared",
          fmt::format("{} also identifies tenant \"{}\" (first at {}); such connections "
                      "are resolved by domain and refused when still ambiguous",
-                     what, p_.tenants_[first_owner(o)].id,
+                     what, p_.tenant_id(first_owner(o)),
                      identity_path(first_owner(o), first->second)));
     add_owner(o, t);
     index.set_value(ref, o);
@@ -1058,7 +1066,7 @@ void PolicyCompiler::compile_identity(std::uint32_t t, const json& j, const std:
             error(pointer(path, "sasl_user"), "duplicate_sasl_user",
                   fmt::format("sasl_user \"{}\" is already defined at {} (tenant \"{}\")", user,
                               pointer(identity_path(owner, sasl_identity_[first]), "sasl_user"),
-                              p_.tenants_[owner].id));
+                              p_.tenant_id(owner)));
             return;
         }
         p_.sasl_index_.try_emplace(user, static_cast<std::uint32_t>(p_.sasl_entries_.size()));
@@ -1124,7 +1132,7 @@ std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& 
                               "EchoSpoofing risk (2024). Use a {{\"provider\": \"{}\", "
                               "\"tenant_id\": ...}} identity instead",
                               text, shared.cidr.to_string(), p_.providers_[shared.provider].name,
-                              p_.tenants_[t].id, p_.providers_[shared.provider].name));
+                              p_.tenant_id(t), p_.providers_[shared.provider].name));
         }
         if (echo) continue;
         if ((cidr.address.is_v4() && cidr.prefix_len < 8) ||
@@ -1132,7 +1140,7 @@ std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& 
             warn(ipath, "network_too_broad",
                  fmt::format("\"{}\" is very broad; is the whole network really dedicated to "
                              "tenant \"{}\"?",
-                             text, p_.tenants_[t].id));
+                             text, p_.tenant_id(t)));
         // The slot is the owners (see Policy::OwnerRef).
         Policy::OwnerRef owners = p_.network_index_.insert(cidr, t);
         if (owners != t && add_owner(owners, t)) p_.network_index_.assign(cidr, owners);
@@ -1472,7 +1480,7 @@ void PolicyCompiler::index_scoped_limits(char tag, std::uint32_t t, std::string_
     if (!p_.scoped_index_.try_emplace(Policy::scoped_key(tag, t, id), index).second)
         error(path, "duplicate_identity",
               fmt::format("{} is listed twice for tenant \"{}\" and has limits: list it once",
-                          p_.scoped_limits_[index].subject, p_.tenants_[t].id));
+                          p_.scoped_limits_[index].subject, p_.tenant_id(t)));
 }
 
 void PolicyCompiler::lint_cross_tenant() {
@@ -1518,7 +1526,7 @@ void PolicyCompiler::lint_cross_tenant() {
             warn(network_path(n), "network_overlap",
                  fmt::format("{} {} network {} of tenant \"{}\" ({}): {}", n.cidr.to_string(),
                              equal ? "equals" : "lies inside", (*it)->cidr.to_string(),
-                             p_.tenants_[(*it)->tenant].id, network_path(**it),
+                             p_.tenant_id((*it)->tenant), network_path(**it),
                              equal ? "decided by domain, refused as ambiguous otherwise"
                                    : "the longest prefix wins"));
             break;
