@@ -226,6 +226,31 @@ TEST_CASE("lint: networks") {
     CHECK(has_rule(p->warnings(), "network_overlap", "/tenants/b/identities/0/networks/0"));
     CHECK(has_rule(p->warnings(), "network_overlap", "/tenants/c/identities/0/networks/0"));
     CHECK(has_rule(p->warnings(), "network_too_broad", "/tenants/a/identities/0/networks/1"));
+
+    // IPv6 and IPv4 side by side, the enclosing networks in a later
+    // tenant: each overlap names the enclosing or equal network and where
+    // it is.
+    p = must_load(tenants_only(R"({
+        "a": {"domains": ["a.example"], "identities": [{"networks": ["2001:db8:1::/48", "10.2.0.0/16"]}]},
+        "b": {"domains": ["b.example"], "identities": [{"networks": ["2001:db8::/32", "10.0.0.0/8"]}]},
+        "c": {"domains": ["c.example"], "identities": [{"networks": ["2001:db8:1::/48", "2001:db9::/32"]}]}})"));
+    auto overlap = [&](const std::string& path) {
+        for (const auto& w : p->warnings())
+            if (w.rule == "network_overlap" && w.path == path) return w.message;
+        return std::string("none");
+    };
+    CHECK(overlap("/tenants/a/identities/0/networks/0") ==
+          "2001:db8:1::/48 lies inside network 2001:db8::/32 of tenant \"b\" "
+          "(/tenants/b/identities/0/networks/0): the longest prefix wins");
+    CHECK(overlap("/tenants/a/identities/0/networks/1") ==
+          "10.2.0.0/16 lies inside network 10.0.0.0/8 of tenant \"b\" "
+          "(/tenants/b/identities/0/networks/1): the longest prefix wins");
+    CHECK(overlap("/tenants/c/identities/0/networks/0") ==
+          "2001:db8:1::/48 equals network 2001:db8:1::/48 of tenant \"a\" "
+          "(/tenants/a/identities/0/networks/0): decided by domain, refused as ambiguous "
+          "otherwise");
+    CHECK(overlap("/tenants/c/identities/0/networks/1") == "none");
+    CHECK(overlap("/tenants/b/identities/0/networks/0") == "none");
 }
 
 TEST_CASE("lint: unknown provider, empty tenants") {
