@@ -630,9 +630,14 @@ void MemberScanner::begin_value(char c) {
 }
 
 void MemberScanner::end_value(std::uint64_t end) {
-    auto& v = level().back().value;
+    auto& list = level();
+    auto& v = list.back().value;
     v.length = end - v.offset;
     value_open_ = false;
+    if (level_ == 2 && sink_) {
+        ok_ = ok_ && sink_(list.back());
+        list.pop_back();
+    }
 }
 
 void MemberScanner::close_object() {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -79,6 +80,13 @@ class MemberScanner {
     // The members of the top-level `nested_key` object, in text order; the
     // caller may reorder them. has_nested(): that key held an object.
     std::vector<Member>& nested() { return nested_; }
+    // Before feeding: hands each member of the nested object to `sink` as
+    // soon as its value ends, instead of keeping it in nested(), which
+    // stays empty. A caller that keeps its own compact copy (100k tenants)
+    // then holds the members once, not twice, and not in a vector of
+    // 64-octet members grown by doubling. Repeated nested keys are the
+    // caller's to find; `sink` returning false stops the scan (not plain).
+    void on_nested(std::function<bool(const Member&)> sink) { sink_ = std::move(sink); }
     const std::vector<Member>& nested() const { return nested_; }
     bool has_nested() const { return nested_at_ != kNone; }
     bool is_nested(const Member& m) const { return &m == &members_[nested_at_]; }
@@ -103,7 +111,8 @@ class MemberScanner {
 
     std::string nested_key_;
     std::vector<Member> members_;
-    std::vector<Member> nested_;
+    std::vector<Member> nested_;  // with a sink_, only the member being read
+    std::function<bool(const Member&)> sink_;
     std::size_t nested_at_ = kNone;  // index in members_
     std::string key_;
     std::uint64_t offset_ = 0;       // of the piece being fed

@@ -1680,6 +1680,7 @@ class PolicyText {
         keys_.clear();
         for (std::size_t i = 0; i < sources_.size(); ++i) {
             json_reader::MemberScanner scan("tenants");
+            scan.on_nested([&](const auto& tenant) { return add(tenants_, tenant, i); });
             if (!feed(sources_[i], scan)) return false;
             sources_[i].start = scan.start();
             for (auto& m : scan.members()) {
@@ -1691,9 +1692,6 @@ class PolicyText {
                 if (!add(members_, m, i)) return false;
             }
             if (!dir_ && !scan.has_nested()) return false;
-            tenants_.reserve(tenants_.size() + scan.nested().size());
-            for (const auto& t : scan.nested())
-                if (!add(tenants_, t, i)) return false;
         }
         // In the order of their ids: the order of the canonical text the
         // hash covers (so it is hashed as it is compiled, nothing kept) and

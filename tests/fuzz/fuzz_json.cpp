@@ -74,6 +74,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             for (const auto& t : scan.nested())
                 same(*it, t);
         }
+        // With a sink, split elsewhere: the same nested members, in order.
+        json_reader::MemberScanner sunk("tenants");
+        std::size_t next = 0;
+        sunk.on_nested([&](const json_reader::MemberScanner::Member& m) {
+            if (next >= scan.nested().size()) __builtin_trap();
+            const auto& want = scan.nested()[next++];
+            if (m.key != want.key || m.value.offset != want.value.offset ||
+                m.value.length != want.value.length ||
+                m.value.position.line != want.value.position.line ||
+                m.value.position.column != want.value.position.column)
+                __builtin_trap();
+            return true;
+        });
+        const std::size_t cut2 = size > 1 ? data[1] % (size + 1) : cut;
+        if (!sunk.feed(text.substr(0, cut2)) || !sunk.feed(text.substr(cut2)) || !sunk.finish() ||
+            next != scan.nested().size() || !sunk.nested().empty())
+            __builtin_trap();
     }
     auto config = config::parse_config(text, ".");
     if (!config)

@@ -5,6 +5,10 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <string>
+#include <tuple>
+#include <vector>
+
 using namespace relaygate::json_reader;
 
 TEST_CASE("pointers escape ~ and / (RFC 6901 3)") {
@@ -227,6 +231,68 @@ TEST_CASE("MemberScanner: distinct keys among many, in file order") {
     // A repeated key anywhere among them (here the first and the middle).
     CHECK_FALSE(scan_text(text + ",\"k999\": 1}}"));
     CHECK_FALSE(scan_text(text + ",\"k500\": 1}}"));
+}
+
+TEST_CASE("MemberScanner: a sink gets the nested members as their values end") {
+    const std::string text =
+        " {\"version\": 1, \"tenants\": {\"a\": {\"x\": \"}\\\"{\"}, \"b\" :[1, {\"c\": 2}],\n"
+        " \"\u00e9t\u00e9\": true, \"n\": -2 , \"s\": \"q\"}, \"s\": \"v,}\" , \"n\": -1.5e3}\n";
+    using Seen = std::tuple<std::string, std::uint64_t, std::uint64_t, std::size_t, std::size_t>;
+    auto seen = [](const MemberScanner::Member& m) {
+        return Seen{m.key, m.value.offset, m.value.length, m.value.position.line,
+                    m.value.position.column};
+    };
+    auto stored = scan_text(text);
+    REQUIRE(stored);
+    REQUIRE(stored->nested().size() == 5);
+    std::vector<Seen> expected;
+    for (const auto& m : stored->nested())
+        expected.push_back(seen(m));
+    // Fed whole, split once anywhere, and one octet at a time.
+    std::vector<std::vector<std::size_t>> splits = {{}};
+    for (std::size_t cut = 0; cut <= text.size(); ++cut)
+        splits.push_back({cut});
+    splits.emplace_back();
+    for (std::size_t i = 1; i < text.size(); ++i)
+        splits.back().push_back(i);
+    for (const auto& cuts : splits) {
+        CAPTURE(cuts.size() == 1 ? cuts[0] : cuts.size());
+        MemberScanner scan("tenants");
+        std::vector<Seen> got;
+        scan.on_nested([&](const MemberScanner::Member& m) {
+            got.push_back(seen(m));
+            return true;
+        });
+        std::size_t at = 0;
+        bool ok = true;
+        for (auto cut : cuts) {
+            ok = ok && scan.feed(std::string_view(text).substr(at, cut - at));
+            at = cut;
+        }
+        ok = ok && scan.feed(std::string_view(text).substr(at)) && scan.finish();
+        REQUIRE(ok);
+        CHECK(got == expected);
+        CHECK(scan.nested().empty());
+        REQUIRE(scan.members().size() == 4);
+        CHECK(scan.is_nested(scan.members()[1]));
+        CHECK(range_text(text, scan.members()[3].value) == "-1.5e3");
+    }
+    // A sink that refuses stops the scan; repeated keys are the sink's to find.
+    MemberScanner refused("tenants");
+    int calls = 0;
+    refused.on_nested([&](const MemberScanner::Member&) { return ++calls < 2; });
+    const bool accepted = refused.feed(text) && refused.finish();
+    CHECK_FALSE(accepted);
+    CHECK(calls == 2);
+    MemberScanner repeated("tenants");
+    std::vector<std::string> keys;
+    repeated.on_nested([&](const MemberScanner::Member& m) {
+        keys.push_back(m.key);
+        return true;
+    });
+    const bool plain = repeated.feed(R"({"tenants": {"x": 1, "x": 2}})") && repeated.finish();
+    CHECK(plain);
+    CHECK(keys == std::vector<std::string>{"x", "x"});
 }
 
 TEST_CASE("MemberScanner: positions after long values, lines and UTF-8 inside them") {
