@@ -1153,21 +1153,15 @@ std::vector<Cidr> PolicyCompiler::compile_networks(std::uint32_t t, const json& 
         // The slot is the owners (see Policy::OwnerRef).
         Policy::OwnerRef owners = p_.network_index_.insert(cidr, t);
         if (owners != t && add_owner(owners, t)) p_.network_index_.assign(cidr, owners);
-        NetworkEntry entry{0,
-                           t,
-                           identity,
-                           static_cast<std::uint32_t>(i),
-                           static_cast<std::uint8_t>(cidr.prefix_len),
-                           !cidr.address.is_v4()};
         const auto& bytes = cidr.address.bytes();
-        if (entry.v6) {
-            entry.address = static_cast<std::uint32_t>(addresses6_.size());
-            addresses6_.push_back(bytes);
-        } else {
-            entry.address = std::uint32_t(bytes[0]) << 24 | std::uint32_t(bytes[1]) << 16 |
-                            std::uint32_t(bytes[2]) << 8 | bytes[3];
-        }
-        networks_.push_back(entry);
+        const bool v6 = !cidr.address.is_v4();
+        const std::uint32_t address = v6 ? static_cast<std::uint32_t>(addresses6_.size())
+                                         : std::uint32_t(bytes[0]) << 24 |
+                                               std::uint32_t(bytes[1]) << 16 |
+                                               std::uint32_t(bytes[2]) << 8 | bytes[3];
+        if (v6) addresses6_.push_back(bytes);
+        networks_.push_back({address, t, identity, static_cast<std::uint32_t>(i),
+                             static_cast<std::uint8_t>(cidr.prefix_len), v6});
         accepted.push_back(cidr);
     }
     return accepted;
