@@ -178,8 +178,7 @@ std::vector<std::string> Policy::tenant_ids() const {
     std::vector<std::string> out;
     out.reserve(tenants_.size());
     for (std::size_t t = 0; t < tenants_.size(); ++t)
-        out.emplace_back(tenant_id(t));
-    std::sort(out.begin(), out.end());  // stable, whatever order the file had
+        out.emplace_back(tenant_id(t));  // numbered in the ids' order (see has_tenant)
     return out;
 }
 

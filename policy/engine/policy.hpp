@@ -108,7 +108,7 @@ class Policy {
     const std::string& hash() const { return hash_; }  // "sha256:<hex>" of the canonical JSON
     std::size_t tenant_count() const { return tenants_.size(); }
     std::size_t domain_count() const { return domain_count_; }
-    std::vector<std::string> tenant_ids() const;
+    std::vector<std::string> tenant_ids() const;  // sorted
     // Whether some tenant has this id (no copy of the ids: a binary
     // search, tenants are numbered in the ids' order).
     bool has_tenant(std::string_view id) const;

@@ -368,9 +368,8 @@ PolicyCompiler::IncrementalPlan PolicyCompiler::plan_incremental(std::size_t n, 
     plan.differing += old_n - j;
     // Every slot no kept tenant holds loses its grants (a removed tenant's,
     // or none); new tenants take them, lowest first, then new slots.
-    plan.changed.resize(taken.size());
-    for (std::size_t s = 0; s < taken.size(); ++s)
-        plan.changed[s] = !taken[s];
+    plan.changed = taken;
+    plan.changed.flip();
     std::size_t free = 0;
     for (std::size_t i = 0; i < n; ++i) {
         if (plan.slots[i] == kNone) {
