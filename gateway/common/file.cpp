@@ -1,7 +1,6 @@
 #include "gateway/common/file.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,23 +158,17 @@ bool StagedWriter::commit(std::string& error) {
     return committed_;
 }
 
-std::optional<FileMapping> FileMapping::of(int fd) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return std::nullopt;
-    const auto size = static_cast<std::size_t>(st.st_size);
-    if (size == 0) return FileMapping(nullptr, 0);
-    void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (data == MAP_FAILED) return std::nullopt;
-    return FileMapping(data, size);
-}
-
-FileMapping::FileMapping(FileMapping&& other) noexcept : data_(other.data_), size_(other.size_) {
-    other.data_ = nullptr;
-    other.size_ = 0;
-}
-
-FileMapping::~FileMapping() {
-    if (data_) ::munmap(data_, size_);
+bool read_pieces(int fd, std::size_t piece_size,
+                 const std::function<bool(std::string_view piece)>& sink) {
+    std::string piece(piece_size, '\0');
+    for (off_t at = 0;;) {
+        const ssize_t n = ::pread(fd, piece.data(), piece.size(), at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) return true;
+        at += n;
+        if (!sink(std::string_view(piece.data(), static_cast<std::size_t>(n)))) return true;
+    }
 }
 
 }  // namespace relaygate

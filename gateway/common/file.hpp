@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,22 +73,13 @@ class StagedWriter {
     bool committed_ = false;
 };
 
-// An open file's bytes, mapped read-only: a 30 MB policy's signature is
-// checked without copying it to the heap (the pages belong to the page
-// cache and leave the process at unmapping).
-class FileMapping {
-  public:
-    // nullopt when the file cannot be mapped.
-    static std::optional<FileMapping> of(int fd);
-    FileMapping(FileMapping&& other) noexcept;
-    FileMapping& operator=(FileMapping&&) = delete;
-    ~FileMapping();
-    std::string_view bytes() const { return {static_cast<const char*>(data_), size_}; }
-
-  private:
-    FileMapping(void* data, std::size_t size) : data_(data), size_(size) {}
-    void* data_;
-    std::size_t size_;
-};
+// Reads an open file from its start (pread: the descriptor may be shared,
+// or just written) and hands it to `sink` in pieces of up to `piece_size`
+// octets, so that a 30 MB policy is hashed, checked and scanned without
+// ever being held whole (a mapping would put all of its pages in the
+// process's RSS at once). `sink` returns false to stop early. false when a
+// read fails (errno set).
+bool read_pieces(int fd, std::size_t piece_size,
+                 const std::function<bool(std::string_view piece)>& sink);
 
 }  // namespace relaygate

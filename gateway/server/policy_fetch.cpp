@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <vector>
@@ -16,45 +17,95 @@ namespace relaygate::server {
 
 using namespace net;
 
-void SignatureKey::Free::operator()(EVP_PKEY* p) const noexcept {
-    EVP_PKEY_free(p);
-}
-
 std::optional<SignatureKey> SignatureKey::from_pem(std::string_view pem, std::string& error) {
     std::unique_ptr<BIO, decltype(&BIO_free)> bio(
         BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
-    EVP_PKEY* key = bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr;
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr, &EVP_PKEY_free);
     if (!key) {
         error = "not a PEM public key";
         return std::nullopt;
     }
-    SignatureKey out;
-    out.key_.reset(key, Free{});
-    if (EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
+    if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_ED25519) {
         error = "not an Ed25519 key";
+        return std::nullopt;
+    }
+    SignatureKey out;
+    std::size_t size = out.key_.size();
+    if (EVP_PKEY_get_raw_public_key(key.get(), out.key_.data(), &size) != 1 ||
+        size != out.key_.size()) {
+        error = "not an Ed25519 key";
+        return std::nullopt;
+    }
+    if (sodium_init() < 0) {
+        error = "libsodium cannot start";
+        return std::nullopt;
+    }
+    // A point of small order, or outside the prime-order subgroup, is no
+    // key anyone signs with (and libsodium refuses to multiply it).
+    if (crypto_core_ed25519_is_valid_point(out.key_.data()) != 1) {
+        error = "not a valid Ed25519 public key (a point of small order or outside the subgroup)";
         return std::nullopt;
     }
     return out;
 }
 
-bool SignatureKey::verify(std::string_view data, std::string_view signature) const {
+SignatureKey::Check::Check() : hash_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {}
+
+SignatureKey::Check SignatureKey::check(std::string_view signature) const {
+    Check out;
     std::string raw(signature);
-    if (raw.size() != 64) {
+    if (raw.size() != out.signature_.size()) {
         // Base64, as `openssl base64` writes it: lines, then a newline.
         std::string text;
         for (char c : signature)
             if (!ascii::is_wsp(static_cast<unsigned char>(c)) && c != '\r' && c != '\n') text += c;
-        auto decoded = base64_decode(text);
-        if (!decoded) return false;
-        raw = std::move(*decoded);
+        raw = base64_decode(text).value_or("");
     }
-    if (raw.size() != 64) return false;
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1)
+    out.key_ = key_;
+    out.usable_ = raw.size() == out.signature_.size() && out.hash_ &&
+                  EVP_DigestInit_ex(out.hash_.get(), EVP_sha512(), nullptr) == 1;
+    if (!out.usable_) return out;
+    std::copy(raw.begin(), raw.end(), out.signature_.begin());
+    // k = SHA-512(R || A || data): R is the signature's first half.
+    out.update(std::string_view(raw.data(), 32));
+    out.update(std::string_view(reinterpret_cast<const char*>(key_.data()), key_.size()));
+    return out;
+}
+
+void SignatureKey::Check::update(std::string_view piece) {
+    if (usable_) usable_ = EVP_DigestUpdate(hash_.get(), piece.data(), piece.size()) == 1;
+}
+
+// RFC 8032 5.1.7: S < L, and [S]B = R + [k]A, checked as the encoding of
+// [S]B - [k]A being R's octets (the equation OpenSSL checks, without the
+// cofactor). Every value is public: no constant time needed.
+bool SignatureKey::Check::verify() {
+    if (!usable_) return false;
+    usable_ = false;  // once
+    std::array<unsigned char, 64> digest{};
+    unsigned size = 0;
+    if (EVP_DigestFinal_ex(hash_.get(), digest.data(), &size) != 1 || size != digest.size())
         return false;
-    return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(raw.data()),
-                            raw.size(), reinterpret_cast<const unsigned char*>(data.data()),
-                            data.size()) == 1;
+    const unsigned char* r = signature_.data();
+    const unsigned char* s = signature_.data() + 32;
+    // S reduced modulo L is S itself only when S < L.
+    std::array<unsigned char, 64> wide{};
+    std::copy(s, s + 32, wide.begin());
+    std::array<unsigned char, 32> reduced{}, k{}, sb{}, ka{}, difference{};
+    crypto_core_ed25519_scalar_reduce(reduced.data(), wide.data());
+    if (!std::equal(reduced.begin(), reduced.end(), s)) return false;
+    crypto_core_ed25519_scalar_reduce(k.data(), digest.data());
+    return crypto_scalarmult_ed25519_base_noclamp(sb.data(), s) == 0 &&
+           crypto_scalarmult_ed25519_noclamp(ka.data(), k.data(), key_.data()) == 0 &&
+           crypto_core_ed25519_sub(difference.data(), sb.data(), ka.data()) == 0 &&
+           std::equal(difference.begin(), difference.end(), r);
+}
+
+bool SignatureKey::verify(std::string_view data, std::string_view signature) const {
+    auto c = check(signature);
+    c.update(data);
+    return c.verify();
 }
 
 std::chrono::milliseconds fetch_delay(std::chrono::seconds poll, std::chrono::seconds backoff_max,

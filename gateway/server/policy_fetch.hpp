@@ -7,6 +7,7 @@
 // answers at the URL.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -15,25 +16,46 @@
 #include <string>
 #include <string_view>
 
+#include <openssl/evp.h>
+
 #include "gateway/common/https_url.hpp"
 #include "gateway/net/asio.hpp"
 
 namespace relaygate::server {
 
-// An Ed25519 public key (PEM "PUBLIC KEY") that checks detached signatures.
+// An Ed25519 public key (PEM "PUBLIC KEY") that checks detached signatures
+// (RFC 8032 5.1.7, the signature over the exact bytes, as `openssl pkeyutl
+// -sign -rawin` makes it).
 class SignatureKey {
   public:
     // nullopt with `error` set when the text is not an Ed25519 public key.
     static std::optional<SignatureKey> from_pem(std::string_view pem, std::string& error);
+
+    // One signature's check over data given in pieces. Verifying reads the
+    // data once, inside SHA-512(R || A || data), so a 30 MB bundle is
+    // checked a piece at a time: OpenSSL 3.0's Ed25519 wants it whole and
+    // contiguous, which put every page of the bundle in the process's RSS.
+    class Check {
+      public:
+        void update(std::string_view piece);
+        // Whether the signature verifies over everything given to update.
+        bool verify();
+
+      private:
+        friend class SignatureKey;
+        Check();
+        std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> hash_;
+        std::array<unsigned char, 32> key_{};
+        std::array<unsigned char, 64> signature_{};
+        bool usable_ = false;  // the signature had 64 octets
+    };
     // `signature`: the 64 signature bytes, or their base64 (with
     // surrounding whitespace, as `openssl base64` writes it).
+    Check check(std::string_view signature) const;
     bool verify(std::string_view data, std::string_view signature) const;
 
   private:
-    struct Free {
-        void operator()(EVP_PKEY* p) const noexcept;
-    };
-    std::shared_ptr<EVP_PKEY> key_;
+    std::array<unsigned char, 32> key_{};  // A, the encoded point
 };
 
 // The wait before the next fetch after `failures` failures in a row: the

@@ -36,16 +36,13 @@ class Sha256 {
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_{EVP_MD_CTX_new(),
                                                                  &EVP_MD_CTX_free};
 };
-std::string sha256(std::string_view data) {
-    Sha256 hash;
-    hash.update(data);
-    return hash.final();
-}
 // Beside the cached policy: the ETag it was served with and its signature.
 std::filesystem::path beside(const std::string& cache, std::string_view suffix) {
     return cache + std::string(suffix);
 }
 constexpr std::uint64_t kMaxSignatureBytes = 4096;
+// The bundle is read back in pieces of this size to hash and check it.
+constexpr std::size_t kPieceSize = 64 << 10;
 }  // namespace
 
 Result<PolicyUrlSetup, std::string> policy_url_setup(const config::Config& config) {
@@ -84,8 +81,8 @@ PolicyPoller::PolicyPoller(const config::Config& config, PolicyUrlSetup setup, P
 
 // The cached copy was checked when it was fetched; its signature is
 // checked again, so a copy from before a key rotation is not served. The
-// bytes checked are mapped, not read into the heap; the policy is then
-// loaded in ranges from the same descriptor.
+// bytes are hashed and checked a piece at a time, never held whole; the
+// policy is then loaded in ranges from the same descriptor.
 bool PolicyPoller::load_cache() {
     const int fd = ::open(options_.cache_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
@@ -95,22 +92,25 @@ bool PolicyPoller::load_cache() {
 }
 
 bool PolicyPoller::load_cache(int fd) {
-    std::string digest;
-    {
-        const auto mapping = FileMapping::of(fd);
-        if (!mapping) return false;
-        if (setup_.key) {
-            const auto signature = read_file(beside(options_.cache_file, ".sig"));
-            if (!signature || !setup_.key->verify(mapping->bytes(), *signature)) {
-                log_warn("policy_cache_rejected",
-                         {{"file", options_.cache_file},
-                          {"reason",
-                           "its signature does not verify with policy_fetch.public_key_file"}});
-                return false;
-            }
-        }
-        digest = sha256(mapping->bytes());
+    std::optional<SignatureKey::Check> check;
+    if (setup_.key) {
+        if (const auto signature = read_file(beside(options_.cache_file, ".sig")))
+            check.emplace(setup_.key->check(*signature));
     }
+    Sha256 hash;
+    if (!read_pieces(fd, kPieceSize, [&](std::string_view piece) {
+            hash.update(piece);
+            if (check) check->update(piece);
+            return true;
+        }))
+        return false;
+    if (setup_.key && !(check && check->verify())) {
+        log_warn("policy_cache_rejected",
+                 {{"file", options_.cache_file},
+                  {"reason", "its signature does not verify with policy_fetch.public_key_file"}});
+        return false;
+    }
+    const auto digest = hash.final();
     log_info("policy_cache_loading", {{"file", options_.cache_file}, {"url", url_text_}});
     if (!holder_.reload_descriptor(fd, options_.cache_file, options_.cache_file)) return false;
     etag_ = read_file(beside(options_.cache_file, ".etag")).value_or("");
@@ -222,13 +222,17 @@ awaitable<bool> PolicyPoller::fetch_once() {
         if (sig.status != FetchResult::Status::ok)
             co_return co_await fail(sig.status == FetchResult::Status::failed ? sig.kind : "http",
                                     options_.signature_url + ": " + sig.error);
-        const auto mapping =
-            body.file() >= 0 ? FileMapping::of(body.file()) : std::optional<FileMapping>();
-        if (body.file() >= 0 && !mapping)
-            co_return co_await fail("cache", url_text_ + ": cannot map " +
+        auto check = setup_.key->check(sig.body);
+        if (body.file() < 0)
+            check.update(body.memory());
+        else if (!read_pieces(body.file(), kPieceSize, [&](std::string_view piece) {
+                     check.update(piece);
+                     return true;
+                 }))
+            co_return co_await fail("cache", url_text_ + ": cannot read " +
                                                  staged_path(options_.cache_file).string() +
-                                                 " to check its signature");
-        if (!setup_.key->verify(mapping ? mapping->bytes() : body.memory(), sig.body))
+                                                 " back to check its signature");
+        if (!check.verify())
             co_return co_await fail("bad_signature",
                                     url_text_ + ": the signature at " + options_.signature_url +
                                         " does not verify with policy_fetch.public_key_file");

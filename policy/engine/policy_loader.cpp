@@ -1900,20 +1900,13 @@ class PolicyText {
 
     bool feed(const Source& s, json_reader::MemberScanner& scan) {
         if (s.fd < 0) return scan.feed(s.memory) && scan.finish();
-        // pread from the start: the descriptor may be shared, or just written.
-        std::string block(std::size_t(1) << 20, '\0');
-        for (off_t at = 0;;) {
-            const ssize_t n = ::pread(s.fd, block.data(), block.size(), at);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                read_failed_ = true;
-                return false;
-            }
-            if (n == 0) return scan.finish();
-            at += n;
-            if (!scan.feed(std::string_view(block.data(), static_cast<std::size_t>(n))))
-                return false;
+        bool fed = true;
+        if (!read_pieces(s.fd, std::size_t(1) << 20,
+                         [&](std::string_view piece) { return fed = scan.feed(piece); })) {
+            read_failed_ = true;
+            return false;
         }
+        return fed && scan.finish();
     }
 
     bool dir_ = false;

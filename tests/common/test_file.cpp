@@ -1,16 +1,34 @@
 #include "gateway/common/file.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
 
 #include "tests/common/temp_dir.hpp"
 
 using relaygate::read_file;
 using relaygate::read_secret_file;
 using relaygate::replace_file;
+
+namespace {
+// The whole file through read_pieces, in pieces of 5 octets.
+std::string pieces_of(int fd) {
+    std::string out;
+    REQUIRE(relaygate::read_pieces(fd, 5, [&](std::string_view piece) {
+        CHECK(piece.size() <= 5);
+        out += piece;
+        return true;
+    }));
+    return out;
+}
+}  // namespace
 
 TEST_CASE("read_file and read_secret_file") {
     relaygate::test::TempDir dir;
@@ -73,8 +91,28 @@ TEST_CASE("write_staged, commit_staged and read_descriptor: read back before it 
     relaygate::discard_staged(p);  // none: nothing happens
 }
 
+TEST_CASE("read_pieces: from the start whatever the offset, in pieces, stopping when asked") {
+    relaygate::test::TempDir dir;
+    const auto p = dir.path / "data";
+    std::string error;
+    REQUIRE(replace_file(p, "0123456789abcdefghij+", error));
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    CHECK(::lseek(fd, 7, SEEK_SET) == 7);  // pread: the offset is not used, nor moved
+    CHECK(pieces_of(fd) == "0123456789abcdefghij+");
+    CHECK(::lseek(fd, 0, SEEK_CUR) == 7);
+    std::vector<std::string> pieces;
+    CHECK(relaygate::read_pieces(fd, 10, [&](std::string_view piece) {
+        pieces.emplace_back(piece);
+        return pieces.size() < 2;
+    }));
+    CHECK(pieces == std::vector<std::string>{"0123456789", "abcdefghij"});
+    ::close(fd);
+    CHECK_FALSE(relaygate::read_pieces(fd, 10, [](std::string_view) { return true; }));
+    CHECK(errno == EBADF);
+}
+
 TEST_CASE("StagedWriter: pieces to the staged file, or to memory when the disk refuses them") {
-    using relaygate::FileMapping;
     using relaygate::staged_path;
     using relaygate::StagedWriter;
     relaygate::test::TempDir dir;
@@ -90,7 +128,7 @@ TEST_CASE("StagedWriter: pieces to the staged file, or to memory when the disk r
         REQUIRE(w.file() >= 0);
         CHECK(w.memory().empty());
         CHECK_FALSE(w.lost());
-        CHECK(FileMapping::of(w.file())->bytes() == "hello, world");
+        CHECK(pieces_of(w.file()) == "hello, world");
         CHECK_FALSE(std::filesystem::exists(p));
         REQUIRE(w.commit(error));
     }
@@ -105,7 +143,7 @@ TEST_CASE("StagedWriter: pieces to the staged file, or to memory when the disk r
         StagedWriter w(p);  // nothing appended: finish() makes an empty file
         w.finish();
         REQUIRE(w.file() >= 0);
-        CHECK(FileMapping::of(w.file())->bytes().empty());
+        CHECK(pieces_of(w.file()).empty());
     }
 
     // The staged file cannot be created: everything in memory, not lost.

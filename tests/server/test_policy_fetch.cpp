@@ -6,6 +6,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <memory>
+#include <random>
+
 #include "gateway/common/base64.hpp"
 
 using namespace relaygate::server;
@@ -72,6 +75,92 @@ TEST_CASE("SignatureKey: Ed25519 detached signatures, raw or base64") {
     CHECK(error == "not an Ed25519 key");
     CHECK_FALSE(SignatureKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n", error));
     CHECK(error == "not a PEM public key");
+}
+
+namespace {
+bool openssl_verifies(EVP_PKEY* key, std::string_view data, std::string_view sig) {
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key);
+    return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                            sig.size(), reinterpret_cast<const unsigned char*>(data.data()),
+                            data.size()) == 1;
+}
+std::string pem_of_raw_key(const std::string& raw) {
+    EVP_PKEY* key = EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
+    REQUIRE(key);
+    KeyPair pair("ED25519");
+    EVP_PKEY_free(pair.key);
+    pair.key = key;
+    return pair.public_pem();
+}
+}  // namespace
+
+TEST_CASE("SignatureKey::Check: the data in pieces, split anywhere, gives OpenSSL's verdict") {
+    const KeyPair signer("ED25519");
+    std::string error;
+    const auto key = SignatureKey::from_pem(signer.public_pem(), error);
+    REQUIRE(key);
+    std::mt19937 random(7);
+    for (std::size_t size : {0, 1, 31, 32, 33, 64, 127, 128, 129, 300}) {
+        std::string data(size, '\0');
+        for (auto& c : data)
+            c = static_cast<char>(random());
+        const std::string sig = signer.sign(data);
+        REQUIRE(openssl_verifies(signer.key, data, sig));
+        // Two pieces, split at every octet, and one piece per octet.
+        for (std::size_t at = 0; at <= size; ++at) {
+            auto check = key->check(sig);
+            check.update(std::string_view(data).substr(0, at));
+            check.update(std::string_view(data).substr(at));
+            CHECK(check.verify());
+        }
+        auto check = key->check(sig);
+        for (char c : data)
+            check.update(std::string_view(&c, 1));
+        CHECK(check.verify());
+
+        // Any one bit flipped, in the signature or the data: both refuse.
+        for (int round = 0; round < 40; ++round) {
+            std::string bad_sig = sig, bad_data = data;
+            const bool in_sig = data.empty() || round % 2 == 0;
+            auto& target = in_sig ? bad_sig : bad_data;
+            target[random() % target.size()] ^= static_cast<char>(1u << (random() % 8));
+            CHECK_FALSE(key->verify(bad_data, bad_sig));
+            CHECK_FALSE(openssl_verifies(signer.key, bad_data, bad_sig));
+        }
+    }
+}
+
+TEST_CASE("SignatureKey: S at or above the group order and small-order keys are refused") {
+    const KeyPair signer("ED25519");
+    std::string error;
+    const auto key = SignatureKey::from_pem(signer.public_pem(), error);
+    REQUIRE(key);
+    const std::string data = "{\"tenants\": {}}";
+    const std::string sig = signer.sign(data);
+    REQUIRE(key->verify(data, sig));
+    // S + L satisfies the group equation too (the same point): a second
+    // valid-looking signature for the same bytes, which RFC 8032 forbids.
+    static constexpr unsigned char kOrder[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
+                                                 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+                                                 0,    0,    0,    0,    0,    0,    0,    0,
+                                                 0,    0,    0,    0,    0,    0,    0,    0x10};
+    std::string malleable = sig;
+    unsigned carry = 0;
+    for (std::size_t i = 0; i < 32; ++i) {
+        const unsigned sum = static_cast<unsigned char>(sig[32 + i]) + kOrder[i] + carry;
+        malleable[32 + i] = static_cast<char>(sum & 0xff);
+        carry = sum >> 8;
+    }
+    CHECK_FALSE(key->verify(data, malleable));
+    CHECK_FALSE(openssl_verifies(signer.key, data, malleable));
+
+    // The neutral point (y = 1) signs nothing: refused as a key.
+    std::string identity(32, '\0');
+    identity[0] = 1;
+    CHECK_FALSE(SignatureKey::from_pem(pem_of_raw_key(identity), error));
+    CHECK(error.find("small order") != std::string::npos);
 }
 
 TEST_CASE("fetch_delay: the poll interval, then doubling up to backoff_max, plus jitter") {
