@@ -23,6 +23,7 @@
 #include "policy/engine/decision.hpp"
 #include "policy/engine/domain_index.hpp"
 #include "policy/engine/flat_table.hpp"
+#include "policy/engine/slot_map.hpp"
 #include "policy/engine/table_memory.hpp"
 
 namespace relaygate::policy {
@@ -116,15 +117,15 @@ class Policy {
     // The domain index (read-only; tests compare incremental and full loads).
     const DomainIndex& domain_index() const { return domains_; }
     // The id of the tenant a grant of domain_index() names (its `tenant`
-    // is a slot, not a tenant number: see slot_of_).
+    // is a slot, not a tenant number: see slots_).
     std::string_view grant_tenant(const DomainIndex::Grant& g) const {
         return tenant_id(tenant_of_slot(g.tenant));
     }
     // Slots of the domain index, held or free (tenant_count() after a
-    // full load; see slot_of_).
-    std::size_t slot_count() const {
-        return tenant_of_.empty() ? tenants_.size() : tenant_of_.size();
-    }
+    // full load; see slots_).
+    std::size_t slot_count() const { return slots_.slot_count(tenants_.size()); }
+    // Runs of tenants whose slots follow their numbers (0 after a full load).
+    std::size_t slot_runs() const { return slots_.run_count(); }
     // Chunks of tenant records (1024 each) this policy shares with `other`.
     std::size_t tenant_chunks_shared_with(const Policy& other) const {
         return tenants_.chunks_shared_with(other.tenants_);
@@ -352,15 +353,12 @@ class Policy {
     // numbers follow the ids' order, so a reload that adds or removes a
     // tenant renumbers most of them; an incremental load keeps each kept
     // tenant's slot (a new tenant takes a free one), so that it shares the
-    // index's shards as a reload that only changes tenants does. Both are
-    // empty when every slot is its tenant's number (every full load).
-    std::vector<std::uint32_t> slot_of_;    // by tenant number
-    std::vector<std::uint32_t> tenant_of_;  // by slot; kFreeSlot: no tenant has it
-    static constexpr std::uint32_t kFreeSlot = 0xffff'ffffU;
-    std::uint32_t slot_of(std::uint32_t t) const { return slot_of_.empty() ? t : slot_of_[t]; }
-    std::uint32_t tenant_of_slot(std::uint32_t s) const {
-        return tenant_of_.empty() ? s : tenant_of_[s];
-    }
+    // index's shards as a reload that only changes tenants does. Identity
+    // after every full load.
+    SlotMap slots_;
+    static constexpr std::uint32_t kFreeSlot = SlotMap::kFree;
+    std::uint32_t slot_of(std::uint32_t t) const { return slots_.slot(t); }
+    std::uint32_t tenant_of_slot(std::uint32_t s) const { return slots_.tenant(s); }
 
     // SHA-256 (first 16 bytes) of each tenant's text as read, by tenant
     // number; empty when the policy was parsed as one tree.

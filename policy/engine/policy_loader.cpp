@@ -150,18 +150,14 @@ class PolicyCompiler {
     // Before begin_tenants, for an incremental load: the domain index
     // starts as `previous`'s without the grants of the slots marked in
     // `changed` (only the tenants holding one are inserted), `slots` gives
-    // each tenant number its slot (empty: the number), and chunks of
+    // each tenant number its slot (empty: the number; kept as runs, the
+    // array freed), and chunks of
     // tenant records that compile as in `previous` are shared.
     void reuse(const Policy& previous, std::vector<bool> changed,
                std::vector<std::uint32_t> slots) {
         p_.domains_ = DomainIndex::without(previous.domains_, changed);
         changed_ = std::move(changed);
-        if (!slots.empty()) {
-            p_.tenant_of_.assign(changed_.size(), Policy::kFreeSlot);
-            for (std::uint32_t t = 0; t < slots.size(); ++t)
-                p_.tenant_of_[slots[t]] = t;
-            p_.slot_of_ = std::move(slots);
-        }
+        if (!slots.empty()) p_.slots_ = SlotMap(slots, static_cast<std::uint32_t>(changed_.size()));
         previous_tenants_ = &previous.tenants_;
     }
     // An incremental load's tenants against the previous policy's, matched
@@ -1991,9 +1987,13 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
                 return true;
             }))
             return std::nullopt;
-        // Rebuilding most shards anyway, or slots mostly free: a full load
-        // is as cheap, and numbers its tenants densely again.
-        if (n <= tenants.size() / 4 && plan.changed.size() <= tenants.size() * 5 / 4) {
+        // Rebuilding most shards anyway, slots mostly free, or so many
+        // runs of slots that they take more than arrays would (16 octets a
+        // run, 8 a tenant): a full load is as cheap, and numbers its
+        // tenants densely again.
+        const std::size_t runs_allowed = std::max<std::size_t>(tenants.size() / 2, 64);
+        if (n <= tenants.size() / 4 && plan.changed.size() <= tenants.size() * 5 / 4 &&
+            SlotMap::runs_in(plan.slots) <= runs_allowed) {
             changed = std::move(plan.changed);
             if (!plan.identity) slots = std::move(plan.slots);
         }

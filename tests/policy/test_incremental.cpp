@@ -277,6 +277,31 @@ TEST_CASE("a reload with most tenants changed, or most slots free, is a full loa
     CHECK(dense->slot_count() == dense->tenant_count());
     CHECK(dense->domain_index().shards_shared_with(fewer->domain_index()) == 0);
     same_policy(*dense, policy_text({}, {}, -1, false, more));
+
+    // The removed fifth's slots free: a run of slots per kept stretch
+    // (fewer than the removed, where removed ids are neighbours in the
+    // ids' order: "t5", "t50").
+    CHECK(fewer->slot_runs() > fifth.size() / 2);
+    CHECK(fewer->slot_runs() <= fifth.size() + 1);
+    // As many new tenants take those slots, lowest first, each a run of
+    // its own (their ids sort together, their slots are five apart).
+    const int grown = kTenants + static_cast<int>(fifth.size());
+    const auto refilled = load(policy_text({}, {}, -1, false, fifth, grown), fewer.get());
+    CHECK(refilled->slot_count() == kTenants);
+    CHECK(refilled->slot_runs() > 2 * fifth.size() - 100);
+    // 400 more removed, each splitting a run: only 400 of 3,000 tenants
+    // differ and 400 slots would be free, but there would be more runs than
+    // half the tenants (taking more than two arrays would), so the load is
+    // full and numbers the tenants densely again.
+    auto split = fifth;
+    for (int i = 0; i < 400; ++i)
+        split.insert(i * 5 + 2);
+    const auto split_text = policy_text({}, {}, -1, false, split, grown);
+    const auto rebuilt = load(split_text, refilled.get());
+    CHECK(rebuilt->tenant_count() == kTenants - 400);
+    CHECK(rebuilt->slot_runs() == 0);
+    CHECK(rebuilt->domain_index().shards_shared_with(refilled->domain_index()) == 0);
+    same_policy(*rebuilt, split_text);
 }
 
 TEST_CASE("an incremental reload refuses what a full load refuses, with check's diagnostics") {
