@@ -89,8 +89,7 @@ std::string without_b_value(std::string_view raw_field) {
 }
 
 BodyHasher::BodyHasher(Canon canon, std::optional<std::uint64_t> length)
-    : canon_(canon), length_(length), ctx_(EVP_MD_CTX_new()) {
-    ok_ = ctx_ && EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) == 1;
+    : canon_(canon), length_(length) {
     out_.reserve(kStageSize);
 }
 
@@ -148,7 +147,7 @@ void BodyHasher::emit(std::string_view bytes) {
 }
 
 void BodyHasher::flush() {
-    if (ok_ && !out_.empty()) ok_ = EVP_DigestUpdate(ctx_.get(), out_.data(), out_.size()) == 1;
+    hash_.update(out_);
     out_.clear();
 }
 
@@ -163,14 +162,7 @@ std::string BodyHasher::finish() {
     // 3.4.3: "simple" turns an empty body into a single CRLF; "relaxed" leaves it empty.
     if (canon_ == Canon::simple && produced_ == 0) emit(kCrlf);
     flush();
-    std::string digest(EVP_MAX_MD_SIZE, '\0');
-    unsigned int n = 0;
-    if (!ok_ ||
-        EVP_DigestFinal_ex(ctx_.get(), reinterpret_cast<unsigned char*>(digest.data()), &n) != 1)
-        return {};
-    ok_ = false;  // finished: further use yields no digest
-    digest.resize(n);
-    return digest;
+    return hash_.raw();  // finished: further use yields no digest
 }
 
 }  // namespace relaygate::dkim

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "gateway/common/sha256.hpp"
 #include "gateway/dkim/openssl.hpp"
 #include "gateway/dkim/signature.hpp"
 
@@ -43,8 +44,7 @@ class BodyHasher {
 
     Canon canon_;
     std::optional<std::uint64_t> length_;
-    EvpMdCtxPtr ctx_;
-    bool ok_ = true;
+    Sha256 hash_;
     bool pending_cr_ = false;   // a CR that may start the CRLF line break
     bool pending_wsp_ = false;  // relaxed: a WSP run not yet known to be inside the line
     bool line_has_content_ = false;

@@ -1,12 +1,12 @@
 #include "gateway/server/policy_poller.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "gateway/common/file.hpp"
+#include "gateway/common/sha256.hpp"
 #include "gateway/metrics/metrics.hpp"
 #include "gateway/server/callback_awaitable.hpp"
 #include "gateway/server/log.hpp"
@@ -18,24 +18,6 @@ namespace relaygate::server {
 using namespace net;
 
 namespace {
-// SHA-256 over data that arrives in pieces.
-class Sha256 {
-  public:
-    Sha256() { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
-    void update(std::string_view piece) {
-        EVP_DigestUpdate(ctx_.get(), piece.data(), piece.size());
-    }
-    std::string final() {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned n = 0;
-        EVP_DigestFinal_ex(ctx_.get(), md, &n);
-        return std::string(reinterpret_cast<const char*>(md), n);
-    }
-
-  private:
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_{EVP_MD_CTX_new(),
-                                                                 &EVP_MD_CTX_free};
-};
 // Beside the cached policy: the ETag it was served with and its signature.
 std::filesystem::path beside(const std::string& cache, std::string_view suffix) {
     return cache + std::string(suffix);
@@ -110,7 +92,7 @@ bool PolicyPoller::load_cache(int fd) {
                   {"reason", "its signature does not verify with policy_fetch.public_key_file"}});
         return false;
     }
-    const auto digest = hash.final();
+    const auto digest = hash.raw();
     log_info("policy_cache_loading", {{"file", options_.cache_file}, {"url", url_text_}});
     if (!holder_.reload_descriptor(fd, options_.cache_file, options_.cache_file)) return false;
     etag_ = read_file(beside(options_.cache_file, ".etag")).value_or("");
@@ -200,7 +182,7 @@ awaitable<bool> PolicyPoller::fetch_once() {
         co_return true;
     }
 
-    const auto digest = hash.final();
+    const auto digest = hash.raw();
     if (digest == digest_) {
         etag_ = result.etag;
         metrics_.policy_fetch("unchanged");

@@ -4,7 +4,6 @@
 // Must not evaluate decisions; the rules it enforces are listed in README.md.
 #include <fmt/format.h>
 #include <libpsl.h>
-#include <openssl/evp.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -23,6 +22,7 @@
 #include "gateway/common/ascii.hpp"
 #include "gateway/common/domain.hpp"
 #include "gateway/common/file.hpp"
+#include "gateway/common/sha256.hpp"
 #include "gateway/json/document.hpp"
 #include "policy/engine/credentials.hpp"
 #include "policy/engine/lint_rules.hpp"
@@ -81,45 +81,12 @@ const psl_ctx_t* public_suffixes() {
     return ctx;
 }
 
-// SHA-256, fetched once: OpenSSL 3 looks EVP_sha256() up again at every
-// use, which costs more than hashing one tenant's text (100k per load).
-// Null when OpenSSL has none: every digest then fails.
-const EVP_MD* sha256_md() {
-    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return md;
-}
-
 // The policy hash covers this text: sorted keys, no whitespace.
 std::string canonical(const json& j) {
     std::string out;
     json_reader::append_canonical(j, out);
     return out;
 }
-
-// SHA-256 over several pieces, as if they were one string.
-class Sha256 {
-  public:
-    Sha256() : ctx_(EVP_MD_CTX_new()) { reset(); }
-    ~Sha256() { EVP_MD_CTX_free(ctx_); }
-    Sha256(const Sha256&) = delete;
-    Sha256& operator=(const Sha256&) = delete;
-    // Starts again (the context is reused: nothing is allocated).
-    void reset() { ok_ = ctx_ && sha256_md() && EVP_DigestInit_ex(ctx_, sha256_md(), nullptr); }
-    void update(std::string_view s) { ok_ = ok_ && EVP_DigestUpdate(ctx_, s.data(), s.size()); }
-    bool finish(unsigned char (&md)[EVP_MAX_MD_SIZE], unsigned int& len) {
-        return ok_ && EVP_DigestFinal_ex(ctx_, md, &len) == 1;
-    }
-    std::string hex() {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        if (!finish(md, len)) return {};
-        return ascii::hex(md, len);
-    }
-
-  private:
-    EVP_MD_CTX* ctx_;
-    bool ok_ = false;
-};
 
 }  // namespace
 
@@ -1958,12 +1925,11 @@ std::optional<LoadResult> Policy::load_streaming(PolicyText& text, const Credent
     const auto& tenants = text.tenants();
     Sha256 tenant_sha;
     auto digest = [&tenant_sha](std::string_view bytes) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
+        Sha256::Digest md{};
         TenantDigest d{};
         tenant_sha.reset();
         tenant_sha.update(bytes);
-        if (tenant_sha.finish(md, len)) std::memcpy(d.data(), md, d.size());
+        if (tenant_sha.finish(md)) std::memcpy(d.data(), md.data(), d.size());
         return d;
     };
 
