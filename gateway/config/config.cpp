@@ -199,16 +199,17 @@ void read_listener(Reader& r, const json& j, const std::string& path, Listener& 
 void read_upstream(Reader& r, const json& j, Upstream& u) {
     const std::string path = "/upstream";
     if (!r.object(j, path,
-                  {"host", "port", "xclient", "pipelining", "defer_mail", "connect_timeout_seconds",
-                   "reply_timeout_seconds", "final_reply_timeout_seconds", "data_block_seconds",
-                   "quit_seconds", "idle_timeout_seconds", "pool_size", "starttls", "ca_file",
-                   "verify_name"}))
+                  {"host", "port", "xclient", "pipelining", "defer_mail", "chunking",
+                   "connect_timeout_seconds", "reply_timeout_seconds",
+                   "final_reply_timeout_seconds", "data_block_seconds", "quit_seconds",
+                   "idle_timeout_seconds", "pool_size", "starttls", "ca_file", "verify_name"}))
         return;
     r.string(j, path, "host", u.host);
     r.integer(j, path, "upstream.port", u.port);
     r.boolean(j, path, "xclient", u.xclient);
     r.boolean(j, path, "pipelining", u.pipelining);
     r.boolean(j, path, "defer_mail", u.defer_mail);
+    r.boolean(j, path, "chunking", u.chunking);
     r.duration(j, path, "upstream.connect_timeout_seconds", u.connect_timeout);
     r.duration(j, path, "upstream.reply_timeout_seconds", u.reply_timeout);
     r.duration(j, path, "upstream.final_reply_timeout_seconds", u.final_reply_timeout);

@@ -56,6 +56,9 @@ struct Upstream {
     // With pipelining: the client's MAIL is answered once the policy passed
     // and goes to the relay with its first RCPT (see the README).
     bool defer_mail = true;
+    // RFC 3030: a message whose whole content is here by its end goes to a
+    // relay that offers CHUNKING as one BDAT LAST (see the README).
+    bool chunking = true;
     std::chrono::seconds connect_timeout{default_of("upstream.connect_timeout_seconds")};
     std::chrono::seconds reply_timeout{default_of("upstream.reply_timeout_seconds")};
     // RFC 5321 4.5.3.2.6: 10 min. Shorter risks duplicates (RFC 1047): the

@@ -214,6 +214,13 @@ struct Metrics::Impl {
                                           "first RCPT (RFC 2920 pipelining)")
                                       .Register(registry)
                                       .Add({});
+    Counter& upstream_chunked = BuildCounter()
+                                    .Name("relaygate_upstream_chunked_total")
+                                    .Help(
+                                        "Messages written to the relay as one BDAT LAST "
+                                        "(RFC 3030 CHUNKING) instead of DATA")
+                                    .Register(registry)
+                                    .Add({});
     prometheus::Family<Gauge>& upstream_pool_idle =
         BuildGauge()
             .Name("relaygate_upstream_pool_idle_connections")
@@ -628,6 +635,10 @@ void Metrics::upstream_pool_idle(double delta) {
 
 void Metrics::upstream_pipelined() {
     impl_->upstream_pipelined.Increment();
+}
+
+void Metrics::upstream_chunked() {
+    impl_->upstream_chunked.Increment();
 }
 
 void Metrics::upstream_pool_checkout(std::string_view result) {

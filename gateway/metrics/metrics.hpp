@@ -65,6 +65,8 @@ class Metrics {
     void upstream_error(std::string_view kind);
     // A MAIL and its first RCPT written to the relay together (RFC 2920).
     void upstream_pipelined();
+    // A message written to the relay as one BDAT LAST (RFC 3030).
+    void upstream_chunked();
     // The upstream connection pool (server/upstream_pool.hpp): idle
     // connections (+1 kept, -1 taken or closed); a checkout's result:
     // reused | stale | empty; a close instead of keeping, reason:

@@ -524,6 +524,7 @@ awaitable<void> run_client_session(tcp::socket socket, Server::Shared& shared,
                 auto& c = std::get<session::act::UpstreamCommit>(a);
                 std::string bytes = std::move(c.data);  // one write: data and "."
                 bytes += c.terminator;
+                if (c.terminator.empty()) shared.metrics.upstream_chunked();  // one BDAT LAST
                 auto r = not_connected();
                 if (upstream) r = co_await upstream->commit(std::move(bytes));
                 upstream_used = Clock::now();

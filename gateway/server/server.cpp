@@ -72,6 +72,7 @@ Server::Server(config::Config config)
         info.settings.volume = volume_settings(shared_.config);
         info.settings.upstream_pipelining = shared_.config.upstream.pipelining;
         info.settings.upstream_defer_mail = shared_.config.upstream.defer_mail;
+        info.settings.upstream_chunking = shared_.config.upstream.chunking;
         for (const auto& c : l.trusted_proxies)
             if (auto p = policy::parse_cidr(c).cidr) info.trusted_proxies.push_back(*p);
         shared_.listeners.push_back(std::move(info));

@@ -45,7 +45,9 @@ struct UpstreamWrite {
     std::string bytes;
 };
 // The rest of the message data and the end-of-data terminator, written
-// together: the commit point -> on_upstream_result.
+// together: the commit point -> on_upstream_result. Towards a relay that
+// offers CHUNKING `data` may instead be one "BDAT <n> LAST" command with the
+// whole message (RFC 3030), and `terminator` is then empty.
 struct UpstreamCommit {
     std::string data;
     std::string terminator;

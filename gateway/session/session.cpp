@@ -43,8 +43,9 @@ std::string_view to_string(Pending p) {
 }
 
 std::string_view to_string(DataTransfer::Phase p) {
-    static constexpr std::string_view kNames[] = {
-        "none", "header", "waiting_dns", "waiting_limits", "waiting_354", "body", "discard"};
+    static constexpr std::string_view kNames[] = {"none",           "header",      "waiting_dns",
+                                                  "waiting_limits", "waiting_354", "holding",
+                                                  "body",           "discard"};
     return name_of(p, kNames);
 }
 
@@ -697,6 +698,11 @@ void SessionMachine::process_data_input() {
         txn_.upstream_out += fed.upstream;
         if (txn_.upstream_out.size() >= kUpstreamBatch) flush_upstream_data();
     }
+    // Too much or too long to hold for one BDAT LAST: DATA now, and the rest
+    // streams after its 354 (an end of data read here waits for it).
+    if (data_.phase() == Phase::holding && pending_ == Pending::none &&
+        (data_.held_size() >= kUpstreamBatch || hooks_.now() - txn_.held_since >= kHoldSeconds))
+        send_data_command();
     if (fed.done) {
         enter(Stage::command);
         if (pending_ != Pending::none)
@@ -761,6 +767,17 @@ void SessionMachine::proceed_header() {
     std::string& held = data_.held_header();
     append_verdict_header(held);
     message::append_without_fields(held, data_.header(), header_read_, settings_.verdict_header);
+    if (settings_.upstream_chunking && upstream_has("CHUNKING")) {
+        // RFC 3030: no DATA yet; a message that ends within the batch goes as
+        // one BDAT LAST (commit_upstream), a longer one falls back to DATA.
+        enter(Phase::holding);
+        txn_.held_since = hooks_.now();
+        return;
+    }
+    send_data_command();
+}
+
+void SessionMachine::send_data_command() {
     enter(Phase::waiting_354);
     command(Pending::data, "DATA\r\n");
 }
@@ -849,7 +866,13 @@ bool SessionMachine::flush_upstream_data() {
 }
 
 void SessionMachine::commit_upstream() {
-    act::UpstreamCommit c{std::move(txn_.upstream_out), std::string(data_.terminator())};
+    act::UpstreamCommit c;
+    if (data_.phase() == Phase::holding) {
+        data_.last_chunk(c.data);  // the whole message in one BDAT LAST
+    } else {
+        c.data = std::move(txn_.upstream_out);
+        c.terminator = data_.terminator();
+    }
     txn_.upstream_out.clear();
     await(std::move(c), Pending::dot);
 }

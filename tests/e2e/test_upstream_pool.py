@@ -18,7 +18,11 @@ Asserts:
    message carries the other client's attributes;
  - relaygate took the pooled connection over for sessions 2-5
    (relaygate_upstream_pool_checkouts_total{result="reused"} = 4) and opened
-   one connection to Postfix in all.
+   one connection to Postfix in all;
+ - Postfix offers CHUNKING, so each message went as one BDAT LAST (RFC
+   3030): Postfix's disconnect line counts bdat=5 and no DATA, and a body
+   line that starts with a dot arrives as the client meant it (BDAT is not
+   dot-stuffed).
 Exit 0 pass, 1 fail, 77 skip (not root / packages missing).
 """
 
@@ -33,6 +37,7 @@ import e2e_lib as E  # noqa: E402  pylint: disable=wrong-import-position
 
 CLIENTS = {"A": ("127.0.0.2", "a.example"), "B": ("127.0.0.3", "b.example")}
 SEQUENCE = "ABABA"
+DOT_LINE = ".a line that starts with a dot"
 
 
 def metric_value(text, name, **labels):
@@ -67,7 +72,8 @@ class Scenario:
             token = E.new_token(f"pool{n}{who}")
             msg = E.build_message([("From", "News <news@brand.example>"),
                                    ("To", "rcpt@example.org"), ("Subject", token),
-                                   ("Message-ID", f"<{token}@brand.example>")])
+                                   ("Message-ID", f"<{token}@brand.example>")],
+                                  body=f"Hello.\r\n{DOT_LINE}\r\n")
             r = E.send_mail(self.gw.host, self.gw.smtp_port, "news@brand.example",
                             ["rcpt@example.org"], msg, source=addr, helo=helo)["final"]
             E.check(r.code == 250, f"session {n + 1} ({who}) accepted", r.lines)
@@ -91,14 +97,27 @@ class Scenario:
                     f"{token}: Received names its own client {helo} [{addr}]", text)
             E.check(self.signer.dkim(eml, "brand.example").get("valid"),
                     f"{token}: DKIM-signed d=brand.example and valid")
+            E.check(f"\n{DOT_LINE}\r\n" in data or f"\n{DOT_LINE}\n" in data,
+                    f"{token}: the line that starts with a dot arrived as sent")
         m = self.gw.metrics()
         E.check(metric_value(m, "relaygate_upstream_pool_checkouts_total", result="reused")
                 == len(SEQUENCE) - 1, "relaygate reused the pooled connection for sessions 2-5",
                 metric_value(m, "relaygate_upstream_pool_checkouts_total", result="reused"))
         E.check(metric_value(m, "relaygate_upstream_errors_total", kind="refused") == 0,
                 "Postfix refused no XCLIENT")
+        E.check(metric_value(m, "relaygate_upstream_chunked_total") == len(SEQUENCE),
+                "relaygate counted five messages sent as BDAT LAST",
+                metric_value(m, "relaygate_upstream_chunked_total"))
         E.check(metric_value(m, "relaygate_upstream_connect_duration_seconds_count") == 1,
                 "relaygate opened one connection to Postfix for the five sessions")
+        # Postfix logs its per-command counts when the connection ends.
+        self.gw.stop()
+        self.gw = None
+        E.wait_for(lambda: any("bdat=" in l for l in self.signer.postfix_log_has("disconnect from")),
+                   10)
+        ends = [l for l in self.signer.postfix_log_has("disconnect from") if " mail=5 " in l]
+        E.check(len(ends) == 1 and " bdat=5 " in ends[0] and " data=" not in ends[0],
+                "Postfix got the five messages as BDAT LAST, no DATA", ends)
 
     def close(self):
         if self.gw:

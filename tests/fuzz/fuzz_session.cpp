@@ -13,7 +13,8 @@
 //                     clock moves (next byte = seconds), 15 next byte:
 //                     0 drain, 1 upstream idle timer, else clock
 //   upstream_*        op%8: 0-3 the natural reply (250, 354 to DATA, 250
-//                     queued to ".", 250 EHLO with capabilities op>>3),
+//                     queued to ".", 250 EHLO with capabilities op>>3:
+//                     SIZE, 8BITMIME, SMTPUTF8, PIPELINING, CHUNKING),
 //                     4 a 4xx, 5 a 5xx, 6 a failure (reset, timeout,
 //                     refused), 7 an odd code (2xx-5xx, op>>3 picks) with
 //                     fuzzer text (next byte % 64 = length, then bytes)
@@ -33,7 +34,9 @@
 //             did not ask for (step()'s "local_error" fail-closed branch)
 //   commit    a 2xx reply to the final "." only after an upstream_commit
 //             answered 2xx in that DATA; a record says "relayed" only then
-//   upstream  upstream_write/upstream_commit only after DATA got 354; no
+//   upstream  upstream_write/upstream_commit only after DATA got 354, or a
+//             commit as one exact "BDAT <n> LAST" with the whole message to
+//             a relay that offers CHUNKING, with no DATA before it; no
 //             command while the relay is reading message data; the data
 //             starts with our verdict header and never contains a
 //             "\r\n.\r\n" of its own
@@ -287,8 +290,9 @@ struct State {
     bool commit_2xx_seen = false;  // the last commit was answered 2xx (for the record)
     // upstream
     bool upstream_connected = false;
-    bool upstream_in_data = false;  // DATA answered 354, no "." yet
-    std::string data_tail;          // last bytes written, for "\r\n.\r\n" across writes
+    bool upstream_in_data = false;   // DATA answered 354, no "." yet
+    bool upstream_chunking = false;  // the relay's EHLO offered CHUNKING
+    std::string data_tail;           // last bytes written, for "\r\n.\r\n" across writes
     // records
     bool txn_open = false;       // MAIL was answered positively upstream
     int records_since_mail = 0;  // records since the last MAIL FROM decision
@@ -435,11 +439,12 @@ UpstreamResult upstream_result(Input& in, const Flat& a, State& s) {
                                       : Reason::upstream_failed;
         } else {
             smtp::Reply ehlo{250, "", {"relay.test"}};
-            const std::uint8_t caps = op % 8 == 0 ? 15 : arg;
+            const std::uint8_t caps = op % 8 == 0 ? 31 : arg;
             if (caps & 1) ehlo.lines.push_back("SIZE 100000000");
             if (caps & 2) ehlo.lines.push_back("8BITMIME");
             if (caps & 4) ehlo.lines.push_back("SMTPUTF8");
             if (caps & 8) ehlo.lines.push_back("PIPELINING");
+            if (caps & 16) ehlo.lines.push_back("CHUNKING");
             r.reply = ehlo;
             r.capabilities =
                 std::make_shared<const smtp::EhloCapabilities>(smtp::parse_ehlo_capabilities(ehlo));
@@ -458,6 +463,7 @@ UpstreamResult upstream_result(Input& in, const Flat& a, State& s) {
     } else if (a.kind == Kind::upstream_connect) {
         s.upstream_connected = true;
         s.upstream_in_data = false;
+        s.upstream_chunking = r.capabilities->has("CHUNKING");
     } else if (data_cmd && r.reply.code == 354) {
         s.upstream_in_data = true;
         s.data_tail = "\r\n";  // the data starts at the beginning of a line
@@ -545,7 +551,20 @@ void check_upstream_action(const Flat& a, State& s) {
             break;
         }
         case Kind::upstream_commit:
-            if (!s.upstream_in_data) fail("upstream", "upstream_commit without a 354 to DATA");
+            if (a.bytes.empty()) {  // no terminator: one BDAT LAST (RFC 3030)
+                if (s.upstream_in_data || !s.upstream_chunking)
+                    fail("upstream", "BDAT after DATA or to a relay without CHUNKING");
+                const auto eol = a.data.find("\r\n");
+                std::size_t n = 0;
+                if (!a.data.starts_with("BDAT ") || eol == std::string::npos ||
+                    a.data.compare(eol - 5, 5, " LAST") != 0 ||
+                    std::sscanf(a.data.c_str() + 5, "%zu", &n) != 1 || n != a.data.size() - eol - 2)
+                    fail("upstream", "a commit that is neither \".\" nor one exact BDAT LAST");
+                if (a.data.compare(eol + 2, 21, "X-Relaygate-Verdict: ") != 0)
+                    fail("upstream", "the message does not start with the verdict header");
+            } else if (!s.upstream_in_data) {
+                fail("upstream", "upstream_commit without a 354 to DATA");
+            }
             break;
         default:
             break;

@@ -253,7 +253,7 @@ send() {  # send <from>: prints swaks' transcript
     --header "Subject: package test from $1" --timeout 30 2>&1 || true
 }
 send alice@example.com >"$WORK/accepted.txt"
-grep -q '^<- *250 2.0.0 Ok: queued as ' "$WORK/accepted.txt" \
+grep -Eq '^<- *250 2.0.0 Ok: ([0-9]+ bytes )?queued as ' "$WORK/accepted.txt" \
   || { cat "$WORK/accepted.txt"; die "alice@example.com was not accepted"; }
 wait_for 30 bash -c "ls '$MAIL'/*.json >/dev/null 2>&1" || die "accepted message not at the signer's sink"
 grep -q '^DKIM-Signature: .*d=example.com' "$MAIL"/*.eml || die "the relayed message was not DKIM-signed by the signer"

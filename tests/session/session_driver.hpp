@@ -107,6 +107,7 @@ struct FakeUpstream {
     // Overrides: step name -> result (for fault injection).
     std::map<std::string, std::function<UpstreamResult()>> faults;
     bool pipelining = false;            // the EHLO offers PIPELINING (RFC 2920)
+    bool chunking = false;              // the EHLO offers CHUNKING (RFC 3030)
     std::vector<std::string> commands;  // each upstream_command's bytes (a group is one)
     std::size_t lose_at = static_cast<std::size_t>(-1);  // this action (0-based) is lost
     std::size_t actions = 0;
@@ -134,6 +135,7 @@ struct FakeUpstream {
                 connected = true;
                 auto r = ok(smtp::Reply{250, "", {"relay.test", "SIZE 100000000", "8BITMIME"}});
                 if (pipelining) r.reply.lines.push_back("PIPELINING");
+                if (chunking) r.reply.lines.push_back("CHUNKING");
                 r.capabilities = std::make_shared<const smtp::EhloCapabilities>(
                     smtp::parse_ehlo_capabilities(r.reply));
                 return r;

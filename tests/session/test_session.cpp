@@ -118,6 +118,95 @@ TEST_CASE("pipelining to the relay: MAIL and the first RCPT in one write, when i
 // the MAIL is answered as soon as the policy passed and goes to the relay
 // with the client's first RCPT, whenever that comes (the transcript
 // upstream-defer-mail.txt shows the conversation).
+TEST_CASE("CHUNKING: a message that ends within the batch goes as one BDAT LAST") {
+    const std::string head =
+        "EHLO client.example\r\nMAIL FROM:<alice@acme.example>\r\n"
+        "RCPT TO:<bob@example.org>\r\nDATA\r\n";
+    using Strings = std::vector<std::string>;
+    // What the relay stores from the message data it was sent.
+    const auto delivered = [](const std::string& received) {
+        const auto at = received.find("X-Relaygate-Verdict: ");
+        REQUIRE(at != std::string::npos);
+        std::string data = received.substr(at);
+        if (!data.ends_with("\r\n.\r\n")) return data;  // BDAT: as is
+        data.resize(data.size() - 3);
+        std::string out;  // un-stuffed: the verdict line never starts with "."
+        for (std::size_t i = 0; i < data.size(); ++i)
+            if (!(data[i] == '.' && i >= 2 && data[i - 1] == '\n' && data[i - 2] == '\r'))
+                out += data[i];
+            else if (i + 1 < data.size() && data[i + 1] == '.')
+                out += data[++i];
+        return out;
+    };
+    SUBCASE("small: no DATA, the content un-stuffed and counted exactly") {
+        Run r;
+        r.upstream.chunking = true;
+        drive(r, {head, stuffed(kMessage) + ".\r\n", "QUIT\r\n"});
+        CHECK(r.upstream.commands ==
+              Strings{"MAIL FROM:<alice@acme.example>\r\n", "RCPT TO:<bob@example.org>\r\n"});
+        CHECK(r.upstream.writes == 0);
+        const auto bdat = r.upstream.received.find("BDAT ");
+        REQUIRE(bdat != std::string::npos);
+        const auto eol = r.upstream.received.find("\r\n", bdat);
+        const std::string content = r.upstream.received.substr(eol + 2);
+        CHECK(r.upstream.received.substr(bdat, eol - bdat) ==
+              "BDAT " + std::to_string(content.size()) + " LAST");
+        CHECK(content.ends_with("\r\n" + kMessage));
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::accepted);
+        CHECK(has(r.client_out, "\r\n250 2.0.0 Ok: queued as ABC123\r\n"));
+    }
+    SUBCASE("too big to hold: DATA once the batch is full, then streamed as before") {
+        std::string big = kMessage;
+        while (big.size() < 3 * SessionMachine::kUpstreamBatch)
+            big += ".a line that starts with a dot, then some text to fill it up\r\n";
+        std::vector<std::string> chunks{head};
+        const std::string data = stuffed(big) + ".\r\n";
+        for (std::size_t at = 0; at < data.size(); at += 4096)
+            chunks.push_back(data.substr(at, 4096));
+        chunks.push_back("QUIT\r\n");
+        Run with, without;
+        with.upstream.chunking = true;
+        drive(with, chunks);
+        drive(without, chunks);
+        CHECK(with.upstream.commands.back() == "DATA\r\n");
+        CHECK_FALSE(has(with.upstream.received, "BDAT "));
+        CHECK(with.upstream.writes > 0);
+        CHECK(delivered(with.upstream.received) == delivered(without.upstream.received));
+        CHECK(delivered(with.upstream.received).ends_with(big));
+        REQUIRE(with.hooks.records.size() == 1);
+        CHECK(with.hooks.records[0].reason == Reason::accepted);
+    }
+    SUBCASE("held too long (a relay idle meanwhile could time out): DATA, then the rest") {
+        const std::string data = stuffed(kMessage) + ".\r\n";
+        const std::size_t half = data.find("Hello Bob.");  // in the body, after the header
+        Run r;
+        r.upstream.chunking = true;
+        // The client pauses before its last read, which ends the data.
+        r.before_chunk = [&r](SessionMachine&, std::size_t i) {
+            if (i == 2) r.hooks.t += SessionMachine::kHoldSeconds;
+        };
+        drive(r, {head, data.substr(0, half), data.substr(half), "QUIT\r\n"});
+        CHECK(r.upstream.commands.back() == "DATA\r\n");
+        CHECK_FALSE(has(r.upstream.received, "BDAT "));
+        CHECK(delivered(r.upstream.received).ends_with("\r\n" + kMessage));
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::accepted);
+    }
+    SUBCASE("refused at the header: nothing of the message goes out, RSET ends it") {
+        Run r;
+        r.upstream.chunking = true;
+        std::string rival = kMessage;
+        rival.replace(rival.find("alice@acme.example"), 18, "eve@rival.example");
+        drive(r, {head, stuffed(rival) + ".\r\n", "QUIT\r\n"});
+        CHECK_FALSE(has(r.upstream.received, "BDAT "));
+        CHECK_FALSE(has(r.upstream.received, "DATA"));
+        CHECK(r.upstream.commands.back() == "RSET\r\n");
+        REQUIRE(r.hooks.records.size() == 1);
+        CHECK(r.hooks.records[0].reason == Reason::from_domain_unauthorized);
+    }
+}
+
 TEST_CASE("deferred MAIL: answered at once, sent with the first RCPT") {
     const std::string mail = "MAIL FROM:<alice@acme.example>\r\n";
     const std::string rcpt = "RCPT TO:<bob@example.org>\r\n";

@@ -229,6 +229,8 @@ void apply_setting(session::Settings& s, const std::string& key, const std::stri
         s.volume.anomalies = v == "on";
     else if (key == "defer_mail")
         s.upstream_defer_mail = v == "on";
+    else if (key == "chunking")
+        s.upstream_chunking = v == "on";
     else if (key == "limits_report_only")
         s.volume.report_only = v == "on";
     else if (key == "recipient_lease")
@@ -598,10 +600,12 @@ class Replay {
                     break;
                 }
                 case TK::upstream_commit:
-                    // The data written with the terminator shows as data lines.
+                    // The data written with the terminator shows as data lines
+                    // (a BDAT LAST, with no terminator: its command line first).
                     write_buf_ += a.data;
                     emit_write_lines();
-                    emit(a.bytes == ".\r\n" ? "U> ." : "U> [commit " + esc(a.bytes) + "]");
+                    if (!a.bytes.empty())
+                        emit(a.bytes == ".\r\n" ? "U> ." : "U> [commit " + esc(a.bytes) + "]");
                     m.on_upstream_result(upstream(a, {}));
                     break;
                 case TK::upstream_abort:
@@ -966,14 +970,19 @@ class Replay {
             (a.then_rcpt ? lines != 2 || !is_mail || line.find("\r\nRCPT TO:<") == std::string::npos
                          : lines != 1))
             violation("a pipelined group other than MAIL + RCPT: " + line);
-        if ((a.kind == TK::upstream_write || a.kind == TK::upstream_commit) &&
+        const bool bdat = a.kind == TK::upstream_commit && a.bytes.empty();
+        if ((a.kind == TK::upstream_write || (a.kind == TK::upstream_commit && !bdat)) &&
             (!relay_data_ || !client_in_data_))
             violation("message data or \".\" outside DATA");
+        if (bdat) check_bdat(a.data);
         if (!r.ok) {
             link_open_ = relay_txn_ = relay_data_ = false;
             return;
         }
-        if (a.kind == TK::upstream_connect) link_open_ = true;
+        if (a.kind == TK::upstream_connect) {
+            link_open_ = true;
+            relay_chunking_ = r.capabilities && r.capabilities->has("CHUNKING");
+        }
         if (is_mail) relay_txn_ = r.reply.positive();
         if (is_rset) relay_txn_ = relay_data_ = false;
         if (is_data) relay_data_ = r.reply.code == 354;
@@ -981,6 +990,24 @@ class Replay {
             commit_ok_ = r.reply.code / 100 == 2;
             relay_txn_ = relay_data_ = false;
         }
+    }
+    // RFC 3030: one BDAT LAST with the whole message, to a relay that offers
+    // CHUNKING, inside a transaction it accepted, with no DATA before it,
+    // while the client is in DATA; its size counts exactly the octets after
+    // its line, and the message starts with our verdict header.
+    void check_bdat(const std::string& data) {
+        if (!relay_chunking_ || !relay_txn_ || relay_data_ || !client_in_data_)
+            violation("BDAT outside a transaction of a relay that offers CHUNKING, or after DATA");
+        const auto eol = data.find("\r\n");
+        std::size_t n = 0;
+        const bool framed = data.starts_with("BDAT ") && eol != std::string::npos &&
+                            data.substr(eol - 5, 5) == " LAST" &&
+                            std::sscanf(data.c_str() + 5, "%zu", &n) == 1 &&
+                            n == data.size() - eol - 2;
+        if (!framed) violation("a commit that is neither \".\" nor one exact BDAT LAST");
+        const std::string verdict = t_.settings.verdict_header + ": ";
+        if (!framed || data.compare(eol + 2, verdict.size(), verdict) != 0)
+            violation("the BDAT message does not start with the verdict header");
     }
     void upstream_event(const Flat&) { link_open_ = relay_txn_ = relay_data_ = false; }
 
@@ -1014,7 +1041,7 @@ class Replay {
     bool fed_command_line_ = false;
     int replies_ = 0;
     bool client_in_data_ = false, commit_ok_ = false;
-    bool link_open_ = false, relay_txn_ = false, relay_data_ = false;
+    bool link_open_ = false, relay_txn_ = false, relay_data_ = false, relay_chunking_ = false;
     std::optional<TK> fault_hit_;
     bool fault_recorded_ = false;
     bool hung_up_ = false;
