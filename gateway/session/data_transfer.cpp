@@ -106,6 +106,7 @@ void DataTransfer::verify_dkim(const std::vector<message::HeaderField>& fields) 
 
 void DataTransfer::finish() {
     dkim_.reset();
+    dkim_seen_ = 0;
     // A 1 MiB message must not leave 1 MiB behind in an idle session:
     // shrink what grew, keep what is small (most sessions send small mail).
     constexpr std::size_t kKeep = 4096;

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "gateway/session/action.hpp"
@@ -26,6 +28,17 @@ enum class Kind {
     refund_limits,
     close,
 };
+
+// A commit's data is one "BDAT <n> LAST" command whose n counts exactly
+// the octets after its line, and the message starts with `first` (RFC 3030).
+inline bool exact_bdat_last(const std::string& data, std::string_view first) {
+    const auto eol = data.find("\r\n");
+    std::size_t n = 0;
+    return data.starts_with("BDAT ") && eol != std::string::npos &&
+           data.compare(eol - 5, 5, " LAST") == 0 &&
+           std::sscanf(data.c_str() + 5, "%zu", &n) == 1 && n == data.size() - eol - 2 &&
+           data.compare(eol + 2, first.size(), first) == 0;
+}
 
 struct Flat {
     Kind kind = Kind::read_client;

@@ -998,16 +998,8 @@ class Replay {
     void check_bdat(const std::string& data) {
         if (!relay_chunking_ || !relay_txn_ || relay_data_ || !client_in_data_)
             violation("BDAT outside a transaction of a relay that offers CHUNKING, or after DATA");
-        const auto eol = data.find("\r\n");
-        std::size_t n = 0;
-        const bool framed = data.starts_with("BDAT ") && eol != std::string::npos &&
-                            data.substr(eol - 5, 5) == " LAST" &&
-                            std::sscanf(data.c_str() + 5, "%zu", &n) == 1 &&
-                            n == data.size() - eol - 2;
-        if (!framed) violation("a commit that is neither \".\" nor one exact BDAT LAST");
-        const std::string verdict = t_.settings.verdict_header + ": ";
-        if (!framed || data.compare(eol + 2, verdict.size(), verdict) != 0)
-            violation("the BDAT message does not start with the verdict header");
+        if (!session::testing::exact_bdat_last(data, t_.settings.verdict_header + ": "))
+            violation("not one exact BDAT LAST starting with the verdict header");
     }
     void upstream_event(const Flat&) { link_open_ = relay_txn_ = relay_data_ = false; }
 
