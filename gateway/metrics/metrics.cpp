@@ -18,9 +18,11 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
+#include <vector>
 
 namespace relaygate::metrics {
 
@@ -88,6 +90,38 @@ class FixedCounters {
     prometheus::Family<Counter>* family_;
     std::string label_;
     std::vector<Child> children_;
+};
+
+// The children of a family with one label whose values are known at start,
+// each made at its first use (a series appears when it first counts, as
+// with ChildCache) and then found without a lock, a string or a hash: a
+// few of these are on the data path several times per message.
+template <class T>
+class LazyChildren {
+  public:
+    using Make = std::function<T&(std::string_view)>;
+    LazyChildren(std::initializer_list<std::string_view> values, Make make)
+        : values_(values), children_(values_.size()), make_(std::move(make)) {}
+
+    T& operator[](std::string_view value) {
+        for (std::size_t i = 0; i < values_.size(); ++i) {
+            if (values_[i] != value) continue;
+            if (T* c = children_[i].load(std::memory_order_acquire)) return *c;
+            std::lock_guard lock(mutex_);
+            T* c = children_[i].load(std::memory_order_relaxed);
+            if (!c) children_[i].store(c = &make_(value), std::memory_order_release);
+            return *c;
+        }
+        // A value not given at start still counts, the slow way (the family
+        // hands out the child it already has for the same labels).
+        return make_(value);
+    }
+
+  private:
+    std::vector<std::string_view> values_;  // literals
+    std::vector<std::atomic<T*>> children_;
+    std::mutex mutex_;
+    Make make_;
 };
 
 // The counters labelled by tenant, by tenant, so that a tenant's series can
@@ -192,6 +226,14 @@ struct Metrics::Impl {
                                                   .Name("relaygate_decision_duration_seconds")
                                                   .Help("Policy evaluation time by decision point")
                                                   .Register(registry);
+    LazyChildren<Counter> reply_classes{{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"},
+                                        [this](std::string_view c) -> Counter& {
+                                            return replies.Add({{"class", std::string(c)}});
+                                        }};
+    LazyChildren<Histogram> decision_points{
+        {"mail_from", "header", "end_of_data"}, [this](std::string_view p) -> Histogram& {
+            return decision.Add({{"point", std::string(p)}}, kFastBuckets);
+        }};
     prometheus::Family<Histogram>& upstream_connect =
         BuildHistogram()
             .Name("relaygate_upstream_connect_duration_seconds")
@@ -202,6 +244,11 @@ struct Metrics::Impl {
             .Name("relaygate_upstream_reply_duration_seconds")
             .Help("Upstream reply latency by command")
             .Register(registry);
+    LazyChildren<Histogram> upstream_commands{
+        {"greeting", "ehlo", "starttls", "xclient", "mail", "rcpt", "data", "dot", "rset"},
+        [this](std::string_view c) -> Histogram& {
+            return upstream_reply.Add({{"command", std::string(c)}}, kNetBuckets);
+        }};
     prometheus::Family<Counter>& upstream_errors =
         BuildCounter()
             .Name("relaygate_upstream_errors_total")
@@ -554,25 +601,14 @@ std::size_t Metrics::retain_tenants(const std::function<bool(std::string_view)>&
 }
 
 void Metrics::smtp_reply(int code) {
-    static const char* kClass[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    static constexpr std::string_view kClass[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"};
     int c = code / 100;
     if (c < 0 || c > 5) c = 0;
-    impl_->counters
-        .get(std::string("rp\0") + kClass[c],
-             [&]() -> Counter& {
-                 return impl_->replies.Add({{"class", kClass[c]}});
-             })
-        .Increment();
+    impl_->reply_classes[kClass[c]].Increment();
 }
 
 void Metrics::decision_latency(std::string_view point, double seconds) {
-    const std::string p(point);
-    impl_->histograms
-        .get("dc\0" + p,
-             [&]() -> Histogram& {
-                 return impl_->decision.Add({{"point", p}}, kFastBuckets);
-             })
-        .Observe(seconds);
+    impl_->decision_points[point].Observe(seconds);
 }
 
 void Metrics::upstream_connect_latency(double seconds) {
@@ -582,13 +618,7 @@ void Metrics::upstream_connect_latency(double seconds) {
 }
 
 void Metrics::upstream_reply_latency(std::string_view command, double seconds) {
-    const std::string c(command);
-    impl_->histograms
-        .get("ur\0" + c,
-             [&]() -> Histogram& {
-                 return impl_->upstream_reply.Add({{"command", c}}, kNetBuckets);
-             })
-        .Observe(seconds);
+    impl_->upstream_commands[command].Observe(seconds);
 }
 
 void Metrics::upstream_error(std::string_view kind) {

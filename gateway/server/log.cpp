@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,14 +34,27 @@ void append_rfc3339(std::string& out) {
     using namespace std::chrono;
     const auto now = system_clock::now();
     const std::time_t t = system_clock::to_time_t(now);
-    const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[64];
-    const int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                                tm.tm_sec, static_cast<int>(ms));
-    out.append(buf, static_cast<std::size_t>(std::max(n, 0)));
+    const auto ms =
+        static_cast<int>(duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000);
+    // The date and time to the second change once a second: formatted then,
+    // by each thread for itself.
+    thread_local std::time_t second = -1;
+    thread_local char prefix[48];
+    thread_local std::size_t prefix_len = 0;
+    if (t != second) {
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        const int n = std::snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d.",
+                                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                    tm.tm_min, tm.tm_sec);
+        prefix_len =
+            static_cast<std::size_t>(std::clamp(n, 0, static_cast<int>(sizeof prefix) - 1));
+        second = t;
+    }
+    out.append(prefix, prefix_len);
+    const char millis[] = {static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                           static_cast<char>('0' + ms % 10), 'Z'};
+    out.append(millis, sizeof millis);
 }
 
 std::string now_rfc3339() {
@@ -164,6 +179,22 @@ void Logger::flush_audit() {
     t.pending.clear();
 }
 
+namespace {
+
+// Printable ASCII but the quote and the backslash: written as it is.
+constexpr auto kPlain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x80; ++c)
+        t[c] = c != '"' && c != '\\';
+    return t;
+}();
+
+bool is_plain(char ch) {
+    return kPlain[static_cast<unsigned char>(ch)];
+}
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
     static constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
     static constexpr char kHex[] = "0123456789abcdef";
@@ -171,6 +202,12 @@ void append_json_string(std::string& out, std::string_view s) {
     const std::size_t n = s.size();
     std::size_t i = 0;
     while (i < n) {
+        // A run of printable ASCII that needs no escape goes in one append.
+        std::size_t plain = i;
+        while (plain < n && is_plain(s[plain]))
+            ++plain;
+        out.append(s.data() + i, plain - i);
+        if ((i = plain) == n) break;
         const auto c = static_cast<unsigned char>(s[i]);
         if (c < 0x80) {
             switch (c) {
@@ -280,8 +317,9 @@ AuditLine& AuditLine::field(std::string_view key, bool value) {
 AuditLine& AuditLine::field(std::string_view key, double value) {
     key_(key);
     if (!std::isfinite(value)) return number("null");
-    fmt::format_to(std::back_inserter(buf_), "{}", value);
-    return *this;
+    char text[32];  // the shortest text that reads back as `value`
+    const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+    return number(std::string_view(text, static_cast<std::size_t>(end - text)));
 }
 
 void AuditLine::write() {

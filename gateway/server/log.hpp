@@ -6,6 +6,7 @@
 // never throws into the data path.
 #pragma once
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -66,7 +67,9 @@ class AuditLine {
     template <std::integral T>
     requires(!std::same_as<T, bool>) AuditLine& field(std::string_view key, T value) {
         key_(key);
-        return number(std::to_string(value));
+        char text[24];
+        const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+        return number(std::string_view(text, static_cast<std::size_t>(end - text)));
     }
     AuditLine& field(std::string_view key, double value);  // NaN and infinities: null
     void write();

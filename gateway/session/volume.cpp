@@ -25,14 +25,20 @@ void VolumeAsk::mark_seen(const std::string& tenant, std::string_view kind, std:
                           const VolumeSettings& s) {
     if (!s.anomalies || !s.first_seen || tenant.empty() || what.empty()) return;
     // The whole key carries the tenant's hash tag, like its limits.
-    request.first_seen.push_back(fmt::format("seen:{{{}}}:{}:{}", tenant, kind, what));
+    std::string key;  // "seen:{tenant}:kind:what", in one allocation
+    key.reserve(tenant.size() + kind.size() + what.size() + sizeof "seen:{}::");
+    key.append("seen:{").append(tenant).append("}:").append(kind).append(":").append(what);
+    request.first_seen.push_back(std::move(key));
     request.first_seen_ttl = s.first_seen_ttl;
     seen_kinds.emplace_back(kind == "net" ? "first_seen_network" : "first_seen_domain");
     seen_what.push_back(std::move(what));
 }
 
 std::string volume_key(std::string_view tenant) {
-    return fmt::format("vol:{{{}}}", tenant);
+    std::string key;
+    key.reserve(tenant.size() + sizeof "vol:{}");
+    key.append("vol:{").append(tenant).append("}");
+    return key;
 }
 
 std::string client_network(const policy::IpAddress& ip) {

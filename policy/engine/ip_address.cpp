@@ -3,7 +3,6 @@
 #include "policy/engine/ip_address.hpp"
 
 #include <arpa/inet.h>
-#include <fmt/core.h>
 
 #include <charconv>
 
@@ -75,13 +74,26 @@ IpAddress IpAddress::masked(unsigned prefix_len) const {
 }
 
 std::string IpAddress::to_string() const {
-    char buf[INET6_ADDRSTRLEN];
-    if (is_v4()) {
-        inet_ntop(AF_INET, bytes_.data(), buf, sizeof buf);
-    } else {
+    std::string out;
+    append_to(out);
+    return out;
+}
+
+void IpAddress::append_to(std::string& out) const {
+    if (!is_v4()) {
+        char buf[INET6_ADDRSTRLEN];
         inet_ntop(AF_INET6, bytes_.data(), buf, sizeof buf);
+        out += buf;
+        return;
     }
-    return buf;
+    // Dotted decimal, as inet_ntop writes it (on the data path, per message).
+    char buf[sizeof "255.255.255.255"];
+    char* p = buf;
+    for (int i = 0; i < 4; ++i) {
+        if (i) *p++ = '.';
+        p = std::to_chars(p, buf + sizeof buf, bytes_[i]).ptr;
+    }
+    out.append(buf, p);
 }
 
 bool Cidr::contains(const IpAddress& ip) const {
@@ -94,7 +106,17 @@ bool Cidr::overlaps(const Cidr& other) const {
 }
 
 std::string Cidr::to_string() const {
-    return fmt::format("{}/{}", address.to_string(), prefix_len);
+    std::string out;
+    append_to(out);
+    return out;
+}
+
+void Cidr::append_to(std::string& out) const {
+    address.append_to(out);
+    char len[4];
+    const auto end = std::to_chars(len, len + sizeof len, prefix_len).ptr;
+    out += '/';
+    out.append(len, end);
 }
 
 std::string_view to_string(CidrError e) {

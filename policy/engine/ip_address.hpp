@@ -34,6 +34,7 @@ class IpAddress {
     // The address with every bit from `prefix_len` on cleared.
     IpAddress masked(unsigned prefix_len) const;
     std::string to_string() const;
+    void append_to(std::string& out) const;  // to_string(), appended (IPv4 without libc)
 
     friend bool operator==(const IpAddress&, const IpAddress&) = default;
     friend std::strong_ordering operator<=>(const IpAddress&, const IpAddress&) = default;
@@ -49,7 +50,8 @@ struct Cidr {
 
     bool contains(const IpAddress& ip) const;
     bool overlaps(const Cidr& other) const;
-    std::string to_string() const;
+    std::string to_string() const;  // "192.0.2.0/24"
+    void append_to(std::string& out) const;
     friend bool operator==(const Cidr&, const Cidr&) = default;
 };
 

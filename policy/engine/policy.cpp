@@ -258,30 +258,11 @@ typename FlatStringMap<V>::Ref find_fingerprint(const FlatStringMap<V>& index,
     return index.find(std::string_view(buf, fp.size()));
 }
 
-void append_decimal(std::string& out, unsigned v) {
-    char buf[10];
-    std::size_t n = 0;
-    do {
-        buf[n++] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0)
-        out += buf[--n];
-}
-
-// "network " + cidr.to_string(), without fmt and inet_ntop for IPv4.
 std::string network_detail(const Cidr& cidr) {
-    if (!cidr.address.is_v4()) return "network " + cidr.to_string();
     std::string out;
     out.reserve(sizeof "network 255.255.255.255/32");  // one allocation, not a regrowth
     out = "network ";
-    const auto& b = cidr.address.bytes();
-    for (int i = 0; i < 4; ++i) {
-        if (i) out += '.';
-        append_decimal(out, b[i]);
-    }
-    out += '/';
-    append_decimal(out, cidr.prefix_len);
+    cidr.append_to(out);
     return out;
 }
 

@@ -10,14 +10,17 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using relaygate::server::append_json_string;
@@ -123,6 +126,47 @@ TEST_CASE("a line parses back with its fields in call order") {
     CHECK(text.starts_with("{\"ts\":\""));
     CHECK(text.find("\"log\":\"audit\",\"type\":\"transaction\",\"session\":\"s-1\",\"reply\"") !=
           std::string::npos);
+}
+
+TEST_CASE("the time stamp is RFC 3339 UTC with milliseconds, and follows the clock") {
+    // Seconds since the epoch of "YYYY-MM-DDTHH:MM:SS.mmmZ"; -1 when the
+    // text is not exactly that.
+    auto parse = [](const std::string& ts) -> double {
+        if (ts.size() != 24 || ts[4] != '-' || ts[7] != '-' || ts[10] != 'T' || ts[13] != ':' ||
+            ts[16] != ':' || ts[19] != '.' || ts[23] != 'Z')
+            return -1;
+        for (std::size_t i : {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22})
+            if (ts[i] < '0' || ts[i] > '9') return -1;
+        std::tm tm{};
+        tm.tm_year = std::stoi(ts.substr(0, 4)) - 1900;
+        tm.tm_mon = std::stoi(ts.substr(5, 2)) - 1;
+        tm.tm_mday = std::stoi(ts.substr(8, 2));
+        tm.tm_hour = std::stoi(ts.substr(11, 2));
+        tm.tm_min = std::stoi(ts.substr(14, 2));
+        tm.tm_sec = std::stoi(ts.substr(17, 2));
+        return static_cast<double>(timegm(&tm)) + std::stoi(ts.substr(20, 3)) / 1000.0;
+    };
+    auto now = [] {
+        return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    };
+    TempAudit audit;
+    const double before = now();
+    AuditLine("connection").field("n", 1).write();
+    // The date and time to the second are formatted once a second: a line
+    // in a later second must not get the earlier one's.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    AuditLine("connection").field("n", 2).write();
+    const double after = now();
+    std::istringstream lines(read_all(audit.path));
+    std::string first, second;
+    REQUIRE(std::getline(lines, first));
+    REQUIRE(std::getline(lines, second));
+    const double t1 = parse(nlohmann::json::parse(first)["ts"]);
+    const double t2 = parse(nlohmann::json::parse(second)["ts"]);
+    CHECK(t1 >= before - 0.001);
+    CHECK(t2 <= after + 0.001);
+    CHECK(t2 - t1 >= 1.099);
 }
 
 TEST_CASE("batched lines wait for the posted flush; without batching each is written at once") {
