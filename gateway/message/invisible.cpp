@@ -3,6 +3,7 @@
 // written out by hand; the check must not depend on the process locale.
 #include "gateway/message/invisible.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -71,6 +72,10 @@ std::size_t decode(std::string_view s, std::size_t i, char32_t& cp) {
 }  // namespace
 
 bool is_invisible(char32_t cp) {
+    // ASCII, the common case, is below every range: no walk of the table.
+    static_assert(std::all_of(kInvisible.begin(), kInvisible.end(),
+                              [](Range r) { return r.lo >= kInvisible.front().lo; }));
+    if (cp < kInvisible.front().lo) return false;
     for (const auto& r : kInvisible)
         if (cp >= r.lo && cp <= r.hi) return true;
     return false;

@@ -3,7 +3,16 @@
 // whether its last octet was a CR.
 #include "gateway/smtp/line_framer.hpp"
 
+#include <algorithm>
+
 namespace relaygate::smtp {
+namespace {
+
+bool is_ordinary(char c) {
+    return c != '\r' && c != '\n' && c != '\0';
+}
+
+}  // namespace
 
 std::string_view to_string(LineError e) {
     switch (e) {
@@ -50,6 +59,18 @@ LineEvent LineFramer::feed(std::string_view input) {
     }
     std::size_t start = 0;  // where the current line begins in `input`
     for (std::size_t i = 0; i < input.size(); ++i) {
+        if (!pending_cr_) {
+            // Octets that are neither CR, LF nor NUL need nothing but
+            // counting, as long as the line still fits with its CRLF (or
+            // is being skipped anyway): taken as a run.
+            const std::size_t room = max_ - 2 > line_octets_ ? max_ - 2 - line_octets_ : 0;
+            const std::size_t end = skipping_ ? input.size() : std::min(input.size(), i + room);
+            const std::size_t from = i;
+            while (i < end && is_ordinary(input[i]))
+                ++i;
+            line_octets_ += i - from;
+            if (i == input.size()) break;
+        }
         const auto c = static_cast<unsigned char>(input[i]);
         ++line_octets_;
         if (pending_cr_) {

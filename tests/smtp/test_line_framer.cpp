@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,85 @@ std::vector<std::string> run_whole(std::string_view in, std::size_t max = kMaxCo
     LineFramer f(max);
     return run(f, {std::string(in)});
 }
+
+// The framer as it was before it took ordinary octets in runs: every
+// octet on its own. The fast path must give the same events, consumed
+// counts and buffered() for any input split anywhere.
+class OctetByOctet {
+  public:
+    explicit OctetByOctet(std::size_t max) : max_(max < 3 ? 3 : max) {}
+    std::size_t buffered() const { return line_octets_; }
+    LineEvent feed(std::string_view input) {
+        if (release_) {
+            buf_.clear();
+            release_ = false;
+        }
+        std::size_t start = 0;
+        for (std::size_t i = 0; i < input.size(); ++i) {
+            const auto c = static_cast<unsigned char>(input[i]);
+            ++line_octets_;
+            if (pending_cr_) {
+                pending_cr_ = false;
+                if (c == '\n') {
+                    if (!skipping_) return finish(input, start, i + 1);
+                    skipping_ = false;
+                    line_octets_ = 0;
+                    start = i + 1;
+                    continue;
+                }
+                note(LineError::bare_cr);
+            }
+            if (c == '\r')
+                pending_cr_ = true;
+            else if (c == '\n')
+                note(LineError::bare_lf);
+            else if (c == '\0')
+                note(LineError::nul);
+            if (!skipping_ && line_octets_ + (pending_cr_ ? 1 : 2) > max_) {
+                note(LineError::too_long);
+                LineEvent ev{LineEvent::Kind::error, i + 1, {}, *error_};
+                error_.reset();
+                skipping_ = true;
+                return ev;
+            }
+        }
+        if (!error_ && !skipping_) buf_.append(input.substr(start));
+        return LineEvent{LineEvent::Kind::need_more, input.size(), {}, LineError::too_long};
+    }
+
+  private:
+    void note(LineError e) {
+        if (skipping_) return;
+        if (!error_) error_ = e;
+        buf_.clear();
+    }
+    LineEvent finish(std::string_view input, std::size_t start, std::size_t end) {
+        LineEvent ev;
+        ev.consumed = end;
+        line_octets_ = 0;
+        if (error_) {
+            ev.kind = LineEvent::Kind::error;
+            ev.error = *error_;
+            error_.reset();
+            buf_.clear();
+            return ev;
+        }
+        ev.kind = LineEvent::Kind::line;
+        if (buf_.empty()) {
+            ev.line = input.substr(start, end - 2 - start);
+        } else {
+            buf_.append(input.substr(start, end - start));
+            ev.line = std::string_view(buf_).substr(0, buf_.size() - 2);
+            release_ = true;
+        }
+        return ev;
+    }
+    std::size_t max_;
+    std::string buf_;
+    std::size_t line_octets_ = 0;
+    bool pending_cr_ = false, release_ = false, skipping_ = false;
+    std::optional<LineError> error_;
+};
 
 struct Golden {
     std::string in;
@@ -191,4 +272,45 @@ TEST_CASE("set_max_line_length applies and is clamped") {
     f.set_max_line_length(kMaxTextLine);
     auto ev = f.feed(std::string(900, 'q') + "\r\n");
     CHECK(ev.kind == LineEvent::Kind::line);
+}
+
+TEST_CASE(
+    "runs of ordinary octets: the same events as octet by octet, for random input and splits") {
+    std::mt19937 rng(20261207);
+    const char alphabet[] = {'a', 'b', 'c', 'd', '\r', '\n', '\0', 'e'};
+    for (int round = 0; round < 20000; ++round) {
+        const std::size_t max = 3 + rng() % 12;
+        std::string in;
+        const std::size_t len = rng() % 60;
+        for (std::size_t i = 0; i < len; ++i) {
+            // Mostly ordinary octets, often CRLF, sometimes a lone CR, LF or NUL.
+            const unsigned r = rng() % 16;
+            if (r < 10)
+                in += alphabet[rng() % 4];
+            else if (r < 14)
+                in += "\r\n";
+            else
+                in += alphabet[4 + rng() % 4];
+        }
+        LineFramer fast(max);
+        OctetByOctet slow(max);
+        std::size_t at = 0;
+        while (at < in.size()) {
+            const std::size_t piece = 1 + rng() % (in.size() - at);
+            std::string_view a(in.data() + at, piece), b = a;
+            at += piece;
+            for (;;) {
+                CAPTURE(round);
+                const LineEvent x = fast.feed(a), y = slow.feed(b);
+                REQUIRE(static_cast<int>(x.kind) == static_cast<int>(y.kind));
+                REQUIRE(x.consumed == y.consumed);
+                REQUIRE(fast.buffered() == slow.buffered());
+                if (x.kind == LineEvent::Kind::line) REQUIRE(x.line == y.line);
+                if (x.kind == LineEvent::Kind::error) REQUIRE(x.error == y.error);
+                a.remove_prefix(x.consumed);
+                b.remove_prefix(y.consumed);
+                if (x.kind == LineEvent::Kind::need_more) break;
+            }
+        }
+    }
 }
