@@ -1,7 +1,13 @@
 // Tests for IpAddress, Cidr parsing and the longest-prefix CidrIndex.
 #include "policy/engine/ip_address.hpp"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+
+#include <array>
+#include <random>
+#include <string>
+#include <vector>
 
 #include "policy/engine/cidr_index.hpp"
 
@@ -16,6 +22,29 @@ TEST_CASE("addresses parse and print") {
     CHECK_FALSE(IpAddress::parse("[::1]"));
     CHECK_FALSE(IpAddress::parse("fe80::1%eth0"));
     CHECK_FALSE(IpAddress::parse(std::string(100, '1')));
+}
+
+TEST_CASE("IPv4 prints as inet_ntop does, for edge and random addresses; networks append") {
+    std::mt19937 rng(7);
+    std::vector<std::array<unsigned, 4>> cases{
+        {0, 0, 0, 0}, {255, 255, 255, 255}, {10, 0, 0, 1}, {1, 22, 100, 9}};
+    auto octet = [&rng] { return static_cast<unsigned>(rng() % 256); };
+    for (int i = 0; i < 2000; ++i)
+        cases.push_back({octet(), octet(), octet(), octet()});
+    for (const auto& b : cases) {
+        const unsigned char raw[4] = {
+            static_cast<unsigned char>(b[0]), static_cast<unsigned char>(b[1]),
+            static_cast<unsigned char>(b[2]), static_cast<unsigned char>(b[3])};
+        char expected[INET_ADDRSTRLEN];
+        REQUIRE(inet_ntop(AF_INET, raw, expected, sizeof expected));
+        auto ip = IpAddress::parse(expected);
+        REQUIRE(ip);
+        CHECK(ip->to_string() == expected);
+    }
+    std::string out = "network ";
+    parse_cidr("198.51.100.0/24").cidr->append_to(out);
+    parse_cidr("2001:db8::/32").cidr->append_to(out);
+    CHECK(out == "network 198.51.100.0/242001:db8::/32");
 }
 
 TEST_CASE("IPv4-mapped IPv6 is the IPv4 address") {
