@@ -17,7 +17,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <iterator>
 #include <mutex>
 
 #include "gateway/server/journal_stream.hpp"
