@@ -308,7 +308,7 @@ void SessionMachine::handle_line(std::string_view line, std::size_t line_start) 
         error_reply(smtp::reason(parsed.error()));
         return;
     }
-    smtp::Command cmd = std::move(parsed).value();
+    smtp::Command& cmd = *parsed;
     using smtp::Verb;
     switch (cmd.verb) {
         case Verb::ehlo:
@@ -339,7 +339,7 @@ void SessionMachine::handle_line(std::string_view line, std::size_t line_start) 
             handle_mail(std::move(cmd));
             return;
         case Verb::rcpt:
-            handle_rcpt(std::move(cmd));
+            handle_rcpt(cmd);
             return;
         case Verb::data:
             handle_data();
@@ -389,7 +389,7 @@ smtp::ParseOptions SessionMachine::parse_options() const {
     return opts;
 }
 
-void SessionMachine::handle_mail(smtp::Command cmd) {
+void SessionMachine::handle_mail(smtp::Command&& cmd) {
     if (!helo_ || txn_.active) {
         error_reply(Reason::bad_sequence);
         return;
@@ -409,7 +409,7 @@ void SessionMachine::handle_mail(smtp::Command cmd) {
     }
     // A reload since the last transaction applies from this one on.
     if (auto current = hooks_.current_policy()) policy_ = std::move(current);
-    txn_ = {};
+    reset_transaction();
     txn_.started = hooks_.now();
     txn_.envelope.null_sender = cmd.path.null;
     txn_.envelope.domain = cmd.path.domain;
@@ -517,7 +517,7 @@ void SessionMachine::mail_failed(const smtp::Reply& reply, Reason reason) {
     if (rcpt_owed && stage_ != Stage::closed) error_reply(Reason::bad_sequence);
 }
 
-void SessionMachine::handle_rcpt(smtp::Command cmd) {
+void SessionMachine::handle_rcpt(const smtp::Command& cmd) {
     if (!txn_.active) {
         error_reply(Reason::bad_sequence);
         return;
@@ -602,7 +602,7 @@ void SessionMachine::on_tls_result(bool ok, const policy::ConnectionFacts& facts
     tls_ = true;
     helo_ = false;
     client_helo_.clear();
-    txn_ = {};
+    reset_transaction();
     in_.clear();
     in_pos_ = 0;
     framer_.reset();
@@ -949,9 +949,8 @@ bool SessionMachine::check_volume(LimitsFor point) {
     if (ask.empty()) return false;
     txn_.limits_for = point;
     // The request goes to the store; what its parts mean stays here.
-    act::CheckLimits check{std::move(ask.request)};
     txn_.ask = std::move(ask);
-    await(std::move(check), Pending::limits);
+    await(act::CheckLimits{std::move(txn_.ask.request)}, Pending::limits);
     return true;
 }
 
@@ -1139,14 +1138,14 @@ void SessionMachine::on_upstream_result(UpstreamResult r) {
                 rcpt.ok = true;
                 rcpt.reply = std::move(*r.rcpt_reply);
                 screen_upstream_reply(Pending::rcpt, rcpt);
-                on_rcpt_result(std::move(rcpt));
+                on_rcpt_result(rcpt);
             } else if (!txn_.pipelined_rcpt.empty()) {
                 // A fresh connection to a relay without PIPELINING.
                 command(Pending::rcpt, std::exchange(txn_.pipelined_rcpt, {}));
             }
             return;
         case Pending::rcpt:
-            on_rcpt_result(std::move(r));
+            on_rcpt_result(r);
             return;
         case Pending::data:
             if (!r.ok)
@@ -1214,7 +1213,7 @@ void SessionMachine::screen_upstream_reply(Pending p, UpstreamResult& r) {
     if (!r.ok) enter(Link::closed);
 }
 
-void SessionMachine::on_rcpt_result(UpstreamResult r) {
+void SessionMachine::on_rcpt_result(const UpstreamResult& r) {
     txn_.pipelined_rcpt.clear();
     if (!r.ok) {
         // The relay is gone and took the transaction with it.
@@ -1280,7 +1279,7 @@ void SessionMachine::finish_transaction(const smtp::Reply& r, Reason reason, std
     if (r.code >= 400) ++errors_;
     reply(r);
     refund_lease();
-    txn_ = {};
+    reset_transaction();
     release_buffers();
     if (errors_ >= settings_.limits.max_errors && stage_ != Stage::closed) {
         reply(Reason::too_many_errors);
@@ -1295,7 +1294,7 @@ void SessionMachine::abandon_transaction(Reason reason) {
                                                          : "mail_from";
     record_transaction(smtp::make_reply(reason), reason, stage, {});
     refund_lease();
-    txn_ = {};
+    reset_transaction();
     release_buffers();
 }
 
@@ -1350,11 +1349,6 @@ void SessionMachine::error_reply(Reason r) {
         }
         close_session();
     }
-}
-
-void SessionMachine::await(Action a, Pending p) {
-    enter(p);
-    push(std::move(a));
 }
 
 void SessionMachine::command(Pending p, std::string line) {

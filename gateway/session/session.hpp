@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "gateway/common/reason.hpp"
@@ -279,6 +281,13 @@ class SessionMachine {
         std::string upstream_out;
         double held_since = 0;  // when the message began to be held (Phase::holding)
     };
+    // A fresh transaction in place: no temporary to build, move from and
+    // destroy, which cost more than the rest of a MAIL command.
+    void reset_transaction() {
+        static_assert(std::is_nothrow_default_constructible_v<Transaction>);
+        std::destroy_at(&txn_);
+        std::construct_at(&txn_);
+    }
 
     void step();
     // Writes the held message data now (UpstreamWrite), if there is any.
@@ -293,7 +302,7 @@ class SessionMachine {
     // `line_start`: where the line began in in_ (read again when a held
     // MAIL has to go alone first).
     void handle_line(std::string_view line, std::size_t line_start);
-    void handle_mail(smtp::Command cmd);
+    void handle_mail(smtp::Command&& cmd);
     void decide_mail_from();
     void proceed_mail_from();
     // Asks the store about the transaction's limits at `point`; false when
@@ -308,7 +317,7 @@ class SessionMachine {
     void handle_auth_response(std::string_view line);
     void sasl_step(SaslExchange::Step step);
     bool auth_offered() const;
-    void handle_rcpt(smtp::Command cmd);
+    void handle_rcpt(const smtp::Command& cmd);
     void handle_data();
     void send_upstream_mail();
     // The next client line is a RCPT, complete in the input: a MAIL may wait
@@ -324,7 +333,7 @@ class SessionMachine {
     // and the one a pipelined RCPT gets after it (503, as without pipelining).
     void mail_failed(const smtp::Reply& reply, Reason reason);
     // The relay's reply to a RCPT.
-    void on_rcpt_result(UpstreamResult r);
+    void on_rcpt_result(const UpstreamResult& r);
     // A reply the relay must not send in this state becomes a lost connection.
     void screen_upstream_reply(Pending p, UpstreamResult& r);
     smtp::ParseOptions parse_options() const;
@@ -360,9 +369,17 @@ class SessionMachine {
     void send_reply(int code, std::string formatted);
     void reply(Reason r);
     void error_reply(Reason r);
-    void push(Action a) { actions_.push_back(std::move(a)); }
+    // Built in place in actions_ from the action type (no Action to move).
+    template <class A>
+    void push(A&& a) {
+        actions_.emplace_back(std::forward<A>(a));
+    }
     // An action whose result the machine then waits for.
-    void await(Action a, Pending p);
+    template <class A>
+    void await(A&& a, Pending p) {
+        enter(p);
+        push(std::forward<A>(a));
+    }
     void command(Pending p, std::string line);
     void close_session();
     void append_verdict_header(std::string& out) const;
