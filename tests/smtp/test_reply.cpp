@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 using namespace relaygate;
 using namespace relaygate::smtp;
@@ -65,4 +68,53 @@ TEST_CASE("is_enhanced_code (RFC 3463 2)") {
     for (const char* bad : {"", "2.0", "3.0.0", "1.0.0", "6.0.0", "2.0.0.", "2..0", "2.0000.0",
                             "2.0.1000", "2.a.0", " 2.0.0", "2.0.0 ", "20.0.0"})
         CHECK_FALSE(is_enhanced_code(bad));
+}
+
+TEST_CASE("ReplyLines: a sequence of strings, the first line held apart") {
+    ReplyLines lines;
+    CHECK(lines.empty());
+    CHECK(lines.size() == 0);
+    CHECK(lines.begin() == lines.end());
+    lines.push_back("first");
+    CHECK_FALSE(lines.empty());
+    CHECK(lines.size() == 1);
+    CHECK(&lines.front() == &lines.back());
+    lines.emplace_back(std::string_view("second"));
+    lines.push_back("third");
+    CHECK(lines.size() == 3);
+    CHECK(lines[0] == "first");
+    CHECK(lines[1] == "second");
+    CHECK(lines.back() == "third");
+    CHECK(std::vector<std::string>(lines.begin(), lines.end()) ==
+          std::vector<std::string>{"first", "second", "third"});
+    std::vector<std::string> seen;
+    for (auto& l : lines)
+        seen.push_back(l + "!");
+    CHECK(seen == std::vector<std::string>{"first!", "second!", "third!"});
+
+    // Copies compare equal; a moved-from list is empty and equals an empty one.
+    ReplyLines copy = lines;
+    CHECK(copy == lines);
+    copy[1] = "changed";
+    CHECK_FALSE(copy == lines);
+    ReplyLines moved = std::move(lines);
+    CHECK(moved.size() == 3);
+    CHECK(lines.empty());  // NOLINT(bugprone-use-after-move): what a move leaves is the point
+    CHECK(lines == ReplyLines{});
+    lines.push_back("again");
+    CHECK(lines.size() == 1);
+    CHECK(lines[0] == "again");
+    ReplyLines assigned;
+    assigned.push_back("old");
+    assigned = std::move(moved);
+    CHECK(assigned.size() == 3);
+    CHECK(moved.empty());  // NOLINT(bugprone-use-after-move)
+    assigned.clear();
+    CHECK(assigned.empty());
+    CHECK(assigned == ReplyLines{});
+    // One empty line is not no line (format_reply writes "250" for both,
+    // but the parser's replies compare by their lines).
+    CHECK_FALSE(ReplyLines{""} == ReplyLines{});
+    CHECK(Reply{250, "2.0.0", {"a", "b"}} == Reply{250, "2.0.0", {"a", "b"}});
+    CHECK_FALSE(Reply{250, "2.0.0", {"a", "b"}} == Reply{250, "2.0.0", {"a"}});
 }
