@@ -22,7 +22,10 @@ Unexpected<E> unexpected(E e) {
 template <class T, class E>
 class [[nodiscard]] Result {
   public:
-    Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+    // Two overloads rather than one by value: a by-value parameter would
+    // cost one more move of T on every `return value;`.
+    Result(T&& value) : v_(std::in_place_index<0>, std::move(value)) {}
+    Result(const T& value) : v_(std::in_place_index<0>, value) {}
     Result(Unexpected<E> e) : v_(std::in_place_index<1>, std::move(e.error)) {}
 
     bool ok() const noexcept { return v_.index() == 0; }
