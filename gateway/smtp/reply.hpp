@@ -62,6 +62,7 @@ class ReplyLines {
     ReplyLines& operator=(ReplyLines&& o) noexcept {
         first_ = std::move(o.first_);
         rest_ = std::move(o.rest_);
+        o.rest_.clear();  // a vector moved from by assignment need not be empty
         has_first_ = std::exchange(o.has_first_, false);
         return *this;
     }

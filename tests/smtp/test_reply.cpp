@@ -109,6 +109,10 @@ TEST_CASE("ReplyLines: a sequence of strings, the first line held apart") {
     assigned = std::move(moved);
     CHECK(assigned.size() == 3);
     CHECK(moved.empty());  // NOLINT(bugprone-use-after-move)
+    moved.push_back("x");  // a list moved from is used again from empty
+    moved.push_back("y");
+    CHECK(std::vector<std::string>(moved.begin(), moved.end()) ==
+          std::vector<std::string>{"x", "y"});
     assigned.clear();
     CHECK(assigned.empty());
     CHECK(assigned == ReplyLines{});
